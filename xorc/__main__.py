@@ -1,0 +1,5 @@
+"""`python -m xorc`."""
+
+from xorc.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The library API behind every command: compress, inspect, decompress, verify."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from xorc.config import CompressOptions
+from xorc.decode import rebuild_model
+from xorc.errors import UsageError
+from xorc.format import atomic_write, read_bytes, read_file, v1
+from xorc.pipeline import compress_model
+from xorc.report import Summary, summarize
+from xorc.verify import VerifyReport, check_bit_exact, verify_container
+
+PathLike = str | os.PathLike[str]
+
+
+def _check_output(inputs: list[PathLike | None], out: PathLike) -> None:
+    out_path = Path(out).resolve()
+    for p in inputs:
+        if p is not None and Path(p).resolve() == out_path:
+            raise UsageError(f"{out}: the output would overwrite an input; choose another name")
+    if out_path.is_dir():
+        raise UsageError(f"{out}: is a directory")
+
+
+def compress(
+    model: PathLike,
+    out: PathLike,
+    options: CompressOptions | None = None,
+    calib: PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Summary:
+    """Compress `model` into the blob `out` (written atomically); returns its summary."""
+    _check_output([model, calib], out)
+    opts = options or CompressOptions()
+    importance = None
+    if calib is not None:
+        from xorc.calibrate import weight_importance
+
+        importance = weight_importance(model, calib)
+    container = compress_model(model, opts, importance, progress)
+    data = v1.write(container)
+    atomic_write(out, data)
+    return summarize(data)
+
+
+def inspect(blob: PathLike) -> Summary:
+    """Header, sections (with CRC status) and per-tensor records of a blob."""
+    return summarize(read_file(blob))
+
+
+def decompress(blob: PathLike, out: PathLike) -> Path:
+    """Rebuild a runnable ONNX model with dequantized weights; written atomically."""
+    _check_output([blob], out)
+    container = read_bytes(read_file(blob))
+    levels, _, mismatches = check_bit_exact(container)
+    if mismatches:
+        from xorc.errors import BitMismatch
+
+        raise BitMismatch(f"{blob}: {mismatches[0]}")
+    atomic_write(out, rebuild_model(container, levels))
+    return Path(out)
+
+
+def verify(
+    blob: PathLike,
+    model: PathLike | None = None,
+    data: PathLike | None = None,
+    max_drop: float = 1.0,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """Decode every tensor bit-exactly; with `data`, also gate the accuracy drop."""
+    container = read_bytes(read_file(blob))
+    return verify_container(container, model, data, max_drop, progress)

@@ -1,0 +1,184 @@
+"""Bit order, in one place (docs/format.md, "Bit streams").
+
+Every bit stream xorc writes follows one convention:
+
+* A stream is a sequence of bits b0, b1, b2, ... stored **MSB-first**: b0 is bit 7 (0x80) of
+  byte 0, b7 is bit 0 of byte 0, b8 is bit 7 of byte 1. The last byte is zero-padded.
+* A field of width w holding the unsigned value v is written most significant bit first.
+* For arithmetic over GF(2), rows of bits are held in uint64 words **LSB-first**: bit j of a row
+  is bit (j % 64) of word j // 64. That layout never reaches the disk; it only serves the solvers
+  and decoders, which convert through `to_words` and `from_words`.
+* Rice codes (`rice_encode`) are stored as two runs: all unary quotients first, then all k-bit
+  remainders, so that both halves decode without a serial scan.
+
+No other module packs or unpacks bits by hand; codecs call these functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Bits = NDArray[np.uint8]
+"""A bit array: one element (0 or 1) per bit, in stream order."""
+
+
+def pack_bits(bits: ArrayLike) -> bytes:
+    """Pack a 0/1 array into bytes, MSB-first, zero-padding the last byte."""
+    return np.packbits(np.asarray(bits, dtype=np.uint8).ravel(), bitorder="big").tobytes()
+
+
+def unpack_bits(data: bytes | NDArray[np.uint8], nbits: int, offset: int = 0) -> Bits:
+    """Return `nbits` bits starting at bit `offset` of `data` (MSB-first).
+
+    Raises:
+        ValueError: the data holds fewer than `offset + nbits` bits.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    if offset < 0 or nbits < 0 or offset + nbits > 8 * buf.size:
+        raise ValueError(f"need {offset + nbits} bits, stream holds {8 * buf.size}")
+    first, last = offset // 8, (offset + nbits + 7) // 8
+    bits = np.unpackbits(buf[first:last], bitorder="big")
+    start = offset - 8 * first
+    return bits[start : start + nbits]
+
+
+def fields_to_bits(values: ArrayLike, widths: ArrayLike) -> Bits:
+    """Concatenate fields, each `widths[i]` bits wide and MSB-first, into one bit array.
+
+    `widths` is a scalar (every field the same width) or one width per value; widths are 0..64.
+    Values must fit their widths.
+    """
+    vals = np.asarray(values, dtype=np.uint64).ravel()
+    w = np.asarray(widths, dtype=np.int64)
+    if w.ndim == 0:
+        width = int(w)
+        if width == 0 or vals.size == 0:
+            return np.zeros(0, dtype=np.uint8)
+        shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
+        return ((vals[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).ravel()
+    w = w.ravel()
+    if w.size != vals.size:
+        raise ValueError("one width per value is required")
+    total = int(w.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.uint8)
+    field = np.repeat(np.arange(vals.size), w)
+    starts = np.cumsum(w) - w
+    pos_in_field = np.arange(total) - starts[field]
+    shift = (w[field] - 1 - pos_in_field).astype(np.uint64)
+    return ((vals[field] >> shift) & np.uint64(1)).astype(np.uint8)
+
+
+def bits_to_fields(bits: ArrayLike, widths: ArrayLike, count: int | None = None) -> NDArray[np.uint64]:
+    """Inverse of `fields_to_bits`: read consecutive MSB-first fields from a bit array.
+
+    With a scalar width, `count` fields are read (default: as many as fit). With per-field
+    widths, one field per width is read.
+
+    Raises:
+        ValueError: the bit array is too short.
+    """
+    b = np.asarray(bits, dtype=np.uint64).ravel()
+    w = np.asarray(widths, dtype=np.int64)
+    if w.ndim == 0:
+        width = int(w)
+        n = (b.size // width if width else 0) if count is None else count
+        if n * width > b.size:
+            raise ValueError(f"need {n * width} bits, have {b.size}")
+        if width == 0 or n == 0:
+            return np.zeros(n, dtype=np.uint64)
+        shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
+        return (b[: n * width].reshape(n, width) << shifts).sum(axis=1, dtype=np.uint64)
+    w = w.ravel()
+    total = int(w.sum())
+    if total > b.size:
+        raise ValueError(f"need {total} bits, have {b.size}")
+    out = np.zeros(w.size, dtype=np.uint64)
+    nonzero = w > 0
+    if total == 0:
+        return out
+    wn = w[nonzero]
+    field = np.repeat(np.arange(wn.size), wn)
+    starts = np.cumsum(wn) - wn
+    shift = (wn[field] - 1 - (np.arange(total) - starts[field])).astype(np.uint64)
+    out[nonzero] = np.add.reduceat(b[:total] << shift, starts, dtype=np.uint64)
+    return out
+
+
+def pack_fields(values: ArrayLike, widths: ArrayLike) -> tuple[bytes, int]:
+    """Pack fields (see `fields_to_bits`) into bytes; returns the bytes and the exact bit length."""
+    bits = fields_to_bits(values, widths)
+    return pack_bits(bits), int(bits.size)
+
+
+def to_words(bits: ArrayLike) -> NDArray[np.uint64]:
+    """Pack the last axis of a 0/1 array into uint64 words, LSB-first (GF(2) row layout)."""
+    b = np.asarray(bits, dtype=np.uint8)
+    n = b.shape[-1]
+    nwords = (n + 63) // 64
+    padded = np.zeros((*b.shape[:-1], nwords * 64), dtype=np.uint8)
+    padded[..., :n] = b
+    packed = np.packbits(padded, axis=-1, bitorder="little")  # 8 bytes per word, LSB-first
+    return packed.view("<u8").astype(np.uint64, copy=False)
+
+
+def from_words(words: NDArray[np.uint64], nbits: int) -> Bits:
+    """Inverse of `to_words`: the first `nbits` bits of each row of words."""
+    w = np.ascontiguousarray(words, dtype="<u8")
+    as_bytes = w.view(np.uint8).reshape(*w.shape[:-1], w.shape[-1] * 8)
+    return np.unpackbits(as_bytes, axis=-1, bitorder="little")[..., :nbits]
+
+
+def popcount(words: NDArray[np.unsignedinteger]) -> NDArray[np.uint8]:
+    """Number of set bits of each word."""
+    return np.bitwise_count(words)
+
+
+def rice_encode(values: ArrayLike, k: int) -> Bits:
+    """Rice-code unsigned values with parameter k (0 <= k <= 32).
+
+    Layout: the unary quotients of all values first (q ones, then a zero, per value), then all
+    remainders as k-bit fields. Returns the bit array.
+    """
+    v = np.asarray(values, dtype=np.uint64).ravel()
+    q = (v >> np.uint64(k)).astype(np.int64)
+    unary = np.ones(int(q.sum()) + v.size, dtype=np.uint8)
+    unary[np.cumsum(q + 1) - 1] = 0
+    rem = fields_to_bits(v & np.uint64((1 << k) - 1), k)
+    return np.concatenate([unary, rem])
+
+
+def rice_decode(bits: Bits, count: int, k: int) -> tuple[NDArray[np.uint64], int]:
+    """Decode `count` Rice-coded values (layout of `rice_encode`) from the start of `bits`.
+
+    Returns the values and the number of bits consumed.
+
+    Raises:
+        ValueError: the bits run out before `count` values are complete.
+    """
+    if count == 0:
+        return np.zeros(0, dtype=np.uint64), 0
+    zeros = np.flatnonzero(np.asarray(bits) == 0)
+    if zeros.size < count:
+        raise ValueError(f"rice stream ends after {zeros.size} of {count} values")
+    ends = zeros[:count]
+    q = np.diff(ends, prepend=-1) - 1
+    used = int(ends[-1]) + 1
+    if used + count * k > len(bits):
+        raise ValueError("rice stream too short for its remainders")
+    rem = bits_to_fields(bits[used : used + count * k], k, count)
+    return (q.astype(np.uint64) << np.uint64(k)) | rem, used + count * k
+
+
+def rice_length(values: NDArray[np.uint64], k: int) -> int:
+    """Exact bit length `rice_encode(values, k)` would produce."""
+    return int((values >> np.uint64(k)).sum()) + values.size * (k + 1)
+
+
+def best_rice_k(values: NDArray[np.uint64], max_k: int = 32) -> int:
+    """The Rice parameter that codes `values` in the fewest bits."""
+    v = np.asarray(values, dtype=np.uint64)
+    if v.size == 0:
+        return 0
+    return min(range(max_k + 1), key=lambda k: rice_length(v, k))

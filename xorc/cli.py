@@ -1,0 +1,220 @@
+"""The `xorc` command: a thin layer over xorc.api.
+
+stdout carries results (a table, or exactly one JSON document with --json); progress bars,
+warnings and errors go to stderr. Exit codes: xorc.errors.ExitCode (README.md, "Exit codes").
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from tqdm import tqdm
+
+from xorc import __version__, api
+from xorc.config import POLICIES, build_options
+from xorc.errors import ExitCode, XorcError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn XorcError into a one-line message and its exit code; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except XorcError as exc:
+            click.echo(f"xorc: error: {exc}", err=True)
+            sys.exit(int(exc.exit_code))
+        except MemoryError:
+            click.echo("xorc: error: out of memory", err=True)
+            sys.exit(int(ExitCode.INTERNAL))
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("XORC_DEBUG"):
+                raise
+            click.echo(
+                f"xorc: internal error: {type(exc).__name__}: {exc} "
+                "(set XORC_DEBUG=1 for a traceback, and please report it)",
+                err=True,
+            )
+            sys.exit(int(ExitCode.INTERNAL))
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress_bar(total: int, desc: str, unit: str) -> Iterator[Callable[..., None]]:
+    """A tqdm bar on stderr, off when stderr is not a terminal."""
+    with tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False) as bar:
+        yield lambda *_: bar.update(1)
+
+
+def emit_json(doc: dict[str, Any]) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=True, allow_nan=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="xorc")
+def cli() -> None:
+    """Compress ONNX model weights into small blobs for edge accelerators, and verify them.
+
+    \b
+    Typical use:
+      xorc compress model.onnx -o model.xorc --policy importance
+      xorc inspect model.xorc
+      xorc verify model.xorc --model model.onnx --accuracy --data test.npz
+
+    Exit codes: 0 ok, 1 internal error, 2 usage, 3 verify gate failed,
+    4 invalid or corrupt blob, 5 invalid or unsupported model.
+    """
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
+              help="Blob to write [default: MODEL with suffix .xorc].")
+@click.option("--bits", type=click.IntRange(2, 8), help="Quantization bits Q, 2..8 [default: 8].")
+@click.option("--sparsity", type=click.FloatRange(0, 1, max_open=True),
+              help="Magnitude-prune each tensor (or all, see --sparsity-scope) to this fraction "
+              "of zeros; zeros already in the model count [default: 0].")
+@click.option("--sparsity-scope", type=click.Choice(["tensor", "global"]),
+              help="Prune per tensor or with one global threshold [default: tensor].")
+@click.option("--policy", type=click.Choice(POLICIES),
+              help="Codec and error-correction policy [default: all].")
+@click.option("--per-tensor", is_flag=True, default=None,
+              help="One scale per tensor instead of per output channel.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML file with options and [[layer]] overrides (flags win over its "
+              "top-level keys).")
+@click.option("--calib", type=click.Path(dir_okay=False),
+              help="Calibration .npz: input statistics weight the `importance` policy and feed "
+              "--max-drop searches (needs labels).")
+@click.option("--max-drop", type=click.FloatRange(0), help="Largest top-1 drop (points) on --calib "
+              "data the importance/dictionary search may spend.")
+@click.option("--error-budget", type=click.FloatRange(0, 1),
+              help="Policy importance: fraction of XOR errors left uncorrected.")
+@click.option("--effort", type=click.IntRange(1, 64), help="XOR solver restarts [default: 1].")
+@click.option("--dict-size", type=click.IntRange(1, 256), help="Dictionary codebook size K.")
+@click.option("--dict-group", type=click.IntRange(1), help="Output channels per codebook.")
+@click.option("--seed", type=int, help="Seed for the encoders [default: 0].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@handle_errors
+def compress(model: str, out: str | None, config_file: str | None, calib: str | None,
+             as_json: bool, per_tensor: bool | None, **flags: Any) -> None:
+    """Compress MODEL.onnx into a blob and print its per-tensor summary."""
+    options = build_options(
+        config_file, per_channel=None if per_tensor is None else not per_tensor, **flags
+    )
+    target = out or str(Path(model).with_suffix(".xorc"))
+    from xorc import onnx_io
+
+    n = sum(1 for w in onnx_io.find_weights(onnx_io.load_model(model)) if w.compressible)
+    with progress_bar(n, "compress", "tensor") as tick:
+        summary = api.compress(model, target, options, calib=calib, progress=tick)
+    if as_json:
+        emit_json(summary.to_json())
+    else:
+        from xorc.report import render_text
+
+        click.echo(render_text(summary))
+        click.echo(f"wrote {target}")
+
+
+@cli.command()
+@click.argument("blob", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@handle_errors
+def inspect(blob: str, as_json: bool) -> None:
+    """Show what is inside BLOB: header, sections, per-tensor table, totals.
+
+    Reads headers and records only, so it works on a blob whose payload is damaged; it then
+    names the section whose CRC fails and exits 4.
+    """
+    summary = api.inspect(blob)
+    if as_json:
+        emit_json(summary.to_json())
+    else:
+        from xorc.report import render_text
+
+        click.echo(render_text(summary))
+    if summary.damaged:
+        click.echo(f"xorc: error: {blob}: {'; '.join(summary.damaged)}", err=True)
+        sys.exit(int(ExitCode.BAD_BLOB))
+
+
+@cli.command()
+@click.argument("blob", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), required=True,
+              help="ONNX model to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@handle_errors
+def decompress(blob: str, out: str, as_json: bool) -> None:
+    """Rebuild a runnable ONNX model from BLOB, with dequantized float weights."""
+    path = api.decompress(blob, out)
+    if as_json:
+        emit_json({"schema_version": 1, "output": str(path), "bytes": path.stat().st_size})
+    else:
+        click.echo(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+@cli.command()
+@click.argument("blob", type=click.Path(dir_okay=False))
+@click.option("--model", type=click.Path(dir_okay=False),
+              help="The original ONNX model (needed for --accuracy).")
+@click.option("--accuracy", is_flag=True, help="Run original and decoded model on --data.")
+@click.option("--data", type=click.Path(dir_okay=False),
+              help=".npz with inputs keyed by input name (or one array) and optional `labels`.")
+@click.option("--max-drop", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Largest allowed drop in percentage points; exit 3 above it.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@handle_errors
+def verify(blob: str, model: str | None, accuracy: bool, data: str | None, max_drop: float,
+           as_json: bool) -> None:
+    """Decode every tensor of BLOB bit-exactly; optionally gate the accuracy drop.
+
+    Exits 3 when a decoder differs from the encoder's intended values or the drop exceeds
+    --max-drop.
+    """
+    if accuracy and data is None:
+        raise click.UsageError("--accuracy needs --data DATA.npz")
+    report = api.verify(blob, model, data if (accuracy or data) else None, max_drop)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        click.echo(_verify_text(report))
+    if not report.passed:
+        sys.exit(int(ExitCode.GATE_FAILED))
+
+
+def _verify_text(report: api.VerifyReport) -> str:
+    lines = [
+        f"bit-exact: {'yes' if report.bit_exact else 'NO'} "
+        f"({report.tensors_checked} tensors, decoders: {', '.join(report.decoders)})"
+    ]
+    lines += [f"  mismatch: {m}" for m in report.mismatches]
+    acc = report.accuracy
+    if acc is not None:
+        label = "top-1 accuracy" if acc.metric == "top1" else "top-1 agreement with the original"
+        lines.append(
+            f"{label}: original {acc.original:.2f}%, compressed {acc.compressed:.2f}%, "
+            f"drop {acc.drop_pp:.2f} points (max {report.max_drop}) on {acc.n_samples} samples; "
+            f"agreement {acc.top1_agreement:.2f}%, output cosine {acc.output_cosine:.5f}"
+        )
+    lines.append("PASSED" if report.passed else "FAILED")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

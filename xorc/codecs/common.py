@@ -1,0 +1,59 @@
+"""Helpers shared by encoders and decoders: the integer representation and record checks.
+
+Sign-magnitude (docs/format.md, "Integer weights"): a Q-bit level v is stored as the Q-bit
+unsigned code ``s << (Q-1) | |v|`` with s = 1 for v < 0. Zero has the single code 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc.errors import BadRecord, CorruptStream
+from xorc.tensor import JSON
+
+
+def to_sign_magnitude(values: NDArray[np.integer], bits: int) -> NDArray[np.uint16]:
+    """Q-bit sign-magnitude codes of signed levels (|v| < 2**(Q-1))."""
+    v = values.astype(np.int32)
+    return ((v < 0).astype(np.uint16) << (bits - 1)) | np.abs(v).astype(np.uint16)
+
+
+def from_sign_magnitude(codes: NDArray[np.integer], bits: int) -> NDArray[np.int16]:
+    """Signed levels of Q-bit sign-magnitude codes. A negative zero decodes to 0."""
+    c = codes.astype(np.int32)
+    mag = c & ((1 << (bits - 1)) - 1)
+    return np.where(c >> (bits - 1) & 1, -mag, mag).astype(np.int16)
+
+
+def param_int(params: Mapping[str, JSON], key: str, lo: int, hi: int) -> int:
+    """An integer codec parameter in [lo, hi], or BadRecord naming it."""
+    value = params.get(key)
+    if type(value) is not int or not lo <= value <= hi:
+        raise BadRecord(f"codec parameter {key!r} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def param_bool(params: Mapping[str, JSON], key: str) -> bool:
+    """A boolean codec parameter, or BadRecord naming it."""
+    value = params.get(key)
+    if type(value) is not bool:
+        raise BadRecord(f"codec parameter {key!r} must be true or false, got {value!r}")
+    return value
+
+
+def stream(streams: Mapping[str, bytes], name: str, nbytes: int | None = None) -> bytes:
+    """The stream called `name`, checked to be exactly `nbytes` long when given."""
+    if name not in streams:
+        raise CorruptStream(f"stream {name!r} is missing")
+    data = streams[name]
+    if nbytes is not None and len(data) != nbytes:
+        raise CorruptStream(f"stream {name!r} is {len(data)} bytes, expected {nbytes}")
+    return data
+
+
+def n_elements(shape: tuple[int, ...]) -> int:
+    """Number of elements of a shape (1 for a scalar)."""
+    return int(np.prod(shape, dtype=np.int64))

@@ -1,0 +1,18 @@
+"""Decoder registry: codec id -> decode function. Imports decoders only, never encoders."""
+
+from __future__ import annotations
+
+from xorc.codecs import CodecId, Decoder
+from xorc.codecs.raw.decode import decode as raw_decode
+from xorc.errors import BadRecord
+
+DECODERS: dict[int, Decoder] = {
+    CodecId.RAW: raw_decode,
+}
+
+
+def decoder_for(codec: int, tensor: str) -> Decoder:
+    """The decoder of a codec id, or BadRecord naming the tensor."""
+    if codec not in DECODERS:
+        raise BadRecord(f"tensor {tensor!r}: unknown codec id {codec}")
+    return DECODERS[codec]

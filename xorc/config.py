@@ -1,0 +1,192 @@
+"""Compression options: defaults, the TOML file (`--config`), per-layer rules, CLI overrides.
+
+Precedence, from weakest to strongest: built-in defaults, the file's top-level keys, command-line
+flags, then the file's `[[layer]]` rules for the tensors they match (a rule is more specific
+than any global setting). Rules apply in file order; a later matching rule overrides an earlier
+one key by key. See README.md, "Configuration file".
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from xorc.errors import ConfigError
+
+POLICIES = ("raw", "all", "importance", "dictionary", "ebpc")
+SCOPES = ("tensor", "global")
+LAYER_KEYS = ("bits", "sparsity", "policy", "skip", "per_channel", "dict_size")
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """Overrides for tensors whose name, or the name of a node reading them, matches `match`."""
+
+    match: str
+    overrides: dict[str, Any]
+
+    def matches(self, tensor: str, nodes: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(n, self.match) for n in [tensor, *nodes])
+
+
+@dataclass(frozen=True)
+class TensorSettings:
+    """The settings that apply to one tensor after every rule."""
+
+    bits: int
+    sparsity: float
+    policy: str
+    skip: bool
+    per_channel: bool
+    dict_size: int | None
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """Everything `compress` takes. Field names are the TOML keys and the JSON option names."""
+
+    bits: int = 8
+    sparsity: float = 0.0
+    sparsity_scope: str = "tensor"
+    policy: str = "all"
+    per_channel: bool = True
+    seed: int = 0
+    effort: int = 1
+    error_budget: float | None = None
+    max_drop: float | None = None
+    dict_size: int | None = None
+    dict_group: int | None = None
+    ebpc_word_width: int = 8
+    ebpc_block_size: int = 8
+    layers: tuple[LayerRule, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        check(self.bits, "bits", lambda v: type(v) is int and 2 <= v <= 8, "an integer in [2, 8]")
+        check(self.sparsity, "sparsity", _is_fraction, "a number in [0, 1)")
+        check(self.sparsity_scope, "sparsity_scope", lambda v: v in SCOPES, " or ".join(SCOPES))
+        check(self.policy, "policy", lambda v: v in POLICIES, "one of " + ", ".join(POLICIES))
+        check(self.effort, "effort", lambda v: type(v) is int and 1 <= v <= 64, "in [1, 64]")
+        if self.error_budget is not None:
+            check(self.error_budget, "error_budget", _is_unit, "a number in [0, 1]")
+        if self.max_drop is not None:
+            check(self.max_drop, "max_drop", lambda v: _num(v) and v >= 0, "a number >= 0")
+        if self.dict_size is not None:
+            check(self.dict_size, "dict_size", _is_dict_size, "an integer in [1, 256]")
+        check(self.ebpc_word_width, "ebpc_word_width", lambda v: v in (8, 16), "8 or 16")
+        check(self.ebpc_block_size, "ebpc_block_size", lambda v: v in (8, 16), "8 or 16")
+
+    def settings_for(self, tensor: str, nodes: list[str]) -> TensorSettings:
+        values: dict[str, Any] = {
+            "bits": self.bits,
+            "sparsity": self.sparsity,
+            "policy": self.policy,
+            "skip": False,
+            "per_channel": self.per_channel,
+            "dict_size": self.dict_size,
+        }
+        for rule in self.layers:
+            if rule.matches(tensor, nodes):
+                values.update(rule.overrides)
+        return TensorSettings(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["layers"] = [{"match": r.match, **r.overrides} for r in self.layers]
+        return out
+
+    def digest(self) -> str:
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check(value: Any, key: str, ok: Any, expected: str) -> None:
+    """Raise ConfigError naming `key` when `ok(value)` is false."""
+    try:
+        good = bool(ok(value))
+    except TypeError:
+        good = False
+    if not good:
+        raise ConfigError(f"option {key!r} must be {expected}, got {value!r}")
+
+
+def _num(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
+def _is_fraction(v: Any) -> bool:
+    return _num(v) and 0 <= v < 1
+
+
+def _is_unit(v: Any) -> bool:
+    return _num(v) and 0 <= v <= 1
+
+
+def _is_dict_size(v: Any) -> bool:
+    return type(v) is int and 1 <= v <= 256
+
+
+_LAYER_CHECKS = {
+    "bits": (lambda v: type(v) is int and 2 <= v <= 8, "an integer in [2, 8]"),
+    "sparsity": (_is_fraction, "a number in [0, 1)"),
+    "policy": (lambda v: v in POLICIES, "one of " + ", ".join(POLICIES)),
+    "skip": (lambda v: type(v) is bool, "true or false"),
+    "per_channel": (lambda v: type(v) is bool, "true or false"),
+    "dict_size": (_is_dict_size, "an integer in [1, 256]"),
+}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into keyword arguments for CompressOptions (validated)."""
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    known = {f for f in CompressOptions.__dataclass_fields__ if f != "layers"}
+    kwargs: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == "layer":
+            kwargs["layers"] = tuple(_parse_rule(path, i, r) for i, r in enumerate(_rules(path, value)))
+        elif key in known:
+            kwargs[key] = value
+        else:
+            raise ConfigError(f"{path}: unknown key {key!r}")
+    return kwargs
+
+
+def _rules(path: str | Path, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        raise ConfigError(f"{path}: 'layer' must be an array of tables ([[layer]])")
+    return value
+
+
+def _parse_rule(path: str | Path, i: int, raw: dict[str, Any]) -> LayerRule:
+    match = raw.get("match")
+    if not isinstance(match, str) or not match:
+        raise ConfigError(f"{path}: layer #{i + 1} needs a 'match' glob pattern")
+    overrides = {}
+    for key, value in raw.items():
+        if key == "match":
+            continue
+        if key not in _LAYER_CHECKS:
+            raise ConfigError(f"{path}: layer #{i + 1} ({match!r}): unknown key {key!r}")
+        ok, expected = _LAYER_CHECKS[key]
+        check(value, f"layer {match!r} {key}", ok, expected)
+        overrides[key] = value
+    return LayerRule(match, overrides)
+
+
+def build_options(config_file: str | Path | None = None, **flags: Any) -> CompressOptions:
+    """Defaults, then the file, then the flags that were given (None means not given)."""
+    kwargs = load_config(config_file) if config_file else {}
+    kwargs.update({k: v for k, v in flags.items() if v is not None})
+    return CompressOptions(**kwargs)
+
+
+__all__ = ["CompressOptions", "LayerRule", "TensorSettings", "build_options", "replace"]

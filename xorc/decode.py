@@ -1,0 +1,45 @@
+"""Decoding a container: levels per tensor, float weights, and the rebuilt ONNX model."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc import onnx_io
+from xorc.codecs.decoders import decoder_for
+from xorc.errors import BadRecord, CorruptStream
+from xorc.format import Container, TensorRecord
+from xorc.quantize import dequantize
+
+
+def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int16]:
+    """The reference decoder's levels for one tensor (its codec's `decode`)."""
+    decoder = decoder_for(record.codec, record.name)
+    try:
+        levels = decoder(record.shape, record.bits, record.params, container.codec_streams(record))
+    except (BadRecord, CorruptStream) as exc:
+        raise type(exc)(f"tensor {record.name!r}: {exc}") from None
+    if levels.shape != record.shape:
+        raise CorruptStream(f"tensor {record.name!r}: decoded shape {levels.shape} != {record.shape}")
+    return levels
+
+
+def to_weights(container: Container, record: TensorRecord, levels: NDArray[np.int16]) -> NDArray:
+    """Float (or int8) weights of decoded levels, in the record's dtype."""
+    dtype = onnx_io.dtype_of(record.dtype)
+    if record.dtype == "int8":
+        return levels.astype(np.int8)
+    scales = container.scales(record)
+    return dequantize(levels, scales, record.axis).astype(dtype)
+
+
+def rebuild_model(container: Container, levels: list[NDArray[np.int16]]) -> bytes:
+    """The runnable ONNX model (serialized) with decoded, dequantized weights."""
+    refs = onnx_io.referenced_indices(container.graph)
+    if sorted(refs) != list(range(len(container.tensors))):
+        raise BadRecord("section GRAPH: tensor references do not match the tensor records one to one")
+    arrays = {
+        i: to_weights(container, rec, lv)
+        for i, (rec, lv) in enumerate(zip(container.tensors, levels, strict=True))
+    }
+    return onnx_io.rebuild(container.graph, arrays)

@@ -1,0 +1,70 @@
+"""Reading and writing blobs: magic and version first, then the version's own module.
+
+Writers emit only the newest version (`v1`). See docs/format.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from xorc.errors import UsageError
+from xorc.format import v1
+from xorc.format.container import Container, StreamRef, TensorRecord, levels_digest
+
+__all__ = [
+    "Container",
+    "StreamRef",
+    "TensorRecord",
+    "levels_digest",
+    "read_blob",
+    "read_bytes",
+    "write_blob",
+]
+
+
+def read_bytes(data: bytes) -> Container:
+    """Validate and parse a blob held in memory."""
+    return v1.read(data)
+
+
+def read_blob(path: str | os.PathLike[str]) -> Container:
+    """Validate and parse the blob at `path`."""
+    return v1.read(read_file(path))
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file, with a usage error naming it when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def write_blob(container: Container, path: str | os.PathLike[str]) -> int:
+    """Write a blob atomically (temporary file in the same folder, then rename).
+
+    Returns the number of bytes written.
+    """
+    data = v1.write(container)
+    atomic_write(path, data)
+    return len(data)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename; never a half-written file."""
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise

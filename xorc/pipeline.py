@@ -1,0 +1,206 @@
+"""`compress`: the pipeline as a list of named stages.
+
+    load model -> find weights -> plan per tensor -> prune -> quantize -> (importance)
+    -> encode -> lay out container
+
+Each stage is a small function; `compress_model` reads like the table of contents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from xorc import __version__, onnx_io
+from xorc.codecs import CodecId
+from xorc.codecs.encoders import ENCODERS, LOSSLESS_POLICIES
+from xorc.config import CompressOptions, TensorSettings
+from xorc.errors import UnsupportedModel, UsageError
+from xorc.format import Container, TensorRecord, levels_digest
+from xorc.format.container import SCALES, layout_payload
+from xorc.quantize import global_threshold, prune_below, prune_to, quantize
+from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+
+Progress = Callable[[str], None]
+"""Called once per tensor with its name, after it is encoded."""
+
+
+@dataclass
+class PlannedTensor:
+    """A weight chosen for encoding, with the settings that apply to it."""
+
+    weight: onnx_io.WeightInfo
+    settings: TensorSettings
+
+
+def compress_model(
+    model_path: str | Path,
+    options: CompressOptions,
+    importance: dict[str, np.ndarray] | None = None,
+    progress: Progress | None = None,
+) -> Container:
+    """Compress an ONNX model into a container (docs/format.md).
+
+    Args:
+        model_path: the ONNX file.
+        options: the effective options (see xorc.config).
+        importance: optional per-weight importance arrays by tensor name (xorc.calibrate).
+        progress: optional callback, once per encoded tensor.
+    """
+    model = onnx_io.load_model(model_path)
+    plan = plan_tensors(model, options)
+    quantized = quantize_planned(model, plan, options, importance or {})
+    encoded = [encode_tensor(q, p.settings, options) for q, p in _with_progress(quantized, plan, progress)]
+    return assemble(model, plan, quantized, encoded, options)
+
+
+def _with_progress(quantized, plan, progress):  # type: ignore[no-untyped-def]
+    for q, p in zip(quantized, plan, strict=True):
+        yield q, p
+        if progress is not None:
+            progress(q.name)
+
+
+def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[PlannedTensor]:
+    """Stage: the compressible weights that are not skipped, with their settings."""
+    plan = []
+    for w in onnx_io.find_weights(model):
+        if not w.compressible:
+            continue
+        settings = options.settings_for(w.name, w.node_names)
+        if settings.skip:
+            continue
+        if w.dtype == "int8":
+            _check_prequantized(model, w, settings)
+        plan.append(PlannedTensor(w, settings))
+    return plan
+
+
+def _check_prequantized(
+    model: onnx_io.SourceModel, w: onnx_io.WeightInfo, settings: TensorSettings
+) -> None:
+    """An int8 weight of an already quantized model is compressed as it is, losslessly, or refused."""
+    where = f"{model.path}: tensor {w.name!r} is already quantized (int8)"
+    if settings.policy not in LOSSLESS_POLICIES:
+        raise UnsupportedModel(
+            f"{where}; xorc does not re-quantize it, and policy {settings.policy!r} is lossy "
+            f"(use one of {', '.join(LOSSLESS_POLICIES)}, or skip it in the config)"
+        )
+    if (w.array == -128).any() or not onnx_io.zero_point_is_zero(model, w.name):
+        raise UnsupportedModel(
+            f"{where} with level -128 or a nonzero zero point, which symmetric 8-bit "
+            "sign-magnitude cannot hold; skip it in the config"
+        )
+
+
+def quantize_planned(
+    model: onnx_io.SourceModel,
+    plan: list[PlannedTensor],
+    options: CompressOptions,
+    importance: dict[str, np.ndarray],
+) -> list[QuantTensor]:
+    """Stages prune and quantize: integer levels and scales for every planned tensor."""
+    threshold = 0.0
+    if options.sparsity_scope == "global":
+        floats = [p.weight.array for p in plan if p.weight.dtype != "int8"]
+        threshold = global_threshold(floats, options.sparsity)
+    out = []
+    for p in plan:
+        w, s = p.weight, p.settings
+        imp = importance.get(w.name)
+        if w.dtype == "int8":
+            levels = w.array.astype(np.int16)
+            out.append(QuantTensor(w.name, levels, 8, np.ones(1, np.float32), None, imp))
+            continue
+        values = w.array.astype(np.float32)
+        if options.sparsity_scope == "global" and s.sparsity == options.sparsity:
+            values = prune_below(values, threshold)
+        elif s.sparsity > 0:
+            values = prune_to(values, s.sparsity)
+        axis = w.axis if s.per_channel else None
+        levels, scales = quantize(values, s.bits, axis)
+        out.append(QuantTensor(w.name, levels, s.bits, scales, axis, imp))
+    return out
+
+
+def encoder_options(settings: TensorSettings, options: CompressOptions) -> EncodeOptions:
+    """The encoder knobs for one tensor."""
+    return EncodeOptions(
+        seed=options.seed,
+        effort=options.effort,
+        patch_policy="importance" if settings.policy == "importance" else "all",
+        error_budget=options.error_budget,
+        dict_size=settings.dict_size,
+        dict_group=options.dict_group,
+        ebpc_word_width=options.ebpc_word_width,
+        ebpc_block_size=options.ebpc_block_size,
+    )
+
+
+def encode_tensor(q: QuantTensor, settings: TensorSettings, options: CompressOptions) -> Encoded:
+    """Stage encode: run the policy's encoder on one tensor."""
+    encoder = ENCODERS.get(settings.policy)
+    if encoder is None:
+        raise UsageError(f"policy {settings.policy!r} is not available in this build")
+    return encoder(q, encoder_options(settings, options))
+
+
+CODEC_NAMES = {c.value: c.name.lower() for c in CodecId}
+
+
+def assemble(
+    model: onnx_io.SourceModel,
+    plan: list[PlannedTensor],
+    quantized: list[QuantTensor],
+    encoded: list[Encoded],
+    options: CompressOptions,
+    fmap: dict | None = None,
+) -> Container:
+    """Stage: records, payload and stripped graph into one container."""
+    streams = [
+        [(SCALES, q.scales.astype("<f4").tobytes()), *e.streams.items()]
+        for q, e in zip(quantized, encoded, strict=True)
+    ]
+    payload, refs = layout_payload(streams)
+    records = []
+    for p, q, e, r in zip(plan, quantized, encoded, refs, strict=True):
+        records.append(
+            TensorRecord(
+                name=q.name,
+                shape=q.shape,
+                dtype=p.weight.dtype,
+                bits=q.bits,
+                axis=q.axis,
+                codec=int(e.codec),
+                codec_name=CODEC_NAMES.get(int(e.codec), str(e.codec)),
+                policy=p.settings.policy,
+                params=e.params,
+                streams=r,
+                n_weights=int(q.values.size),
+                n_nonzero=int(np.count_nonzero(e.decoded)),
+                digest=levels_digest(e.decoded),
+                stats=e.stats,
+            )
+        )
+    graph = onnx_io.strip_weights(model, {q.name: i for i, q in enumerate(quantized)})
+    meta = {
+        "format": "xorc",
+        "tool": "xorc",
+        "tool_version": __version__,
+        "source_sha256": model.sha256,
+        "source_bytes": len(onnx_io.serialize(model)),
+        "options": {**options.to_json(), "config_sha256": options.digest()},
+    }
+    return Container(meta, tuple(records), graph, payload, fmap)
+
+
+def source_digest(path: str | Path) -> str:
+    """SHA-256 of a file (the source model without external data)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+__all__ = ["PlannedTensor", "compress_model", "replace"]

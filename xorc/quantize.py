@@ -1,0 +1,85 @@
+"""Quantization and pruning, in numpy (docs/format.md §4 "Integer weights").
+
+Symmetric quantization to Q bits: scale = max|w| / (2^(Q-1) - 1) per output channel (or per
+tensor), level = clip(round_half_even(w / scale), ±(2^(Q-1) - 1)). A channel that is all zero
+gets scale 1. Zeros are pruned weights; magnitude pruning sets the smallest weights to zero
+before quantization, and a weight that rounds to level 0 is pruned as well.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def max_level(bits: int) -> int:
+    """Largest level magnitude of a symmetric Q-bit code."""
+    return (1 << (bits - 1)) - 1
+
+
+def quantize(
+    weights: NDArray[np.floating], bits: int, axis: int | None
+) -> tuple[NDArray[np.int16], NDArray[np.float32]]:
+    """Symmetric quantization per channel along `axis` (per tensor when None).
+
+    Returns the levels (int16, same shape) and the float32 scales (one per channel).
+    """
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must be in [2, 8], got {bits}")
+    w = np.asarray(weights, dtype=np.float64)
+    if axis is None:
+        peak = np.abs(w).max(initial=0.0).reshape(1)
+        scale_b = peak
+    else:
+        moved = np.moveaxis(np.abs(w), axis, 0).reshape(w.shape[axis], -1)
+        peak = moved.max(axis=1, initial=0.0)
+        scale_b = peak.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+    top = max_level(bits)
+    scales = np.where(peak > 0, peak / top, 1.0).astype(np.float32)
+    divisor = np.where(scale_b > 0, scale_b / top, 1.0)
+    levels = np.clip(np.rint(w / divisor), -top, top).astype(np.int16)
+    return levels, scales
+
+
+def dequantize(
+    levels: NDArray[np.integer], scales: NDArray[np.float32], axis: int | None
+) -> NDArray[np.float32]:
+    """Float weights of levels: level × scale of its channel, in float32."""
+    lv = levels.astype(np.float32)
+    if axis is None:
+        return lv * scales.reshape(())
+    shape = [-1 if d == axis else 1 for d in range(levels.ndim)]
+    return lv * scales.reshape(shape)
+
+
+def prune_to(weights: NDArray[np.floating], sparsity: float) -> NDArray[np.floating]:
+    """Zero the smallest-magnitude weights until at least `sparsity` of them are zero.
+
+    Ties are broken by position (C order), so the result is deterministic.
+    """
+    n = weights.size
+    target = int(np.ceil(sparsity * n - 1e-9))
+    flat = weights.ravel()
+    already = int(np.count_nonzero(flat == 0))
+    if target <= already:
+        return weights
+    order = np.argsort(np.abs(flat), kind="stable")
+    out = flat.copy()
+    out[order[:target]] = 0
+    return out.reshape(weights.shape)
+
+
+def global_threshold(tensors: list[NDArray[np.floating]], sparsity: float) -> float:
+    """The magnitude below which `sparsity` of all weights in `tensors` fall (global pruning)."""
+    if not tensors or sparsity <= 0:
+        return 0.0
+    mags = np.sort(np.concatenate([np.abs(t.ravel()) for t in tensors]).astype(np.float64))
+    k = int(np.ceil(sparsity * mags.size - 1e-9))
+    return float(mags[k - 1]) if k > 0 else 0.0
+
+
+def prune_below(weights: NDArray[np.floating], threshold: float) -> NDArray[np.floating]:
+    """Zero every weight whose magnitude is at most `threshold` (global magnitude pruning)."""
+    if threshold <= 0:
+        return weights
+    return np.where(np.abs(weights) <= threshold, 0, weights).astype(weights.dtype)

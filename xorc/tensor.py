@@ -1,0 +1,97 @@
+"""Plain data passed between the pipeline stages and the codecs.
+
+A codec sees a `QuantTensor` (integers, never floats) and returns an `Encoded`; its decoder sees
+only what the container stores: the shape, the bit width, the codec parameters and the streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+JSON = Any
+"""A value json.dumps accepts: dict, list, str, int, float, bool or None."""
+
+
+@dataclass(frozen=True)
+class QuantTensor:
+    """A quantized weight tensor, as every codec sees it (docs/format.md, "Integer weights").
+
+    Attributes:
+        name: the ONNX tensor name.
+        values: signed integer levels, shape of the original tensor, each in
+            [-(2**(bits-1) - 1), 2**(bits-1) - 1] (symmetric, so sign-magnitude fits in `bits`).
+            Zero means pruned: the pruning mask is `values != 0`.
+        bits: Q, the bit width (2..8).
+        scales: float32 scale per channel along `axis` (one element when per-tensor);
+            the float weight is `values * scale`.
+        axis: the channel axis of `scales`, or None for per-tensor.
+        importance: optional per-weight non-negative importance, same shape as `values`; an
+            error at a weight costs `importance * |change|`. None means all weights weigh 1.
+    """
+
+    name: str
+    values: NDArray[np.int16]
+    bits: int
+    scales: NDArray[np.float32]
+    axis: int | None
+    importance: NDArray[np.float32] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.values.shape)
+
+    @property
+    def mask(self) -> NDArray[np.bool_]:
+        return self.values != 0
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Every knob an encoder may read. Defaults are the CLI's defaults.
+
+    Attributes:
+        seed: seed for anything random in an encoder (recorded in the blob).
+        effort: XOR solver restarts (1 = a single pass).
+        patch_policy: XOR error correction: "all" or "importance".
+        error_budget: with "importance", the fraction of XOR errors left uncorrected, or None
+            to let the caller's accuracy search decide (then all are corrected).
+        dict_size: dictionary codec: number of codebook entries K (None: automatic).
+        dict_group: dictionary codec: output channels per codebook (None: one per tensor).
+        ebpc_word_width: EBPC word width W (8 or 16).
+        ebpc_block_size: EBPC block size N (8 or 16, N <= W).
+    """
+
+    seed: int = 0
+    effort: int = 1
+    patch_policy: str = "all"
+    error_budget: float | None = None
+    dict_size: int | None = None
+    dict_group: int | None = None
+    ebpc_word_width: int = 8
+    ebpc_block_size: int = 8
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """What an encoder returns for one tensor.
+
+    Attributes:
+        codec: the codec id (xorc.codecs.CodecId) that decodes it.
+        params: JSON-able codec parameters stored in the tensor record; together with the
+            shape, the bit width and the streams they are all the decoder may use.
+        streams: named byte streams stored in the payload section, in this order.
+        decoded: the values the decoder will produce. Equal to the input values for lossless
+            codecs; lossy policies (XOR `importance`, dictionary trimming) differ, and this is
+            what `verify` checks the decoders against.
+        stats: JSON-able details shown by `inspect` (bits of each part, errors left, ...).
+    """
+
+    codec: int
+    params: dict[str, JSON]
+    streams: dict[str, bytes]
+    decoded: NDArray[np.int16]
+    stats: dict[str, JSON] = field(default_factory=dict)

@@ -1,0 +1,143 @@
+"""`verify`: every decoder against the encoder's intended values, then accuracy in onnxruntime.
+
+Bit-exactness needs only the blob: each record carries the SHA-256 of the levels the encoder
+intended (docs/format.md §3.2 `digest`). The accuracy gate runs the original model and the
+rebuilt one on the same data: with labels it compares top-1 accuracy, without labels it reports
+top-1 agreement with the original (`metric` = "agreement", `original` = 100).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xorc import onnx_io
+from xorc.decode import decode_levels, rebuild_model
+from xorc.errors import UsageError
+from xorc.format import Container, levels_digest
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Accuracy:
+    """Result of the accuracy gate (JSON field names are fixed)."""
+
+    metric: str
+    original: float
+    compressed: float
+    drop_pp: float
+    n_samples: int
+    top1_agreement: float
+    output_cosine: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class VerifyReport:
+    bit_exact: bool
+    tensors_checked: int
+    decoders: list[str]
+    mismatches: list[str] = field(default_factory=list)
+    accuracy: Accuracy | None = None
+    max_drop: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        if not self.bit_exact:
+            return False
+        return self.accuracy is None or self.max_drop is None or self.accuracy.drop_pp <= self.max_drop
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "bit_exact": self.bit_exact,
+            "tensors_checked": self.tensors_checked,
+            "decoders": self.decoders,
+            "mismatches": self.mismatches,
+            "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
+            "max_drop_pp": self.max_drop,
+            "passed": self.passed,
+        }
+
+
+def check_bit_exact(
+    container: Container, progress: Callable[[str], None] | None = None
+) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """Decode every tensor with each decoder; returns the levels, decoder names, mismatches."""
+    levels, mismatches = [], []
+    decoders = ["reference"]
+    for record in container.tensors:
+        lv = decode_levels(container, record)
+        if levels_digest(lv) != record.digest:
+            mismatches.append(f"{record.name}: reference decoder differs from the encoder")
+        levels.append(lv)
+        if progress is not None:
+            progress(record.name)
+    return levels, decoders, mismatches
+
+
+def measure_accuracy(
+    original: bytes,
+    compressed: bytes,
+    data_path: str | Path,
+    progress: Callable[[int], None] | None = None,
+) -> Accuracy:
+    """Run both models on the data and compare top-1 (labels) or agreement (no labels)."""
+    from xorc import runtime
+
+    sess_o = runtime.session(original, "original model")
+    sess_c = runtime.session(compressed, "decoded model")
+    data = runtime.load_data(data_path, sess_o)
+    name = runtime.score_output(sess_o)
+    (out_o,) = runtime.run(sess_o, data, [name], progress=progress)
+    (out_c,) = runtime.run(sess_c, data, [name], progress=progress)
+    return compare_outputs(out_o, out_c, data.labels)
+
+
+def compare_outputs(out_o: np.ndarray, out_c: np.ndarray, labels: np.ndarray | None) -> Accuracy:
+    """Accuracy figures from the two models' scores."""
+    n = out_o.shape[0]
+    top_o = out_o.reshape(n, -1).argmax(axis=1)
+    top_c = out_c.reshape(n, -1).argmax(axis=1)
+    agreement = 100.0 * float(np.mean(top_o == top_c))
+    a = out_o.reshape(n, -1).astype(np.float64)
+    b = out_c.reshape(n, -1).astype(np.float64)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = float(np.mean(np.where(denom > 0, (a * b).sum(axis=1) / np.maximum(denom, 1e-300), 1.0)))
+    if labels is not None:
+        acc_o = 100.0 * float(np.mean(top_o == labels))
+        acc_c = 100.0 * float(np.mean(top_c == labels))
+        return Accuracy("top1", acc_o, acc_c, acc_o - acc_c, n, agreement, cosine)
+    return Accuracy("agreement", 100.0, agreement, 100.0 - agreement, n, agreement, cosine)
+
+
+def verify_container(
+    container: Container,
+    model_path: str | Path | None = None,
+    data_path: str | Path | None = None,
+    max_drop: float = 1.0,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """Bit-exact check, and with `data_path` the accuracy gate against `model_path`."""
+    levels, decoders, mismatches = check_bit_exact(container, progress)
+    report = VerifyReport(not mismatches, len(levels), decoders, mismatches)
+    if data_path is None:
+        return report
+    if model_path is None:
+        raise UsageError("--accuracy needs --model ORIGINAL.onnx to compare against")
+    source = onnx_io.load_model(model_path)
+    if source.sha256 != container.meta.get("source_sha256"):
+        raise UsageError(
+            f"{model_path}: not the model this blob was made from (SHA-256 differs from the blob's)"
+        )
+    rebuilt = rebuild_model(container, levels)
+    report.accuracy = measure_accuracy(onnx_io.serialize(source), rebuilt, data_path)
+    report.max_drop = max_drop
+    return report
