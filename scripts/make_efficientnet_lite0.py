@@ -66,8 +66,8 @@ KNOWN = {
     281: "tabby", 282: "tiger cat", 283: "Persian cat", 284: "Siamese cat",
     285: "Egyptian cat", 967: "espresso", 968: "cup", 504: "coffee mug",
     657: "missile", 744: "projectile", 812: "space shuttle", 759: "reflex camera",
-    400: "academic gown", 652: "military uniform", 869: "trench coat", 818: "spotlight",
-    622: "lens cap", 732: "Polaroid camera", 870: "tricycle", 834: "suit",
+    872: "tripod", 450: "bobsled", 560: "football helmet", 540: "drilling platform",
+    517: "crane", 925: "consomme", 422: "barbell", 573: "go-kart",
 }
 
 

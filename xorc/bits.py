@@ -182,3 +182,62 @@ def best_rice_k(values: NDArray[np.uint64], max_k: int = 32) -> int:
     if v.size == 0:
         return 0
     return min(range(max_k + 1), key=lambda k: rice_length(v, k))
+
+
+# --- appended for EBPC (issue 4): per-field packing and windowed reads --------------------------
+
+
+def pack_fields_fast(values: ArrayLike, widths: ArrayLike) -> tuple[bytes, int]:
+    """Same output as `pack_fields` (MSB-first fields in an MSB-first stream, last byte
+    zero-padded; returns the bytes and the exact bit length), computed per field instead of per
+    bit, so it costs O(number of fields). `widths` is one width per value, each 0..64; values
+    must fit their widths. Zero-width fields write nothing.
+    """
+    vals = np.asarray(values, dtype=np.uint64).ravel()
+    w = np.asarray(widths, dtype=np.int64).ravel()
+    if w.size != vals.size:
+        raise ValueError("one width per value is required")
+    keep = w > 0
+    if not keep.all():
+        vals, w = vals[keep], w[keep]
+    if w.size == 0:
+        return b"", 0
+    ends = np.cumsum(w)
+    nbits = int(ends[-1])
+    offsets = ends - w
+    word = offsets >> 6
+    end_in_word = ends - (word << 6)  # 1..127: bit just after the field, counted in word `word`
+    fits = end_in_word <= 64
+    # part in word `word`: the field shifted up so that it ends at bit `end_in_word`
+    sh_up = np.where(fits, 64 - end_in_word, 0).astype(np.uint64)
+    sh_down = np.where(fits, 0, end_in_word - 64).astype(np.uint64)
+    first = (vals >> sh_down) << sh_up
+    nwords = (nbits + 63) >> 6
+    out = np.zeros(nwords, dtype=np.uint64)
+    starts = np.flatnonzero(np.diff(word, prepend=-1))
+    out[word[starts]] = np.bitwise_or.reduceat(first, starts)
+    spill = np.flatnonzero(~fits)
+    if spill.size:
+        # low (end_in_word - 64) bits of the field go to the top of the next word
+        sh = (128 - end_in_word[spill]).astype(np.uint64)
+        out[word[spill] + 1] |= vals[spill] << sh
+    return out.astype(">u8").tobytes()[: (nbits + 7) >> 3], nbits
+
+
+def byte_windows(data: bytes | NDArray[np.uint8]) -> NDArray[np.uint64]:
+    """For each byte offset j of `data`, the 8 bytes starting at j as one big-endian uint64
+    (bytes past the end read as zero). Feed it to `peek_fields`."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    padded = np.zeros(buf.size + 8, dtype=np.uint8)
+    padded[: buf.size] = buf
+    view = np.ndarray(shape=(buf.size + 1,), dtype=">u8", buffer=padded, strides=(1,))
+    return view.astype(np.uint64)
+
+
+def peek_fields(windows: NDArray[np.uint64], positions: ArrayLike, width: int) -> NDArray[np.uint64]:
+    """The `width`-bit MSB-first field (1 <= width <= 57) starting at each bit position of the
+    stream whose `byte_windows` are given. Bits past the end of the stream read as zero; a
+    position must be at most 8 * len(data).
+    """
+    pos = np.asarray(positions, dtype=np.int64)
+    return (windows[pos >> 3] << (pos & 7).astype(np.uint64)) >> np.uint64(64 - width)

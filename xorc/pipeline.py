@@ -8,7 +8,6 @@ Each stage is a small function; `compress_model` reads like the table of content
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -123,8 +122,28 @@ def quantize_planned(
             values = prune_to(values, s.sparsity)
         axis = w.axis if s.per_channel else None
         levels, scales = quantize(values, s.bits, axis)
+        if s.policy == "importance":
+            imp = error_weight(levels.shape, scales, axis, imp)
         out.append(QuantTensor(w.name, levels, s.bits, scales, axis, imp))
     return out
+
+
+def error_weight(
+    shape: tuple[int, ...],
+    scales: np.ndarray,
+    axis: int | None,
+    sensitivity: np.ndarray | None,
+) -> np.ndarray:
+    """Per-weight importance for the codecs: the cost of a one-level error at each weight.
+
+    A level error of d changes the weight by d × scale[channel] and the layer output by that
+    times the input, so the weight is scale × input sensitivity (1 without calibration data).
+    """
+    scale = scales.reshape(()) if axis is None else scales.reshape(
+        [-1 if d == axis else 1 for d in range(len(shape))]
+    )
+    base = np.ones(shape, np.float32) if sensitivity is None else sensitivity
+    return (base * scale).astype(np.float32)
 
 
 def encoder_options(settings: TensorSettings, options: CompressOptions) -> EncodeOptions:
@@ -196,11 +215,6 @@ def assemble(
         "options": {**options.to_json(), "config_sha256": options.digest()},
     }
     return Container(meta, tuple(records), graph, payload, fmap)
-
-
-def source_digest(path: str | Path) -> str:
-    """SHA-256 of a file (the source model without external data)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 __all__ = ["PlannedTensor", "compress_model", "replace"]

@@ -92,23 +92,26 @@ def _align(x: int) -> int:
 
 def write(container: Container) -> bytes:
     """Serialize a container (writers emit only the newest version)."""
-    bodies: list[tuple[Kind, bytes]] = [
-        (Kind.META, dumps(container.meta)),
-        (Kind.TENSORS, dumps({"tensors": [t.to_json() for t in container.tensors]})),
-        (Kind.GRAPH, container.graph),
-        (Kind.PAYLOAD, container.payload),
+    bodies: list[tuple[int, int, bytes]] = [
+        (Kind.META, FLAG_REQUIRED, dumps(container.meta)),
+        (Kind.TENSORS, FLAG_REQUIRED, dumps({"tensors": [t.to_json() for t in container.tensors]})),
+        (Kind.GRAPH, FLAG_REQUIRED, container.graph),
+        (Kind.PAYLOAD, FLAG_REQUIRED, container.payload),
     ]
     if container.fmap is not None:
-        bodies.append((Kind.FMAP, dumps(container.fmap)))
-    table_size = ENTRY.size * len(bodies)
-    pos = HEADER.size + table_size
+        bodies.append((Kind.FMAP, 0, dumps(container.fmap)))
+    return write_sections(bodies)
+
+
+def write_sections(bodies: list[tuple[int, int, bytes]]) -> bytes:
+    """Lay out (kind, flags, bytes) sections with header, table and footer (docs/format.md §2)."""
+    pos = HEADER.size + ENTRY.size * len(bodies)
     entries: list[bytes] = []
     chunks: list[bytes] = []
-    for kind, body in bodies:
+    for kind, flags, body in bodies:
         start = _align(pos)
         chunks.append(b"\0" * (start - pos))
         chunks.append(body)
-        flags = FLAG_REQUIRED if kind in REQUIRED_KINDS else 0
         entries.append(ENTRY.pack(kind, flags, start, len(body), zlib.crc32(body), 0))
         pos = start + len(body)
     footer_at = _align(pos)

@@ -1,0 +1,193 @@
+"""Regenerate tests/golden/containers/ and tests/golden/malformed/ (format version 1.0).
+
+    python scripts/make_golden.py
+
+The valid blob is made from tests/models.py's tiny_cnn with policy `raw`; each malformed blob is
+that blob with one defect, listed in tests/golden/malformed/manifest.json with the error class
+the reader must raise. Only rerun on a deliberate format change (docs/format.md, "Version
+changes"), and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+import onnx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import models  # noqa: E402
+
+from xorc.config import CompressOptions  # noqa: E402
+from xorc.format import v1  # noqa: E402
+from xorc.format.container import dumps  # noqa: E402
+from xorc.pipeline import compress_model  # noqa: E402
+
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def fix_header(data: bytearray) -> bytearray:
+    """Recompute table and header CRC (so that a deeper check is the one that fails)."""
+    count = struct.unpack_from("<I", data, 32)[0]
+    table = bytes(data[64 : 64 + 32 * count])
+    struct.pack_into("<I", data, 36, zlib.crc32(table))
+    struct.pack_into("<I", data, 60, zlib.crc32(bytes(data[:60])))
+    return data
+
+
+def sections(blob: bytes) -> list[tuple[int, int, bytes]]:
+    layout = v1.read_layout(blob)
+    return [(s.kind, s.flags, blob[s.offset : s.offset + s.length]) for s in layout.sections]
+
+
+def with_section(blob: bytes, kind: int, body: bytes) -> bytes:
+    return v1.write_sections([(k, f, body if k == kind else b) for k, f, b in sections(blob)])
+
+
+def with_tensors(blob: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
+    doc = json.loads(sections(blob)[1][2])
+    edit(doc["tensors"])
+    return with_section(blob, 2, dumps(doc))
+
+
+def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
+    b = bytearray(blob)
+    out: dict[str, tuple[bytes, str]] = {}
+
+    def case(name: str, data: bytes | bytearray, error: str) -> None:
+        out[name] = (bytes(data), error)
+
+    case("empty", b"", "BadMagic")
+    case("bad_magic", b"\x88" + blob[1:], "BadMagic")
+    case("text_mode_crlf", blob[:5] + b"\n" + blob[7:], "BadMagic")
+    case("version_2", fix_header(bytearray(b[:8] + struct.pack("<H", 2) + b[10:])), "UnsupportedVersion")
+    bad = bytearray(b)
+    bad[45] = 1
+    case("header_crc", bad, "HeaderChecksumMismatch")
+    case("reserved_set", fix_header(bytearray(bad)), "BadSectionTable")
+    bad = bytearray(b)
+    struct.pack_into("<I", bad, 16, 1)
+    case("required_flag_unknown", fix_header(bad), "BadSectionTable")
+    case("truncated_footer", blob[:-1], "Truncated")
+    case("truncated_half", blob[: len(blob) // 2], "Truncated")
+    case("trailing_byte", blob + b"\0", "TrailingBytes")
+    bad = bytearray(b)
+    bad[64 + 24] ^= 0xFF
+    case("table_crc", bad, "HeaderChecksumMismatch")
+    bad = bytearray(b)
+    struct.pack_into("<Q", bad, 64 + 8, struct.unpack_from("<Q", b, 64 + 8)[0] + 64)
+    case("section_offset_hole", fix_header(bad), "BadSectionTable")
+    bad = bytearray(b)
+    struct.pack_into("<I", bad, 64 + 32, 1)
+    case("duplicate_kind", fix_header(bad), "BadSectionTable")
+    bad = bytearray(b)
+    struct.pack_into("<II", bad, 64 + 32, 99, 1)
+    case("unknown_required_kind", fix_header(bad), "BadSectionTable")
+    bad = bytearray(b)
+    struct.pack_into("<Q", bad, 64 + 16, 2**63)
+    case("section_length_huge", fix_header(bad), "BadSectionTable")
+    bad = bytearray(b)
+    struct.pack_into("<I", bad, 20, 99)  # 99 sections: the table would run past the file
+    struct.pack_into("<I", bad, 32, 60)
+    case("section_count_large", fix_header(bad), "BadSectionTable")
+    struct.pack_into("<I", bad, 32, 0)
+    case("section_count_zero", fix_header(bad), "BadSectionTable")
+    layout = v1.read_layout(blob)
+    payload = layout.sections[3]
+    bad = bytearray(b)
+    bad[payload.offset + 5] ^= 0x10
+    case("payload_bit_flip", bad, "SectionChecksumMismatch")
+    bad = bytearray(b)
+    bad[-3] ^= 1
+    case("footer_flip", bad, "FileDigestMismatch")
+    bad = bytearray(b)
+    pad_at = layout.sections[0].offset - 1
+    bad[pad_at] = 7
+    case("nonzero_padding", fix_header(bad), "BadSectionTable")
+    case("meta_not_json", with_section(blob, 1, b"{not json"), "BadRecord")
+    case("meta_nan", with_section(blob, 1, b'{"format":NaN}'), "BadRecord")
+    case("meta_duplicate_key", with_section(blob, 1, b'{"format":"xorc","format":"x"}'), "BadRecord")
+    case("tensors_not_object", with_section(blob, 2, b"[1,2]"), "BadRecord")
+
+    def edit(field: str, value: object, index: int = 0):  # type: ignore[no-untyped-def]
+        def apply(tensors: list[dict]) -> None:
+            tensors[index][field] = value
+
+        return apply
+
+    record_cases = {
+        "record_negative_dim": edit("shape", [-1, 1, 3, 3]),
+        "record_rank_9": edit("shape", [1] * 9),
+        "record_n_weights_mismatch": edit("n_weights", 7),
+        "record_bits_9": edit("bits", 9),
+        "record_axis_out_of_range": edit("axis", 4),
+        "record_bad_digest": edit("digest", "xyz"),
+        "record_bad_dtype": edit("dtype", "complex64"),
+        "record_name_empty": edit("name", ""),
+        "record_params_not_object": edit("params", [1]),
+        "record_huge_shape": edit("shape", [2**31 - 1, 2**31 - 1, 2]),
+    }
+    for name, fn in record_cases.items():
+        case(name, with_tensors(blob, fn), "BadRecord")
+
+    def dup_name(tensors: list[dict]) -> None:
+        tensors[1]["name"] = tensors[0]["name"]
+
+    case("record_duplicate_name", with_tensors(blob, dup_name), "BadRecord")
+
+    def shift_stream(tensors: list[dict]) -> None:
+        tensors[0]["streams"][1]["offset"] += 8
+
+    case("record_stream_offset", with_tensors(blob, shift_stream), "BadRecord")
+
+    def scales_length(tensors: list[dict]) -> None:
+        tensors[0]["streams"][0]["length"] = 4
+
+    case("record_scales_length", with_tensors(blob, scales_length), "BadRecord")
+    case("record_unknown_codec", with_tensors(blob, edit("codec", 77)), "BadRecord")
+
+    def short_stream(tensors: list[dict]) -> None:
+        last = tensors[-1]["streams"][-1]
+        last["length"] -= 1
+
+    case("stream_short_nonzero_padding", with_tensors(blob, short_stream), "BadRecord")
+    case("codec_params_inconsistent", with_tensors(blob, edit("params", {"masked": False})),
+         "CorruptStream")
+    case("codec_param_wrong_type", with_tensors(blob, edit("params", {"masked": 1})), "BadRecord")
+    return out
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = Path(tmp) / "tiny.onnx"
+        onnx.save(models.tiny_cnn(), model_path)
+        container = compress_model(model_path, CompressOptions(policy="raw"))
+    blob = v1.write(container)
+    (GOLDEN / "containers").mkdir(parents=True, exist_ok=True)
+    (GOLDEN / "containers" / "tiny_raw.xorc").write_bytes(blob)
+    levels = {}
+    for t in container.tensors:
+        from xorc.decode import decode_levels
+
+        levels[t.name] = decode_levels(container, t).ravel().tolist()
+    (GOLDEN / "containers" / "tiny_raw.levels.json").write_text(json.dumps(levels) + "\n")
+    mdir = GOLDEN / "malformed"
+    mdir.mkdir(parents=True, exist_ok=True)
+    for old in mdir.glob("*.xorc"):
+        old.unlink()
+    manifest = {}
+    for name, (data, error) in sorted(malformed(blob).items()):
+        (mdir / f"{name}.xorc").write_bytes(data)
+        manifest[f"{name}.xorc"] = error
+    (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {len(manifest)} malformed blobs and tiny_raw.xorc ({len(blob)} bytes)")
+
+
+if __name__ == "__main__":
+    main()

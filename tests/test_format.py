@@ -1,0 +1,121 @@
+"""Container v1 (docs/format.md): round-trips, golden bytes, and every kind of damage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import GOLDEN
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xorc import errors
+from xorc.decode import decode_levels
+from xorc.format import Container, TensorRecord, read_bytes, v1
+from xorc.format.container import SCALES, layout_payload, levels_digest
+
+MALFORMED = GOLDEN / "malformed"
+MANIFEST = json.loads((MALFORMED / "manifest.json").read_text())
+TINY = (GOLDEN / "containers" / "tiny_raw.xorc").read_bytes()
+
+
+def read_and_decode(data: bytes) -> None:
+    container = read_bytes(data)
+    for record in container.tensors:
+        decode_levels(container, record)
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_malformed_blob_raises_its_error(name: str) -> None:
+    expected = getattr(errors, MANIFEST[name])
+    with pytest.raises(expected) as info:
+        read_and_decode((MALFORMED / name).read_bytes())
+    message = str(info.value)
+    assert message and "\n" not in message
+
+
+def test_golden_blob_decodes_to_its_levels() -> None:
+    expected = json.loads((GOLDEN / "containers" / "tiny_raw.levels.json").read_text())
+    container = read_bytes(TINY)
+    assert [t.name for t in container.tensors] == list(expected)
+    for t in container.tensors:
+        levels = decode_levels(container, t)
+        assert levels.ravel().tolist() == expected[t.name]
+        assert levels_digest(levels) == t.digest
+
+
+def test_write_read_write_is_identical() -> None:
+    assert v1.write(read_bytes(TINY)) == TINY
+
+
+def test_every_truncation_is_refused() -> None:
+    for cut in range(len(TINY)):
+        with pytest.raises(errors.BlobError):
+            read_bytes(TINY[:cut])
+
+
+def test_every_single_bit_flip_is_detected() -> None:
+    rng = np.random.default_rng(0)
+    positions = rng.choice(len(TINY) * 8, size=400, replace=False)
+    for pos in positions:
+        damaged = bytearray(TINY)
+        damaged[pos // 8] ^= 1 << (pos % 8)
+        with pytest.raises(errors.BlobError):
+            read_and_decode(bytes(damaged))
+
+
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
+
+
+@st.composite
+def containers(draw: st.DrawFn) -> Container:
+    n = draw(st.integers(0, 4))
+    tensor_names = draw(st.lists(names, min_size=n, max_size=n, unique=True))
+    streams, records = [], []
+    for name in tensor_names:
+        shape = tuple(draw(st.lists(st.integers(0, 5), min_size=0, max_size=3)))
+        axis = draw(st.none() | st.integers(0, max(len(shape) - 1, 0))) if shape else None
+        channels = 1 if axis is None else shape[axis]
+        blobs = draw(st.lists(st.binary(max_size=20), max_size=3))
+        streams.append(
+            [(SCALES, b"\0" * 4 * channels)] + [(f"s{i}", b) for i, b in enumerate(blobs)]
+        )
+        records.append((name, shape, axis))
+    payload, refs = layout_payload(streams)
+    tensors = tuple(
+        TensorRecord(
+            name=name, shape=shape, dtype="float32", bits=draw(st.integers(2, 8)), axis=axis,
+            codec=0, codec_name="raw", policy="raw", params={"masked": False}, streams=ref,
+            n_weights=int(np.prod(shape, dtype=np.int64)), n_nonzero=0, digest="0" * 64,
+            stats={"note": draw(names)},
+        )
+        for (name, shape, axis), ref in zip(records, refs, strict=True)
+    )
+    meta = {"format": "xorc", "tool": "xorc", "tool_version": "t", "source_sha256": "s",
+            "options": {"x": draw(st.integers())}}
+    fmap = draw(st.none() | st.just({"layers": []}))
+    return Container(meta, tensors, draw(st.binary(max_size=100)), payload, fmap)
+
+
+@given(containers())
+def test_container_round_trip(container: Container) -> None:
+    data = v1.write(container)
+    assert len(data) % 32 == 0
+    back = read_bytes(data)
+    assert back == container
+    assert v1.write(back) == data
+
+
+def test_unknown_optional_section_is_skipped() -> None:
+    layout = v1.read_layout(TINY)
+    bodies = [(s.kind, s.flags, TINY[s.offset : s.offset + s.length]) for s in layout.sections]
+    data = v1.write_sections([*bodies, (42, 0, b"future data")])
+    assert read_bytes(data).tensors == read_bytes(TINY).tensors
+
+
+def test_malformed_corpus_is_current(tmp_path: Path) -> None:
+    """Every manifest entry has its file and every file its entry."""
+    files = {p.name for p in MALFORMED.glob("*.xorc")}
+    assert files == set(MANIFEST)

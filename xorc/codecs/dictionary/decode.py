@@ -1,0 +1,165 @@
+"""Decoder of codec `dictionary` (docs/codecs/dictionary.md, sections 1 to 6).
+
+Never imports the encoder (`encode.py`, `kmeans.py`, `huffman_build.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc import bits as bitio
+from xorc.codecs.common import from_sign_magnitude, n_elements, param_bool, param_int, stream
+from xorc.codecs.dictionary import huffman
+from xorc.errors import BadRecord, CorruptStream
+from xorc.tensor import JSON
+
+PARAM_KEYS = frozenset({"k", "axis", "group", "zeros", "huffman"})
+ZERO_LAYOUTS = ("none", "entry", "mask")
+MAX_K = 256
+LENGTH_BITS = 4
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything the params and the shape imply (section 1 and 2)."""
+
+    shape: tuple[int, ...]
+    bits: int
+    k: int
+    axis: int
+    group: int
+    zeros: str
+    huffman: bool
+    rows: int
+    cols: int
+
+    @property
+    def n(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def groups(self) -> int:
+        return -(-self.rows // self.group)
+
+    @property
+    def entries(self) -> int:
+        """Stored entries per codebook (E)."""
+        return self.k - 1 if self.zeros == "entry" else self.k
+
+    @property
+    def index_bits(self) -> int:
+        """Fixed index width b = ceil(log2 K)."""
+        return (self.k - 1).bit_length()
+
+    def stream_names(self) -> list[str]:
+        names = ["codebook"]
+        if self.zeros == "mask":
+            names.append("mask")
+        if self.huffman:
+            names.append("code_lengths")
+        names.append("indices")
+        return names
+
+
+def read_layout(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> Layout:
+    """Validate the params against the shape (section 2), or raise BadRecord."""
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise BadRecord(f"shape {shape!r} must be non-negative integers")
+    if type(bits) is not int or not 2 <= bits <= 8:
+        raise BadRecord(f"bits must be an integer in [2, 8], got {bits!r}")
+    extra = sorted(set(params) - PARAM_KEYS)
+    if extra:
+        raise BadRecord(f"unknown dictionary codec parameter {extra[0]!r}")
+    zeros = params.get("zeros")
+    if zeros not in ZERO_LAYOUTS:
+        raise BadRecord(f"codec parameter 'zeros' must be one of {ZERO_LAYOUTS}, got {zeros!r}")
+    k = param_int(params, "k", 1, MAX_K)
+    axis = param_int(params, "axis", 0, max(len(shape) - 1, 0))
+    rows = shape[axis] if shape else 1
+    group = param_int(params, "group", 1, max(rows, 1))
+    coded_huffman = param_bool(params, "huffman")
+    if coded_huffman and k < 2:
+        raise BadRecord("codec parameter 'huffman' needs k >= 2")
+    n = n_elements(shape)
+    cols = n // rows if rows else 0
+    return Layout(shape, bits, k, axis, group, str(zeros), coded_huffman, rows, cols)
+
+
+def _bits_of(streams: Mapping[str, bytes], name: str, nbits: int) -> NDArray[np.uint8]:
+    """The first `nbits` bits of a stream that must be exactly ceil(nbits / 8) bytes, pad zero."""
+    data = stream(streams, name, (nbits + 7) // 8)
+    _check_pad(data, nbits, name)
+    return bitio.unpack_bits(data, nbits)
+
+
+def _check_pad(data: bytes, nbits: int, name: str) -> None:
+    if nbits % 8 and data[-1] & ((1 << (8 - nbits % 8)) - 1):
+        raise CorruptStream(f"stream {name!r} has nonzero pad bits")
+
+
+def _fields(streams: Mapping[str, bytes], name: str, count: int, width: int) -> NDArray[np.int64]:
+    bits = _bits_of(streams, name, count * width)
+    return bitio.bits_to_fields(bits, width, count).astype(np.int64)
+
+
+def read_codebooks(lay: Layout, streams: Mapping[str, bytes]) -> NDArray[np.int16]:
+    """The G x K lookup table: stored entries, with the implicit zero first for `entry`."""
+    codes = _fields(streams, "codebook", lay.groups * lay.entries, lay.bits)
+    if (codes & ((1 << (lay.bits - 1)) - 1) == 0).any():
+        raise CorruptStream("stream 'codebook' holds a zero entry")
+    entries = from_sign_magnitude(codes, lay.bits).reshape(lay.groups, lay.entries)
+    if lay.zeros == "entry":
+        entries = np.concatenate([np.zeros((lay.groups, 1), dtype=np.int16), entries], axis=1)
+    return entries
+
+
+def read_indices(lay: Layout, streams: Mapping[str, bytes], count: int) -> NDArray[np.int64]:
+    """The `count` indices, fixed width or Huffman coded; each checked to be < K."""
+    if not lay.huffman:
+        idx = _fields(streams, "indices", count, lay.index_bits)
+        if count and int(idx.max()) >= lay.k:
+            raise CorruptStream(f"stream 'indices' holds an index >= k = {lay.k}")
+        return idx
+    lengths = _fields(streams, "code_lengths", lay.k, LENGTH_BITS)
+    huffman.check_lengths(lengths)
+    data = stream(streams, "indices")
+    idx, used = huffman.decode(data, count, lengths)
+    if len(data) != (used + 7) // 8:
+        raise CorruptStream(f"stream 'indices' is {len(data)} bytes, its codes need {(used + 7) // 8}")
+    _check_pad(data, used, "indices")
+    return idx
+
+
+def decode(
+    shape: tuple[int, ...], bits: int, params: Mapping[str, JSON], streams: Mapping[str, bytes]
+) -> NDArray[np.int16]:
+    """Rebuild the signed levels of a `dictionary` tensor (section 6)."""
+    lay = read_layout(tuple(shape), bits, params)
+    expected = lay.stream_names()
+    unexpected = sorted(set(streams) - set(expected))
+    if unexpected:
+        raise CorruptStream(f"unexpected stream {unexpected[0]!r} for this dictionary layout")
+    lut = read_codebooks(lay, streams)
+    keep = _bits_of(streams, "mask", lay.n).astype(bool) if lay.zeros == "mask" else None
+    count = lay.n if keep is None else int(np.count_nonzero(keep))
+    idx = read_indices(lay, streams, count)
+    if lay.groups <= 1:
+        values = lut[0][idx] if lay.groups else np.zeros(0, dtype=np.int16)
+    else:
+        group_of = np.repeat(np.arange(lay.rows) // lay.group, lay.cols)
+        if keep is not None:
+            group_of = group_of[keep]
+        values = lut.ravel()[group_of * lay.k + idx]
+    if keep is None:
+        flat = values.astype(np.int16)
+    else:
+        flat = np.zeros(lay.n, dtype=np.int16)
+        flat[keep] = values
+    if not lay.shape:
+        return flat.reshape(())
+    moved = (lay.shape[lay.axis], *lay.shape[: lay.axis], *lay.shape[lay.axis + 1 :])
+    return np.ascontiguousarray(np.moveaxis(flat.reshape(moved), 0, lay.axis))

@@ -1,0 +1,290 @@
+"""Encoder of codec `dictionary` (docs/codecs/dictionary.md, section 7).
+
+`encode` is the codec entry point; `candidates` encodes one tensor at several dictionary sizes
+sharing the histogram and k-means work, for the accuracy search.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc import bits as bitio
+from xorc.codecs import CodecId
+from xorc.codecs.common import to_sign_magnitude
+from xorc.codecs.dictionary.decode import LENGTH_BITS, MAX_K
+from xorc.codecs.dictionary.huffman_build import code_lengths, encode_symbols, huffman_bits
+from xorc.codecs.dictionary.kmeans import LevelKMeans
+from xorc.tensor import JSON, Encoded, EncodeOptions, QuantTensor
+
+AUTO_TOLERANCE = 2.0**-10
+"""dict_size None: largest weighted squared level error, as a fraction of the weighted signal."""
+
+AUTO_LOSSLESS_LEVELS = 16
+"""dict_size None: keep every level when no group has more distinct nonzero levels than this."""
+
+IMPORTANCE_FLOOR = 1e-6
+"""Each weight adds this times the mean importance to its level's weight (none is ignored)."""
+
+
+def _nbytes(nbits: int) -> int:
+    return (nbits + 7) // 8
+
+
+class Prepared:
+    """One tensor in coded order with per-group histograms and k-means, reusable across K."""
+
+    def __init__(self, q: QuantTensor, options: EncodeOptions) -> None:
+        self.q = q
+        self.top = (1 << (q.bits - 1)) - 1
+        values = np.asarray(q.values)
+        if values.size and int(np.abs(values.astype(np.int32)).max()) > self.top:
+            raise ValueError(f"tensor {q.name!r}: a level exceeds the {q.bits}-bit range")
+        self.shape = q.shape
+        self.axis = q.axis if q.axis is not None and self.shape else 0
+        self.rows = self.shape[self.axis] if self.shape else 1
+        self.n = values.size
+        self.cols = self.n // self.rows if self.rows else 0
+        if options.dict_group is not None and options.dict_group < 1:
+            raise ValueError(f"dict_group must be at least 1, got {options.dict_group}")
+        self.group = max(min(options.dict_group or self.rows, self.rows), 1)
+        self.n_groups = -(-self.rows // self.group)
+        coded = np.moveaxis(values, self.axis, 0).reshape(-1) if self.shape else values.reshape(-1)
+        self.coded = coded.astype(np.int64)
+        self.nonzero = self.coded != 0
+        width = 2 * self.top + 1
+        group_of = np.repeat(np.arange(self.rows) // self.group, self.cols)
+        self.key = group_of * width + self.coded + self.top
+        counts = np.bincount(self.key, minlength=self.n_groups * width).reshape(-1, width)
+        weight = counts.astype(np.float64)
+        if q.importance is not None:
+            imp = np.asarray(q.importance, dtype=np.float64)
+            imp = (np.moveaxis(imp, self.axis, 0) if self.shape else imp).reshape(-1)
+            mean = float(imp.mean()) if imp.size else 0.0
+            if mean > 0:
+                summed = np.bincount(self.key, weights=imp, minlength=counts.size)
+                weight = summed.reshape(-1, width) + IMPORTANCE_FLOOR * mean * counts
+        levels = np.arange(-self.top, self.top + 1)
+        self.kmeans: list[LevelKMeans] = []
+        for g in range(self.n_groups):  # one step per codebook
+            present = (counts[g] > 0) & (levels != 0)
+            self.kmeans.append(LevelKMeans(levels[present], weight[g][present]))
+        self.signal = float((weight * levels.astype(np.float64) ** 2).sum())
+        self.has_zeros = not bool(self.nonzero.all())
+        self.max_levels = max((km.n_points for km in self.kmeans), default=0)
+
+    def auto_levels(self) -> int:
+        """Nonzero levels per codebook for dict_size None (section 7.2)."""
+        if self.max_levels <= AUTO_LOSSLESS_LEVELS:
+            return max(self.max_levels, 1)
+        target = AUTO_TOLERANCE * self.signal
+        for levels in range(1, self.max_levels):  # stops early; each step extends the DPs once
+            if sum(km.sse(levels) for km in self.kmeans) <= target:
+                return levels
+        return self.max_levels
+
+    def trim(self, levels: int) -> Trim:
+        """Codebooks of at most `levels` nonzero entries and the trimmed tensor."""
+        width = 2 * self.top + 1
+        value_lut = np.zeros((self.n_groups, width), dtype=np.int64)
+        index_lut = np.zeros((self.n_groups, width), dtype=np.int64)
+        books = []
+        for g, km in enumerate(self.kmeans):  # one step per codebook
+            cents, labels = km.solve(levels)
+            value_lut[g, km.x + self.top] = cents[labels]
+            index_lut[g, km.x + self.top] = labels
+            books.append(cents)
+        decoded = value_lut.ravel()[self.key]
+        return Trim(books, decoded, index_lut.ravel()[self.key])
+
+
+@dataclass(frozen=True)
+class Trim:
+    """Codebooks (ascending nonzero levels per group), trimmed levels and nonzero-entry indices."""
+
+    books: list[NDArray[np.int64]]
+    decoded: NDArray[np.int64]
+    index: NDArray[np.int64]
+
+    @property
+    def used(self) -> int:
+        return max((b.size for b in self.books), default=0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One layout of one trim, with the sizes of both index codings."""
+
+    zeros: str
+    k: int
+    trim: Trim
+    indices: NDArray[np.int64]
+    codebook_bits: int
+    mask_bits: int
+    fixed_bits: int
+    lengths: NDArray[np.int64] | None
+    huffman_bits: int
+
+    @property
+    def huffman(self) -> bool:
+        return self.lengths is not None and _nbytes(self.huffman_bits) + _nbytes(
+            LENGTH_BITS * self.k
+        ) < _nbytes(self.fixed_bits)
+
+    @property
+    def total_bytes(self) -> int:
+        index = (
+            _nbytes(self.huffman_bits) + _nbytes(LENGTH_BITS * self.k)
+            if self.huffman
+            else _nbytes(self.fixed_bits)
+        )
+        return _nbytes(self.codebook_bits) + _nbytes(self.mask_bits) + index
+
+
+def _plan(prep: Prepared, trim: Trim, zeros: str) -> Plan | None:
+    """Sizes of a layout (section 4); None when it cannot represent the trim."""
+    entries = trim.used
+    if zeros != "entry" and entries == 0:
+        return None
+    k = entries + 1 if zeros == "entry" else entries
+    if k > MAX_K:
+        return None
+    if zeros == "none":
+        indices = trim.index
+    elif zeros == "entry":
+        indices = np.where(prep.nonzero, trim.index + 1, 0)
+    else:
+        indices = trim.index[prep.nonzero]
+    freq = np.bincount(indices, minlength=k)
+    lengths = code_lengths(freq) if np.count_nonzero(freq) >= 2 else None
+    return Plan(
+        zeros=zeros,
+        k=k,
+        trim=trim,
+        indices=indices,
+        codebook_bits=prep.n_groups * entries * prep.q.bits,
+        mask_bits=prep.n if zeros == "mask" else 0,
+        fixed_bits=indices.size * (k - 1).bit_length(),
+        lengths=lengths,
+        huffman_bits=huffman_bits(freq, lengths) if lengths is not None else 0,
+    )
+
+
+def _codebook(prep: Prepared, trim: Trim) -> bytes:
+    entries = trim.used
+    table = np.ones((prep.n_groups, entries), dtype=np.int64)  # an empty group: all +1
+    for g, book in enumerate(trim.books):  # one step per codebook
+        if book.size:
+            table[g, : book.size] = book
+            table[g, book.size :] = book[-1]
+    return bitio.pack_fields(to_sign_magnitude(table.ravel(), prep.q.bits), prep.q.bits)[0]
+
+
+def _emit(prep: Prepared, plan: Plan) -> Encoded:
+    """Streams, params and stats of the chosen plan."""
+    streams = {"codebook": _codebook(prep, plan.trim)}
+    if plan.zeros == "mask":
+        streams["mask"] = bitio.pack_bits(prep.nonzero)
+    if plan.huffman:
+        assert plan.lengths is not None
+        streams["code_lengths"] = bitio.pack_fields(plan.lengths, LENGTH_BITS)[0]
+        streams["indices"] = encode_symbols(plan.indices, plan.lengths)[0]
+    else:
+        streams["indices"] = bitio.pack_fields(plan.indices, (plan.k - 1).bit_length())[0]
+    params: dict[str, JSON] = {
+        "k": plan.k,
+        "axis": prep.axis,
+        "group": prep.group,
+        "zeros": plan.zeros,
+        "huffman": plan.huffman,
+    }
+    decoded_coded = plan.trim.decoded
+    moved = (prep.rows, *prep.shape[: prep.axis], *prep.shape[prep.axis + 1 :])
+    if prep.shape:
+        decoded = np.moveaxis(decoded_coded.reshape(moved), 0, prep.axis)
+    else:
+        decoded = decoded_coded.reshape(())
+    decoded = np.array(decoded, dtype=np.int16, order="C")
+    return Encoded(CodecId.DICTIONARY, params, streams, decoded, _stats(prep, plan, streams))
+
+
+def _stats(prep: Prepared, plan: Plan, streams: dict[str, bytes]) -> dict[str, JSON]:
+    err = plan.trim.decoded - prep.coded
+    sq_err = float((err.astype(np.float64) ** 2).sum())
+    signal = float((prep.coded.astype(np.float64) ** 2).sum())
+    total_bits = 8 * sum(len(s) for s in streams.values())
+    return {
+        "k": plan.k,
+        "index_bits": (plan.k - 1).bit_length(),
+        "groups": prep.n_groups,
+        "group": prep.group,
+        "zeros": plan.zeros,
+        "entropy_coded": plan.huffman,
+        "codebook_bytes": len(streams["codebook"]),
+        "payload_bits": {name: 8 * len(data) for name, data in streams.items()},
+        "bits_per_weight": total_bits / prep.n if prep.n else 0.0,
+        "lossless": not err.any(),
+        "mean_abs_level_error": float(np.abs(err).mean()) if prep.n else 0.0,
+        "max_abs_level_error": int(np.abs(err).max()) if prep.n else 0,
+        "level_sqnr_db": 10 * math.log10(signal / sq_err) if sq_err > 0 and signal > 0 else None,
+    }
+
+
+def _best(plans: Iterable[Plan | None]) -> Plan:
+    """The smallest plan; ties keep the earlier one (mask before entry)."""
+    best: Plan | None = None
+    for plan in plans:
+        if plan is not None and (best is None or plan.total_bytes < best.total_bytes):
+            best = plan
+    if best is None:
+        raise ValueError("no dictionary layout fits")
+    return best
+
+
+def encode_prepared(prep: Prepared, dict_size: int | None, zeros: str | None = None) -> Encoded:
+    """Encode a prepared tensor with K = dict_size symbols (None: automatic).
+
+    `zeros` forces one layout ("none", "entry" or "mask"; for measurements); None picks the
+    smallest that applies.
+    """
+    if dict_size is not None and not 1 <= dict_size <= MAX_K:
+        raise ValueError(f"dict_size must be in [1, {MAX_K}], got {dict_size}")
+    if zeros == "none" and prep.has_zeros:
+        raise ValueError("layout 'none' cannot represent a tensor with zeros")
+    if prep.max_levels == 0:  # all zero or empty: the implicit zero entry alone
+        layouts = ["entry"]
+    elif zeros is not None:
+        layouts = [zeros]
+    else:
+        layouts = ["mask", "entry"] if prep.has_zeros else ["none"]
+    auto = prep.auto_levels() if dict_size is None else None
+    plans = []
+    for layout in layouts:
+        if auto is not None:
+            levels = auto
+        else:
+            assert dict_size is not None
+            levels = dict_size - 1 if layout == "entry" else dict_size
+        if levels < 1 and prep.max_levels > 0:
+            continue
+        plans.append(_plan(prep, prep.trim(max(levels, 1)), layout))
+    return _emit(prep, _best(plans))
+
+
+def encode(q: QuantTensor, options: EncodeOptions) -> Encoded:
+    """Trim the levels onto per-group codebooks and store the indices (section 7)."""
+    return encode_prepared(Prepared(q, options), options.dict_size)
+
+
+def candidates(q: QuantTensor, options: EncodeOptions, ks: Iterable[int | None]) -> dict[int | None, Encoded]:
+    """Encode `q` at every dictionary size in `ks` (None = automatic), sharing the work.
+
+    The histograms and the k-means programmes are computed once; a larger K extends them. Each
+    result is exactly what `encode` returns with `options.dict_size` set to that K.
+    """
+    prep = Prepared(q, options)
+    return {k: encode_prepared(prep, k) for k in ks}

@@ -1,0 +1,133 @@
+"""Canonical Huffman code of the dictionary indices: code assignment and vectorized decoding.
+
+Spec: docs/codecs/dictionary.md, section 5. Shared by the encoder and the decoder; building the
+code lengths (package-merge) lives in `huffman_build.py`, which the decoder never imports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc.errors import CorruptStream
+
+MAX_LEN = 15
+"""Longest code in bits: a hardware decoder needs at most a 2**15-entry table."""
+
+
+def _sorted_symbols(lengths: NDArray[np.integer]) -> NDArray[np.int64]:
+    """Symbols with a code, ordered by (length, symbol): the canonical order."""
+    used = np.flatnonzero(lengths > 0)
+    return used[np.lexsort((used, lengths[used]))]
+
+
+def canonical_codes(lengths: NDArray[np.integer]) -> NDArray[np.uint64]:
+    """The code (an l-bit value) of every symbol; 0 for symbols without a code.
+
+    Canonical order: the i-th symbol by (length, symbol) gets
+    ``(sum over earlier symbols of 2**(MAX_LEN - l)) >> (MAX_LEN - l_i)``.
+    """
+    lens = np.asarray(lengths, dtype=np.int64)
+    order = _sorted_symbols(lens)
+    span = np.left_shift(1, MAX_LEN - lens[order])
+    before = np.cumsum(span) - span
+    codes = np.zeros(lens.size, dtype=np.uint64)
+    codes[order] = (before >> (MAX_LEN - lens[order])).astype(np.uint64)
+    return codes
+
+
+def check_lengths(lengths: NDArray[np.integer]) -> None:
+    """Validate a code-length table (section 5), or raise CorruptStream naming it."""
+    lens = np.asarray(lengths, dtype=np.int64)
+    if lens.size == 0 or lens.min() < 0 or lens.max() > MAX_LEN:
+        raise CorruptStream(f"stream 'code_lengths' has a length outside 0..{MAX_LEN}")
+    used = int(np.count_nonzero(lens))
+    if used == 0:
+        raise CorruptStream("stream 'code_lengths' gives no symbol a code")
+    kraft = int(np.left_shift(1, MAX_LEN - lens[lens > 0]).sum())
+    if used == 1:
+        if int(lens.max()) != 1:
+            raise CorruptStream("stream 'code_lengths': a single symbol must have length 1")
+    elif kraft != 1 << MAX_LEN:
+        raise CorruptStream("stream 'code_lengths' is not a complete prefix code")
+
+
+def decode_tables(lengths: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Lookup tables indexed by the next max_len bits: the symbol and its code length.
+
+    Canonical codes sorted by (length, symbol) cover consecutive ranges of the window values,
+    so each table is one `np.repeat`. Windows matching no code (one-symbol case) get length 0.
+    """
+    lens = np.asarray(lengths, dtype=np.int64)
+    top = int(lens.max())
+    order = _sorted_symbols(lens)
+    span = np.left_shift(1, top - lens[order])
+    size = 1 << top
+    sym = np.zeros(size, dtype=np.int64)
+    length = np.zeros(size, dtype=np.int64)
+    filled = int(span.sum())
+    sym[:filled] = np.repeat(order, span)
+    length[:filled] = np.repeat(lens[order], span)
+    return sym, length
+
+
+def _windows(data: bytes, width: int) -> NDArray[np.int64]:
+    """The `width` bits (<= 24) starting at every bit position of `data`, zero-padded past the end."""
+    buf = np.frombuffer(data, dtype=np.uint8).astype(np.uint32)
+    ext = np.concatenate([buf, np.zeros(3, dtype=np.uint32)])
+    word = (ext[:-3] << 24) | (ext[1:-2] << 16) | (ext[2:-1] << 8) | ext[3:]
+    shift = np.arange(8, dtype=np.uint32)
+    win = ((word[:, None] << shift[None, :]) & np.uint32(0xFFFFFFFF)) >> np.uint32(32 - width)
+    return win.ravel().astype(np.int64)
+
+
+def _chain(step: NDArray[np.int64], count: int) -> NDArray[np.int64]:
+    """Positions 0, step[0], step[step[0]], ... (count of them) by pointer doubling.
+
+    After r rounds `jump` is step applied 2**r times and `orbit` holds the first 2**r positions;
+    each round appends jump(orbit) and squares jump, so there are about log2(count) rounds of
+    whole-array gathers instead of one Python step per symbol.
+    """
+    orbit = np.zeros(1, dtype=step.dtype)
+    jump = step
+    while orbit.size < count:
+        orbit = np.concatenate([orbit, jump[orbit]])
+        if orbit.size < count:
+            jump = jump[jump]
+    return orbit[:count]
+
+
+def decode(data: bytes, count: int, lengths: NDArray[np.integer]) -> tuple[NDArray[np.int64], int]:
+    """Decode `count` symbols from the start of `data`; returns them and the bits consumed.
+
+    `lengths` must have passed `check_lengths`. Raises CorruptStream (naming `indices`) when the
+    bits run out or a bit pattern has no code.
+    """
+    if count == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    sym_table, len_table = decode_tables(lengths)
+    top = int(np.asarray(lengths).max())
+    nbits = 8 * len(data)
+    if nbits == 0:
+        raise CorruptStream(f"stream 'indices' is empty, expected {count} Huffman codes")
+    win = _windows(data, top)
+    length = len_table[win]
+    dtype = np.int32 if nbits < 2**31 - 2 * MAX_LEN else np.int64
+    step = np.arange(nbits + 1, dtype=dtype)
+    step[:nbits] += length.astype(dtype)
+    step[:nbits][length == 0] = nbits  # no code here: jump to the sentinel
+    np.minimum(step, nbits, out=step)  # a code running past the end: sentinel too
+    pos = _chain(step, count).astype(np.int64)
+    inside = pos < nbits
+    if not inside.all():
+        first_out = int(np.argmin(inside))
+        if length[pos[first_out - 1]] == 0:
+            raise CorruptStream(f"stream 'indices' has a bit pattern with no code, symbol {first_out - 1}")
+        raise CorruptStream(f"stream 'indices' runs out of bits after {first_out} of {count} codes")
+    if (length[pos] == 0).any():
+        bad = int(np.argmax(length[pos] == 0))
+        raise CorruptStream(f"stream 'indices' has a bit pattern with no code, symbol {bad}")
+    used = int(pos[-1] + length[pos[-1]])
+    if used > nbits:
+        raise CorruptStream(f"stream 'indices' runs out of bits in code {count - 1} of {count}")
+    return sym_table[win[pos]], used
