@@ -81,20 +81,65 @@ def _windows(data: bytes, width: int) -> NDArray[np.int64]:
     return win.ravel().astype(np.int64)
 
 
-def _chain(step: NDArray[np.int64], count: int) -> NDArray[np.int64]:
-    """Positions 0, step[0], step[step[0]], ... (count of them) by pointer doubling.
+ROUNDS = 5
+"""Squarings of the jump map before the chain doubling moves to the compacted domain."""
+
+HEAD = 2 ** (ROUNDS + 1) - 2
+"""Chain positions followed one by one: the rest lie in image(step**HEAD) (see `_chain`)."""
+
+
+def _double(step: NDArray[np.integer], start: int, count: int) -> NDArray[np.integer]:
+    """Positions start, step[start], step[step[start]], ... (count of them) by pointer doubling.
 
     After r rounds `jump` is step applied 2**r times and `orbit` holds the first 2**r positions;
-    each round appends jump(orbit) and squares jump, so there are about log2(count) rounds of
-    whole-array gathers instead of one Python step per symbol.
+    each round appends jump(orbit) and squares jump: about log2(count) whole-array gathers.
     """
-    orbit = np.zeros(1, dtype=step.dtype)
+    orbit = np.full(1, start, dtype=step.dtype)
     jump = step
     while orbit.size < count:
         orbit = np.concatenate([orbit, jump[orbit]])
         if orbit.size < count:
             jump = jump[jump]
     return orbit[:count]
+
+
+def _compact_image(jump: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArray[np.integer]]:
+    """The image of `jump` (sorted indices) and `jump` restricted to it, renumbered."""
+    member = np.zeros(jump.size, dtype=bool)
+    member[jump] = True
+    keep = np.flatnonzero(member)
+    rank = np.zeros(jump.size, dtype=jump.dtype)
+    rank[keep] = np.arange(keep.size, dtype=jump.dtype)
+    return keep, rank[jump[keep]]
+
+
+def _chain(step: NDArray[np.integer], count: int) -> NDArray[np.int64]:
+    """Positions 0, step[0], step[step[0]], ... (count of them), without a loop per symbol.
+
+    The first HEAD positions are followed directly. Every later one lies in the image of
+    step**HEAD, a set closed under step (image(step**(t+1)) is inside image(step**t)). Chains
+    from different bit positions of a Huffman stream merge within a few codes, so that image
+    is about (mean code length) times smaller than the stream. It is found by ROUNDS
+    squarings, each followed by dropping what lies outside the image: round r maps the domain
+    image(step**a) with step**(2**r), leaving image(step**(a + 2**r)); after ROUNDS rounds
+    a = 2 + 4 + ... + 2**ROUNDS = HEAD. The doubling then runs on that set.
+    """
+    head = np.zeros(min(count, HEAD), dtype=np.int64)
+    pos = 0
+    for i in range(head.size):  # at most HEAD steps
+        head[i] = pos
+        pos = int(step[pos])
+    if count <= HEAD:
+        return head
+    where = np.arange(step.size, dtype=np.int64)  # position of each element of the domain
+    jump = step
+    for _ in range(ROUNDS):
+        keep, jump = _compact_image(jump[jump])
+        where = where[keep]
+    rank = np.zeros(step.size, dtype=step.dtype)
+    rank[where] = np.arange(where.size, dtype=step.dtype)
+    tail = _double(rank[step[where]], int(rank[pos]), count - HEAD)
+    return np.concatenate([head, where[tail]])
 
 
 def decode(data: bytes, count: int, lengths: NDArray[np.integer]) -> tuple[NDArray[np.int64], int]:

@@ -88,12 +88,15 @@ def parse_params(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) 
 def read_seeds(data: bytes, n_slices: int, n_in: list[int]) -> NDArray[np.uint64]:
     """The seed words, shape (planes, n_slices), from the `seeds` stream (§4)."""
     per_slice = sum(n_in)
-    bits = stream_bits(data, n_slices * per_slice, "seeds")
-    if per_slice == 0:
-        return np.zeros((len(n_in), n_slices), dtype=np.uint64)
-    widths = np.tile(np.asarray(n_in, dtype=np.int64), n_slices)
-    fields = bitio.bits_to_fields(bits, widths).reshape(n_slices, len(n_in))
-    return np.ascontiguousarray(fields.T)
+    bits = stream_bits(data, n_slices * per_slice, "seeds").reshape(n_slices, per_slice)
+    seeds = np.zeros((len(n_in), n_slices), dtype=np.uint64)
+    start = 0
+    for i, width in enumerate(n_in):
+        if width:
+            block = np.ascontiguousarray(bits[:, start : start + width])
+            seeds[i] = bitio.bits_to_fields(block, width, n_slices)
+        start += width
+    return seeds
 
 
 def kept_codes(
