@@ -66,7 +66,11 @@ def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
     case("empty", b"", "BadMagic")
     case("bad_magic", b"\x88" + blob[1:], "BadMagic")
     case("text_mode_crlf", blob[:5] + b"\n" + blob[7:], "BadMagic")
-    case("version_2", fix_header(bytearray(b[:8] + struct.pack("<H", 2) + b[10:])), "UnsupportedVersion")
+    case(
+        "version_2",
+        fix_header(bytearray(b[:8] + struct.pack("<H", 2) + b[10:])),
+        "UnsupportedVersion",
+    )
     bad = bytearray(b)
     bad[45] = 1
     case("header_crc", bad, "HeaderChecksumMismatch")
@@ -112,7 +116,9 @@ def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
     case("nonzero_padding", fix_header(bad), "BadSectionTable")
     case("meta_not_json", with_section(blob, 1, b"{not json"), "BadRecord")
     case("meta_nan", with_section(blob, 1, b'{"format":NaN}'), "BadRecord")
-    case("meta_duplicate_key", with_section(blob, 1, b'{"format":"xorc","format":"x"}'), "BadRecord")
+    case(
+        "meta_duplicate_key", with_section(blob, 1, b'{"format":"xorc","format":"x"}'), "BadRecord"
+    )
     case("tensors_not_object", with_section(blob, 2, b"[1,2]"), "BadRecord")
 
     def edit(field: str, value: object, index: int = 0):  # type: ignore[no-untyped-def]
@@ -157,8 +163,11 @@ def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
         last["length"] -= 1
 
     case("stream_short_nonzero_padding", with_tensors(blob, short_stream), "BadRecord")
-    case("codec_params_inconsistent", with_tensors(blob, edit("params", {"masked": False})),
-         "CorruptStream")
+    case(
+        "codec_params_inconsistent",
+        with_tensors(blob, edit("params", {"masked": False})),
+        "CorruptStream",
+    )
     case("codec_param_wrong_type", with_tensors(blob, edit("params", {"masked": 1})), "BadRecord")
     return out
 

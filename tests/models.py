@@ -37,7 +37,10 @@ def tiny_cnn(seed: int = 0) -> onnx.ModelProto:
         "tiny_cnn",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (w3, "w3"), (b3, "b3"))],
+        [
+            numpy_helper.from_array(a, n)
+            for a, n in ((w1, "w1"), (w2, "w2"), (w3, "w3"), (b3, "b3"))
+        ],
     )
     return helper.make_model(graph, opset_imports=OPSET)
 
@@ -62,19 +65,29 @@ def constant_and_if(seed: int = 0) -> onnx.ModelProto:
             )
         else:
             inits.append(numpy_helper.from_array(w, f"{name}_w"))
-        nodes.append(helper.make_node("MatMul", ["h", f"{name}_w"], [f"{name}_out"], name=f"{name}_mm"))
+        nodes.append(
+            helper.make_node("MatMul", ["h", f"{name}_w"], [f"{name}_out"], name=f"{name}_mm")
+        )
         return helper.make_graph(
-            nodes, name, [], [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, None)],
+            nodes,
+            name,
+            [],
+            [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, None)],
             inits,
         )
 
     nodes = [
-        helper.make_node("Constant", [], ["wc"], name="wc_const", value=numpy_helper.from_array(wc)),
+        helper.make_node(
+            "Constant", [], ["wc"], name="wc_const", value=numpy_helper.from_array(wc)
+        ),
         helper.make_node("MatMul", ["x", "wc"], ["h"], name="mm0"),
         helper.make_node("ReduceSum", ["x"], ["s"], name="sum", keepdims=0),
         helper.make_node("Greater", ["s", "zero"], ["cond"], name="gt"),
         helper.make_node(
-            "If", ["cond"], ["y"], name="branch",
+            "If",
+            ["cond"],
+            ["y"],
+            name="branch",
             then_branch=branch("then", wt, as_constant=False),
             else_branch=branch("else", we, as_constant=True),
         ),

@@ -27,20 +27,46 @@ def test_every_command_has_help(command: str) -> None:
     assert code == 0 and "Usage:" in out and cli.commands[command].help
 
 
-def test_compress_inspect_verify_decompress(tiny_model: Path, tiny_data: Path, tmp_path: Path) -> None:
+def test_compress_inspect_verify_decompress(
+    tiny_model: Path, tiny_data: Path, tmp_path: Path
+) -> None:
     blob = tmp_path / "t.xorc"
     code, out, _ = run("compress", tiny_model, "-o", blob, "--policy", "raw", "--json")
     assert code == 0
     doc = json.loads(out)
     assert doc["schema_version"] == 1 and doc["format_version"] == "1.0"
-    assert {"name", "shape", "codec", "policy", "bits", "sparsity", "n_weights", "payload_bytes",
-            "bits_per_weight"} <= set(doc["tensors"][0])
-    assert {"original_bytes", "blob_bytes", "weight_payload_bytes", "bits_per_weight",
-            "compression_ratio"} <= set(doc["totals"])
+    assert {
+        "name",
+        "shape",
+        "codec",
+        "policy",
+        "bits",
+        "sparsity",
+        "n_weights",
+        "payload_bytes",
+        "bits_per_weight",
+    } <= set(doc["tensors"][0])
+    assert {
+        "original_bytes",
+        "blob_bytes",
+        "weight_payload_bytes",
+        "bits_per_weight",
+        "compression_ratio",
+    } <= set(doc["totals"])
     code, out, _ = run("inspect", blob, "--json")
     assert code == 0 and json.loads(out)["tensors"] == doc["tensors"]
-    code, out, _ = run("verify", blob, "--model", tiny_model, "--accuracy", "--data", tiny_data,
-                       "--max-drop", "10", "--json")
+    code, out, _ = run(
+        "verify",
+        blob,
+        "--model",
+        tiny_model,
+        "--accuracy",
+        "--data",
+        tiny_data,
+        "--max-drop",
+        "10",
+        "--json",
+    )
     assert code == 0, out
     report = json.loads(out)
     assert report["bit_exact"] is True and report["passed"] is True
@@ -53,15 +79,16 @@ def test_compress_inspect_verify_decompress(tiny_model: Path, tiny_data: Path, t
 def test_verify_gate_fails_with_exit_3(tiny_model: Path, tiny_data: Path, tmp_path: Path) -> None:
     blob = tmp_path / "t.xorc"
     assert run("compress", tiny_model, "-o", blob, "--policy", "raw", "--bits", "2")[0] == 0
-    code, out, _ = run("verify", blob, "--model", tiny_model, "--data", tiny_data,
-                       "--max-drop", "0", "--json")
+    code, out, _ = run(
+        "verify", blob, "--model", tiny_model, "--data", tiny_data, "--max-drop", "0", "--json"
+    )
     report = json.loads(out)
     assert code == 3 and report["passed"] is False and report["accuracy"]["drop_pp"] > 0
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in MALFORMED.glob("*.xorc")))
 def test_corrupt_blob_exits_4_with_one_line(name: str) -> None:
-    code, out, err = run("verify", MALFORMED / name)
+    code, _, err = run("verify", MALFORMED / name)
     assert code == 4, err
     assert err.count("\n") == 1 and err.startswith("xorc: error:") and "Traceback" not in err
 
@@ -89,8 +116,9 @@ def test_inspect_names_the_damaged_section() -> None:
         (["nosuchcommand"], 2),
     ],
 )
-def test_usage_errors(args: list[str], code: int, tiny_model: Path, tiny_data: Path,
-                      tmp_path: Path) -> None:
+def test_usage_errors(
+    args: list[str], code: int, tiny_model: Path, tiny_data: Path, tmp_path: Path
+) -> None:
     blob = tmp_path / "t.xorc"
     run("compress", tiny_model, "-o", blob, "--policy", "raw")
     fill = {"model": str(tiny_model), "blob": str(blob), "data": str(tiny_data)}
@@ -117,19 +145,37 @@ def test_bad_config_names_the_key(tiny_model: Path, tmp_path: Path) -> None:
 def test_compress_is_deterministic(tiny_model: Path, tmp_path: Path) -> None:
     a, b = tmp_path / "a.xorc", tmp_path / "b.xorc"
     for out in (a, b):
-        assert run("compress", tiny_model, "-o", out, "--policy", "raw", "--sparsity", "0.5")[0] == 0
+        assert (
+            run("compress", tiny_model, "-o", out, "--policy", "raw", "--sparsity", "0.5")[0] == 0
+        )
     assert a.read_bytes() == b.read_bytes()
 
 
 def test_real_subprocess_json_only_on_stdout(tiny_model: Path, tmp_path: Path) -> None:
     blob = tmp_path / "t.xorc"
     proc = subprocess.run(
-        [sys.executable, "-m", "xorc", "compress", str(tiny_model), "-o", str(blob),
-         "--policy", "raw", "--json"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "xorc",
+            "compress",
+            str(tiny_model),
+            "-o",
+            str(blob),
+            "--policy",
+            "raw",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["totals"]["blob_bytes"] == blob.stat().st_size
-    proc = subprocess.run([sys.executable, "-m", "xorc", "inspect", str(tmp_path / "nope.xorc")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xorc", "inspect", str(tmp_path / "nope.xorc")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1

@@ -86,15 +86,30 @@ def containers(draw: st.DrawFn) -> Container:
     payload, refs = layout_payload(streams)
     tensors = tuple(
         TensorRecord(
-            name=name, shape=shape, dtype="float32", bits=draw(st.integers(2, 8)), axis=axis,
-            codec=0, codec_name="raw", policy="raw", params={"masked": False}, streams=ref,
-            n_weights=int(np.prod(shape, dtype=np.int64)), n_nonzero=0, digest="0" * 64,
+            name=name,
+            shape=shape,
+            dtype="float32",
+            bits=draw(st.integers(2, 8)),
+            axis=axis,
+            codec=0,
+            codec_name="raw",
+            policy="raw",
+            params={"masked": False},
+            streams=ref,
+            n_weights=int(np.prod(shape, dtype=np.int64)),
+            n_nonzero=0,
+            digest="0" * 64,
             stats={"note": draw(names)},
         )
         for (name, shape, axis), ref in zip(records, refs, strict=True)
     )
-    meta = {"format": "xorc", "tool": "xorc", "tool_version": "t", "source_sha256": "s",
-            "options": {"x": draw(st.integers())}}
+    meta = {
+        "format": "xorc",
+        "tool": "xorc",
+        "tool_version": "t",
+        "source_sha256": "s",
+        "options": {"x": draw(st.integers())},
+    }
     fmap = draw(st.none() | st.just({"layers": []}))
     return Container(meta, tensors, draw(st.binary(max_size=100)), payload, fmap)
 

@@ -52,19 +52,33 @@ def test_channel_axes() -> None:
 
 def test_external_data_is_read(tmp_path: Path) -> None:
     model = tiny_cnn()
-    onnx.save(model, tmp_path / "ext.onnx", save_as_external_data=True,
-              all_tensors_to_one_file=True, location="ext.bin", size_threshold=0)
+    onnx.save(
+        model,
+        tmp_path / "ext.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.bin",
+        size_threshold=0,
+    )
     loaded = onnx_io.load_model(tmp_path / "ext.onnx")
     got = {w.name: w.array for w in onnx_io.find_weights(loaded)}
     for init in tiny_cnn().graph.initializer:  # save() turned `model` into references
         np.testing.assert_array_equal(got[init.name], numpy_helper.to_array(init))
 
 
-@pytest.mark.parametrize("location", ["/etc/passwd", "../outside.bin", "sub/../../x.bin", "missing.bin"])
+@pytest.mark.parametrize(
+    "location", ["/etc/passwd", "../outside.bin", "sub/../../x.bin", "missing.bin"]
+)
 def test_unsafe_or_missing_external_data_is_refused(tmp_path: Path, location: str) -> None:
     model = tiny_cnn()
-    onnx.save(model, tmp_path / "ext.onnx", save_as_external_data=True,
-              all_tensors_to_one_file=True, location="ext.bin", size_threshold=0)
+    onnx.save(
+        model,
+        tmp_path / "ext.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.bin",
+        size_threshold=0,
+    )
     proto = onnx.load(tmp_path / "ext.onnx", load_external_data=False)
     for init in proto.graph.initializer:
         for entry in init.external_data:
@@ -78,7 +92,7 @@ def test_unsafe_or_missing_external_data_is_refused(tmp_path: Path, location: st
 @pytest.mark.parametrize("content", [b"", b"not an onnx file at all", b"\x08\x07" * 50])
 def test_not_onnx(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "x.onnx").write_bytes(content)
-    with pytest.raises(errors.NotOnnx, match="x.onnx"):
+    with pytest.raises(errors.NotOnnx, match=r"x\.onnx"):
         onnx_io.load_model(tmp_path / "x.onnx")
 
 

@@ -14,8 +14,11 @@ from xorc.config import CompressOptions, build_options
 from xorc.errors import ConfigError
 from xorc.quantize import dequantize, global_threshold, prune_below, prune_to, quantize
 
-floats = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6),
-                    elements=st.floats(-100, 100, width=32))
+floats = hnp.arrays(
+    np.float32,
+    hnp.array_shapes(min_dims=1, max_dims=3, max_side=6),
+    elements=st.floats(-100, 100, width=32),
+)
 
 
 @given(floats, st.integers(2, 8), st.booleans())
@@ -70,8 +73,15 @@ def test_config_precedence(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["bits = 9", "policy = 'zip'", "unknown = 1", "[[layer]]\nbits = 4", "sparsity = 1.0",
-     "bits = [", "[[layer]]\nmatch = 'a'\nsparsity = -1"],
+    [
+        "bits = 9",
+        "policy = 'zip'",
+        "unknown = 1",
+        "[[layer]]\nbits = 4",
+        "sparsity = 1.0",
+        "bits = [",
+        "[[layer]]\nmatch = 'a'\nsparsity = -1",
+    ],
 )
 def test_bad_config(tmp_path: Path, text: str) -> None:
     cfg = tmp_path / "bad.toml"

@@ -35,13 +35,7 @@ def compress(
 ) -> Summary:
     """Compress `model` into the blob `out` (written atomically); returns its summary."""
     _check_output([model, calib], out)
-    opts = options or CompressOptions()
-    importance = None
-    if calib is not None:
-        from xorc.calibrate import weight_importance
-
-        importance = weight_importance(model, calib)
-    container = compress_model(model, opts, importance, progress)
+    container = compress_model(model, options or CompressOptions(), calib, progress)
     data = v1.write(container)
     atomic_write(out, data)
     return summarize(data)

@@ -70,7 +70,9 @@ def fields_to_bits(values: ArrayLike, widths: ArrayLike) -> Bits:
     return ((vals[field] >> shift) & np.uint64(1)).astype(np.uint8)
 
 
-def bits_to_fields(bits: ArrayLike, widths: ArrayLike, count: int | None = None) -> NDArray[np.uint64]:
+def bits_to_fields(
+    bits: ArrayLike, widths: ArrayLike, count: int | None = None
+) -> NDArray[np.uint64]:
     """Inverse of `fields_to_bits`: read consecutive MSB-first fields from a bit array.
 
     With a scalar width, `count` fields are read (default: as many as fit). With per-field
@@ -234,10 +236,40 @@ def byte_windows(data: bytes | NDArray[np.uint8]) -> NDArray[np.uint64]:
     return view.astype(np.uint64)
 
 
-def peek_fields(windows: NDArray[np.uint64], positions: ArrayLike, width: int) -> NDArray[np.uint64]:
+def peek_fields(
+    windows: NDArray[np.uint64], positions: ArrayLike, width: int
+) -> NDArray[np.uint64]:
     """The `width`-bit MSB-first field (1 <= width <= 57) starting at each bit position of the
     stream whose `byte_windows` are given. Bits past the end of the stream read as zero; a
     position must be at most 8 * len(data).
     """
     pos = np.asarray(positions, dtype=np.int64)
     return (windows[pos >> 3] << (pos & 7).astype(np.uint64)) >> np.uint64(64 - width)
+
+
+def bit_windows(data: bytes, width: int, positions: ArrayLike | None = None) -> NDArray[np.uint32]:
+    """The `width` bits (1 to 25) starting at bit positions of `data`, as MSB-first integers.
+
+    Bit order as in `unpack_bits`: position p is bit 7 - p % 8 of byte p // 8, and the window
+    at p is bits p, p+1, ..., p+width-1 with bit p most significant. Bits past the end of the
+    data read as 0. `positions` defaults to every bit position 0 .. 8*len(data) - 1 (one
+    window each, in order); given positions must lie in [0, 8*len(data)]. Reading `count`
+    consecutive w-bit fields is ``bit_windows(data, w, w * np.arange(count))``.
+
+    Raises:
+        ValueError: width out of range or a position outside the data.
+    """
+    if not 1 <= width <= 25:
+        raise ValueError(f"window width must be 1..25, got {width}")
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    ext = np.concatenate([buf.astype(np.uint32), np.zeros(4, dtype=np.uint32)])
+    word = (ext[:-3] << 24) | (ext[1:-2] << 16) | (ext[2:-1] << 8) | ext[3:]  # per byte offset
+    drop = np.uint32(32 - width)
+    if positions is None:
+        shift = np.arange(8, dtype=np.uint32)
+        win = (word[: buf.size, None] << shift[None, :]) >> drop
+        return win.ravel()
+    pos = np.asarray(positions, dtype=np.int64)
+    if pos.size and (int(pos.min()) < 0 or int(pos.max()) > 8 * buf.size):
+        raise ValueError(f"bit positions must lie in [0, {8 * buf.size}]")
+    return (word[pos >> 3] << (pos & 7).astype(np.uint32)) >> drop

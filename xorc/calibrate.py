@@ -1,14 +1,22 @@
-"""Calibration: how sensitive each weight is, from the statistics of its layer's input.
+"""Calibration: statistics of each layer's input, and what xorc derives from them.
 
 For a weight w[o, i, ...] that multiplies input channel i, an error Δw changes the output by
-Δw·x_i, whose expected square is Δw²·E[x_i²]. The sensitivity of input channel i is therefore
-the mean square of the layer's input over the calibration samples (and spatial positions),
-read from onnxruntime intermediate outputs. Weights whose layer input cannot be observed (inside
-subgraphs) get sensitivity 1.
+Δw·x_i. So:
+
+* the **sensitivity** of input channel i is E[x_i²], the mean square of the layer's input over
+  the calibration samples and spatial positions; the `importance` policy weighs an error by the
+  weight change times this sensitivity;
+* the **mean shift** of output channel o is Σ_i Δw[o, i, ...]·E[x_i]; *bias correction*
+  (Nagel et al., ICCV 2019, empirical variant) subtracts it from the layer's bias, so that
+  quantization and codec errors do not move the mean of the layer's output.
+
+The inputs are read from onnxruntime intermediate outputs of the main graph; weights in
+subgraphs, or read by more than one node, are left alone (sensitivity 1, no correction).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,55 +27,82 @@ from xorc import onnx_io, runtime
 MAX_CALIB_SAMPLES = 512
 
 
-def weight_importance(
-    model_path: str | Path, calib_path: str | Path
-) -> dict[str, NDArray[np.float32]]:
-    """Per-weight input sensitivity (E[x²] of the input channel each weight multiplies)."""
-    model = onnx_io.load_model(model_path)
-    layers = onnx_io.weight_layer_inputs(model)
-    weights = {w.name: w for w in onnx_io.find_weights(model) if w.compressible and w.name in layers}
-    taps = sorted({layers[name][0] for name in weights})
-    model_bytes = onnx_io.with_outputs(onnx_io.serialize(model), taps)
-    sess = runtime.session(model_bytes, str(model_path))
+@dataclass(frozen=True)
+class InputStats:
+    """Per-input-channel mean and mean square of one layer's data input."""
+
+    layer: onnx_io.Layer
+    mean: NDArray[np.float64]
+    mean_square: NDArray[np.float64]
+
+
+def input_stats(model: onnx_io.SourceModel, calib_path: str | Path) -> dict[str, InputStats]:
+    """Run the model on the calibration data; statistics of every layer input, by weight name."""
+    layers = onnx_io.layers(model)
+    taps = sorted({layer.data for layer in layers.values()})
+    sess = runtime.session(onnx_io.with_outputs(onnx_io.serialize(model), taps), model.path)
     data = runtime.load_data(calib_path, sess).take(MAX_CALIB_SAMPLES)
     values = dict(zip(taps, runtime.run(sess, data, taps), strict=True))
     out = {}
-    for name, w in weights.items():
-        x_name, op_type, group = layers[name]
-        out[name] = _expand(w, values[x_name], op_type, group, _gemm_trans(model, name))
+    for name, layer in layers.items():
+        x = values[layer.data].astype(np.float64)
+        axes = _sample_axes(layer, x)
+        if axes is None:
+            continue
+        out[name] = InputStats(layer, x.mean(axis=axes), (x**2).mean(axis=axes))
     return out
 
 
-def _gemm_trans(model: onnx_io.SourceModel, weight: str) -> bool:
-    for node in model.proto.graph.node:
-        if node.op_type == "Gemm" and weight in node.input:
-            attrs = {a.name: a.i for a in node.attribute}
-            return bool(attrs.get("transB", 0) if list(node.input).index(weight) == 1 else 0)
-    return False
+def _sample_axes(layer: onnx_io.Layer, x: NDArray) -> tuple[int, ...] | None:
+    """The axes to average over, leaving the input-channel axis."""
+    if layer.op_type in ("Conv", "ConvTranspose"):
+        return tuple(d for d in range(x.ndim) if d != 1) if x.ndim >= 2 else None
+    if layer.op_type == "Gemm" or layer.weight_index == 1:
+        return tuple(range(x.ndim - 1)) if x.ndim >= 1 else None
+    return None  # MatMul with the weight as first input: channels are rows of x; not handled
 
 
-def _expand(
-    w: onnx_io.WeightInfo, x: NDArray, op_type: str, group: int, trans_b: bool
-) -> NDArray[np.float32]:
-    """Broadcast per-input-channel mean squares to the weight's shape."""
-    x = x.astype(np.float64)
-    shape = w.array.shape
-    if op_type in ("Conv", "ConvTranspose") and x.ndim >= 2:
-        ms = (x**2).mean(axis=tuple(d for d in range(x.ndim) if d != 1))  # [C_in]
-        if op_type == "Conv":
-            out_ch, in_per_group = shape[0], shape[1]
-            g = np.arange(out_ch) // max(out_ch // group, 1)
-            idx = g[:, None] * in_per_group + np.arange(in_per_group)[None, :]
-            per = ms[np.clip(idx, 0, ms.size - 1)]
-        else:  # ConvTranspose weight [C_in, C_out/g, k...]: input channel on axis 0
-            per = np.repeat(ms[: shape[0], None], shape[1], axis=1)
-        return np.broadcast_to(per.reshape(*per.shape, *([1] * (len(shape) - 2))), shape).astype(
-            np.float32
-        )
-    if x.ndim >= 1 and len(shape) == 2:
-        k = shape[1] if trans_b else shape[0]
-        if x.shape[-1] == k:
-            ms = (x.reshape(-1, k) ** 2).mean(axis=0)
-            per = ms[None, :] if trans_b else ms[:, None]
-            return np.broadcast_to(per, shape).astype(np.float32)
-    return np.ones(shape, dtype=np.float32)
+def per_weight(stats: InputStats, values: NDArray[np.float64], shape: tuple[int, ...]) -> NDArray:
+    """Broadcast a per-input-channel vector to the weight's shape (None when it does not fit)."""
+    layer = stats.layer
+    if layer.op_type == "Conv":
+        out_ch, in_per_group = shape[0], shape[1]
+        group_of = np.arange(out_ch) // max(out_ch // layer.group, 1)
+        idx = group_of[:, None] * in_per_group + np.arange(in_per_group)[None, :]
+        per = values[np.minimum(idx, values.size - 1)]
+    elif layer.op_type == "ConvTranspose":
+        per = np.repeat(values[: shape[0], None], shape[1], axis=1)
+    elif layer.trans_b:
+        per = np.broadcast_to(values[None, :], shape[:2])
+    else:
+        per = np.broadcast_to(values[:, None], shape[:2])
+    return np.broadcast_to(per.reshape(*per.shape, *([1] * (len(shape) - 2))), shape)
+
+
+def sensitivity(stats: InputStats, shape: tuple[int, ...]) -> NDArray[np.float32] | None:
+    """E[x²] of the input channel each weight multiplies, or None when the shapes do not fit."""
+    if not _fits(stats, shape):
+        return None
+    return per_weight(stats, stats.mean_square, shape).astype(np.float32)
+
+
+def bias_shift(stats: InputStats, delta_w: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """Mean output shift per output channel caused by the weight change `delta_w`."""
+    shape = delta_w.shape
+    if not _fits(stats, shape) or stats.layer.op_type == "ConvTranspose":
+        return None
+    weighted = delta_w * per_weight(stats, stats.mean, shape)
+    if stats.layer.op_type == "Conv":
+        return weighted.reshape(shape[0], -1).sum(axis=1)
+    return weighted.sum(axis=1) if stats.layer.trans_b else weighted.sum(axis=0)
+
+
+def _fits(stats: InputStats, shape: tuple[int, ...]) -> bool:
+    layer = stats.layer
+    if len(shape) < 2:
+        return False
+    if layer.op_type == "Conv":
+        return stats.mean.size == shape[1] * layer.group
+    if layer.op_type == "ConvTranspose":
+        return stats.mean.size == shape[0]
+    return len(shape) == 2 and stats.mean.size == (shape[1] if layer.trans_b else shape[0])

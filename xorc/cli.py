@@ -82,36 +82,79 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
-              help="Blob to write [default: MODEL with suffix .xorc].")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False),
+    help="Blob to write [default: MODEL with suffix .xorc].",
+)
 @click.option("--bits", type=click.IntRange(2, 8), help="Quantization bits Q, 2..8 [default: 8].")
-@click.option("--sparsity", type=click.FloatRange(0, 1, max_open=True),
-              help="Magnitude-prune each tensor (or all, see --sparsity-scope) to this fraction "
-              "of zeros; zeros already in the model count [default: 0].")
-@click.option("--sparsity-scope", type=click.Choice(["tensor", "global"]),
-              help="Prune per tensor or with one global threshold [default: tensor].")
-@click.option("--policy", type=click.Choice(POLICIES),
-              help="Codec and error-correction policy [default: all].")
-@click.option("--per-tensor", is_flag=True, default=None,
-              help="One scale per tensor instead of per output channel.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML file with options and [[layer]] overrides (flags win over its "
-              "top-level keys).")
-@click.option("--calib", type=click.Path(dir_okay=False),
-              help="Calibration .npz: input statistics weight the `importance` policy and feed "
-              "--max-drop searches (needs labels).")
-@click.option("--max-drop", type=click.FloatRange(0), help="Largest top-1 drop (points) on --calib "
-              "data the importance/dictionary search may spend.")
-@click.option("--error-budget", type=click.FloatRange(0, 1),
-              help="Policy importance: fraction of XOR errors left uncorrected.")
+@click.option(
+    "--sparsity",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Magnitude-prune each tensor (or all, see --sparsity-scope) to this fraction "
+    "of zeros; zeros already in the model count [default: 0].",
+)
+@click.option(
+    "--sparsity-scope",
+    type=click.Choice(["tensor", "global"]),
+    help="Prune per tensor or with one global threshold [default: tensor].",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(POLICIES),
+    help="Codec and error-correction policy [default: all].",
+)
+@click.option(
+    "--per-tensor",
+    is_flag=True,
+    default=None,
+    help="One scale per tensor instead of per output channel.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file with options and [[layer]] overrides (flags win over its top-level keys).",
+)
+@click.option(
+    "--calib",
+    type=click.Path(dir_okay=False),
+    help="Calibration .npz: input statistics weight the `importance` policy and feed "
+    "--max-drop searches (needs labels).",
+)
+@click.option(
+    "--bias-correction/--no-bias-correction",
+    default=None,
+    help="With --calib: subtract the mean output shift the compressed weights cause "
+    "from each layer's bias [default: on].",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(0),
+    help="Largest top-1 drop (points) on --calib data the importance/dictionary search may spend.",
+)
+@click.option(
+    "--error-budget",
+    type=click.FloatRange(0, 1),
+    help="Policy importance: fraction of XOR errors left uncorrected.",
+)
 @click.option("--effort", type=click.IntRange(1, 64), help="XOR solver restarts [default: 1].")
 @click.option("--dict-size", type=click.IntRange(1, 256), help="Dictionary codebook size K.")
 @click.option("--dict-group", type=click.IntRange(1), help="Output channels per codebook.")
 @click.option("--seed", type=int, help="Seed for the encoders [default: 0].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
-def compress(model: str, out: str | None, config_file: str | None, calib: str | None,
-             as_json: bool, per_tensor: bool | None, **flags: Any) -> None:
+def compress(
+    model: str,
+    out: str | None,
+    config_file: str | None,
+    calib: str | None,
+    as_json: bool,
+    per_tensor: bool | None,
+    **flags: Any,
+) -> None:
     """Compress MODEL.onnx into a blob and print its per-tensor summary."""
     options = build_options(
         config_file, per_channel=None if per_tensor is None else not per_tensor, **flags
@@ -155,8 +198,14 @@ def inspect(blob: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("blob", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), required=True,
-              help="ONNX model to write.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="ONNX model to write.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
 def decompress(blob: str, out: str, as_json: bool) -> None:
@@ -170,17 +219,29 @@ def decompress(blob: str, out: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("blob", type=click.Path(dir_okay=False))
-@click.option("--model", type=click.Path(dir_okay=False),
-              help="The original ONNX model (needed for --accuracy).")
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False),
+    help="The original ONNX model (needed for --accuracy).",
+)
 @click.option("--accuracy", is_flag=True, help="Run original and decoded model on --data.")
-@click.option("--data", type=click.Path(dir_okay=False),
-              help=".npz with inputs keyed by input name (or one array) and optional `labels`.")
-@click.option("--max-drop", type=click.FloatRange(0), default=1.0, show_default=True,
-              help="Largest allowed drop in percentage points; exit 3 above it.")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help=".npz with inputs keyed by input name (or one array) and optional `labels`.",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Largest allowed drop in percentage points; exit 3 above it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
-def verify(blob: str, model: str | None, accuracy: bool, data: str | None, max_drop: float,
-           as_json: bool) -> None:
+def verify(
+    blob: str, model: str | None, accuracy: bool, data: str | None, max_drop: float, as_json: bool
+) -> None:
     """Decode every tensor of BLOB bit-exactly; optionally gate the accuracy drop.
 
     Exits 3 when a decoder differs from the encoder's intended values or the drop exceeds

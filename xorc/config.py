@@ -63,6 +63,7 @@ class CompressOptions:
     dict_group: int | None = None
     ebpc_word_width: int = 8
     ebpc_block_size: int = 8
+    bias_correction: bool = True
     layers: tuple[LayerRule, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -79,6 +80,7 @@ class CompressOptions:
             check(self.dict_size, "dict_size", _is_dict_size, "an integer in [1, 256]")
         check(self.ebpc_word_width, "ebpc_word_width", lambda v: v in (8, 16), "8 or 16")
         check(self.ebpc_block_size, "ebpc_block_size", lambda v: v in (8, 16), "8 or 16")
+        check(self.bias_correction, "bias_correction", lambda v: type(v) is bool, "true or false")
 
     def settings_for(self, tensor: str, nodes: list[str]) -> TensorSettings:
         values: dict[str, Any] = {
@@ -152,7 +154,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     for key, value in doc.items():
         if key == "layer":
-            kwargs["layers"] = tuple(_parse_rule(path, i, r) for i, r in enumerate(_rules(path, value)))
+            kwargs["layers"] = tuple(
+                _parse_rule(path, i, r) for i, r in enumerate(_rules(path, value))
+            )
         elif key in known:
             kwargs[key] = value
         else:

@@ -20,7 +20,9 @@ def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int1
     except (BadRecord, CorruptStream) as exc:
         raise type(exc)(f"tensor {record.name!r}: {exc}") from None
     if levels.shape != record.shape:
-        raise CorruptStream(f"tensor {record.name!r}: decoded shape {levels.shape} != {record.shape}")
+        raise CorruptStream(
+            f"tensor {record.name!r}: decoded shape {levels.shape} != {record.shape}"
+        )
     return levels
 
 
@@ -37,7 +39,9 @@ def rebuild_model(container: Container, levels: list[NDArray[np.int16]]) -> byte
     """The runnable ONNX model (serialized) with decoded, dequantized weights."""
     refs = onnx_io.referenced_indices(container.graph)
     if sorted(refs) != list(range(len(container.tensors))):
-        raise BadRecord("section GRAPH: tensor references do not match the tensor records one to one")
+        raise BadRecord(
+            "section GRAPH: tensor references do not match the tensor records one to one"
+        )
     arrays = {
         i: to_weights(container, rec, lv)
         for i, (rec, lv) in enumerate(zip(container.tensors, levels, strict=True))

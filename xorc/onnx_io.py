@@ -338,7 +338,9 @@ def rebuild(graph_bytes: bytes, arrays: dict[int, NDArray[np.generic]]) -> bytes
             raise BadRecord(f"section GRAPH: reference to tensor #{index}, which has no record")
         filled = numpy_helper.from_array(arrays[index], tensor.name)
         if filled.data_type != tensor.data_type or list(filled.dims) != list(tensor.dims):
-            raise BadRecord(f"section GRAPH: tensor {tensor.name!r} type or shape differs from its record")
+            raise BadRecord(
+                f"section GRAPH: tensor {tensor.name!r} type or shape differs from its record"
+            )
         tensor.ClearField("external_data")
         tensor.data_location = onnx.TensorProto.DEFAULT
         tensor.raw_data = filled.raw_data
@@ -366,11 +368,11 @@ def activation_outputs(model_bytes: bytes) -> list[str]:
     """Outputs of ReLU, and of Clip with a zero lower bound (ReLU6 and friends), main graph."""
     proto = onnx.load_model_from_string(model_bytes)
     consts = {name: t for name, t, _, _ in _located_tensors(proto.graph)}
-    out = []
-    for node in proto.graph.node:
-        if node.op_type == "Relu" or (node.op_type == "Clip" and _clip_min_is_zero(node, consts)):
-            out.append(node.output[0])
-    return out
+    return [
+        node.output[0]
+        for node in proto.graph.node
+        if node.op_type == "Relu" or (node.op_type == "Clip" and _clip_min_is_zero(node, consts))
+    ]
 
 
 def _clip_min_is_zero(node: onnx.NodeProto, consts: dict[str, onnx.TensorProto]) -> bool:
@@ -382,17 +384,79 @@ def _clip_min_is_zero(node: onnx.NodeProto, consts: dict[str, onnx.TensorProto])
     return False
 
 
-def weight_layer_inputs(model: SourceModel) -> dict[str, tuple[str, str, int]]:
-    """For each weight: (data input tensor, op type, group) of the main-graph node consuming it."""
-    out: dict[str, tuple[str, str, int]] = {}
+@dataclass(frozen=True)
+class Layer:
+    """The main-graph node that multiplies a weight with data.
+
+    Attributes:
+        weight: the weight tensor's name.
+        data: the name of the data input it multiplies.
+        op_type: Conv, ConvTranspose, Gemm or MatMul.
+        group: Conv groups (1 otherwise).
+        weight_index: which node input the weight is.
+        trans_b: Gemm's transB when the weight is input B (the weight is then [out, in]).
+        bias: the bias initializer's name when the node adds one (Conv, Gemm input 2) and
+            nothing else reads it; else None.
+    """
+
+    weight: str
+    data: str
+    op_type: str
+    group: int
+    weight_index: int
+    trans_b: bool
+    bias: str | None
+
+
+def layers(model: SourceModel) -> dict[str, Layer]:
+    """The layer of each weight read by exactly one main-graph Conv/ConvTranspose/Gemm/MatMul."""
+    readers: dict[str, int] = {}
+    for node, _ in _nodes(model.proto.graph, "main"):
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    inits = {i.name for i in model.proto.graph.initializer}
+    out: dict[str, Layer] = {}
     for node in model.proto.graph.node:
         if node.op_type not in WEIGHT_INPUTS:
             continue
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        attrs = {a.name: a.i for a in node.attribute}
         for i in WEIGHT_INPUTS[node.op_type]:
-            if i < len(node.input):
-                out.setdefault(node.input[i], (node.input[1 - i], node.op_type, group))
+            if i >= len(node.input) or node.input[i] not in inits or readers[node.input[i]] != 1:
+                continue
+            bias = (
+                node.input[2] if len(node.input) > 2 and node.op_type in ("Conv", "Gemm") else None
+            )
+            if bias is not None and (bias not in inits or readers.get(bias) != 1):
+                bias = None
+            out[node.input[i]] = Layer(
+                weight=node.input[i],
+                data=node.input[1 - i],
+                op_type=node.op_type,
+                group=attrs.get("group", 1),
+                weight_index=i,
+                trans_b=bool(attrs.get("transB", 0)) and i == 1,
+                bias=bias if i == 1 else None,
+            )
     return out
+
+
+def initializer(model: SourceModel, name: str) -> NDArray[np.generic]:
+    """The values of a main-graph initializer."""
+    for init in model.proto.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    raise KeyError(name)
+
+
+def replace_initializers(model: SourceModel, arrays: dict[str, NDArray[np.generic]]) -> None:
+    """Replace the data of main-graph initializers in place (same name, type and shape)."""
+    for init in model.proto.graph.initializer:
+        if init.name in arrays:
+            new = numpy_helper.from_array(
+                arrays[init.name].astype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)),
+                init.name,
+            )
+            init.CopyFrom(new)
 
 
 def serialize(model: SourceModel) -> bytes:

@@ -1,7 +1,7 @@
 """`compress`: the pipeline as a list of named stages.
 
-    load model -> find weights -> plan per tensor -> prune -> quantize -> (importance)
-    -> encode -> lay out container
+    load model -> (calibrate) -> plan per tensor -> prune -> quantize -> encode
+    -> (bias correction) -> lay out container
 
 Each stage is a small function; `compress_model` reads like the table of contents.
 """
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import __version__, onnx_io
+from xorc import __version__, calibrate, onnx_io
 from xorc.codecs import CodecId
 from xorc.codecs.encoders import ENCODERS, LOSSLESS_POLICIES
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UnsupportedModel, UsageError
 from xorc.format import Container, TensorRecord, levels_digest
 from xorc.format.container import SCALES, layout_payload
-from xorc.quantize import global_threshold, prune_below, prune_to, quantize
+from xorc.quantize import dequantize, global_threshold, prune_below, prune_to, quantize
 from xorc.tensor import Encoded, EncodeOptions, QuantTensor
 
 Progress = Callable[[str], None]
@@ -39,7 +39,7 @@ class PlannedTensor:
 def compress_model(
     model_path: str | Path,
     options: CompressOptions,
-    importance: dict[str, np.ndarray] | None = None,
+    calib: str | Path | None = None,
     progress: Progress | None = None,
 ) -> Container:
     """Compress an ONNX model into a container (docs/format.md).
@@ -47,13 +47,18 @@ def compress_model(
     Args:
         model_path: the ONNX file.
         options: the effective options (see xorc.config).
-        importance: optional per-weight importance arrays by tensor name (xorc.calibrate).
+        calib: optional calibration .npz (input sensitivity, bias correction).
         progress: optional callback, once per encoded tensor.
     """
     model = onnx_io.load_model(model_path)
+    stats = calibrate.input_stats(model, calib) if calib is not None else {}
     plan = plan_tensors(model, options)
-    quantized = quantize_planned(model, plan, options, importance or {})
-    encoded = [encode_tensor(q, p.settings, options) for q, p in _with_progress(quantized, plan, progress)]
+    quantized = quantize_planned(model, plan, options, stats)
+    encoded = [
+        encode_tensor(q, p.settings, options) for q, p in _with_progress(quantized, plan, progress)
+    ]
+    if stats and options.bias_correction:
+        correct_biases(model, plan, quantized, encoded, stats)
     return assemble(model, plan, quantized, encoded, options)
 
 
@@ -82,7 +87,7 @@ def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[P
 def _check_prequantized(
     model: onnx_io.SourceModel, w: onnx_io.WeightInfo, settings: TensorSettings
 ) -> None:
-    """An int8 weight of an already quantized model is compressed as it is, losslessly, or refused."""
+    """An int8 weight of a quantized model is compressed as it is, losslessly, or refused."""
     where = f"{model.path}: tensor {w.name!r} is already quantized (int8)"
     if settings.policy not in LOSSLESS_POLICIES:
         raise UnsupportedModel(
@@ -100,7 +105,7 @@ def quantize_planned(
     model: onnx_io.SourceModel,
     plan: list[PlannedTensor],
     options: CompressOptions,
-    importance: dict[str, np.ndarray],
+    stats: dict[str, calibrate.InputStats],
 ) -> list[QuantTensor]:
     """Stages prune and quantize: integer levels and scales for every planned tensor."""
     threshold = 0.0
@@ -110,10 +115,9 @@ def quantize_planned(
     out = []
     for p in plan:
         w, s = p.weight, p.settings
-        imp = importance.get(w.name)
         if w.dtype == "int8":
             levels = w.array.astype(np.int16)
-            out.append(QuantTensor(w.name, levels, 8, np.ones(1, np.float32), None, imp))
+            out.append(QuantTensor(w.name, levels, 8, np.ones(1, np.float32), None))
             continue
         values = w.array.astype(np.float32)
         if options.sparsity_scope == "global" and s.sparsity == options.sparsity:
@@ -122,8 +126,10 @@ def quantize_planned(
             values = prune_to(values, s.sparsity)
         axis = w.axis if s.per_channel else None
         levels, scales = quantize(values, s.bits, axis)
-        if s.policy == "importance":
-            imp = error_weight(levels.shape, scales, axis, imp)
+        imp = None
+        if s.policy in ("importance", "dictionary"):
+            sens = calibrate.sensitivity(stats[w.name], w.array.shape) if w.name in stats else None
+            imp = error_weight(levels.shape, scales, axis, sens)
         out.append(QuantTensor(w.name, levels, s.bits, scales, axis, imp))
     return out
 
@@ -139,8 +145,10 @@ def error_weight(
     A level error of d changes the weight by d × scale[channel] and the layer output by that
     times the input, so the weight is scale × input sensitivity (1 without calibration data).
     """
-    scale = scales.reshape(()) if axis is None else scales.reshape(
-        [-1 if d == axis else 1 for d in range(len(shape))]
+    scale = (
+        scales.reshape(())
+        if axis is None
+        else scales.reshape([-1 if d == axis else 1 for d in range(len(shape))])
     )
     base = np.ones(shape, np.float32) if sensitivity is None else sensitivity
     return (base * scale).astype(np.float32)
@@ -166,6 +174,35 @@ def encode_tensor(q: QuantTensor, settings: TensorSettings, options: CompressOpt
     if encoder is None:
         raise UsageError(f"policy {settings.policy!r} is not available in this build")
     return encoder(q, encoder_options(settings, options))
+
+
+def correct_biases(
+    model: onnx_io.SourceModel,
+    plan: list[PlannedTensor],
+    quantized: list[QuantTensor],
+    encoded: list[Encoded],
+    stats: dict[str, calibrate.InputStats],
+) -> None:
+    """Stage bias correction: remove the mean output shift the weight changes cause.
+
+    The shift is measured against the original float weights, so it covers pruning,
+    quantization and the errors a lossy policy leaves. The corrected biases travel in the graph.
+    """
+    new: dict[str, np.ndarray] = {}
+    for p, q, e in zip(plan, quantized, encoded, strict=True):
+        st = stats.get(q.name)
+        if st is None or st.layer.bias is None or p.weight.dtype == "int8":
+            continue
+        delta = dequantize(e.decoded, q.scales, q.axis).astype(np.float64) - p.weight.array
+        shift = calibrate.bias_shift(st, delta)
+        if shift is None:
+            continue
+        bias = onnx_io.initializer(model, st.layer.bias).astype(np.float64)
+        if bias.shape != shift.shape:
+            continue
+        new[st.layer.bias] = bias - shift
+        e.stats["bias_corrected"] = True
+    onnx_io.replace_initializers(model, new)
 
 
 CODEC_NAMES = {c.value: c.name.lower() for c in CodecId}

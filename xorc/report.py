@@ -99,7 +99,8 @@ def summarize(data: bytes) -> Summary:
     layout = v1.read_layout(data)
     meta, tensors = v1.read_records(data, layout)
     sections = [
-        SectionStatus(s.name, s.offset, s.length, v1.section_crc_ok(data, s)) for s in layout.sections
+        SectionStatus(s.name, s.offset, s.length, v1.section_crc_ok(data, s))
+        for s in layout.sections
     ]
     return Summary(
         f"{layout.version[0]}.{layout.version[1]}",
@@ -122,7 +123,17 @@ def _fmt_bytes(n: float) -> str:
 def render_text(summary: Summary) -> str:
     """The human-readable table."""
     rows = summary.tensor_rows()
-    header = ("tensor", "shape", "codec", "policy", "bits", "sparsity", "payload", "bits/w", "notes")
+    header = (
+        "tensor",
+        "shape",
+        "codec",
+        "policy",
+        "bits",
+        "sparsity",
+        "payload",
+        "bits/w",
+        "notes",
+    )
     lines = []
     body = [
         (
@@ -138,7 +149,9 @@ def render_text(summary: Summary) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
+    ]
     meta = summary.meta
     lines.append(
         f"xorc blob v{summary.format_version}, written by xorc {meta.get('tool_version')}, "
@@ -158,12 +171,20 @@ def render_text(summary: Summary) -> str:
         f"{t['compression_ratio']:.2f}x); blob {_fmt_bytes(t['blob_bytes'])}"
         + (f" ({t['blob_ratio']:.2f}x smaller than the source model)" if t["blob_ratio"] else "")
     )
-    for problem in summary.damaged:
-        lines.append(f"DAMAGED: {problem}")
+    lines.extend(f"DAMAGED: {problem}" for problem in summary.damaged)
     return "\n".join(lines)
 
 
 def _notes(details: dict[str, Any]) -> str:
-    keys = ("fallback", "n_in", "n_out", "patches", "errors_left", "k", "index_bits", "entropy_coded")
+    keys = (
+        "fallback",
+        "n_in",
+        "n_out",
+        "patches",
+        "errors_left",
+        "k",
+        "index_bits",
+        "entropy_coded",
+    )
     parts = [f"{k}={details[k]}" for k in keys if k in details and not isinstance(details[k], dict)]
     return " ".join(parts)[:80]

@@ -97,7 +97,7 @@ def _cast(path: str | Path, spec: ort.NodeArg, array: NDArray[np.generic]) -> ND
     rank = len(spec.shape)
     if array.ndim != rank:
         raise DataError(
-            f"{path}: input {spec.name!r} has shape {list(array.shape)}, the model wants rank {rank}"
+            f"{path}: input {spec.name!r} has shape {list(array.shape)}, model wants rank {rank}"
         )
     return array
 
@@ -121,12 +121,16 @@ def run(
         feeds = {k: v[start : start + step] for k, v in data.inputs.items()}
         real = next(iter(feeds.values())).shape[0]
         if real < step and step == fixed:
-            feeds = {k: np.concatenate([v, np.repeat(v[-1:], step - real, 0)]) for k, v in feeds.items()}
+            feeds = {
+                k: np.concatenate([v, np.repeat(v[-1:], step - real, 0)]) for k, v in feeds.items()
+            }
         try:
             result = sess.run(outputs, feeds)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"onnxruntime failed on samples {start}..{start + real} ({first[:300]})") from None
+            raise ModelError(
+                f"onnxruntime failed on samples {start}..{start + real} ({first[:300]})"
+            ) from None
         chunks.append([np.asarray(r)[:real] for r in result])
         if progress is not None:
             progress(real)
@@ -136,6 +140,9 @@ def run(
 def score_output(sess: ort.InferenceSession) -> str:
     """The output used for top-1: the first float output of rank >= 2."""
     for out in sess.get_outputs():
-        if out.type in ("tensor(float)", "tensor(float16)", "tensor(double)") and len(out.shape) >= 2:
+        if (
+            out.type in ("tensor(float)", "tensor(float16)", "tensor(double)")
+            and len(out.shape) >= 2
+        ):
             return out.name
     raise ModelError("the model has no float output of rank >= 2 to take a top-1 class from")

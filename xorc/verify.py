@@ -52,7 +52,9 @@ class VerifyReport:
     def passed(self) -> bool:
         if not self.bit_exact:
             return False
-        return self.accuracy is None or self.max_drop is None or self.accuracy.drop_pp <= self.max_drop
+        return (
+            self.accuracy is None or self.max_drop is None or self.accuracy.drop_pp <= self.max_drop
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,7 +112,9 @@ def compare_outputs(out_o: np.ndarray, out_c: np.ndarray, labels: np.ndarray | N
     a = out_o.reshape(n, -1).astype(np.float64)
     b = out_c.reshape(n, -1).astype(np.float64)
     denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cosine = float(np.mean(np.where(denom > 0, (a * b).sum(axis=1) / np.maximum(denom, 1e-300), 1.0)))
+    cosine = float(
+        np.mean(np.where(denom > 0, (a * b).sum(axis=1) / np.maximum(denom, 1e-300), 1.0))
+    )
     if labels is not None:
         acc_o = 100.0 * float(np.mean(top_o == labels))
         acc_c = 100.0 * float(np.mean(top_c == labels))

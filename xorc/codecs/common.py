@@ -32,7 +32,9 @@ def param_int(params: Mapping[str, JSON], key: str, lo: int, hi: int) -> int:
     """An integer codec parameter in [lo, hi], or BadRecord naming it."""
     value = params.get(key)
     if type(value) is not int or not lo <= value <= hi:
-        raise BadRecord(f"codec parameter {key!r} must be an integer in [{lo}, {hi}], got {value!r}")
+        raise BadRecord(
+            f"codec parameter {key!r} must be an integer in [{lo}, {hi}], got {value!r}"
+        )
     return value
 
 

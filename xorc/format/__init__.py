@@ -56,7 +56,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename; never a half-written file."""
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
+        )
     except OSError as exc:
         raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:

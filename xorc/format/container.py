@@ -208,7 +208,7 @@ def parse_tensors(doc: dict[str, JSON], payload_length: int) -> tuple[TensorReco
         records.append(rec)
     if expected_offset != payload_length:
         raise BadRecord(
-            f"section PAYLOAD is {payload_length} bytes, the tensor records lay out {expected_offset}"
+            f"section PAYLOAD is {payload_length} bytes, the records lay out {expected_offset}"
         )
     return tuple(records)
 
@@ -216,7 +216,9 @@ def parse_tensors(doc: dict[str, JSON], payload_length: int) -> tuple[TensorReco
 def _parse_record(item: dict[str, Any], i: int) -> TensorRecord:
     name = item.get("name")
     if not isinstance(name, str) or not 1 <= len(name.encode("utf-8")) <= MAX_NAME_BYTES:
-        raise BadRecord(f"tensor #{i}: field 'name' must be a string of 1 to {MAX_NAME_BYTES} bytes")
+        raise BadRecord(
+            f"tensor #{i}: field 'name' must be a string of 1 to {MAX_NAME_BYTES} bytes"
+        )
     where = f"tensor {name!r}"
     shape_raw = item.get("shape")
     if not isinstance(shape_raw, list) or len(shape_raw) > MAX_RANK:

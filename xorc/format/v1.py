@@ -137,7 +137,9 @@ def read_layout(data: bytes | memoryview) -> Layout:
     (_, major, minor, header_size, req_flags, _opt, file_size, count, table_crc, reserved,
      header_crc) = HEADER.unpack_from(data, 0)  # fmt: skip
     if major != VERSION[0]:
-        raise UnsupportedVersion(f"container version {major}.{minor}; this reader knows {VERSION[0]}.x")
+        raise UnsupportedVersion(
+            f"container version {major}.{minor}; this reader knows {VERSION[0]}.x"
+        )
     if zlib.crc32(data[:60]) != header_crc:
         raise HeaderChecksumMismatch("header CRC32 does not match (bytes 0-59 damaged)")
     if header_size != HEADER.size or req_flags != 0 or any(reserved):

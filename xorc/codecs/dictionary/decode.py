@@ -89,11 +89,11 @@ def read_layout(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -
     return Layout(shape, bits, k, axis, group, str(zeros), coded_huffman, rows, cols)
 
 
-def _bits_of(streams: Mapping[str, bytes], name: str, nbits: int) -> NDArray[np.uint8]:
-    """The first `nbits` bits of a stream that must be exactly ceil(nbits / 8) bytes, pad zero."""
+def _sized(streams: Mapping[str, bytes], name: str, nbits: int) -> bytes:
+    """A stream that must be exactly ceil(nbits / 8) bytes with zero pad bits."""
     data = stream(streams, name, (nbits + 7) // 8)
     _check_pad(data, nbits, name)
-    return bitio.unpack_bits(data, nbits)
+    return data
 
 
 def _check_pad(data: bytes, nbits: int, name: str) -> None:
@@ -102,8 +102,12 @@ def _check_pad(data: bytes, nbits: int, name: str) -> None:
 
 
 def _fields(streams: Mapping[str, bytes], name: str, count: int, width: int) -> NDArray[np.int64]:
-    bits = _bits_of(streams, name, count * width)
-    return bitio.bits_to_fields(bits, width, count).astype(np.int64)
+    """`count` consecutive `width`-bit fields filling a stream exactly."""
+    data = _sized(streams, name, count * width)
+    if width == 0:
+        return np.zeros(count, dtype=np.int64)
+    starts = width * np.arange(count, dtype=np.int64)
+    return bitio.bit_windows(data, width, starts).astype(np.int64)
 
 
 def read_codebooks(lay: Layout, streams: Mapping[str, bytes]) -> NDArray[np.int16]:
@@ -144,7 +148,9 @@ def decode(
     if unexpected:
         raise CorruptStream(f"unexpected stream {unexpected[0]!r} for this dictionary layout")
     lut = read_codebooks(lay, streams)
-    keep = _bits_of(streams, "mask", lay.n).astype(bool) if lay.zeros == "mask" else None
+    keep = None
+    if lay.zeros == "mask":
+        keep = bitio.unpack_bits(_sized(streams, "mask", lay.n), lay.n).astype(bool)
     count = lay.n if keep is None else int(np.count_nonzero(keep))
     idx = read_indices(lay, streams, count)
     if lay.groups <= 1:

@@ -27,6 +27,10 @@ AUTO_TOLERANCE = 2.0**-10
 AUTO_LOSSLESS_LEVELS = 16
 """dict_size None: keep every level when no group has more distinct nonzero levels than this."""
 
+HUFFMAN_MIN_SAVING = 1 / 32
+"""Huffman indices must be this much smaller than fixed-width ones to be chosen: below that
+the codes are nearly equal in length, which gains little and decodes slowest."""
+
 IMPORTANCE_FLOOR = 1e-6
 """Each weight adds this times the mean importance to its level's weight (none is ignored)."""
 
@@ -131,9 +135,11 @@ class Plan:
 
     @property
     def huffman(self) -> bool:
-        return self.lengths is not None and _nbytes(self.huffman_bits) + _nbytes(
-            LENGTH_BITS * self.k
-        ) < _nbytes(self.fixed_bits)
+        """Huffman when it saves more than HUFFMAN_MIN_SAVING of the fixed-width stream."""
+        if self.lengths is None:
+            return False
+        coded = _nbytes(self.huffman_bits) + _nbytes(LENGTH_BITS * self.k)
+        return coded < (1 - HUFFMAN_MIN_SAVING) * _nbytes(self.fixed_bits)
 
     @property
     def total_bytes(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc import bits as bitio
 from xorc.errors import CorruptStream
 
 MAX_LEN = 15
@@ -71,21 +72,14 @@ def decode_tables(lengths: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDAr
     return sym, length
 
 
-def _windows(data: bytes, width: int) -> NDArray[np.int64]:
-    """The `width` bits (<= 24) starting at every bit position of `data`, zero-padded past the end."""
-    buf = np.frombuffer(data, dtype=np.uint8).astype(np.uint32)
-    ext = np.concatenate([buf, np.zeros(3, dtype=np.uint32)])
-    word = (ext[:-3] << 24) | (ext[1:-2] << 16) | (ext[2:-1] << 8) | ext[3:]
-    shift = np.arange(8, dtype=np.uint32)
-    win = ((word[:, None] << shift[None, :]) & np.uint32(0xFFFFFFFF)) >> np.uint32(32 - width)
-    return win.ravel().astype(np.int64)
-
-
 ROUNDS = 5
 """Squarings of the jump map before the chain doubling moves to the compacted domain."""
 
 HEAD = 2 ** (ROUNDS + 1) - 2
-"""Chain positions followed one by one: the rest lie in image(step**HEAD) (see `_chain`)."""
+"""At most this many chain positions are followed one by one (see `_chain`)."""
+
+SHRINK = 0.85
+"""A squaring round is kept only when the domain shrinks to at most this fraction."""
 
 
 def _double(step: NDArray[np.integer], start: int, count: int) -> NDArray[np.integer]:
@@ -116,30 +110,34 @@ def _compact_image(jump: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArra
 def _chain(step: NDArray[np.integer], count: int) -> NDArray[np.int64]:
     """Positions 0, step[0], step[step[0]], ... (count of them), without a loop per symbol.
 
-    The first HEAD positions are followed directly. Every later one lies in the image of
-    step**HEAD, a set closed under step (image(step**(t+1)) is inside image(step**t)). Chains
-    from different bit positions of a Huffman stream merge within a few codes, so that image
-    is about (mean code length) times smaller than the stream. It is found by ROUNDS
-    squarings, each followed by dropping what lies outside the image: round r maps the domain
-    image(step**a) with step**(2**r), leaving image(step**(a + 2**r)); after ROUNDS rounds
-    a = 2 + 4 + ... + 2**ROUNDS = HEAD. The doubling then runs on that set.
+    Chains started at different bit positions of a Huffman stream merge within a few codes, so
+    the image of step**a (a set closed under step, since image(step**(a+1)) lies inside
+    image(step**a)) is soon about (mean code length) times smaller than the stream. Round r
+    squares the jump map on the current domain image(step**a) and keeps its image,
+    image(step**(a + 2**r)); the rounds stop after ROUNDS or when the domain no longer shrinks
+    by SHRINK (codes of nearly equal length do not merge). The first `a` positions of the chain
+    are followed one by one; the rest, which lie in the domain, come from pointer doubling
+    there.
     """
-    head = np.zeros(min(count, HEAD), dtype=np.int64)
+    head = np.zeros(min(count, HEAD + 1), dtype=np.int64)
     pos = 0
-    for i in range(head.size):  # at most HEAD steps
+    for i in range(head.size):  # at most HEAD + 1 steps
         head[i] = pos
         pos = int(step[pos])
-    if count <= HEAD:
+    if count <= HEAD + 1:
         return head
     where = np.arange(step.size, dtype=np.int64)  # position of each element of the domain
     jump = step
-    for _ in range(ROUNDS):
-        keep, jump = _compact_image(jump[jump])
-        where = where[keep]
+    skip = 0  # the domain is image(step**skip)
+    for r in range(1, ROUNDS + 1):
+        keep, squared = _compact_image(jump[jump])
+        if keep.size > SHRINK * jump.size:
+            break
+        where, jump, skip = where[keep], squared, skip + 2**r
     rank = np.zeros(step.size, dtype=step.dtype)
     rank[where] = np.arange(where.size, dtype=step.dtype)
-    tail = _double(rank[step[where]], int(rank[pos]), count - HEAD)
-    return np.concatenate([head, where[tail]])
+    tail = _double(rank[step[where]], int(rank[head[skip]]), count - skip)
+    return np.concatenate([head[:skip], where[tail]])
 
 
 def decode(data: bytes, count: int, lengths: NDArray[np.integer]) -> tuple[NDArray[np.int64], int]:
@@ -155,7 +153,7 @@ def decode(data: bytes, count: int, lengths: NDArray[np.integer]) -> tuple[NDArr
     nbits = 8 * len(data)
     if nbits == 0:
         raise CorruptStream(f"stream 'indices' is empty, expected {count} Huffman codes")
-    win = _windows(data, top)
+    win = bitio.bit_windows(data, top).astype(np.int64)
     length = len_table[win]
     dtype = np.int32 if nbits < 2**31 - 2 * MAX_LEN else np.int64
     step = np.arange(nbits + 1, dtype=dtype)

@@ -187,6 +187,8 @@ def _transition_table(word_width: int, block_size: int, swap: bool) -> NDArray[n
 
 # --- BPC parsing ----------------------------------------------------------------------------------
 
+_CHECK_EVERY = 8  # lanes test their stop condition every few steps
+
 
 def _run_lanes(
     win: NDArray[np.uint64],
@@ -196,74 +198,201 @@ def _run_lanes(
     stop: NDArray[np.int64],
     limit: int,
     sync: NDArray[np.int8] | None,
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Step every lane one symbol at a time until it reaches `stop` (or, with `sync`, a state
-    its earlier parse had). Returns the history of positions and shifted states [steps, lanes]
-    (entries at or past a lane's end are -1), each lane's end position and end state, and the
-    step at which each lane ended."""
-    lanes = pos.size
-    hist_p: list[NDArray[np.int64]] = []
-    hist_c: list[NDArray[np.int64]] = []
-    done = np.zeros(lanes, dtype=bool)
-    end_p = pos.copy()
-    end_c = cs.copy()
-    end_step = np.zeros(lanes, dtype=np.int64)
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Parse symbols in every lane until each lane reaches its `stop` position or (with
+    `sync`) a state its previous parse recorded (`sync[pos] == state`).
+
+    `cs` holds states shifted left by 16. Returns the states visited, as positions and shifted
+    states [steps + 1, lanes], and the index of each lane's end state in them (the first
+    state meeting the stop condition; the states before it are the lane's new parse).
+    """
+    hist_p = []
+    hist_c = []
     step = 0
-    check_every = 8
+    shift = np.uint64(48)
     while True:
-        if step % check_every == 0:
+        if step % _CHECK_EVERY == 0:
             fin = pos >= stop
             if sync is not None:
-                fin |= sync[np.minimum(pos, limit)] == (cs >> 16)
-            newly = fin & ~done
-            if newly.any():
-                # locate the exact step each newly finished lane ended at (within the last few)
-                _settle(hist_p, hist_c, newly, stop, sync, limit, pos, cs, end_p, end_c, end_step, step)
-                done |= newly
-            if done.all():
+                fin |= sync[pos] == (cs >> 16)
+            if fin.all():
                 break
         hist_p.append(pos)
         hist_c.append(cs)
-        w = (win[pos >> 3] << (pos & 7).astype(np.uint64)) >> np.uint64(48)
+        w = (win[pos >> 3] << (pos & 7).astype(np.uint64)) >> shift
         t = table[cs | w.astype(np.int64)]
         pos = np.minimum(pos + (t & 0xFFFF), limit)
         cs = t & ~0xFFFF
         step += 1
-    hp = np.array(hist_p, dtype=np.int64).reshape(step, lanes)
-    hc = np.array(hist_c, dtype=np.int64).reshape(step, lanes)
-    alive = np.arange(step)[:, None] < end_step[None, :]
-    hp[~alive] = -1
-    return hp, hc, end_p, end_c, end_step
+    hist_p.append(pos)
+    hist_c.append(cs)
+    hp = np.stack(hist_p)
+    hc = np.stack(hist_c)
+    fin = hp >= stop
+    if sync is not None:
+        fin |= sync[hp] == (hc >> 16)
+    return hp, hc, np.argmax(fin, axis=0)
 
 
-def _settle(
-    hist_p: list[NDArray[np.int64]],
-    hist_c: list[NDArray[np.int64]],
-    newly: NDArray[np.bool_],
-    stop: NDArray[np.int64],
-    sync: NDArray[np.int8] | None,
-    limit: int,
-    pos: NDArray[np.int64],
-    cs: NDArray[np.int64],
-    end_p: NDArray[np.int64],
-    end_c: NDArray[np.int64],
-    end_step: NDArray[np.int64],
-    step: int,
-) -> None:
-    """For lanes that finished during the last few steps, find the first step whose state
-    meets the stop condition, and record it as the lane's end."""
-    lanes = np.flatnonzero(newly)
-    found = np.zeros(lanes.size, dtype=bool)
-    back = min(len(hist_p), 8)
-    states = [(hist_p[step - back + i][lanes], hist_c[step - back + i][lanes]) for i in range(back)]
-    states.append((pos[lanes], cs[lanes]))
-    for i, (p, c) in enumerate(states):
-        fin = p >= stop[lanes]
-        if sync is not None:
-            fin |= sync[np.minimum(p, limit)] == (c >> 16)
-        take = fin & ~found
-        sel = lanes[take]
-        end_p[sel] = p[take]
-        end_c[sel] = c[take]
-        end_step[sel] = step - back + i
-        found |= take
+def _windows(data: bytes, bitlen: int) -> NDArray[np.uint64]:
+    """Byte windows of the first `bitlen` bits, readable up to 4 bytes past the end."""
+    buf = np.zeros(((bitlen + 7) >> 3) + 4, dtype=np.uint8)
+    buf[: (bitlen + 7) >> 3] = np.frombuffer(data, dtype=np.uint8)[: (bitlen + 7) >> 3]
+    return bitio.byte_windows(buf)
+
+
+def _segment_bits(bitlen: int) -> int:
+    """Segment length of one lane: long enough for lanes to synchronise, short enough for
+    enough lanes to amortise the per-step cost."""
+    return int(min(max(1024, bitlen // 2048), 16384))
+
+
+def parse_bpc(
+    data: bytes, bitlen: int, word_width: int, block_size: int, swap: bool
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Symbol start positions of the BPC stream and the parser state at each (0 = base).
+
+    Raises:
+        CorruptStream: the stream does not end exactly at a block boundary at `bitlen`.
+    """
+    table = _transition_table(word_width, block_size, swap)
+    win = _windows(data, bitlen)
+    seg = _segment_bits(bitlen)
+    lanes = -(-bitlen // seg)
+    starts = np.arange(lanes, dtype=np.int64) * seg
+    ends = np.minimum(starts + seg, bitlen)
+    limit = bitlen + 16  # positions are clamped here; 16 > the longest symbol
+    state = np.full(limit + 1, -1, dtype=np.int8)
+
+    # round 0: every lane guesses "base next" at its segment start (exact for lane 0)
+    hp, hc, end = _run_lanes(win, table, starts, np.zeros(lanes, np.int64), ends, limit, None)
+    cols = np.arange(lanes)
+    exit_p, exit_c = hp[end, cols], hc[end, cols]
+    keep = np.arange(hp.shape[0])[:, None] < end[None, :]
+    state[hp[keep]] = hc[keep] >> 16
+
+    # fix-up rounds: re-run lane k from lane k-1's exit until it meets its own earlier parse
+    todo = np.arange(1, lanes)
+    while todo.size:
+        hp, hc, end = _run_lanes(
+            win, table, exit_p[todo - 1], exit_c[todo - 1], ends[todo], limit, state
+        )
+        cols = np.arange(todo.size)
+        new_p, new_c = hp[end, cols], hc[end, cols]
+        stop_at = np.minimum(new_p, ends[todo])
+        # erase the old parse from the segment start to where the new one joined it
+        span = stop_at - starts[todo]
+        if span.sum():
+            offs = np.repeat(starts[todo] - (np.cumsum(span) - span), span)
+            state[offs + np.arange(int(span.sum()))] = -1
+        keep = np.arange(hp.shape[0])[:, None] < end[None, :]
+        state[hp[keep]] = hc[keep] >> 16
+        # a lane that met its old parse keeps its exit; one that ran to its end has a new exit
+        ran_out = new_p >= ends[todo]
+        changed = ran_out & ((new_p != exit_p[todo]) | (new_c != exit_c[todo]))
+        exit_p[todo[changed]], exit_c[todo[changed]] = new_p[changed], new_c[changed]
+        todo = todo[changed] + 1
+        todo = todo[todo < lanes]
+
+    if lanes and (exit_p[-1] != bitlen or exit_c[-1] != 0):
+        raise CorruptStream(
+            f"bpc stream: the last block ends at bit {int(exit_p[-1])} "
+            f"(state {int(exit_c[-1]) >> 16}), bpc_bitlen is {bitlen}"
+        )
+    pos = np.flatnonzero(state[:bitlen] >= 0)
+    return pos, state[pos].astype(np.int64)
+
+
+def decode_bpc(
+    data: bytes, bitlen: int, n_blocks: int, word_width: int, block_size: int, swap: bool
+) -> NDArray[np.int32]:
+    """The n_blocks * N words coded in the BPC stream (signed, W-bit wrapped)."""
+    w, n = word_width, block_size
+    if n_blocks == 0:
+        if bitlen:
+            raise CorruptStream(f"bpc stream has {bitlen} bits but the znz stream has no non-zero word")
+        return np.zeros(0, dtype=np.int32)
+    pos, st = parse_bpc(data, bitlen, w, n, swap)
+    is_base = st == 0
+    nb = int(is_base.sum())
+    if nb != n_blocks:
+        raise CorruptStream(f"bpc stream holds {nb} blocks, the znz stream needs {n_blocks}")
+    win = _windows(data, bitlen)
+    base = bitio.peek_fields(win, pos[is_base], w).astype(np.int32)
+    sym_pos, sym_st = pos[~is_base], st[~is_base]
+    length_t, planes_t, op_t, s_t, valid_t = _symbol_table(w, n, swap)
+    head = bitio.peek_fields(win, sym_pos, 16).astype(np.int64)
+    if not valid_t[head].all():
+        bad = int(sym_pos[~valid_t[head]][0])
+        raise CorruptStream(f"bpc stream: invalid position field in the symbol at bit {bad}")
+    k = planes_t[head]
+    if (sym_st + k > w + 2).any():
+        bad = int(sym_pos[sym_st + k > w + 2][0])
+        raise CorruptStream(f"bpc stream: zero-plane run past the last plane at bit {bad}")
+    op = np.repeat(op_t[head], k).reshape(nb, w + 1)
+    sv = np.repeat(s_t[head], k).reshape(nb, w + 1).astype(np.int32)
+    full = (1 << (n - 1)) - 1
+    # P_b = A_b ^ (P_{b-1} & M_b): keep (A=0, M=full), invert (full, full), zero (0, 0), xor (S, full)
+    a = np.where(op == OP_INVERT, full, np.where(op == OP_XOR, sv, 0)).astype(np.int32)
+    mk = np.where(op == OP_ZERO, 0, full).astype(np.int32)
+    planes = np.empty((nb, w + 1), dtype=np.int32)
+    prev = np.zeros(nb, dtype=np.int32)
+    for b in range(w + 1):
+        prev = a[:, b] ^ (prev & mk[:, b])
+        planes[:, b] = prev
+    d = deltas_from_planes(planes, w, n)
+    d -= (d >> w) << (w + 1)  # sign-extend from W+1 bits
+    x = np.empty((nb, n), dtype=np.int32)
+    x[:, 0] = base
+    x[:, 1:] = d
+    np.cumsum(x, axis=1, out=x)
+    half = 1 << (w - 1)
+    return (((x + half) & ((1 << w) - 1)) - half).reshape(-1)
+
+
+def decode_streams(encoded: EbpcStreams) -> NDArray[np.int8] | NDArray[np.int16]:
+    """The words an `EbpcStreams` record encodes (int8 for W = 8, int16 for W = 16).
+
+    Raises:
+        CorruptStream: any field or stream is inconsistent (one line, naming it).
+    """
+    w, n = encoded.word_width, encoded.block_size
+    problem = format_error(w, n, True)
+    if problem:
+        raise CorruptStream(f"ebpc record: {problem}")
+    if n > w and not getattr(encoded, "allow_non_rtl_block", True):
+        raise CorruptStream(f"ebpc record: block size {n} > word width {w}")
+    for field in ("n_words", "znz_bitlen", "bpc_bitlen"):
+        value = getattr(encoded, field)
+        if type(value) is not int or value < 0:
+            raise CorruptStream(f"ebpc record: {field} must be a non-negative integer, got {value!r}")
+    for name in ("znz", "bpc"):
+        data = getattr(encoded, name)
+        if not isinstance(data, bytes | bytearray):
+            raise CorruptStream(f"ebpc record: stream {name!r} must be bytes")
+        bitlen = getattr(encoded, f"{name}_bitlen")
+        if len(data) != padded_nbytes(bitlen, w):
+            raise CorruptStream(
+                f"ebpc stream {name!r} is {len(data)} bytes, {bitlen} bits padded to "
+                f"{w}-bit words need {padded_nbytes(bitlen, w)}"
+            )
+        if bitlen % 8 and data[bitlen >> 3] & (0xFF >> (bitlen & 7)):
+            raise CorruptStream(f"ebpc stream {name!r} has non-zero padding bits")
+        if any(data[(bitlen + 7) >> 3 :]):
+            raise CorruptStream(f"ebpc stream {name!r} has non-zero padding bytes")
+    n_words = encoded.n_words
+    if encoded.znz_bitlen > 5 * n_words or encoded.znz_bitlen < -(-n_words // MAX_ZERO_RUN) * 1:
+        raise CorruptStream(f"ebpc record: znz_bitlen {encoded.znz_bitlen} impossible for {n_words} words")
+    nz_pos = decode_znz(bytes(encoded.znz), encoded.znz_bitlen, n_words)
+    nnz = nz_pos.size
+    nb = -(-nnz // n)
+    if encoded.bpc_bitlen > nb * (w + (w + 1) * n) or encoded.bpc_bitlen < nb * (w + 2):
+        raise CorruptStream(f"ebpc record: bpc_bitlen {encoded.bpc_bitlen} impossible for {nb} blocks")
+    vals = decode_bpc(bytes(encoded.bpc), encoded.bpc_bitlen, nb, w, n, encoded.swap_zero_codes)
+    if nnz and not vals[:nnz].all():
+        raise CorruptStream("bpc stream decodes a zero at a position the znz stream marks non-zero")
+    if vals[nnz:].any():
+        raise CorruptStream("bpc stream: the padding words of the last block are not zero")
+    out = np.zeros(n_words, dtype=np.int8 if w == 8 else np.int16)
+    out[nz_pos] = vals[:nnz]
+    return out

@@ -67,7 +67,9 @@ def parse_params(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) 
     param_int(params, "variant", VARIANT, VARIANT)
     coding = params.get("mask_coding")
     if coding not in MASK_CODINGS:
-        raise BadRecord(f"codec parameter 'mask_coding' must be one of {MASK_CODINGS}, got {coding!r}")
+        raise BadRecord(
+            f"codec parameter 'mask_coding' must be one of {MASK_CODINGS}, got {coding!r}"
+        )
     n_kept = param_int(params, "n_kept", 0, n)
     big = 1 << 62
     return XorParams(
@@ -99,6 +101,18 @@ def read_seeds(data: bytes, n_slices: int, n_in: list[int]) -> NDArray[np.uint64
     return seeds
 
 
+def care_indices(kept: NDArray[np.int64], positions: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Ranks among the kept positions of patch positions, which must all be kept.
+
+    Raises:
+        CorruptStream: a patch hits a pruned position.
+    """
+    idx = np.searchsorted(kept, positions)
+    if positions.size and (int(idx.max()) >= kept.size or not np.array_equal(kept[idx], positions)):
+        raise CorruptStream("stream 'patches' patches a pruned position")
+    return idx
+
+
 def kept_codes(
     seeds: NDArray[np.uint64],
     rows: NDArray[np.uint64],
@@ -127,16 +141,15 @@ def decode(
     rows = network(p.m_seed, p.n_out)
     if network_crc32(rows) != p.m_crc32:
         raise BadRecord("codec parameter 'm_crc32' does not match the XOR network of 'm_seed'")
-    mask = decode_mask(
-        stream(streams, "mask"), n, p.n_kept, p.mask_coding, p.mask_k, p.mask_bits
-    )
+    mask = decode_mask(stream(streams, "mask"), n, p.n_kept, p.mask_coding, p.mask_k, p.mask_bits)
     n_slices = -(-n // p.n_out)
     seeds = read_seeds(stream(streams, "seeds"), n_slices, p.n_in)
-    flips = decode_patches(stream(streams, "patches"), p.patches, p.patch_k, p.patch_bits, p.n_kept)
+    patched = decode_patches(stream(streams, "patches"), p.patches, p.patch_k, p.patch_bits, n)
     extra = set(streams) - {"mask", "seeds", "patches"}
     if extra:
         raise CorruptStream(f"unexpected stream(s) {sorted(extra)!r}")
     kept = np.flatnonzero(mask)
+    flips = [care_indices(kept, pos) for pos in patched]
     codes = kept_codes(seeds, rows, kept, p.n_out, flips)
     out = np.zeros(n, dtype=np.int16)
     out[kept] = from_sign_magnitude(codes, bits)

@@ -3,7 +3,8 @@
 API:
 
 * ``encode(q, options) -> Encoded`` - the codec interface. Policy "all" patches every error;
-  policy "importance" leaves `options.error_budget` (a fraction of the errors, None = 0) uncorrected.
+  policy "importance" leaves up to `options.error_budget` (a fraction of the errors; None = 0)
+  uncorrected.
 * ``solve_tensor(q, options) -> SolvedTensor`` - everything expensive: rate scan, Gauss-Jordan
   elimination with restarts, the error sets of every candidate rate. Depends on `q`,
   `options.seed`, `options.effort` and `options.patch_policy` (not on the budget).
@@ -115,15 +116,15 @@ class SolvedTensor:
     mask_stream: bytes
 
 
-def _patch_estimate(errors: NDArray[np.float64], care: int) -> NDArray[np.float64]:
-    """Expected Rice-coded bits of `errors` patches spread at random over `care` indices."""
-    e = np.minimum(np.maximum(errors, 0.0), float(max(care, 1)))
-    p = np.where(e > 0, e / max(care, 1), 1.0)
+def _patch_estimate(errors: NDArray[np.float64], span: int) -> NDArray[np.float64]:
+    """Expected Rice-coded bits of `errors` patches spread at random over `span` positions."""
+    e = np.minimum(np.maximum(errors, 0.0), float(max(span, 1)))
+    p = np.where(e > 0, e / max(span, 1), 1.0)
     best = np.full(e.shape, np.inf)
     for k in range(24):
         qk = (1.0 - p) ** (2.0**k)
         best = np.minimum(best, e * (k + 1) + e * qk / np.maximum(1.0 - qk, 1e-300))
-    return np.where(e > 0, best, 0.0)
+    return np.where(e > 0, best, 0.0)  # type: ignore[no-any-return]
 
 
 def _plane_targets(codes: NDArray[np.uint16], bits: int, planes: list[int]) -> NDArray[np.uint8]:
@@ -243,10 +244,255 @@ def _scan(
             rates,
         )
         errs = np.stack([sol.errors[r] for r in rates]).astype(np.float64) * scale  # (rates, P)
-        cost = np.asarray(rates, dtype=np.float64)[:, None] * n_slices + _patch_estimate(
-            errs, kept.size
-        )
+        cost = np.asarray(rates, dtype=np.float64)[:, None] * n_slices + _patch_estimate(errs, n)
         for j, i in enumerate(g.planes):
             best[i] = rates[int(cost[:, j].argmin())]
             total += float(cost[:, j].min())
     return total, best
+
+
+def _candidate(
+    kept: NDArray[np.int64],
+    n_in: int,
+    seeds: NDArray[np.uint64],
+    truth: NDArray[np.uint8],
+    slice_of: NDArray[np.int64],
+    row_words: NDArray[np.uint64],
+    importance: NDArray[np.float64],
+) -> Candidate:
+    """Decode one plane at one rate and record its errors."""
+    got = xor_outputs(seeds[slice_of], row_words)
+    err = np.flatnonzero(got != truth)
+    imp = importance[err]
+    by_imp = np.argsort(imp, kind="stable")
+    imp_sorted = imp[by_imp]
+    _, bits = patch_run_length(kept[err])
+    return Candidate(n_in, seeds, err, imp, by_imp, imp_sorted, np.cumsum(imp_sorted), bits)
+
+
+def _rates_to_try(best: int, policy: str) -> list[int]:
+    near = {r for r in range(best - NEAR, best + NEAR + 1) if 0 <= r <= MAX_N_IN}
+    if policy == "importance":
+        near |= {round(best * f) for f in LOW_RATES}
+    return sorted(near)
+
+
+def solve_tensor(q: QuantTensor, options: EncodeOptions) -> SolvedTensor:
+    """Run the expensive part of the encoder (module docstring): rates, eliminations, errors."""
+    if options.patch_policy not in POLICIES:
+        raise ValueError(f"unknown patch policy {options.patch_policy!r}; expected {POLICIES}")
+    restarts = max(1, int(options.effort))
+    rng = np.random.default_rng(options.seed)
+    flat = q.values.ravel()
+    n = flat.size
+    kept = np.flatnonzero(flat != 0).astype(np.int64)
+    codes = to_sign_magnitude(flat[kept], q.bits)
+    groups = _groups(q, kept, options.patch_policy)
+    choices = _n_out_choices(n, kept.size)
+    if kept.size == 0:
+        n_out, best = choices[-1], [0] * q.bits
+    else:
+        scans = [(*_scan(q, kept, codes, groups, c, restarts, rng), c) for c in choices]
+        _, best, n_out = min(scans, key=lambda s: (s[0], -s[2]))
+    n_slices = -(-n // n_out)
+    rows = network(DEFAULT_M_SEED, n_out)
+    slice_of = kept // n_out
+    row_words = rows[kept % n_out]
+    importance = _error_importance(q, kept)
+    candidates: list[list[Candidate]] = [[] for _ in range(q.bits)]
+    for g in groups:
+        tries = {i: _rates_to_try(best[i], options.patch_policy) for i in g.planes}
+        rates = sorted(set().union(*tries.values()))
+        by_weight = {r: np.array([abs(r - best[i]) > NEAR for i in g.planes]) for r in rates}
+        if kept.size:
+            sol = solve_group(
+                slice_of,
+                row_words,
+                _plane_targets(codes, q.bits, g.planes),
+                g.weights,
+                _keys(g.base, kept.size, restarts, rng),
+                n_slices,
+                len(g.planes),
+                rates,
+                by_weight if options.patch_policy == "importance" else None,
+            )
+            seeds_at = sol.seeds
+        else:
+            seeds_at = {r: np.zeros((n_slices, len(g.planes)), dtype=np.uint64) for r in rates}
+        for j, i in enumerate(g.planes):
+            truth = ((codes >> np.uint16(q.bits - 1 - i)) & np.uint16(1)).astype(np.uint8)
+            for r in tries[i]:
+                seeds = np.ascontiguousarray(seeds_at[r][:, j])
+                candidates[i].append(
+                    _candidate(kept, r, seeds, truth, slice_of, row_words, importance[i])
+                )
+    coding, mask_k, mask_bits, mask_stream = encode_mask(flat != 0)
+    return SolvedTensor(
+        q, options, n_out, DEFAULT_M_SEED, n_slices, kept, codes, candidates, best,
+        coding, mask_k, mask_bits, mask_stream,
+    )  # fmt: skip
+
+
+# --- finish: rate and patch choice for a budget --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Per plane: index of the chosen candidate and how many of its least important errors
+    stay uncorrected (the first `left` of `by_imp`)."""
+
+    choice: list[int]
+    left: list[int]
+
+    def fraction(self, solved: SolvedTensor) -> float:
+        total = sum(solved.candidates[i][c].err.size for i, c in enumerate(self.choice))
+        return sum(self.left) / total if total else 0.0
+
+
+def _plan(solved: SolvedTensor, lam: float) -> _Plan:
+    """Each plane's rate and patch set minimising bits + lam * importance left (lam=inf: all)."""
+    choice, left = [], []
+    for cands in solved.candidates:
+        best = (math.inf, 0, 0)
+        for ci, c in enumerate(cands):
+            if math.isinf(lam) or c.err.size == 0:
+                m, cost = 0, c.n_in * solved.n_slices + c.all_bits
+            else:
+                m = int(np.searchsorted(c.imp_sorted, c.patch_cost / lam, side="left"))
+                damage = float(c.imp_cumsum[m - 1]) if m else 0.0
+                cost = c.n_in * solved.n_slices + c.patch_cost * (c.err.size - m) + lam * damage
+            if cost < best[0]:
+                best = (cost, ci, m)
+        choice.append(best[1])
+        left.append(best[2])
+    return _Plan(choice, left)
+
+
+def _plan_for_budget(solved: SolvedTensor, budget: float | None) -> _Plan:
+    """The smallest-blob plan whose uncorrected fraction of errors is <= budget."""
+    full = _plan(solved, math.inf)
+    if budget is None or budget <= 0:
+        return full
+    imps = [c.imp_sorted for cands in solved.candidates for c in cands if c.err.size]
+    costs = [c.patch_cost for cands in solved.candidates for c in cands if c.err.size]
+    positive = np.concatenate([i[i > 0] for i in imps]) if imps else np.zeros(0)
+    if positive.size == 0:
+        return full
+    lo = math.log(min(costs) / float(positive.max())) - 1.0
+    hi = math.log(max(costs) / float(positive.min())) + 1.0
+    if _plan(solved, math.exp(hi)).fraction(solved) > budget:
+        return full
+    if _plan(solved, math.exp(lo)).fraction(solved) <= budget:
+        return _plan(solved, math.exp(lo))
+    for _ in range(48):
+        mid = 0.5 * (lo + hi)
+        if _plan(solved, math.exp(mid)).fraction(solved) <= budget:
+            hi = mid
+        else:
+            lo = mid
+    return _plan(solved, math.exp(hi))
+
+
+def _seeds_stream(seeds: list[NDArray[np.uint64]], n_in: list[int], n_slices: int) -> bytes:
+    """Slice-interleaved seed fields (docs/codecs/xor.md §4)."""
+    per_slice = sum(n_in)
+    out = np.zeros((n_slices, per_slice), dtype=np.uint8)
+    start = 0
+    for s, width in zip(seeds, n_in, strict=True):
+        if width:
+            out[:, start : start + width] = bitio.fields_to_bits(s, width).reshape(n_slices, width)
+        start += width
+    return bitio.pack_bits(out)
+
+
+def finish(
+    solved: SolvedTensor, error_budget: float | None = None, fallback: bool = True
+) -> Encoded:
+    """Build the `Encoded` for an error budget (module docstring); no elimination is re-run."""
+    q = solved.q
+    plan = _plan_for_budget(solved, error_budget)
+    chosen = [solved.candidates[i][c] for i, c in enumerate(plan.choice)]
+    k = solved.kept.size
+    # Uncorrected errors per plane, then the ones that would zero a magnitude are patched.
+    flips = np.zeros(k, dtype=np.uint16)
+    left_idx = []
+    for i, (c, m) in enumerate(zip(chosen, plan.left, strict=True)):
+        idx = np.sort(c.err[c.by_imp[:m]])
+        left_idx.append(idx)
+        flips[idx] |= np.uint16(1 << (q.bits - 1 - i))
+    mag_mask = np.uint16((1 << (q.bits - 1)) - 1)
+    zeroed = ((solved.codes ^ flips) & mag_mask) == 0
+    forced = 0
+    if zeroed.any():
+        for i in range(1, q.bits):
+            keep = ~zeroed[left_idx[i]]
+            forced += int((~keep).sum())
+            flips[left_idx[i][~keep]] &= ~np.uint16(1 << (q.bits - 1 - i))
+            left_idx[i] = left_idx[i][keep]
+    patches = [
+        c.err[~np.isin(c.err, left, assume_unique=True)]
+        for c, left in zip(chosen, left_idx, strict=True)
+    ]
+    patch_stream, counts, ks, lengths = encode_patches([solved.kept[p] for p in patches])
+    n_in = [c.n_in for c in chosen]
+    seeds_stream = _seeds_stream([c.seeds for c in chosen], n_in, solved.n_slices)
+    rows = network(solved.m_seed, solved.n_out)
+    params = {
+        "variant": VARIANT,
+        "n_out": solved.n_out,
+        "m_seed": solved.m_seed,
+        "m_crc32": network_crc32(rows),
+        "n_in": n_in,
+        "n_kept": int(k),
+        "mask_coding": solved.mask_coding,
+        "mask_k": solved.mask_k,
+        "mask_bits": solved.mask_bits,
+        "patches": counts,
+        "patch_k": ks,
+        "patch_bits": lengths,
+    }
+    streams = {"mask": solved.mask_stream, "seeds": seeds_stream, "patches": patch_stream}
+    decoded = np.zeros(q.values.size, dtype=np.int16)
+    decoded[solved.kept] = from_sign_magnitude(solved.codes ^ flips, q.bits)
+    decoded = decoded.reshape(q.values.shape)
+    n = max(q.values.size, 1)
+    plane_bits = [r * solved.n_slices for r in n_in]
+    stats = {
+        "policy": solved.options.patch_policy,
+        "restarts": max(1, int(solved.options.effort)),
+        "n_out": solved.n_out,
+        "n_in": n_in,
+        "planes": q.bits,
+        "plane_bits": plane_bits,
+        "patch_bits": lengths,
+        "mask_bits": solved.mask_bits,
+        "mask_coding": solved.mask_coding,
+        "patches": counts,
+        "errors": [int(c.err.size) for c in chosen],
+        "errors_left": [int(x.size) for x in left_idx],
+        "forced": forced,
+        "bits_per_weight": {
+            "total": round((sum(plane_bits) + sum(lengths) + solved.mask_bits) / n, 5),
+            "planes": round(sum(plane_bits) / n, 5),
+            "patches": round(sum(lengths) / n, 5),
+            "mask": round(solved.mask_bits / n, 5),
+        },
+        "fallback": None,
+    }
+    encoded = Encoded(CodecId.XOR, params, streams, decoded, stats)
+    if not fallback:
+        return encoded
+    raw = raw_encode(q, solved.options)
+    xor_bytes = sum(len(s) for s in streams.values())
+    raw_bytes = sum(len(s) for s in raw.streams.values())
+    if raw_bytes <= xor_bytes:
+        why = f"raw: xor needs {xor_bytes} bytes, raw {raw_bytes}"
+        stats = {**raw.stats, "fallback": why}
+        return Encoded(raw.codec, raw.params, raw.streams, raw.decoded, stats)
+    return encoded
+
+
+def encode(q: QuantTensor, options: EncodeOptions) -> Encoded:
+    """Encode one tensor with codec `xor` (or `raw` when that is not larger)."""
+    budget = options.error_budget if options.patch_policy == "importance" else None
+    return finish(solve_tensor(q, options), budget)

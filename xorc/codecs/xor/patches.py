@@ -1,6 +1,6 @@
 """The patch stream of codec `xor` (docs/codecs/xor.md §6).
 
-Per plane, the sorted care indices of the flipped bits, as Rice-coded gaps; the planes' runs
+Per plane, the sorted positions (C order) of the flipped bits, as Rice-coded gaps; the planes' runs
 are concatenated in plane order (sign first) without alignment.
 """
 
@@ -23,7 +23,7 @@ def patch_run_length(indices: NDArray[np.int64]) -> tuple[int, int]:
 def encode_patches(
     indices: list[NDArray[np.int64]],
 ) -> tuple[bytes, list[int], list[int], list[int]]:
-    """Pack per-plane sorted care indices: (stream, counts, rice ks, run bit lengths)."""
+    """Pack per-plane sorted positions: (stream, counts, rice ks, run bit lengths)."""
     runs, counts, ks, lengths = [], [], [], []
     for idx in indices:
         gaps = positions_to_gaps(np.asarray(idx, dtype=np.int64))
@@ -38,9 +38,9 @@ def encode_patches(
 
 
 def decode_patches(
-    data: bytes, counts: list[int], ks: list[int], lengths: list[int], n_kept: int
+    data: bytes, counts: list[int], ks: list[int], lengths: list[int], n: int
 ) -> list[NDArray[np.int64]]:
-    """Per-plane care indices of the patches.
+    """Per-plane positions of the patches (each < n).
 
     Raises:
         CorruptStream: the stream does not match the record.
@@ -51,5 +51,5 @@ def decode_patches(
     for count, k, length in zip(counts, ks, lengths, strict=True):
         run = bits[start : start + length]
         start += length
-        out.append(gaps_to_positions(rice_values(run, count, k, "patches"), n_kept, "patches"))
+        out.append(gaps_to_positions(rice_values(run, count, k, "patches"), n, "patches"))
     return out
