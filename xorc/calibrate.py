@@ -42,22 +42,38 @@ def input_stats(model: onnx_io.SourceModel, calib_path: str | Path) -> dict[str,
     taps = sorted({layer.data for layer in layers.values()})
     sess = runtime.session(onnx_io.with_outputs(onnx_io.serialize(model), taps), model.path)
     data = runtime.load_data(calib_path, sess).take(MAX_CALIB_SAMPLES)
-    values = dict(zip(taps, runtime.run(sess, data, taps), strict=True))
+    sums: dict[str, list] = {}  # tap -> [count, sum, sum of squares], per (layer kind, tap)
+    for outputs in runtime.batches(sess, data, taps, batch=8):
+        for tap, x in zip(taps, outputs, strict=True):
+            for kind in {_kind(layer) for layer in layers.values() if layer.data == tap}:
+                axes = _sample_axes(kind, x)
+                if axes is None:
+                    continue
+                x64 = x.astype(np.float64)
+                acc = sums.setdefault(f"{kind}:{tap}", [0, 0.0, 0.0])
+                acc[0] += int(np.prod([x.shape[a] for a in axes]))
+                acc[1] = acc[1] + x64.sum(axis=axes)
+                acc[2] = acc[2] + (x64 * x64).sum(axis=axes)
     out = {}
     for name, layer in layers.items():
-        x = values[layer.data].astype(np.float64)
-        axes = _sample_axes(layer, x)
-        if axes is None:
-            continue
-        out[name] = InputStats(layer, x.mean(axis=axes), (x**2).mean(axis=axes))
+        acc = sums.get(f"{_kind(layer)}:{layer.data}")
+        if acc is not None and acc[0]:
+            out[name] = InputStats(layer, acc[1] / acc[0], acc[2] / acc[0])
     return out
 
 
-def _sample_axes(layer: onnx_io.Layer, x: NDArray) -> tuple[int, ...] | None:
-    """The axes to average over, leaving the input-channel axis."""
+def _kind(layer: onnx_io.Layer) -> str:
+    """How the input's channels are laid out: 'conv' (axis 1), 'last' (last axis) or 'none'."""
     if layer.op_type in ("Conv", "ConvTranspose"):
+        return "conv"
+    return "last" if layer.op_type == "Gemm" or layer.weight_index == 1 else "none"
+
+
+def _sample_axes(kind: str, x: NDArray) -> tuple[int, ...] | None:
+    """The axes to average over, leaving the input-channel axis."""
+    if kind == "conv":
         return tuple(d for d in range(x.ndim) if d != 1) if x.ndim >= 2 else None
-    if layer.op_type == "Gemm" or layer.weight_index == 1:
+    if kind == "last":
         return tuple(range(x.ndim - 1)) if x.ndim >= 1 else None
     return None  # MatMul with the weight as first input: channels are rows of x; not handled
 

@@ -6,7 +6,7 @@ Imported lazily by the commands that run models, so `inspect` starts fast.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,14 +109,25 @@ def run(
     batch: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> list[NDArray[np.generic]]:
-    """Run the model over the dataset in batches; returns the outputs concatenated over samples.
+    """Run the model over the dataset in batches; returns the outputs concatenated over samples."""
+    chunks = list(batches(sess, data, outputs, batch, progress))
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def batches(
+    sess: ort.InferenceSession,
+    data: Dataset,
+    outputs: list[str] | None = None,
+    batch: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[list[NDArray[np.generic]]]:
+    """Run the model batch by batch, yielding each batch's outputs (memory stays bounded).
 
     A model with a fixed batch dimension is run in batches of that size (the last one padded).
     """
     fixed = sess.get_inputs()[0].shape[0]
     step = fixed if isinstance(fixed, int) and fixed > 0 else batch
     n = data.n_samples
-    chunks: list[list[NDArray[np.generic]]] = []
     for start in range(0, n, step):
         feeds = {k: v[start : start + step] for k, v in data.inputs.items()}
         real = next(iter(feeds.values())).shape[0]
@@ -131,10 +142,9 @@ def run(
             raise ModelError(
                 f"onnxruntime failed on samples {start}..{start + real} ({first[:300]})"
             ) from None
-        chunks.append([np.asarray(r)[:real] for r in result])
         if progress is not None:
             progress(real)
-    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+        yield [np.asarray(r)[:real] for r in result]
 
 
 def score_output(sess: ort.InferenceSession) -> str:

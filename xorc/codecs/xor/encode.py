@@ -52,6 +52,8 @@ MAX_MEAN_CARE = 52
 SAMPLE_BLOCK = 1024
 SAMPLE_BLOCKS = 128
 """The rate scan runs on at most this many evenly spaced blocks of SAMPLE_BLOCK weights."""
+SCAN_FROM = 0.75
+"""The scan tries rate 0 and the rates from SCAN_FROM x the mean care count per slice up."""
 NEAR = 2
 """The full solve evaluates the scan's best rate +- NEAR exactly."""
 LOW_RATES = (7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0)
@@ -227,7 +229,8 @@ def _scan(
     words = rows[pos % n_out]
     counts = np.bincount(slice_of, minlength=s_slices)
     n_hi = int(min(MAX_N_IN, counts.max() if counts.size else 0))
-    rates = list(range(n_hi + 1))
+    n_lo = max(1, int(SCAN_FROM * sel.size / max(s_slices, 1)))
+    rates = [0, *range(min(n_lo, n_hi), n_hi + 1)]
     scale = kept.size / max(sel.size, 1)
     total = 0.0
     best = [0] * q.bits

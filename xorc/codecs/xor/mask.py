@@ -36,6 +36,22 @@ def gaps_to_positions(gaps: NDArray[np.uint64], limit: int, what: str) -> NDArra
     return positions
 
 
+def best_k(gaps: NDArray[np.uint64]) -> tuple[int, int]:
+    """(Rice k, bit length) minimising the length (convex in k: local search from log2 mean)."""
+    if gaps.size == 0:
+        return 0, 0
+    mean = float(gaps.mean())
+    k = max(0, min(32, int(np.log2(mean)) if mean >= 1 else 0))
+    length = bitio.rice_length(gaps, k)
+    for step in (-1, 1):
+        while 0 <= k + step <= 32:
+            trial = bitio.rice_length(gaps, k + step)
+            if trial >= length:
+                break
+            k, length = k + step, trial
+    return k, length
+
+
 def encode_mask(mask: NDArray[np.bool_]) -> tuple[str, int, int, bytes]:
     """The smallest coding of a flat mask: (coding, rice k, bit length, bytes)."""
     flat = mask.ravel()
@@ -45,9 +61,8 @@ def encode_mask(mask: NDArray[np.bool_]) -> tuple[str, int, int, bytes]:
         return "all", 0, 0, b""
     options: list[tuple[int, str, int]] = [(n, "bitmap", 0)]
     for coding, pos in (("rice-kept", kept), ("rice-pruned", np.flatnonzero(~flat))):
-        gaps = positions_to_gaps(pos)
-        k = bitio.best_rice_k(gaps)
-        options.append((bitio.rice_length(gaps, k), coding, k))
+        k, length = best_k(positions_to_gaps(pos))
+        options.append((length, coding, k))
     nbits, coding, k = min(options, key=lambda o: o[0])
     if coding == "bitmap":
         return coding, 0, n, bitio.pack_bits(flat)

@@ -10,14 +10,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc import bits as bitio
-from xorc.codecs.xor.mask import gaps_to_positions, positions_to_gaps, rice_values, stream_bits
+from xorc.codecs.xor.mask import (
+    best_k,
+    gaps_to_positions,
+    positions_to_gaps,
+    rice_values,
+    stream_bits,
+)
 
 
 def patch_run_length(indices: NDArray[np.int64]) -> tuple[int, int]:
     """(best Rice k, bit length) of one plane's patch run."""
-    gaps = positions_to_gaps(indices)
-    k = bitio.best_rice_k(gaps)
-    return k, bitio.rice_length(gaps, k)
+    return best_k(positions_to_gaps(indices))
 
 
 def encode_patches(
@@ -27,7 +31,7 @@ def encode_patches(
     runs, counts, ks, lengths = [], [], [], []
     for idx in indices:
         gaps = positions_to_gaps(np.asarray(idx, dtype=np.int64))
-        k = bitio.best_rice_k(gaps)
+        k, _ = best_k(gaps)
         run = bitio.rice_encode(gaps, k)
         runs.append(run)
         counts.append(int(gaps.size))

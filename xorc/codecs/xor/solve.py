@@ -83,29 +83,30 @@ def eliminate(
     """
     b, k = coef.shape
     ar = np.arange(b)
-    used = np.zeros((b, k), dtype=bool)
+    unused = np.ones((b, k), dtype=bool)
     n_cols = max(rates)
     pivots = np.full((b, n_cols), -1, dtype=np.int64)
     want = set(rates)
     out = {}
     if 0 in want:
-        out[0] = _snapshot(rhs, used, pivots[:, :0], weights, n_planes)
-    zero64, zero8 = np.uint64(0), np.uint8(0)
+        out[0] = _snapshot(rhs, ~unused, pivots[:, :0], weights, n_planes)
+    has_bit = np.empty((b, k), dtype=bool)
+    cand = np.empty((b, k), dtype=bool)
     for j in range(n_cols):
-        has_bit = (coef & np.uint64(1 << j)) != 0
-        cand = has_bit & ~used
+        np.not_equal(coef & np.uint64(1 << j), 0, out=has_bit)
+        np.logical_and(has_bit, unused, out=cand)
         piv = cand.argmax(axis=1)
         has = cand[ar, piv]
         prow = coef[ar, piv]
         prhs = rhs[ar, piv]
         has_bit[ar, piv] = False
         has_bit &= has[:, None]
-        coef ^= np.where(has_bit, prow[:, None], zero64)
-        rhs ^= np.where(has_bit, prhs[:, None], zero8)
-        used[ar, piv] |= has
+        np.bitwise_xor(coef, prow[:, None], out=coef, where=has_bit)
+        np.bitwise_xor(rhs, prhs[:, None], out=rhs, where=has_bit)
+        unused[ar, piv] &= ~has
         pivots[:, j] = np.where(has, piv, -1)
         if j + 1 in want:
-            out[j + 1] = _snapshot(rhs, used, pivots[:, : j + 1], weights, n_planes)
+            out[j + 1] = _snapshot(rhs, ~unused, pivots[:, : j + 1], weights, n_planes)
     return out
 
 

@@ -1,0 +1,77 @@
+"""End to end on the real sample models: compress, verify, decompress, run in onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import sample
+from models import tiny_cnn, tiny_inputs
+
+from xorc import api, runtime
+from xorc.config import CompressOptions
+
+CASES = [
+    ("digits_mlp.onnx", "digits_test.npz", "top1", 0.5),
+    ("fashion_cnn_sparse.onnx", "fashion_test.npz", "top1", 0.5),
+    ("fashion_cnn.onnx", "fashion_test.npz", "top1", 0.5),
+]
+
+
+def run_model(path: Path, data: Path) -> np.ndarray:
+    sess = runtime.session(path.read_bytes(), str(path))
+    return runtime.run(sess, runtime.load_data(data, sess))[0]
+
+
+@pytest.mark.parametrize(("model", "data", "metric", "max_drop"), CASES)
+def test_sample_model_round_trip(model: str, data: str, metric: str, max_drop: float,
+                                 tmp_path: Path) -> None:
+    model_path, data_path = sample(model), sample(data)
+    blob = tmp_path / "m.xorc"
+    api.compress(model_path, blob, CompressOptions(policy="raw"))
+    report = api.verify(blob, model=model_path, data=data_path, max_drop=max_drop)
+    assert report.bit_exact and report.passed
+    assert report.accuracy is not None and report.accuracy.metric == metric
+    assert report.accuracy.drop_pp <= max_drop
+    out = api.decompress(blob, tmp_path / "back.onnx")
+    onnx.checker.check_model(onnx.load(out))
+    original, rebuilt = run_model(model_path, data_path), run_model(out, data_path)
+    assert rebuilt.shape == original.shape
+    assert np.mean(rebuilt.argmax(1) == original.argmax(1)) > 0.98
+
+
+def test_sparse_model_keeps_its_zeros(tmp_path: Path) -> None:
+    model_path = sample("fashion_cnn_sparse.onnx")
+    summary = api.compress(model_path, tmp_path / "m.xorc", CompressOptions(policy="raw"))
+    for row in summary.tensor_rows():
+        assert row["sparsity"] > 0.85, row["name"]
+
+
+@pytest.mark.slow
+def test_efficientnet_agreement_with_bias_correction(tmp_path: Path) -> None:
+    model_path, photos = sample("efficientnet_lite0.onnx"), sample("photos.npz")
+    blob = tmp_path / "e.xorc"
+    api.compress(model_path, blob, CompressOptions(policy="raw"), calib=photos)
+    report = api.verify(blob, model=model_path, data=photos, max_drop=5.0)
+    assert report.bit_exact
+    assert report.accuracy is not None and report.accuracy.compressed >= 95.0
+
+
+def test_bias_correction_reduces_output_error(tmp_path: Path) -> None:
+    model_path = tmp_path / "t.onnx"
+    onnx.save(tiny_cnn(), model_path)
+    calib = tmp_path / "c.npz"
+    np.savez(calib, x=tiny_inputs(200, seed=5))
+    errors = {}
+    for flag in (False, True):
+        blob = tmp_path / f"{flag}.xorc"
+        options = CompressOptions(policy="raw", bits=3, bias_correction=flag)
+        summary = api.compress(model_path, blob, options, calib=calib)
+        corrected = [t.stats.get("bias_corrected", False) for t in summary.tensors]
+        assert any(corrected) == flag
+        out = api.decompress(blob, tmp_path / f"{flag}.onnx")
+        diff = run_model(out, calib) - run_model(model_path, calib)
+        errors[flag] = float(np.abs(diff.mean(axis=0)).mean())
+    assert errors[True] < errors[False]
