@@ -84,9 +84,19 @@ def main() -> None:
                 blob = Path(tmp) / "b.xorc"
                 calib_arg = str(SAMPLES / calib) if calib else ""
                 proc = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(model), str(blob), str(SAMPLES / data),
-                     calib_arg, policy],
-                    capture_output=True, text=True, check=False,
+                    [
+                        sys.executable,
+                        "-c",
+                        CHILD,
+                        str(model),
+                        str(blob),
+                        str(SAMPLES / data),
+                        calib_arg,
+                        policy,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 )
             if proc.returncode != 0:
                 print(f"{name:<20} {policy:<10} failed: {proc.stderr.strip().splitlines()[-1]}")
@@ -96,13 +106,16 @@ def main() -> None:
             zstd = f"{8 * zstd_bytes / t['n_weights']:.3f}" if zstd_bytes else "n/a"
             print(
                 f"{name:<20} {policy:<10} {t['n_weights']:>9} {t['bits_per_weight']:>7.3f} "
-                f"{zstd:>11} {t['blob_bytes'] / 1024:>9.1f} {t['source_model_bytes'] / 1024:>10.1f} "
+                f"{zstd:>11} {t['blob_bytes'] / 1024:>9.1f} "
+                f"{t['source_model_bytes'] / 1024:>10.1f} "
                 f"{r['compress_s']:>10.2f} {r['verify_s']:>8.2f} {r['peak_mb']:>8.0f} "
                 f"{acc['metric']:>9} {acc['original']:>7.2f} {acc['compressed']:>7.2f} "
                 f"{r['bit_exact']!s:>9}"
             )
-    print(f"\n(int8 levels of the same weights: {raw_bytes} bytes for the last model; "
-          "bits/w counts codec streams and scales)")
+    print(
+        f"\n(int8 levels of the same weights: {raw_bytes} bytes for the last model; "
+        "bits/w counts codec streams and scales)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ RESNET18_SHAPES: list[tuple[str, tuple[int, ...]]] = [
 def quantize_pruned(w: np.ndarray, sparsity: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Magnitude-prune `w` to `sparsity`, then quantize per output channel: (levels, scales)."""
     flat = np.abs(w).ravel()
-    n_prune = int(round(sparsity * flat.size))
+    n_prune = round(sparsity * flat.size)
     keep = np.ones(flat.size, dtype=bool)
     if n_prune:
         keep[np.argpartition(flat, n_prune - 1)[:n_prune]] = False

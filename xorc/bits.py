@@ -189,40 +189,51 @@ def best_rice_k(values: NDArray[np.uint64], max_k: int = 32) -> int:
 # --- appended for EBPC (issue 4): per-field packing and windowed reads --------------------------
 
 
-def pack_fields_fast(values: ArrayLike, widths: ArrayLike) -> tuple[bytes, int]:
+def _uint_for(bits: int) -> type[np.unsignedinteger]:
+    return np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32 if bits <= 32 else np.uint64
+
+
+def pack_fields_fast(values: ArrayLike, widths: ArrayLike, max_width: int = 64) -> tuple[bytes, int]:
     """Same output as `pack_fields` (MSB-first fields in an MSB-first stream, last byte
     zero-padded; returns the bytes and the exact bit length), computed per field instead of per
-    bit, so it costs O(number of fields). `widths` is one width per value, each 0..64; values
-    must fit their widths. Zero-width fields write nothing.
+    bit: adjacent fields are first merged pairwise while two of them fit in 64 bits, then each
+    merged field is placed into uint64 words. `widths` holds one width per value, each
+    0..`max_width` (<= 64); values must fit their widths. Zero-width fields write nothing.
     """
-    vals = np.asarray(values, dtype=np.uint64).ravel()
-    w = np.asarray(widths, dtype=np.int64).ravel()
-    if w.size != vals.size:
+    v = np.asarray(values).ravel()
+    w = np.asarray(widths).ravel()
+    if w.size != v.size:
         raise ValueError("one width per value is required")
-    keep = w > 0
-    if not keep.all():
-        vals, w = vals[keep], w[keep]
-    if w.size == 0:
+    if v.size == 0:
         return b"", 0
-    ends = np.cumsum(w)
+    v = v.astype(_uint_for(max_width), copy=False)
+    w = w.astype(np.uint8, copy=False)
+    while 2 * max_width <= 64 and v.size > 1:
+        if v.size % 2:
+            v = np.append(v, v.dtype.type(0))
+            w = np.append(w, np.uint8(0))
+        max_width *= 2
+        dt = _uint_for(max_width)
+        v = (v[0::2].astype(dt) << w[1::2].astype(dt)) | v[1::2]
+        w = w[0::2] + w[1::2]
+    v = v.astype(np.uint64, copy=False)
+    ends = np.cumsum(w, dtype=np.int64)
     nbits = int(ends[-1])
-    offsets = ends - w
-    word = offsets >> 6
-    end_in_word = ends - (word << 6)  # 1..127: bit just after the field, counted in word `word`
+    word = (ends - w) >> 6
+    end_in_word = ends - (word << 6)  # 0..128: bit just after the field, counted in `word`
     fits = end_in_word <= 64
-    # part in word `word`: the field shifted up so that it ends at bit `end_in_word`
     sh_up = np.where(fits, 64 - end_in_word, 0).astype(np.uint64)
     sh_down = np.where(fits, 0, end_in_word - 64).astype(np.uint64)
-    first = (vals >> sh_down) << sh_up
-    nwords = (nbits + 63) >> 6
-    out = np.zeros(nwords, dtype=np.uint64)
-    starts = np.flatnonzero(np.diff(word, prepend=-1))
+    first = (v >> sh_down) << sh_up
+    out = np.zeros(((nbits + 63) >> 6) + 1, dtype=np.uint64)
+    starts = np.flatnonzero(word[1:] != word[:-1]) + 1
+    starts = np.concatenate(([0], starts))
     out[word[starts]] = np.bitwise_or.reduceat(first, starts)
     spill = np.flatnonzero(~fits)
     if spill.size:
-        # low (end_in_word - 64) bits of the field go to the top of the next word
+        # the low (end_in_word - 64) bits of the field go to the top of the next word
         sh = (128 - end_in_word[spill]).astype(np.uint64)
-        out[word[spill] + 1] |= vals[spill] << sh
+        out[word[spill] + 1] |= v[spill] << sh
     return out.astype(">u8").tobytes()[: (nbits + 7) >> 3], nbits
 
 

@@ -347,6 +347,17 @@ def rebuild(graph_bytes: bytes, arrays: dict[int, NDArray[np.generic]]) -> bytes
     return proto.SerializeToString(deterministic=True)
 
 
+def substitute(model: SourceModel, arrays: dict[str, NDArray[np.generic]]) -> bytes:
+    """The model, serialized, with the named tensors' data replaced (any graph, same dtype)."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    for name, tensor, _, _ in _located_tensors(proto.graph):
+        if name in arrays:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+            tensor.CopyFrom(numpy_helper.from_array(arrays[name].astype(dtype), tensor.name))
+    return proto.SerializeToString(deterministic=True)
+
+
 def dtype_of(name: str) -> np.dtype:
     """The numpy dtype of a record's `dtype` name."""
     code = {v: k for k, v in FLOAT_TYPES.items()}.get(name, onnx.TensorProto.INT8)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import __version__, calibrate, onnx_io
+from xorc import __version__, calibrate, onnx_io, search
 from xorc.codecs import CodecId
 from xorc.codecs.encoders import ENCODERS, LOSSLESS_POLICIES
 from xorc.config import CompressOptions, TensorSettings
@@ -54,12 +54,59 @@ def compress_model(
     stats = calibrate.input_stats(model, calib) if calib is not None else {}
     plan = plan_tensors(model, options)
     quantized = quantize_planned(model, plan, options, stats)
-    encoded = [
-        encode_tensor(q, p.settings, options) for q, p in _with_progress(quantized, plan, progress)
-    ]
+    extra: dict = {}
+    if options.max_drop is not None:
+        result = search_stage(model, plan, quantized, options, stats, calib)
+        encoded, extra["search"] = result.encoded, result.to_json()
+        for q in quantized if progress is not None else ():
+            progress(q.name)
+    else:
+        encoded = [
+            encode_tensor(q, p.settings, options)
+            for q, p in _with_progress(quantized, plan, progress)
+        ]
     if stats and options.bias_correction:
         correct_biases(model, plan, quantized, encoded, stats)
-    return assemble(model, plan, quantized, encoded, options)
+    return assemble(model, plan, quantized, encoded, options, extra_meta=extra)
+
+
+SEARCHABLE = {
+    "importance": ("error_budget", search.XOR_BUDGETS, search.xor_encoder_at),
+    "dictionary": ("tolerance", search.DICT_TOLERANCES, search.dictionary_encoder_at),
+}
+
+
+def search_stage(
+    model: onnx_io.SourceModel,
+    plan: list[PlannedTensor],
+    quantized: list[QuantTensor],
+    options: CompressOptions,
+    stats: dict[str, calibrate.InputStats],
+    calib: str | Path | None,
+) -> search.SearchResult:
+    """Stage --max-drop: search the policy's knob for the smallest blob within the drop."""
+    if calib is None:
+        raise UsageError("--max-drop needs --calib DATA.npz to measure the drop on")
+    if options.policy not in SEARCHABLE:
+        raise UsageError(
+            f"--max-drop works with policy importance or dictionary, not {options.policy!r}"
+        )
+    knob_name, grid, encoder_at = SEARCHABLE[options.policy]
+    enc_options = [encoder_options(p.settings, options) for p in plan]
+    fixed = [
+        None if p.settings.policy == options.policy else encode_tensor(q, p.settings, options)
+        for q, p in zip(quantized, plan, strict=True)
+    ]
+    use_bias = bool(stats) and options.bias_correction
+    probe = search.AccuracyProbe(
+        model,
+        calib,
+        quantized,
+        [p.weight.dtype for p in plan],
+        lambda enc: corrected_biases(model, plan, quantized, enc, stats) if use_bias else {},
+    )
+    encode_at = encoder_at(quantized, enc_options, fixed)
+    return search.search(grid, encode_at, probe, options.max_drop, knob_name)
 
 
 def _with_progress(quantized, plan, progress):  # type: ignore[no-untyped-def]
@@ -188,6 +235,17 @@ def correct_biases(
     The shift is measured against the original float weights, so it covers pruning,
     quantization and the errors a lossy policy leaves. The corrected biases travel in the graph.
     """
+    onnx_io.replace_initializers(model, corrected_biases(model, plan, quantized, encoded, stats))
+
+
+def corrected_biases(
+    model: onnx_io.SourceModel,
+    plan: list[PlannedTensor],
+    quantized: list[QuantTensor],
+    encoded: list[Encoded],
+    stats: dict[str, calibrate.InputStats],
+) -> dict[str, np.ndarray]:
+    """The corrected bias of every layer that has one (marks `bias_corrected` in the stats)."""
     new: dict[str, np.ndarray] = {}
     for p, q, e in zip(plan, quantized, encoded, strict=True):
         st = stats.get(q.name)
@@ -202,7 +260,7 @@ def correct_biases(
             continue
         new[st.layer.bias] = bias - shift
         e.stats["bias_corrected"] = True
-    onnx_io.replace_initializers(model, new)
+    return new
 
 
 CODEC_NAMES = {c.value: c.name.lower() for c in CodecId}
@@ -215,6 +273,7 @@ def assemble(
     encoded: list[Encoded],
     options: CompressOptions,
     fmap: dict | None = None,
+    extra_meta: dict | None = None,
 ) -> Container:
     """Stage: records, payload and stripped graph into one container."""
     streams = [
@@ -250,6 +309,7 @@ def assemble(
         "source_sha256": model.sha256,
         "source_bytes": len(onnx_io.serialize(model)),
         "options": {**options.to_json(), "config_sha256": options.digest()},
+        **(extra_meta or {}),
     }
     return Container(meta, tuple(records), graph, payload, fmap)
 

@@ -82,6 +82,7 @@ class Summary:
             "tool_version": self.meta.get("tool_version"),
             "source_sha256": self.meta.get("source_sha256"),
             "options": self.meta.get("options"),
+            "search": self.meta.get("search"),
             "sections": [s.__dict__ for s in self.sections],
             "integrity_ok": not self.damaged,
             "damaged": self.damaged,

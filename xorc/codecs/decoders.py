@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from xorc.codecs import CodecId, Decoder
+from xorc.codecs.dictionary.decode import decode as dictionary_decode
 from xorc.codecs.raw.decode import decode as raw_decode
+from xorc.codecs.xor.decode import decode as xor_decode
 from xorc.errors import BadRecord
 
 DECODERS: dict[int, Decoder] = {
     CodecId.RAW: raw_decode,
+    CodecId.XOR: xor_decode,
+    CodecId.DICTIONARY: dictionary_decode,
 }
 
 

@@ -21,15 +21,20 @@ from xorc.codecs.dictionary.huffman_build import code_lengths, encode_symbols, h
 from xorc.codecs.dictionary.kmeans import LevelKMeans
 from xorc.tensor import JSON, Encoded, EncodeOptions, QuantTensor
 
-AUTO_TOLERANCE = 2.0**-10
-"""dict_size None: largest weighted squared level error, as a fraction of the weighted signal."""
+AUTO_TOLERANCE = 0.01
+"""dict_size None: target weighted squared level error, as a fraction of the weighted signal,
+for a tensor of AUTO_REFERENCE_SIZE weights; proportional to the size (section 7.2)."""
 
-AUTO_LOSSLESS_LEVELS = 16
-"""dict_size None: keep every level when no group has more distinct nonzero levels than this."""
+AUTO_REFERENCE_SIZE = 1_000_000
+
+AUTO_TOLERANCE_MAX = 0.01
+"""dict_size None: the tolerance never exceeds this (a level SNR of 20 dB)."""
 
 HUFFMAN_MIN_SAVING = 1 / 32
 """Huffman indices must be this much smaller than fixed-width ones to be chosen: below that
 the codes are nearly equal in length, which gains little and decodes slowest."""
+
+CHANNEL_BALANCE = True
 
 IMPORTANCE_FLOOR = 1e-6
 """Each weight adds this times the mean importance to its level's weight (none is ignored)."""
@@ -64,46 +69,64 @@ class Prepared:
         group_of = np.repeat(np.arange(self.rows) // self.group, self.cols)
         self.key = group_of * width + self.coded + self.top
         counts = np.bincount(self.key, minlength=self.n_groups * width).reshape(-1, width)
+        per_weight = self._weights(q)
+        mean = float(per_weight.mean()) if per_weight.size else 0.0
         weight = counts.astype(np.float64)
-        if q.importance is not None:
-            imp = np.asarray(q.importance, dtype=np.float64)
-            imp = (np.moveaxis(imp, self.axis, 0) if self.shape else imp).reshape(-1)
-            mean = float(imp.mean()) if imp.size else 0.0
-            if mean > 0:
-                summed = np.bincount(self.key, weights=imp, minlength=counts.size)
-                weight = summed.reshape(-1, width) + IMPORTANCE_FLOOR * mean * counts
+        if mean > 0:
+            summed = np.bincount(self.key, weights=per_weight, minlength=counts.size)
+            weight = summed.reshape(-1, width) + IMPORTANCE_FLOOR * mean * counts
         levels = np.arange(-self.top, self.top + 1)
         self.kmeans: list[LevelKMeans] = []
         for g in range(self.n_groups):  # one step per codebook
             present = (counts[g] > 0) & (levels != 0)
-            self.kmeans.append(LevelKMeans(levels[present], weight[g][present]))
+            self.kmeans.append(LevelKMeans(levels[present], weight[g][present], counts[g][present]))
         self.signal = float((weight * levels.astype(np.float64) ** 2).sum())
         self.has_zeros = not bool(self.nonzero.all())
         self.max_levels = max((km.n_points for km in self.kmeans), default=0)
+        self.group_sizes = np.bincount(group_of, minlength=self.n_groups)
 
-    def auto_levels(self) -> int:
-        """Nonzero levels per codebook for dict_size None (section 7.2)."""
-        if self.max_levels <= AUTO_LOSSLESS_LEVELS:
-            return max(self.max_levels, 1)
-        target = AUTO_TOLERANCE * self.signal
-        for levels in range(1, self.max_levels):  # stops early; each step extends the DPs once
-            if sum(km.sse(levels) for km in self.kmeans) <= target:
-                return levels
-        return self.max_levels
+    def _weights(self, q: QuantTensor) -> NDArray[np.float64]:
+        """Per-weight k-means weight in coded order (section 7.1)."""
+        if q.importance is not None:
+            imp = np.asarray(q.importance, dtype=np.float64)
+            return (np.moveaxis(imp, self.axis, 0) if self.shape else imp).reshape(-1)
+        if not CHANNEL_BALANCE or self.cols == 0:
+            return np.ones(self.n, dtype=np.float64)
+        energy = (self.coded.reshape(self.rows, self.cols).astype(np.float64) ** 2).mean(axis=1)
+        inverse = np.where(energy > 0, 1.0 / np.where(energy > 0, energy, 1.0), 0.0)
+        return np.repeat(inverse, self.cols)
+
+    def auto_tolerance(self) -> float:
+        """The relative error tolerance of dict_size None (section 7.2)."""
+        return min(AUTO_TOLERANCE * self.n / AUTO_REFERENCE_SIZE, AUTO_TOLERANCE_MAX)
+
+    def trim_rd(self, tolerance: float) -> Trim:
+        """Entropy-constrained codebooks aiming at a relative error of `tolerance` (section 7.2).
+
+        The rate weight is the slope of the high-rate error-rate curve at that error,
+        ``2 ln 2 * tolerance * signal / n`` per bit; the same for every group, so the groups
+        share the bits optimally. A codebook entry costs Q bits plus its share of the code-length
+        table.
+        """
+        lam = 2 * math.log(2) * tolerance * self.signal / max(self.n, 1)
+        return self._trim([
+            km.entropy_constrained(lam, float(max(size, 1)), self.q.bits + LENGTH_BITS / self.n_groups)
+            for km, size in zip(self.kmeans, self.group_sizes, strict=True)
+        ])
 
     def trim(self, levels: int) -> Trim:
-        """Codebooks of at most `levels` nonzero entries and the trimmed tensor."""
+        """Codebooks of at most `levels` nonzero entries (optimal k-means) and the trimmed tensor."""
+        return self._trim([km.solve(levels) for km in self.kmeans])
+
+    def _trim(self, solved: list[tuple[NDArray[np.int64], NDArray[np.int64]]]) -> Trim:
         width = 2 * self.top + 1
         value_lut = np.zeros((self.n_groups, width), dtype=np.int64)
         index_lut = np.zeros((self.n_groups, width), dtype=np.int64)
-        books = []
-        for g, km in enumerate(self.kmeans):  # one step per codebook
-            cents, labels = km.solve(levels)
+        for g, (km, (cents, labels)) in enumerate(zip(self.kmeans, solved, strict=True)):
             value_lut[g, km.x + self.top] = cents[labels]
             index_lut[g, km.x + self.top] = labels
-            books.append(cents)
         decoded = value_lut.ravel()[self.key]
-        return Trim(books, decoded, index_lut.ravel()[self.key])
+        return Trim([cents for cents, _ in solved], decoded, index_lut.ravel()[self.key])
 
 
 @dataclass(frozen=True)
@@ -251,11 +274,13 @@ def _best(plans: Iterable[Plan | None]) -> Plan:
     return best
 
 
-def encode_prepared(prep: Prepared, dict_size: int | None, zeros: str | None = None) -> Encoded:
-    """Encode a prepared tensor with K = dict_size symbols (None: automatic).
+def encode_prepared(
+    prep: Prepared, dict_size: int | None, zeros: str | None = None, tolerance: float | None = None
+) -> Encoded:
+    """Encode a prepared tensor with K = dict_size symbols, or automatically (None).
 
-    `zeros` forces one layout ("none", "entry" or "mask"; for measurements); None picks the
-    smallest that applies.
+    `tolerance` (with dict_size None) replaces the size-scaled automatic tolerance. `zeros`
+    forces one layout ("none", "entry" or "mask"; for measurements); None picks the smallest.
     """
     if dict_size is not None and not 1 <= dict_size <= MAX_K:
         raise ValueError(f"dict_size must be in [1, {MAX_K}], got {dict_size}")
@@ -267,17 +292,14 @@ def encode_prepared(prep: Prepared, dict_size: int | None, zeros: str | None = N
         layouts = [zeros]
     else:
         layouts = ["mask", "entry"] if prep.has_zeros else ["none"]
-    auto = prep.auto_levels() if dict_size is None else None
     plans = []
-    for layout in layouts:
-        if auto is not None:
-            levels = auto
-        else:
-            assert dict_size is not None
-            levels = dict_size - 1 if layout == "entry" else dict_size
-        if levels < 1 and prep.max_levels > 0:
-            continue
-        plans.append(_plan(prep, prep.trim(max(levels, 1)), layout))
+    if dict_size is None:
+        trim = prep.trim_rd(prep.auto_tolerance() if tolerance is None else tolerance)
+        plans = [_plan(prep, trim, layout) for layout in layouts]
+    for layout in layouts if dict_size is not None else []:
+        levels = dict_size - 1 if layout == "entry" else dict_size
+        if levels >= 1 or prep.max_levels == 0:
+            plans.append(_plan(prep, prep.trim(max(levels, 1)), layout))
     return _emit(prep, _best(plans))
 
 
@@ -286,7 +308,9 @@ def encode(q: QuantTensor, options: EncodeOptions) -> Encoded:
     return encode_prepared(Prepared(q, options), options.dict_size)
 
 
-def candidates(q: QuantTensor, options: EncodeOptions, ks: Iterable[int | None]) -> dict[int | None, Encoded]:
+def candidates(
+    q: QuantTensor, options: EncodeOptions, ks: Iterable[int | None]
+) -> dict[int | None, Encoded]:
     """Encode `q` at every dictionary size in `ks` (None = automatic), sharing the work.
 
     The histograms and the k-means programmes are computed once; a larger K extends them. Each
@@ -294,3 +318,15 @@ def candidates(q: QuantTensor, options: EncodeOptions, ks: Iterable[int | None])
     """
     prep = Prepared(q, options)
     return {k: encode_prepared(prep, k) for k in ks}
+
+
+def tolerance_candidates(
+    q: QuantTensor, options: EncodeOptions, tolerances: Iterable[float]
+) -> dict[float, Encoded]:
+    """Encode `q` with entropy-constrained codebooks at each relative error tolerance.
+
+    The automatic mode with its tolerance given instead of derived from the tensor size: the
+    rate-distortion knob for a search that checks accuracy itself.
+    """
+    prep = Prepared(q, options)
+    return {t: encode_prepared(prep, None, tolerance=t) for t in tolerances}

@@ -32,12 +32,17 @@ class LevelKMeans:
 
     Args:
         x: the distinct points, ascending (int).
-        w: their positive weights.
+        w: their positive weights (for the squared error).
+        counts: how many weights each point stands for (for the rate of `entropy_constrained`);
+            defaults to `w`.
     """
 
-    def __init__(self, x: NDArray[np.int64], w: NDArray[np.float64]) -> None:
+    def __init__(
+        self, x: NDArray[np.int64], w: NDArray[np.float64], counts: NDArray[np.float64] | None = None
+    ) -> None:
         self.x = np.asarray(x, dtype=np.int64)
         self.w = np.asarray(w, dtype=np.float64)
+        self.counts = self.w if counts is None else np.asarray(counts, dtype=np.float64)
         self._s0 = np.concatenate([[0.0], np.cumsum(self.w)])
         self._s1 = np.concatenate([[0.0], np.cumsum(self.w * self.x)])
         self._s2 = np.concatenate([[0.0], np.cumsum(self.w * self.x * self.x)])
@@ -74,6 +79,49 @@ class LevelKMeans:
         cost = np.maximum(c2 - 2.0 * c * c1 + c * c * c0, 0.0)
         return np.where(valid, cost, np.inf)
 
+    def _clusters(
+        self, firsts: NDArray[np.int64], lasts: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Distinct centroids and per-point labels of a partition into runs first..last."""
+        per_point = np.repeat(self.centroids(firsts, lasts), lasts - firsts + 1)
+        distinct, labels = np.unique(per_point, return_inverse=True)
+        return distinct.astype(np.int64), labels.astype(np.int64).ravel()
+
+    def entropy_constrained(
+        self, lam: float, total: float, entry_bits: float
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Entropy-constrained scalar quantizer: minimise error + lam * bits.
+
+        A cluster of count n costs its weighted squared error plus
+        ``lam * (n * log2(total / n) + entry_bits)``: its share of an ideal entropy code over
+        `total` symbols and its codebook entry. The cells of the optimum are
+        still runs of sorted points, so a programme over the last split point finds it exactly,
+        with no limit on the number of clusters: one vectorized step per point.
+        """
+        u = self.n_points
+        if u == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        n0 = np.concatenate([[0.0], np.cumsum(self.counts)])
+        cost = self._cost()
+        first = np.arange(u)[:, None]
+        last = np.arange(u)[None, :]
+        n = np.where(first <= last, n0[last + 1] - n0[np.minimum(first, last)], 0.0)
+        safe = np.where(n > 0, n, 1.0)
+        cost = cost + lam * (np.where(n > 0, n * np.log2(total / safe), 0.0) + entry_bits)
+        best = np.zeros(u + 1)
+        split = np.zeros(u, dtype=np.int64)
+        for i in range(u):  # one step per distinct level (at most 254)
+            options = best[: i + 1] + cost[: i + 1, i]
+            split[i] = int(np.argmin(options))
+            best[i + 1] = options[split[i]]
+        firsts, lasts = [], []
+        end = u - 1
+        while end >= 0:  # one step per cluster
+            firsts.append(int(split[end]))
+            lasts.append(end)
+            end = firsts[-1] - 1
+        return self._clusters(np.array(firsts[::-1]), np.array(lasts[::-1]))
+
     def _extend(self, k: int) -> None:
         if len(self._best) >= k:
             return
@@ -109,6 +157,4 @@ class LevelKMeans:
             first = int(self._split[level - 1][last])
             firsts[level - 1], lasts[level - 1] = first, last
             last = first - 1
-        per_point = np.repeat(self.centroids(firsts, lasts), lasts - firsts + 1)
-        distinct, labels = np.unique(per_point, return_inverse=True)
-        return distinct.astype(np.int64), labels.astype(np.int64).ravel()
+        return self._clusters(firsts, lasts)

@@ -6,6 +6,8 @@ over a [blocks, W+1] plane matrix; the only Python loops are over a fixed number
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -13,6 +15,7 @@ from xorc import bits as bitio
 from xorc.codecs.ebpc.streams import (
     MAX_ZERO_RUN,
     RTL_MAX_WORDS,
+    ZNZ_COUNT_BITS,
     EbpcStreams,
     format_error,
     padded_nbytes,
@@ -22,12 +25,12 @@ from xorc.codecs.ebpc.streams import (
 )
 
 
-def _as_words(values: ArrayLike, word_width: int) -> NDArray[np.int32]:
+def _as_words(values: ArrayLike, word_width: int) -> NDArray[np.integer]:
     """Validate and flatten the input words (signed W-bit two's complement)."""
     v = np.asarray(values)
     if v.dtype == np.bool_ or not np.issubdtype(v.dtype, np.integer):
         if v.size == 0:
-            return np.zeros(0, dtype=np.int32)
+            return np.zeros(0, dtype=np.int16)
         raise ValueError(f"EBPC input must be integers, got dtype {v.dtype}")
     flat = v.ravel()
     if flat.size:
@@ -37,118 +40,146 @@ def _as_words(values: ArrayLike, word_width: int) -> NDArray[np.int32]:
                 f"EBPC input spans {lo}..{hi}, outside signed {word_width}-bit "
                 f"[{-(1 << (word_width - 1))}, {(1 << (word_width - 1)) - 1}]"
             )
-    return flat.astype(np.int32, copy=False)
+    return flat.astype(np.int16 if word_width == 8 else np.int32, copy=False)
 
 
-def znz_fields(nonzero: NDArray[np.bool_]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """ZNZ symbols as (value, width) fields: `1` per non-zero word; per chunk of a zero run of
-    at most R words, `0` + (length - 1) in 4 bits, i.e. a 5-bit field holding length - 1."""
-    n = nonzero.size
-    idx = np.flatnonzero(nonzero)
-    bounds = np.empty(idx.size + 2, dtype=np.int64)
-    bounds[0] = -1
-    bounds[1:-1] = idx
-    bounds[-1] = n
-    gaps = np.diff(bounds) - 1  # zeros before each non-zero word, then the trailing run
-    chunks = (gaps + MAX_ZERO_RUN - 1) // MAX_ZERO_RUN
-    counts = chunks.copy()
-    counts[:-1] += 1
-    total = int(counts.sum())
-    first = np.cumsum(counts) - counts
-    vals = np.full(total, MAX_ZERO_RUN - 1, dtype=np.uint64)
-    widths = np.full(total, 5, dtype=np.int64)
-    rem = gaps % MAX_ZERO_RUN
-    part = rem > 0
-    vals[(first + chunks - 1)[part]] = (rem[part] - 1).astype(np.uint64)
-    ones = (first + chunks)[:-1]
-    vals[ones] = 1
-    widths[ones] = 1
-    return vals, widths
+def znz_stream(nonzero: NDArray[np.bool_], word_width: int) -> tuple[bytes, int]:
+    """The ZNZ stream: `1` per non-zero word; per chunk of at most R zero words, `0` then
+    (chunk length - 1) in 4 bits. Zero runs are cut into chunks of R words from their start.
 
-
-def bpc_fields(
-    nz_values: NDArray[np.int32], word_width: int, block_size: int, swap_zero_codes: bool = False
-) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """BPC symbols of the non-zero words as (value, width) fields in stream order.
-
-    Per block (the last one zero-padded to N words): the base (W bits), then one code per DBX
-    symbol, LSB plane first; planes inside a multi-zero run have width 0.
+    Built as a bit array (one byte per stream bit, ones by default) in which only the zero-run
+    chunks are written, then packed.
     """
+    n = nonzero.size
+    if n == 0:
+        return b"", 0
+    change = np.flatnonzero(nonzero[1:] != nonzero[:-1]) + 1
+    edges = np.concatenate(([0], change, [n]))
+    run_first = edges[:-1]
+    run_len = np.diff(edges)
+    zero_runs = ~nonzero[run_first]
+    z_start = run_first[zero_runs]
+    z_len = run_len[zero_runs]
+    zeros_before = np.cumsum(z_len) - z_len
+    chunks = (z_len + MAX_ZERO_RUN - 1) // MAX_ZERO_RUN
+    chunks_before = np.cumsum(chunks) - chunks
+    total_chunks = int(chunks_before[-1] + chunks[-1]) if chunks.size else 0
+    nbits = n - int(z_len.sum()) + 5 * total_chunks
+    # bit position of each run's first chunk = non-zeros before it + 5 bits per earlier chunk
+    first_bit = (z_start - zeros_before) + 5 * chunks_before
+    if total_chunks == z_len.size:  # no run longer than R: one chunk per run
+        chunk_bit, chunk_len = first_bit, z_len
+    else:
+        run_of = np.repeat(np.arange(z_len.size), chunks)
+        k = np.arange(total_chunks) - chunks_before[run_of]
+        chunk_bit = first_bit[run_of] + 5 * k
+        chunk_len = np.minimum(z_len[run_of] - MAX_ZERO_RUN * k, MAX_ZERO_RUN)
+    stream = np.ones(nbits, dtype=np.uint8)
+    code = (chunk_len - 1).astype(np.uint8)
+    stream[chunk_bit] = 0
+    for j in range(ZNZ_COUNT_BITS):
+        stream[chunk_bit + 1 + j] = (code >> (ZNZ_COUNT_BITS - 1 - j)) & 1
+    data = bitio.pack_bits(stream)
+    return data + bytes(padded_nbytes(nbits, word_width) - len(data)), nbits
+
+
+@cache
+def _code_tables(block_size: int, swap: bool) -> tuple[NDArray[np.unsignedinteger], NDArray[np.uint8]]:
+    """(value, width) of the code of a non-zero DBX symbol S, indexed by S | (P == 0) << m.
+
+    Rules c (all ones), d (P = 0, S != 0), e (two adjacent ones), f (single one), g (else),
+    first match wins. Entries for S = 0 are (0, 0): zero planes are coded per run."""
+    m = block_size - 1
+    pb = position_bits(block_size)
+    full = (1 << m) - 1
+    s = np.arange(1 << m, dtype=np.int64)
+    pc = np.bitwise_count(s)
+    hb = np.zeros_like(s)
+    for b in range(m):
+        hb[s >> b != 0] = b
+    idx = (m - 1) - hb  # position of the first one, MSB-first
+    vals = s | (1 << m)
+    widths = np.full(s.shape, block_size)
+    one = pc == 1
+    vals[one], widths[one] = (3 << pb) | idx[one], 5 + pb
+    pair = (pc == 2) & ((s & (s >> 1)) != 0)
+    vals[pair], widths[pair] = (2 << pb) | idx[pair], 5 + pb
+    vals[s == full], widths[s == full] = 0, 5
+    v2, w2 = vals.copy(), widths.copy()  # P == 0: rule d unless S is all ones
+    d_rule = s != full
+    v2[d_rule], w2[d_rule] = 1, 5
+    v_all = np.concatenate([vals, v2])
+    w_all = np.concatenate([widths, w2])
+    v_all[[0, 1 << m]] = 0
+    w_all[[0, 1 << m]] = 0
+    return v_all.astype(np.uint8 if block_size == 8 else np.uint16), w_all.astype(np.uint8)
+
+
+@cache
+def _zero_tables(word_width: int, swap: bool) -> tuple[NDArray[np.unsignedinteger], NDArray[np.uint8]]:
+    """Codes of the zero planes of a block, indexed by the block's zero-plane mask (bit b set
+    when S_b = 0): [mask, plane] -> (value, width); a run's code sits on its first plane, the
+    other planes of the run and the non-zero planes get width 0."""
+    planes = word_width + 1
+    cb = run_count_bits(word_width)
+    mask = np.arange(1 << planes, dtype=np.int64)[:, None]
+    b = np.arange(planes)[None, :]
+    zero = (mask >> b) & 1 == 1
+    prev = np.zeros_like(zero)
+    prev[:, 1:] = zero[:, :-1]
+    first = zero & ~prev
+    # run length from each plane: count consecutive zero planes upward
+    run = np.zeros(zero.shape, dtype=np.int64)
+    count = np.zeros(mask.shape[0], dtype=np.int64)
+    for p in range(planes - 1, -1, -1):
+        count = np.where(zero[:, p], count + 1, 0)
+        run[:, p] = count
+    single_v, single_w = (1, 3) if swap else (1, 2)
+    multi_w = (2 if swap else 3) + cb
+    vals = np.where(run == 1, single_v, (1 << cb) | np.maximum(run - 2, 0))
+    widths = np.where(run == 1, single_w, multi_w)
+    vals = np.where(first, vals, 0)
+    widths = np.where(first, widths, 0)
+    return vals.astype(np.uint8 if word_width == 8 else np.uint16), widths.astype(np.uint8)
+
+
+def bpc_stream(
+    nz_values: NDArray[np.integer], word_width: int, block_size: int, swap_zero_codes: bool = False
+) -> tuple[bytes, int]:
+    """The BPC stream of the non-zero words (the last block zero-padded to N words): per block
+    the base (W bits), then one code per DBX symbol, LSB plane first."""
     w, n = word_width, block_size
     m = n - 1
-    full = (1 << m) - 1
-    cb, pb = run_count_bits(w), position_bits(n)
     nnz = nz_values.size
+    if nnz == 0:
+        return b"", 0
     nb = -(-nnz // n)
-    blocks = np.zeros(nb * n, dtype=np.int32)
+    dtype = np.int16 if w == 8 else np.int32
+    blocks = np.zeros(nb * n, dtype=dtype)
     blocks[:nnz] = nz_values
     blocks = blocks.reshape(nb, n)
-    base = blocks[:, 0] & ((1 << w) - 1)
     deltas = (blocks[:, 1:] - blocks[:, :-1]) & ((1 << (w + 1)) - 1)  # exactly W+1 bits
     p = planes_from_deltas(deltas, w, n)
     s = p.copy()
     s[:, 1:] ^= p[:, :-1]  # DBX: S_0 = P_0, S_b = P_b ^ P_{b-1}
 
-    # rule g (uncompressed) by default, then the higher-priority rules overwrite it
-    vals = (s | (1 << m)).astype(np.int64)
-    widths = np.full(s.shape, n, dtype=np.int64)
-    pc = np.bitwise_count(s)
-    hb = _HIGH_BIT[m][s]  # index of the highest one (0 = LSB); -1 for S = 0
-    idx = (m - 1) - hb  # position of the first one, counted MSB-first
-    single = pc == 1
-    vals[single] = (3 << pb) | idx[single]
-    widths[single] = 5 + pb
-    pair = (pc == 2) & ((s & (s >> 1)) != 0)
-    vals[pair] = (2 << pb) | idx[pair]
-    widths[pair] = 5 + pb
-    plane_zero = (p == 0) & (s != 0)
-    vals[plane_zero] = 1
-    widths[plane_zero] = 5
-    ones = s == full
-    vals[ones] = 0
-    widths[ones] = 5
-
-    zero = s == 0
-    edge = np.zeros((nb, 1), dtype=bool)
-    starts = zero & ~np.concatenate([edge, zero[:, :-1]], axis=1)
-    ends = zero & ~np.concatenate([zero[:, 1:], edge], axis=1)
-    run_len = np.flatnonzero(ends) - np.flatnonzero(starts) + 1
-    widths[zero] = 0
-    start_flat = np.flatnonzero(starts)
-    single_zero = run_len == 1
-    multi = ~single_zero
-    vflat, wflat = vals.reshape(-1), widths.reshape(-1)
-    if swap_zero_codes:
-        vflat[start_flat[single_zero]], wflat[start_flat[single_zero]] = 1, 3
-        vflat[start_flat[multi]] = (1 << cb) | (run_len[multi] - 2)
-        wflat[start_flat[multi]] = 2 + cb
+    code_v, code_w = _code_tables(n, swap_zero_codes)
+    zero_v, zero_w = _zero_tables(w, swap_zero_codes)
+    idx = s | ((p == 0).view(np.uint8).astype(s.dtype) << m)
+    zbytes = np.packbits(s == 0, axis=1, bitorder="little")  # bit b: S_b == 0
+    if zbytes.shape[1] == 2:
+        zrow = zbytes.view("<u2").reshape(-1)
     else:
-        vflat[start_flat[single_zero]], wflat[start_flat[single_zero]] = 1, 2
-        vflat[start_flat[multi]] = (1 << cb) | (run_len[multi] - 2)
-        wflat[start_flat[multi]] = 3 + cb
-
-    out_v = np.empty((nb, w + 2), dtype=np.uint64)
-    out_w = np.empty((nb, w + 2), dtype=np.int64)
-    out_v[:, 0] = base
-    out_w[:, 0] = w
-    out_v[:, 1:] = vals
-    out_w[:, 1:] = widths
-    return out_v.reshape(-1), out_w.reshape(-1)
-
-
-def _high_bit_table(m: int) -> NDArray[np.int64]:
-    table = np.full(1 << m, -1, dtype=np.int64)
-    for b in range(m):
-        table[1 << b : 1 << (b + 1)] = b
-    return table
-
-
-_HIGH_BIT = {7: _high_bit_table(7), 15: _high_bit_table(15)}
-
-
-def _pack(vals: NDArray[np.uint64], widths: NDArray[np.int64], word_width: int) -> tuple[bytes, int]:
-    data, nbits = bitio.pack_fields_fast(vals, widths)
-    return data + bytes(padded_nbytes(nbits, word_width) - len(data)), nbits
+        zrow = np.concatenate([zbytes, np.zeros((nb, 1), np.uint8)], axis=1).view("<u4").reshape(-1)
+    vdt = np.uint8 if w == 8 and n == 8 else np.uint16
+    vals = np.empty((nb, w + 2), dtype=vdt)
+    widths = np.empty((nb, w + 2), dtype=np.uint8)
+    vals[:, 0] = blocks[:, 0].astype(vdt) & vdt((1 << w) - 1)  # base: W-bit two's complement
+    widths[:, 0] = w
+    np.add(code_v[idx], zero_v[zrow], out=vals[:, 1:])
+    np.add(code_w[idx], zero_w[zrow], out=widths[:, 1:])
+    data, nbits = bitio.pack_fields_fast(vals, widths, max(w, n))
+    return data + bytes(padded_nbytes(nbits, w) - len(data)), nbits
 
 
 def encode_values(
@@ -176,9 +207,9 @@ def encode_values(
         raise ValueError(problem)
     words = _as_words(values, word_width)
     nonzero = words != 0
-    znz, znz_bits = _pack(*znz_fields(nonzero), word_width)
-    bpc, bpc_bits = _pack(
-        *bpc_fields(words[nonzero], word_width, block_size, swap_zero_codes), word_width
+    znz, znz_bits = znz_stream(nonzero, word_width)
+    bpc, bpc_bits = bpc_stream(
+        np.compress(nonzero, words), word_width, block_size, swap_zero_codes
     )
     return EbpcStreams(
         word_width=word_width,

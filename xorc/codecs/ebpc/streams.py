@@ -116,15 +116,23 @@ def position_bits(block_size: int) -> int:
 
 
 # --- bit transposes between deltas and delta bit planes -----------------------------------------
+#
+# Rows are the block's N-1 deltas preceded by one zero row (row 0), so that in an N-bit plane word
+# row r sits at bit N-1-r and the deltas d_0..d_{N-2} land at bits N-2..0, as the format wants.
+# Each group of 8 rows and each byte of the rows is an 8x8 bit matrix, held in a uint64 whose
+# little-endian byte c is row (group start + 7 - c); `_transpose8` turns that into a uint64 whose
+# little-endian byte b is bit plane b of the group's rows (first row at bit 7).
 
 _M1 = np.uint64(0x00AA00AA00AA00AA)
 _M2 = np.uint64(0x0000CCCC0000CCCC)
 _M3 = np.uint64(0x00000000F0F0F0F0)
-_S7, _S14, _S28 = np.uint64(7), np.uint64(14), np.uint64(28)
+_S7, _S14, _S28, _S56 = np.uint64(7), np.uint64(14), np.uint64(28), np.uint64(56)
+_GATHER = np.uint64(sum(1 << (56 - 7 * c) for c in range(8)))  # bit 0 of byte c -> bit 56 + c
 
 
 def _transpose8(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """Transpose 8x8 bit matrices: byte r from the top is row r, bit 7 of a byte is column 0."""
+    """Transpose 8x8 bit matrices (Hacker's Delight, transpose8rS64): byte r from the top is
+    row r, bit 7 of a byte is column 0."""
     t = (x ^ (x >> _S7)) & _M1
     x = x ^ t ^ (t << _S7)
     t = (x ^ (x >> _S14)) & _M2
@@ -133,44 +141,58 @@ def _transpose8(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return x ^ t ^ (t << _S28)
 
 
-def planes_from_deltas(d: NDArray[np.integer], word_width: int, block_size: int) -> NDArray[np.int32]:
+def _as_u64(b: NDArray[np.uint8]) -> NDArray[np.uint64]:
+    """[n, 8] bytes -> n little-endian uint64."""
+    return np.ascontiguousarray(b).view("<u8").reshape(-1).astype(np.uint64, copy=False)
+
+
+def plane_dtype(block_size: int) -> type[np.unsignedinteger]:
+    """Smallest dtype holding an (N-1)-bit plane or DBX symbol."""
+    return np.uint8 if block_size == 8 else np.uint16
+
+
+def planes_from_deltas(
+    d: NDArray[np.integer], word_width: int, block_size: int
+) -> NDArray[np.unsignedinteger]:
     """Delta bit planes of each block.
 
     `d` is [blocks, N-1], each delta as an unsigned (W+1)-bit two's-complement value. Returns
-    [blocks, W+1]: plane b holds bit b of d_0 at its MSB (bit N-2) down to bit b of d_{N-2} at
-    bit 0.
+    [blocks, W+1] (uint8 for N = 8, uint16 for N = 16): plane b holds bit b of d_0 at its MSB
+    (bit N-2) down to bit b of d_{N-2} at bit 0.
     """
     nb, m = d.shape
-    n = block_size
-    nbytes = (word_width + 8) // 8  # bytes holding W+1 bits
+    n, w = block_size, word_width
+    rows = np.empty((nb, n), dtype=np.uint16 if w == 8 else np.uint32)
+    rows[:, :m] = d[:, ::-1]  # reversed: column j holds row n-1-j; row 0 (zero) is column m
+    rows[:, m] = 0
     groups = n // 8
-    rows = np.zeros((nb, n), dtype="<u4")
-    rows[:, :m] = d
-    # [nb, N, 4] little-endian bytes -> [nb, nbytes, groups, 8]: one 8x8 matrix per byte slice
-    # and row group, row r of the group as byte r from the top of a big-endian uint64
-    slices = rows.view(np.uint8).reshape(nb, n, 4)[:, :, :nbytes]
-    mats = np.ascontiguousarray(slices.transpose(0, 2, 1)).reshape(nb, nbytes, groups, 8)
-    y = _transpose8(mats.view(">u8")[..., 0].astype(np.uint64))
-    # byte j (little-endian) of the result = plane 8k+j of row group g, row 0 at bit 7
-    planes = y.astype("<u8").view(np.uint8).reshape(nb, nbytes, groups, 8)
-    planes = np.ascontiguousarray(planes.transpose(0, 1, 3, 2)).reshape(nb, 8 * nbytes, groups)
-    word = planes[..., 0].astype(np.int32) if groups == 1 else planes.view(">u2")[..., 0].astype(np.int32)
-    return word[:, : word_width + 1] >> 1
+    out = np.zeros((nb, w + 1), dtype=plane_dtype(n))
+    for g in range(groups):
+        grp = rows[:, n - 8 - 8 * g : n - 8 * g]  # columns c = 0..7 hold rows 8g+7-c
+        up = 8 * (groups - 1 - g)  # row group 0 is the high byte of a 16-bit plane
+        for k in range(w // 8):
+            y = _transpose8(_as_u64((grp >> (8 * k)).astype(np.uint8)))
+            out[:, 8 * k : 8 * k + 8] |= y.view(np.uint8).reshape(nb, 8).astype(out.dtype) << up
+        top = ((_as_u64((grp >> w).astype(np.uint8)) * _GATHER) >> _S56).astype(out.dtype)
+        out[:, w] |= top << up
+    return out
 
 
-def deltas_from_planes(p: NDArray[np.integer], word_width: int, block_size: int) -> NDArray[np.int32]:
+def deltas_from_planes(
+    p: NDArray[np.unsignedinteger], word_width: int, block_size: int
+) -> NDArray[np.int32]:
     """Inverse of `planes_from_deltas`: [blocks, W+1] planes -> [blocks, N-1] unsigned deltas."""
     nb = p.shape[0]
-    n = block_size
-    nbytes = (word_width + 8) // 8
+    n, w = block_size, word_width
+    m = n - 1
+    rows = np.zeros((nb, n), dtype=np.int32)  # reversed row order, as in planes_from_deltas
     groups = n // 8
-    word = np.zeros((nb, 8 * nbytes), dtype=">u2" if groups == 2 else np.uint8)
-    word[:, : word_width + 1] = p << 1
-    planes = word.view(np.uint8).reshape(nb, nbytes, 8, groups)
-    mats = np.ascontiguousarray(planes.transpose(0, 1, 3, 2))  # [nb, nbytes, groups, 8]
-    y = _transpose8(mats.view("<u8")[..., 0].astype(np.uint64))
-    rows = y.astype(">u8").view(np.uint8).reshape(nb, nbytes, n)  # row r of byte slice k
-    out = rows[:, 0, :].astype(np.int32)
-    for k in range(1, nbytes):
-        out |= rows[:, k, :].astype(np.int32) << (8 * k)
-    return out[:, : n - 1]
+    for g in range(groups):
+        up = 8 * (groups - 1 - g)
+        grp = rows[:, n - 8 - 8 * g : n - 8 * g]
+        for k in range(w // 8):
+            x = _as_u64((p[:, 8 * k : 8 * k + 8] >> up).astype(np.uint8))
+            grp |= _transpose8(x).view(np.uint8).reshape(nb, 8).astype(np.int32) << (8 * k)
+        top = (p[:, w] >> up).astype(np.uint8)[:, None]
+        grp |= np.unpackbits(top, axis=1, bitorder="little").astype(np.int32) << w
+    return rows[:, m - 1 :: -1] if m else rows[:, :0]

@@ -3,28 +3,33 @@
 API:
 
 * ``encode(q, options) -> Encoded`` - the codec interface. Policy "all" patches every error;
-  policy "importance" leaves up to `options.error_budget` (a fraction of the errors; None = 0)
-  uncorrected.
+  policy "importance" leaves errors uncorrected within `options.error_budget` (below; None = 0).
 * ``solve_tensor(q, options) -> SolvedTensor`` - everything expensive: rate scan, Gauss-Jordan
   elimination with restarts, the error sets of every candidate rate. Depends on `q`,
   `options.seed`, `options.effort` and `options.patch_policy` (not on the budget).
 * ``finish(solved, error_budget=None, fallback=True) -> Encoded`` - cheap (no elimination):
   picks each plane's rate and which errors to patch for that budget, builds the streams, and falls
-  back to codec `raw` when that is not larger (unless `fallback` is False). An accuracy search
-  calls `solve_tensor` once per tensor and `finish` once per budget it tries;
+  back to codec `raw` when that is not larger (unless `fallback` is False). The trade-off points
+  are computed on the first call and cached in `solved`, so later calls cost about one stream
+  build. An accuracy search calls `solve_tensor` once per tensor and `finish` once per budget;
   ``encode(q, o) == finish(solve_tensor(q, o), budget)``.
 
 Budget semantics (policy "importance"): an error's importance is
-``importance(w) * |change of w in levels|``. For a trade-off lam >= 0 each plane takes the rate
-and patch set minimising ``seed bits + patch bits + lam * importance left uncorrected``; `finish`
-uses the smallest lam (smallest blob) whose uncorrected errors are at most `error_budget` of all
-errors at the chosen rates. Errors that would make a kept weight's magnitude 0 are always patched.
+``importance(w) * |change of w in levels|``. For a trade-off lam each plane takes the rate
+(among its candidates) and patch set minimising ``seed bits + patch bits + lam * importance left
+uncorrected``; GRID log-spaced lams give GRID trade-off points, plus lam = inf (correct all).
+``finish(solved, f)`` takes the smallest of them that leaves at most ``f * E`` errors
+uncorrected, E being the number of errors the correct-all encoding patches (stats
+"errors_if_all"). f may exceed 1: lower rates create more errors than correct-all has. The blob
+can only shrink as f grows. Errors that would make a kept weight's magnitude 0 are always
+patched. Budgets need ``patch_policy="importance"`` at solve time; a tensor solved for "all"
+has only the correct-all point.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,9 +61,11 @@ SCAN_FROM = 0.75
 """The scan tries rate 0 and the rates from SCAN_FROM x the mean care count per slice up."""
 NEAR = 2
 """The full solve evaluates the scan's best rate +- NEAR exactly."""
-LOW_RATES = (7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0)
+LOW_RATES = (7 / 8, 3 / 4, 5 / 8, 1 / 2, 1 / 4, 0.0)
 """Reduced rates (fractions of the best correct-all rate) offered to policy "importance"."""
 POLICIES = ("all", "importance")
+GRID = 48
+"""Policy "importance": trade-off points evaluated per tensor (log-spaced lam)."""
 
 
 @dataclass(frozen=True)
@@ -68,20 +75,17 @@ class Candidate:
     Attributes:
         n_in: the rate (seed bits per slice).
         seeds: (n_slices,) seed words.
-        err: sorted care indices of the errors.
-        imp: importance of each error (aligned with `err`).
-        by_imp: argsort of `imp` (ascending).
-        imp_sorted: `imp[by_imp]`; imp_cumsum: its running sum.
+        err: sorted care indices of the errors (int32).
+        by_imp: the errors in ascending importance (indices into `err`, int32).
+        imp_sorted: their importances, ascending (float32).
         all_bits: exact patch-run bits when every error is patched.
     """
 
     n_in: int
     seeds: NDArray[np.uint64]
-    err: NDArray[np.int64]
-    imp: NDArray[np.float64]
-    by_imp: NDArray[np.int64]
-    imp_sorted: NDArray[np.float64]
-    imp_cumsum: NDArray[np.float64]
+    err: NDArray[np.int32]
+    by_imp: NDArray[np.int32]
+    imp_sorted: NDArray[np.float32]
     all_bits: int
 
     @property
@@ -101,6 +105,7 @@ class SolvedTensor:
         candidates: per plane (sign first), the rates it may use.
         best_rate: per plane, the scan's best rate for correct-all.
         mask_coding, mask_k, mask_bits, mask_stream: the coded mask.
+        cache: trade-off points computed by `finish` (filled on first use).
     """
 
     q: QuantTensor
@@ -116,6 +121,7 @@ class SolvedTensor:
     mask_k: int
     mask_bits: int
     mask_stream: bytes
+    cache: dict[str, list[_Option]] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _patch_estimate(errors: NDArray[np.float64], span: int) -> NDArray[np.float64]:
@@ -235,16 +241,15 @@ def _scan(
     total = 0.0
     best = [0] * q.bits
     for g in groups:
-        targets = _plane_targets(codes[sel], q.bits, g.planes)
         sol = solve_group(
             slice_of,
             words,
-            targets,
-            g.weights[sel],
-            _keys(g.base if g.base is None else g.base[sel], sel.size, restarts, rng),
+            _plane_targets(codes[sel], q.bits, g.planes),
+            _keys(None if g.base is None else g.base[sel], sel.size, restarts, rng),
             s_slices,
             len(g.planes),
             rates,
+            with_seeds=False,
         )
         errs = np.stack([sol.errors[r] for r in rates]).astype(np.float64) * scale  # (rates, P)
         cost = np.asarray(rates, dtype=np.float64)[:, None] * n_slices + _patch_estimate(errs, n)
@@ -266,11 +271,10 @@ def _candidate(
     """Decode one plane at one rate and record its errors."""
     got = xor_outputs(seeds[slice_of], row_words)
     err = np.flatnonzero(got != truth)
-    imp = importance[err]
-    by_imp = np.argsort(imp, kind="stable")
-    imp_sorted = imp[by_imp]
+    imp = importance[err].astype(np.float32)
+    by_imp = np.argsort(imp, kind="stable").astype(np.int32)
     _, bits = patch_run_length(kept[err])
-    return Candidate(n_in, seeds, err, imp, by_imp, imp_sorted, np.cumsum(imp_sorted), bits)
+    return Candidate(n_in, seeds, err.astype(np.int32), by_imp, imp[by_imp], bits)
 
 
 def _rates_to_try(best: int, policy: str) -> list[int]:
@@ -308,16 +312,17 @@ def solve_tensor(q: QuantTensor, options: EncodeOptions) -> SolvedTensor:
         rates = sorted(set().union(*tries.values()))
         by_weight = {r: np.array([abs(r - best[i]) > NEAR for i in g.planes]) for r in rates}
         if kept.size:
+            importance_policy = options.patch_policy == "importance"
             sol = solve_group(
                 slice_of,
                 row_words,
                 _plane_targets(codes, q.bits, g.planes),
-                g.weights,
                 _keys(g.base, kept.size, restarts, rng),
                 n_slices,
                 len(g.planes),
                 rates,
-                by_weight if options.patch_policy == "importance" else None,
+                weights=g.weights if importance_policy and restarts > 1 else None,
+                by_weight=by_weight if importance_policy and restarts > 1 else None,
             )
             seeds_at = sol.seeds
         else:
@@ -340,60 +345,104 @@ def solve_tensor(q: QuantTensor, options: EncodeOptions) -> SolvedTensor:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """Per plane: index of the chosen candidate and how many of its least important errors
-    stay uncorrected (the first `left` of `by_imp`)."""
+class _Option:
+    """One trade-off point: per plane the chosen candidate and how many of its least important
+    errors stay uncorrected (before forced patches); the resulting seed + patch bits, errors
+    left uncorrected (after forced patches) and errors in all."""
 
-    choice: list[int]
-    left: list[int]
+    choice: tuple[int, ...]
+    left: tuple[int, ...]
+    bits: int
+    n_left: int
+    n_errors: int
 
-    def fraction(self, solved: SolvedTensor) -> float:
-        total = sum(solved.candidates[i][c].err.size for i, c in enumerate(self.choice))
-        return sum(self.left) / total if total else 0.0
 
-
-def _plan(solved: SolvedTensor, lam: float) -> _Plan:
+def _plan(solved: SolvedTensor, lam: float, cums: list[list[NDArray[np.float64]]]) -> _Option:
     """Each plane's rate and patch set minimising bits + lam * importance left (lam=inf: all)."""
     choice, left = [], []
-    for cands in solved.candidates:
+    for cands, csums in zip(solved.candidates, cums, strict=True):
         best = (math.inf, 0, 0)
-        for ci, c in enumerate(cands):
+        for ci, (c, cum) in enumerate(zip(cands, csums, strict=True)):
             if math.isinf(lam) or c.err.size == 0:
                 m, cost = 0, c.n_in * solved.n_slices + c.all_bits
             else:
                 m = int(np.searchsorted(c.imp_sorted, c.patch_cost / lam, side="left"))
-                damage = float(c.imp_cumsum[m - 1]) if m else 0.0
+                damage = float(cum[m - 1]) if m else 0.0
                 cost = c.n_in * solved.n_slices + c.patch_cost * (c.err.size - m) + lam * damage
             if cost < best[0]:
                 best = (cost, ci, m)
         choice.append(best[1])
         left.append(best[2])
-    return _Plan(choice, left)
+    return _measure(solved, tuple(choice), tuple(left))
 
 
-def _plan_for_budget(solved: SolvedTensor, budget: float | None) -> _Plan:
-    """The smallest-blob plan whose uncorrected fraction of errors is <= budget."""
-    full = _plan(solved, math.inf)
-    if budget is None or budget <= 0:
-        return full
+def _left_after_forcing(
+    solved: SolvedTensor, choice: tuple[int, ...], left: tuple[int, ...]
+) -> tuple[list[NDArray[np.bool_]], int]:
+    """Per plane, which errors of the chosen candidate stay uncorrected (a mask over its `err`),
+    after patching those that would zero a kept weight's magnitude; and how many were forced."""
+    bits = solved.q.bits
+    flips = np.zeros(solved.kept.size, dtype=np.uint16)
+    masks = []
+    for i, (ci, m) in enumerate(zip(choice, left, strict=True)):
+        c = solved.candidates[i][ci]
+        mask = np.zeros(c.err.size, dtype=bool)
+        mask[c.by_imp[:m]] = True
+        masks.append(mask)
+        flips[c.err[mask]] |= np.uint16(1 << (bits - 1 - i))
+    mag_mask = np.uint16((1 << (bits - 1)) - 1)
+    zeroed = ((solved.codes ^ flips) & mag_mask) == 0
+    forced = 0
+    if zeroed.any():
+        for i in range(1, bits):
+            c = solved.candidates[i][choice[i]]
+            hit = masks[i] & zeroed[c.err]
+            forced += int(hit.sum())
+            masks[i] &= ~hit
+    return masks, forced
+
+
+def _patches(
+    solved: SolvedTensor, choice: tuple[int, ...], masks: list[NDArray[np.bool_]]
+) -> list[NDArray[np.int64]]:
+    """Per plane, the sorted positions to patch: the errors not left uncorrected."""
+    return [solved.kept[solved.candidates[i][ci].err[~masks[i]]] for i, ci in enumerate(choice)]
+
+
+def _measure(solved: SolvedTensor, choice: tuple[int, ...], left: tuple[int, ...]) -> _Option:
+    """Exact seed + patch bits and uncorrected errors of a plan (forced patches included)."""
+    if not any(left):
+        masks = [np.zeros(solved.candidates[i][ci].err.size, bool) for i, ci in enumerate(choice)]
+    else:
+        masks, _ = _left_after_forcing(solved, choice, left)
+    seed_bits = sum(solved.candidates[i][ci].n_in for i, ci in enumerate(choice)) * solved.n_slices
+    patch_bits = sum(patch_run_length(p)[1] for p in _patches(solved, choice, masks))
+    total = sum(solved.candidates[i][ci].err.size for i, ci in enumerate(choice))
+    n_left = sum(int(m.sum()) for m in masks)
+    return _Option(choice, left, seed_bits + patch_bits, n_left, total)
+
+
+def _options(solved: SolvedTensor) -> list[_Option]:
+    """The trade-off points of a tensor: lam = inf (correct all) and GRID log-spaced lams.
+
+    `finish` picks the smallest among those within the budget, so the blob size can only
+    shrink as the budget grows. Cached on the SolvedTensor.
+    """
+    if "options" in solved.cache:
+        return solved.cache["options"]
+    cums = [
+        [np.cumsum(c.imp_sorted, dtype=np.float64) for c in cands] for cands in solved.candidates
+    ]
+    options = [_plan(solved, math.inf, cums)]
     imps = [c.imp_sorted for cands in solved.candidates for c in cands if c.err.size]
-    costs = [c.patch_cost for cands in solved.candidates for c in cands if c.err.size]
     positive = np.concatenate([i[i > 0] for i in imps]) if imps else np.zeros(0)
-    if positive.size == 0:
-        return full
-    lo = math.log(min(costs) / float(positive.max())) - 1.0
-    hi = math.log(max(costs) / float(positive.min())) + 1.0
-    if _plan(solved, math.exp(hi)).fraction(solved) > budget:
-        return full
-    if _plan(solved, math.exp(lo)).fraction(solved) <= budget:
-        return _plan(solved, math.exp(lo))
-    for _ in range(48):
-        mid = 0.5 * (lo + hi)
-        if _plan(solved, math.exp(mid)).fraction(solved) <= budget:
-            hi = mid
-        else:
-            lo = mid
-    return _plan(solved, math.exp(hi))
+    if solved.options.patch_policy == "importance" and positive.size:
+        costs = [c.patch_cost for cands in solved.candidates for c in cands if c.err.size]
+        lo = math.log(min(costs) / float(positive.max())) - 1.0
+        hi = math.log(max(costs) / float(positive.min())) + 1.0
+        options += [_plan(solved, math.exp(float(x)), cums) for x in np.linspace(lo, hi, GRID)]
+    solved.cache["options"] = options
+    return options
 
 
 def _seeds_stream(seeds: list[NDArray[np.uint64]], n_in: list[int], n_slices: int) -> bytes:
@@ -413,30 +462,19 @@ def finish(
 ) -> Encoded:
     """Build the `Encoded` for an error budget (module docstring); no elimination is re-run."""
     q = solved.q
-    plan = _plan_for_budget(solved, error_budget)
-    chosen = [solved.candidates[i][c] for i, c in enumerate(plan.choice)]
+    options = _options(solved)
+    best = options[0]
+    if error_budget is not None and error_budget > 0:
+        allowed = error_budget * options[0].n_errors
+        best = min((o for o in options if o.n_left <= allowed), key=lambda o: (o.bits, o.n_left))
+    chosen = [solved.candidates[i][ci] for i, ci in enumerate(best.choice)]
     k = solved.kept.size
-    # Uncorrected errors per plane, then the ones that would zero a magnitude are patched.
+    masks, forced = _left_after_forcing(solved, best.choice, best.left)
     flips = np.zeros(k, dtype=np.uint16)
-    left_idx = []
-    for i, (c, m) in enumerate(zip(chosen, plan.left, strict=True)):
-        idx = np.sort(c.err[c.by_imp[:m]])
-        left_idx.append(idx)
+    left_idx = [c.err[m] for c, m in zip(chosen, masks, strict=True)]
+    for i, idx in enumerate(left_idx):
         flips[idx] |= np.uint16(1 << (q.bits - 1 - i))
-    mag_mask = np.uint16((1 << (q.bits - 1)) - 1)
-    zeroed = ((solved.codes ^ flips) & mag_mask) == 0
-    forced = 0
-    if zeroed.any():
-        for i in range(1, q.bits):
-            keep = ~zeroed[left_idx[i]]
-            forced += int((~keep).sum())
-            flips[left_idx[i][~keep]] &= ~np.uint16(1 << (q.bits - 1 - i))
-            left_idx[i] = left_idx[i][keep]
-    patches = [
-        c.err[~np.isin(c.err, left, assume_unique=True)]
-        for c, left in zip(chosen, left_idx, strict=True)
-    ]
-    patch_stream, counts, ks, lengths = encode_patches([solved.kept[p] for p in patches])
+    patch_stream, counts, ks, lengths = encode_patches(_patches(solved, best.choice, masks))
     n_in = [c.n_in for c in chosen]
     seeds_stream = _seeds_stream([c.seeds for c in chosen], n_in, solved.n_slices)
     rows = network(solved.m_seed, solved.n_out)
@@ -473,6 +511,7 @@ def finish(
         "patches": counts,
         "errors": [int(c.err.size) for c in chosen],
         "errors_left": [int(x.size) for x in left_idx],
+        "errors_if_all": options[0].n_errors,
         "forced": forced,
         "bits_per_weight": {
             "total": round((sum(plane_bits) + sum(lengths) + solved.mask_bits) / n, 5),

@@ -31,55 +31,59 @@ MAX_CHUNKS = 4
 
 @dataclass(frozen=True)
 class GroupSolution:
-    """Per requested rate n: the winning seeds and their error counts and weights.
+    """Per requested rate n: the winning seeds and their total error counts.
 
     Attributes:
-        seeds: n -> (n_slices, planes) uint64 seed words.
+        seeds: n -> (n_slices, planes) uint64 seed words (empty dict without seeds).
         errors: n -> (planes,) total errors over all slices with the winning orders.
-        weight: n -> (planes,) total error weight with the winning orders.
     """
 
     seeds: dict[int, NDArray[np.uint64]]
     errors: dict[int, NDArray[np.int64]]
-    weight: dict[int, NDArray[np.float64]]
 
 
 def _snapshot(
     rhs: NDArray[np.uint8],
-    used: NDArray[np.bool_],
-    pivots: NDArray[np.int64],
-    weights: NDArray[np.float32],
+    unused: NDArray[np.bool_],
+    pivots: NDArray[np.int64] | None,
+    weights: NDArray[np.float32] | None,
     n_planes: int,
-) -> tuple[NDArray[np.uint64], NDArray[np.int32], NDArray[np.float32]]:
-    """Seeds (B, P), error counts (B, P) and error weights (B, P) of the current state."""
+) -> tuple[NDArray[np.uint64] | None, NDArray[np.int32], NDArray[np.float32] | None]:
+    """Seeds (B, P) (when `pivots` is given), error counts (B, P) and error weights (B, P,
+    when `weights` is given) of the current state."""
     b = rhs.shape[0]
-    n = pivots.shape[1]
-    if n:
-        g = np.take_along_axis(rhs, np.maximum(pivots, 0), axis=1)
-        g[pivots < 0] = 0
-        gbits = np.unpackbits(g[..., None], axis=-1, bitorder="little")[..., :n_planes]
-        seeds = bitio.to_words(gbits.transpose(0, 2, 1))[..., 0]
-    else:
+    seeds = None
+    if pivots is not None:
         seeds = np.zeros((b, n_planes), dtype=np.uint64)
-    err = np.where(used, np.uint8(0), rhs)
-    ebits = np.unpackbits(err[..., None], axis=-1, bitorder="little")[..., :n_planes]
-    counts = ebits.sum(axis=1, dtype=np.int32)
-    wsum = np.einsum("bkp,bk->bp", ebits, weights, dtype=np.float32)
+        if pivots.shape[1]:
+            g = np.take_along_axis(rhs, np.maximum(pivots, 0), axis=1)
+            g[pivots < 0] = 0
+            for p in range(n_planes):
+                seeds[:, p] = bitio.to_words((g >> np.uint8(p)) & np.uint8(1))[:, 0]
+    err = rhs * unused
+    counts = np.empty((b, n_planes), dtype=np.int32)
+    wsum = None if weights is None else np.empty((b, n_planes), dtype=np.float32)
+    for p in range(n_planes):
+        bit = (err >> np.uint8(p)) & np.uint8(1)
+        counts[:, p] = bit.sum(axis=1, dtype=np.int32)
+        if wsum is not None:
+            wsum[:, p] = np.einsum("bk,bk->b", bit, weights, dtype=np.float32)
     return seeds, counts, wsum
 
 
 def eliminate(
     coef: NDArray[np.uint64],
     rhs: NDArray[np.uint8],
-    weights: NDArray[np.float32],
+    weights: NDArray[np.float32] | None,
     rates: Sequence[int],
     n_planes: int,
-) -> dict[int, tuple[NDArray[np.uint64], NDArray[np.int32], NDArray[np.float32]]]:
+    with_seeds: bool = True,
+) -> dict[int, tuple[NDArray[np.uint64] | None, NDArray[np.int32], NDArray[np.float32] | None]]:
     """Gauss-Jordan over GF(2) on a batch; snapshot (seeds, counts, weights) at each rate.
 
     `coef` (B, K) holds each row's M word, `rhs` (B, K) its target bits (bit i = plane i),
-    `weights` (B, K) its error weight. Padding rows are all-zero and never pivot. Modifies
-    `coef` and `rhs` in place.
+    `weights` (B, K) its error weight (None: no weights). Padding rows are all-zero and never
+    pivot. Modifies `coef` and `rhs` in place. Without `with_seeds` only errors are reported.
     """
     b, k = coef.shape
     ar = np.arange(b)
@@ -89,24 +93,32 @@ def eliminate(
     want = set(rates)
     out = {}
     if 0 in want:
-        out[0] = _snapshot(rhs, ~unused, pivots[:, :0], weights, n_planes)
+        out[0] = _snapshot(rhs, unused, pivots[:, :0] if with_seeds else None, weights, n_planes)
     has_bit = np.empty((b, k), dtype=bool)
     cand = np.empty((b, k), dtype=bool)
+    tmp64 = np.empty((b, k), dtype=np.uint64)
+    tmp8 = np.empty((b, k), dtype=np.uint8)
+    zero64, zero8 = np.uint64(0), np.uint8(0)
     for j in range(n_cols):
-        np.not_equal(coef & np.uint64(1 << j), 0, out=has_bit)
+        np.bitwise_and(coef, np.uint64(1 << j), out=tmp64)
+        np.not_equal(tmp64, 0, out=has_bit)
         np.logical_and(has_bit, unused, out=cand)
         piv = cand.argmax(axis=1)
         has = cand[ar, piv]
-        prow = coef[ar, piv]
-        prhs = rhs[ar, piv]
-        has_bit[ar, piv] = False
-        has_bit &= has[:, None]
-        np.bitwise_xor(coef, prow[:, None], out=coef, where=has_bit)
-        np.bitwise_xor(rhs, prhs[:, None], out=rhs, where=has_bit)
+        prow = np.where(has, coef[ar, piv], zero64)
+        prhs = np.where(has, rhs[ar, piv], zero8)
+        # XOR the pivot row into every row with bit j (itself included), then restore it.
+        np.multiply(has_bit, prow[:, None], out=tmp64)
+        np.bitwise_xor(coef, tmp64, out=coef)
+        np.multiply(has_bit, prhs[:, None], out=tmp8)
+        np.bitwise_xor(rhs, tmp8, out=rhs)
+        coef[ar, piv] ^= prow
+        rhs[ar, piv] ^= prhs
         unused[ar, piv] &= ~has
         pivots[:, j] = np.where(has, piv, -1)
         if j + 1 in want:
-            out[j + 1] = _snapshot(rhs, ~unused, pivots[:, : j + 1], weights, n_planes)
+            piv_now = pivots[:, : j + 1] if with_seeds else None
+            out[j + 1] = _snapshot(rhs, unused, piv_now, weights, n_planes)
     return out
 
 
@@ -120,45 +132,50 @@ def _chunks(counts: NDArray[np.int64]) -> list[NDArray[np.int64]]:
     return [c for c in np.array_split(order, n_chunks) if c.size]
 
 
+def _ranks(slice_of: NDArray[np.int64], counts: NDArray[np.int64], key: NDArray) -> NDArray:
+    """Rank of each row inside its slice when the slice's rows are sorted by `key`."""
+    order = np.lexsort((key, slice_of))
+    start = np.cumsum(counts) - counts
+    rank = np.empty(slice_of.size, dtype=np.int64)
+    rank[order] = np.arange(slice_of.size) - start[slice_of[order]]
+    return rank
+
+
 def solve_group(
     slice_of: NDArray[np.int64],
     words: NDArray[np.uint64],
     targets: NDArray[np.uint8],
-    weights: NDArray[np.float32],
     keys: Sequence[NDArray[np.float64]],
     n_slices: int,
     n_planes: int,
     rates: Sequence[int],
+    weights: NDArray[np.float32] | None = None,
     by_weight: dict[int, NDArray[np.bool_]] | None = None,
+    with_seeds: bool = True,
 ) -> GroupSolution:
     """Solve every slice for every rate in `rates`, with one pivot order per key array.
 
     Args:
-        slice_of: slice index of each care row (ascending is not required).
-        words: M word of each care row (already cut to the largest rate's columns).
+        slice_of: slice index of each care row.
+        words: M word of each care row.
         targets: target bits of each care row, bit i = plane i (i < n_planes <= 8).
-        weights: error weight of each care row (used for `by_weight` selection and reports).
         keys: one float array per restart; within a slice, rows are pivoted in ascending key.
-        n_slices: number of slices (rows may leave some slices empty).
+        n_slices: number of slices (some may have no rows).
         n_planes: planes in `targets`.
         rates: the `n_in` values to solve for (0 .. 64).
-        by_weight: n -> (n_planes,) bool: choose the winning order by error weight instead of
-            error count for that rate and plane.
+        weights: error weight of each care row, for `by_weight`.
+        by_weight: n -> (n_planes,) bool: for that rate and plane, the winning order is the one
+            with the least error weight instead of the fewest errors.
+        with_seeds: False to report error counts only (rate scans).
     """
     counts = np.bincount(slice_of, minlength=n_slices).astype(np.int64)
     rates = sorted(set(rates))
-    seeds = {n: np.zeros((n_slices, n_planes), dtype=np.uint64) for n in rates}
+    seeds = (
+        {n: np.zeros((n_slices, n_planes), dtype=np.uint64) for n in rates} if with_seeds else {}
+    )
     errors = {n: np.zeros(n_planes, dtype=np.int64) for n in rates}
-    wsums = {n: np.zeros(n_planes, dtype=np.float64) for n in rates}
     n_restarts = len(keys)
-    # Rank of each row inside its slice, per restart.
-    ranks = []
-    for key in keys:
-        order = np.lexsort((key, slice_of))
-        start = np.cumsum(counts) - counts
-        rank = np.empty(slice_of.size, dtype=np.int64)
-        rank[order] = np.arange(slice_of.size) - start[slice_of[order]]
-        ranks.append(rank)
+    ranks = [_ranks(slice_of, counts, key) for key in keys]
     local = np.full(n_slices, -1, dtype=np.int64)
     for chunk in _chunks(counts):
         bc, kc = chunk.size, int(counts[chunk].max())
@@ -168,22 +185,23 @@ def solve_group(
         lb = local[slice_of[rows]]
         coef = np.zeros((n_restarts * bc, kc), dtype=np.uint64)
         rhs = np.zeros((n_restarts * bc, kc), dtype=np.uint8)
-        wts = np.zeros((n_restarts * bc, kc), dtype=np.float32)
+        wts = None if by_weight is None else np.zeros((n_restarts * bc, kc), dtype=np.float32)
         for r in range(n_restarts):
             at = (r * bc + lb, ranks[r][rows])
             coef[at] = words[rows]
             rhs[at] = targets[rows]
-            wts[at] = weights[rows]
-        snaps = eliminate(coef, rhs, wts, rates, n_planes)
+            if wts is not None and weights is not None:
+                wts[at] = weights[rows]
+        snaps = eliminate(coef, rhs, wts, rates, n_planes, with_seeds)
         for n, (sd, cnt, ws) in snaps.items():
-            sd = sd.reshape(n_restarts, bc, n_planes)
             cnt = cnt.reshape(n_restarts, bc, n_planes)
-            ws = ws.reshape(n_restarts, bc, n_planes)
             score = cnt.astype(np.float64)
-            if by_weight is not None and n in by_weight:
+            if ws is not None and by_weight is not None and n in by_weight:
+                ws = ws.reshape(n_restarts, bc, n_planes)
                 score = np.where(by_weight[n][None, None, :], ws, score)
             best = score.argmin(axis=0)[None]
-            seeds[n][chunk] = np.take_along_axis(sd, best, axis=0)[0]
             errors[n] += np.take_along_axis(cnt, best, axis=0)[0].sum(axis=0)
-            wsums[n] += np.take_along_axis(ws, best, axis=0)[0].sum(axis=0, dtype=np.float64)
-    return GroupSolution(seeds, errors, wsums)
+            if sd is not None:
+                sd = sd.reshape(n_restarts, bc, n_planes)
+                seeds[n][chunk] = np.take_along_axis(sd, best, axis=0)[0]
+    return GroupSolution(seeds, errors)

@@ -1,0 +1,188 @@
+"""The decompressor configured for each codec: which units run, fed by which streams
+(docs/datapath.md §3). Each pipeline returns the decoded levels and, apart from them, its timing:
+the cycles each unit needs for the whole tensor on its own (`bounds`), the serial set-up cycles
+before streaming starts, and the patch unit's counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc.codecs.common import param_bool, stream
+from xorc.codecs.xor.network import network, network_crc32
+from xorc.datapath import fields
+from xorc.datapath.config import DatapathConfig
+from xorc.datapath.dram import DramReader
+from xorc.datapath.units import codebook, huffman, mask, patch, xor
+from xorc.datapath.units.patch import PatchTiming
+from xorc.errors import BadRecord, CorruptStream
+from xorc.tensor import JSON
+
+Streams = Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Cycle counts of one tensor's decode, kept apart from the values."""
+
+    bounds: dict[str, int]
+    setup: int = 0
+    patch: PatchTiming | None = None
+    extra: dict[str, JSON] = field(default_factory=dict)
+
+
+def _rows(n: int, config: DatapathConfig) -> int:
+    """Scratchpad row writes: DIM weights per row, `sp_write_rows` rows per cycle."""
+    return -(-n // (config.dim * config.sp_write_rows))
+
+
+# --- raw ------------------------------------------------------------------------------------
+
+
+def run_raw(
+    n: int, bits: int, params: Mapping[str, JSON], streams: Streams, dram: DramReader, config: DatapathConfig
+) -> tuple[NDArray[np.int16], Timing]:
+    """Raw path: field unpacker (DIM Q-bit fields per cycle) and, when masked, zero insertion
+    (docs/format.md §4.1)."""
+    keep = None
+    n_kept = n
+    if param_bool(params, "masked"):
+        bus = dram.fetch("mask", stream(streams, "mask"))
+        fields.sized_stream(bus, (n + 7) // 8, "mask")
+        keep = mask.bitmap(bus, n)
+        n_kept = int(np.count_nonzero(keep))
+    bus = dram.fetch("values", stream(streams, "values"))
+    fields.sized_stream(bus, (n_kept * bits + 7) // 8, "values")
+    codes = fields.narrow_fields(bus, n_kept, bits)
+    kept = xor.sign_magnitude_table(bits)[codes]
+    bounds = {"unpack": -(-n_kept // config.dim), "write": _rows(n, config)}
+    if keep is not None:
+        bounds["mask"] = mask.bitmap_cycles(n, config.dim)
+    return mask.insert_zeros(keep, kept, n), Timing(bounds)
+
+
+# --- xor ------------------------------------------------------------------------------------
+
+
+@cache
+def _array(m_seed: int, n_out: int) -> tuple[int, xor.XorArray]:
+    rows = network(m_seed, n_out)
+    return network_crc32(rows), xor.XorArray(rows)
+
+
+def run_xor(
+    shape: tuple[int, ...],
+    n: int,
+    bits: int,
+    params: Mapping[str, JSON],
+    streams: Streams,
+    dram: DramReader,
+    config: DatapathConfig,
+) -> tuple[NDArray[np.int16], Timing]:
+    """Mask unit, XOR array, patch unit, reassembly (docs/codecs/xor.md)."""
+    rec = xor.parse(shape, bits, params)
+    crc, array = _array(rec.m_seed, rec.n_out)
+    if crc != rec.m_crc32:
+        raise BadRecord("codec parameter 'm_crc32' does not match the XOR network of 'm_seed'")
+    keep, mask_cycles = mask.xor_mask(
+        dram.fetch("mask", stream(streams, "mask")),
+        n, rec.n_kept, rec.mask_coding, rec.mask_k, rec.mask_bits,
+        config.rice_codes_per_cycle, config.dim,
+    )  # fmt: skip
+    n_slices = -(-n // rec.n_out)
+    seeds = xor.read_seeds(dram.fetch("seeds", stream(streams, "seeds")), n_slices, rec.n_in)
+    flips = patch.decode(
+        dram.fetch("patches", stream(streams, "patches")), rec.patches, rec.patch_k, rec.patch_bits, n
+    )
+    extra = set(streams) - {"mask", "seeds", "patches"}
+    if extra:
+        raise CorruptStream(f"unexpected stream(s) {sorted(extra)!r}")
+    for where in flips:
+        if where.size and not keep[where].all():
+            raise CorruptStream("stream 'patches' patches a pruned position")
+
+    planes = [xor.plane_bytes(array.plane(s, w), rec.n_out, n) for s, w in zip(seeds, rec.n_in, strict=True)]
+    slice_flips = np.zeros(n_slices, dtype=np.int64)
+    for plane, where in zip(planes, flips, strict=True):
+        if where.size:
+            xor.flip(plane, where)
+            slice_flips += np.bincount(where // rec.n_out, minlength=n_slices)
+    codes = xor.reassemble(planes, n)
+    levels = np.where(keep, xor.sign_magnitude_table(bits)[codes], np.int16(0)).astype(np.int16)
+
+    per_slice = max(-(-bits // config.xor_arrays), -(-rec.n_out // (config.dim * config.sp_write_rows)))
+    timing = patch.timing(
+        slice_flips, per_slice, config.patch_per_cycle, config.patch_fifo_depth, config.rice_codes_per_cycle
+    )
+    bounds = {
+        "mask": mask_cycles,
+        "xor_array": n_slices * -(-bits // config.xor_arrays),
+        "patch_decode": timing.decode_cycles,
+        "xor_patch": n_slices * per_slice + timing.stall_cycles,
+        "write": _rows(n, config),
+    }
+    extra_info: dict[str, JSON] = {"n_out": rec.n_out, "n_in": rec.n_in, "slices": n_slices, "slice_period": per_slice}
+    return levels, Timing(bounds, 0, timing, extra_info)
+
+
+# --- dictionary -----------------------------------------------------------------------------
+
+
+def run_dictionary(
+    shape: tuple[int, ...],
+    bits: int,
+    params: Mapping[str, JSON],
+    streams: Streams,
+    dram: DramReader,
+    config: DatapathConfig,
+) -> tuple[NDArray[np.int16], Timing]:
+    """Codebook load, mask unit, index unpacker or Huffman decoder, lookup
+    (docs/codecs/dictionary.md)."""
+    rec = codebook.parse(tuple(shape), bits, params)
+    unexpected = sorted(set(streams) - set(rec.stream_names()))
+    if unexpected:
+        raise CorruptStream(f"unexpected stream {unexpected[0]!r} for this dictionary layout")
+    table = codebook.read_table(dram.fetch("codebook", stream(streams, "codebook")), rec)
+    keep = None
+    if rec.zeros == "mask":
+        bus = dram.fetch("mask", stream(streams, "mask"))
+        fields.exact_stream(bus, rec.n, "mask")
+        keep = mask.bitmap(bus, rec.n)
+    count = rec.n if keep is None else int(np.count_nonzero(keep))
+    setup = -(-rec.groups * rec.entries * bits // config.dma_bus_bits)  # LUT fill, a bus word per cycle
+    if rec.huffman:
+        lbus = dram.fetch("code_lengths", stream(streams, "code_lengths"))
+        fields.exact_stream(lbus, 4 * rec.k, "code_lengths")
+        lengths = fields.narrow_fields(lbus, rec.k, 4).astype(np.int64)
+        huffman.check_lengths(lengths)
+        idx = huffman.decode(dram.fetch("indices", stream(streams, "indices")), count, lengths)
+        setup += rec.k  # canonical table: one code length per cycle
+        index_cycles = -(-count // config.huffman_codes_per_cycle)
+    else:
+        bus = dram.fetch("indices", stream(streams, "indices"))
+        fields.exact_stream(bus, count * rec.index_bits, "indices")
+        idx = fields.narrow_fields(bus, count, rec.index_bits).astype(np.int64)
+        if count and int(idx.max()) >= rec.k:
+            raise CorruptStream(f"stream 'indices' holds an index >= k = {rec.k}")
+        index_cycles = -(-count // config.dim)
+    values = codebook.lookup(table, idx, rec, keep)
+    flat = mask.insert_zeros(keep, values.astype(np.int16), rec.n)
+    bounds = {"index": index_cycles, "lookup": -(-count // config.dim), "write": _rows(rec.n, config)}
+    if keep is not None:
+        bounds["mask"] = mask.bitmap_cycles(rec.n, config.dim)
+    return codebook.to_tensor_order(flat, rec), Timing(bounds, setup)
+
+
+# --- ebpc -----------------------------------------------------------------------------------
+
+
+def run_ebpc(
+    n: int, bits: int, params: Mapping[str, JSON], streams: Streams, dram: DramReader, config: DatapathConfig
+) -> tuple[NDArray[np.int16], Timing]:
+    """EBPC decompressor (shared/notes/ebpc.md §4)."""
+    raise BadRecord("codec 'ebpc' weight records are not supported by the datapath model yet")

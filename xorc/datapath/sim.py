@@ -1,0 +1,448 @@
+"""Wiring and counters: run a tensor (or a whole blob) through the decompressor model
+(docs/datapath.md §4-§5).
+
+`simulate_tensor` fetches the streams through the DRAM reader, runs the codec's pipeline of
+units and combines the units' cycle counts (kept apart from the values) into the tensor's
+counters. `simulate` does that for every record of a container, adds the scales, the per-layer
+comparison against the compute time, the totals and the feature-map traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc.codecs import CodecId
+from xorc.codecs.common import n_elements
+from xorc.datapath import pipelines
+from xorc.datapath.config import DatapathConfig
+from xorc.datapath.dram import DramReader
+from xorc.errors import BadRecord, CorruptStream
+from xorc.format import Container
+from xorc.format.container import levels_digest
+from xorc.tensor import JSON
+
+
+@dataclass(frozen=True)
+class TensorCounters:
+    """What decoding one tensor costs (docs/datapath.md §5).
+
+    Attributes:
+        n_weights: weights decoded (one int8 each in the scratchpad).
+        stream_bytes: exact bytes of the streams fetched (including the scales when given).
+        dram_bytes: bytes moved on the bus: whole beats.
+        dram_beats: bus words.
+        dram_requests: DMA requests of `dma_max_bytes`.
+        uncompressed_bytes: the same weights as int8, one byte each.
+        uncompressed_cycles: cycles to load them uncompressed (bus-bound, one row write per cycle).
+        cycles: cycles from the first request to the last row written.
+        write_cycles: cycles the scratchpad writes alone take (one row of DIM weights each).
+        stall_cycles: cycles in which no row was written (cycles - write_cycles).
+        bound: the unit (or `bus`, `write`) that sets the cycle count.
+        unit_cycles: cycles each unit needs for the whole tensor on its own.
+        setup_cycles: serial set-up before streaming (codebook load, Huffman table).
+        patch_flips: bit flips the patch unit applied.
+        patch_stall_cycles: cycles the XOR array waited for the patch unit.
+        patch_fifo_peak: high-water mark of the patch FIFO (entries).
+        patch_max_slice_flips: most flips in one slice (all planes).
+    """
+
+    n_weights: int
+    stream_bytes: int
+    dram_bytes: int
+    dram_beats: int
+    dram_requests: int
+    uncompressed_bytes: int
+    uncompressed_cycles: int
+    cycles: int
+    write_cycles: int
+    stall_cycles: int
+    bound: str
+    unit_cycles: dict[str, int] = field(default_factory=dict)
+    setup_cycles: int = 0
+    patch_flips: int = 0
+    patch_stall_cycles: int = 0
+    patch_fifo_peak: int = 0
+    patch_max_slice_flips: int = 0
+    details: dict[str, JSON] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "n_weights": self.n_weights,
+            "stream_bytes": self.stream_bytes,
+            "dram_bytes": self.dram_bytes,
+            "dram_beats": self.dram_beats,
+            "dram_requests": self.dram_requests,
+            "uncompressed_bytes": self.uncompressed_bytes,
+            "uncompressed_cycles": self.uncompressed_cycles,
+            "traffic_ratio": _ratio(self.uncompressed_bytes, self.dram_bytes),
+            "cycles": self.cycles,
+            "write_cycles": self.write_cycles,
+            "stall_cycles": self.stall_cycles,
+            "bound": self.bound,
+            "unit_cycles": dict(sorted(self.unit_cycles.items())),
+            "setup_cycles": self.setup_cycles,
+            "patch_flips": self.patch_flips,
+            "patch_stall_cycles": self.patch_stall_cycles,
+            "patch_fifo_peak": self.patch_fifo_peak,
+            "patch_max_slice_flips": self.patch_max_slice_flips,
+            "details": self.details,
+        }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def uncompressed_cycles(n: int, config: DatapathConfig) -> int:
+    """Loading n int8 weights without compression: bus beats vs one row write per cycle."""
+    beats = -(-n * config.input_bits // config.dma_bus_bits)
+    bus = int(np.ceil(beats * config.bus_bytes / config.dram_bytes_per_cycle)) if beats else 0
+    rows = -(-n // (config.dim * config.sp_write_rows))
+    return config.dram_latency * (n > 0) + max(bus, rows)
+
+
+def simulate_tensor(
+    record_shape: tuple[int, ...],
+    bits: int,
+    codec: int,
+    params: Mapping[str, JSON],
+    streams: Mapping[str, bytes],
+    config: DatapathConfig,
+    *,
+    scale_bytes: int = 0,
+) -> tuple[NDArray[np.int16], TensorCounters]:
+    """Decode one tensor on the datapath model: its levels (record shape, int16) and counters.
+
+    `streams` are the codec's streams (all but `scales`); `scale_bytes` is the length of the
+    record's `scales` stream, which the DMA also reads.
+
+    Raises:
+        BadRecord: unknown codec id or a bad param.
+        CorruptStream: a stream that does not decode.
+    """
+    shape = tuple(record_shape)
+    n = n_elements(shape)
+    dram = DramReader(config)
+    if scale_bytes:
+        dram.account("scales", scale_bytes)
+    if codec == CodecId.RAW:
+        flat, timing = pipelines.run_raw(n, bits, params, streams, dram, config)
+        levels = flat.reshape(shape)
+    elif codec == CodecId.XOR:
+        flat, timing = pipelines.run_xor(shape, n, bits, params, streams, dram, config)
+        levels = flat.reshape(shape)
+    elif codec == CodecId.DICTIONARY:
+        levels, timing = pipelines.run_dictionary(shape, bits, params, streams, dram, config)
+    elif codec == CodecId.EBPC:
+        flat, timing = pipelines.run_ebpc(n, bits, params, streams, dram, config)
+        levels = flat.reshape(shape)
+    else:
+        raise BadRecord(f"unknown codec id {codec!r}")
+    if levels.shape != shape:
+        raise CorruptStream(f"decoded shape {levels.shape} is not the record's {shape}")
+    return levels, _counters(n, dram, timing, config)
+
+
+def _counters(n: int, dram: DramReader, timing: pipelines.Timing, config: DatapathConfig) -> TensorCounters:
+    bounds = {"bus": dram.bus_cycles(), **timing.bounds}
+    bound = max(bounds, key=lambda k: (bounds[k], k == "write"))
+    streaming = bounds[bound]
+    latency = config.dram_latency if dram.beats else 0
+    cycles = latency + timing.setup + streaming
+    write = bounds.get("write", -(-n // (config.dim * config.sp_write_rows)))
+    p = timing.patch
+    return TensorCounters(
+        n_weights=n,
+        stream_bytes=dram.stream_bytes,
+        dram_bytes=dram.bus_bytes,
+        dram_beats=dram.beats,
+        dram_requests=dram.requests,
+        uncompressed_bytes=n * config.input_bits // 8,
+        uncompressed_cycles=uncompressed_cycles(n, config),
+        cycles=cycles,
+        write_cycles=write,
+        stall_cycles=cycles - write,
+        bound=bound,
+        unit_cycles=bounds,
+        setup_cycles=timing.setup,
+        patch_flips=p.flips if p else 0,
+        patch_stall_cycles=p.stall_cycles if p else 0,
+        patch_fifo_peak=p.fifo_peak if p else 0,
+        patch_max_slice_flips=p.max_slice_flips if p else 0,
+        details=dict(timing.extra),
+    )
+
+
+# --- whole blobs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorReport:
+    """One record's simulation: identity, counters, the layer comparison, the digest check."""
+
+    name: str
+    codec: int
+    codec_name: str
+    policy: str
+    shape: tuple[int, ...]
+    bits: int
+    counters: TensorCounters
+    digest_match: bool
+    macs: int | None
+    compute_cycles: int | None
+
+    @property
+    def load_bound(self) -> bool | None:
+        """True when loading the weights takes longer than computing with them."""
+        if self.compute_cycles is None:
+            return None
+        return self.counters.cycles > self.compute_cycles
+
+    def to_json(self) -> dict[str, JSON]:
+        c = self.counters
+        layer: dict[str, JSON] = {
+            "macs": self.macs,
+            "compute_cycles": self.compute_cycles,
+            "weight_load_cycles": c.cycles,
+            "uncompressed_load_cycles": c.uncompressed_cycles,
+            "load_bound": self.load_bound,
+            "layer_cycles": None if self.compute_cycles is None else max(c.cycles, self.compute_cycles),
+            "uncompressed_layer_cycles": None
+            if self.compute_cycles is None
+            else max(c.uncompressed_cycles, self.compute_cycles),
+        }
+        return {
+            "name": self.name,
+            "codec": self.codec,
+            "codec_name": self.codec_name,
+            "policy": self.policy,
+            "shape": list(self.shape),
+            "bits": self.bits,
+            "digest_match": self.digest_match,
+            "counters": c.to_json(),
+            "layer": layer,
+        }
+
+
+@dataclass(frozen=True)
+class FmapLayer:
+    """Feature-map traffic of one activation tensor (docs/format.md §3.5)."""
+
+    name: str
+    bits: int
+    raw_bytes: float
+    compressed_bytes: float
+    raw_dram_bytes: int
+    compressed_dram_bytes: int
+    ebpc_cycles: int
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "name": self.name,
+            "bits": self.bits,
+            "raw_bytes": self.raw_bytes,
+            "compressed_bytes": self.compressed_bytes,
+            "ratio": _ratio(self.raw_bytes, self.compressed_bytes),
+            "raw_dram_bytes": self.raw_dram_bytes,
+            "compressed_dram_bytes": self.compressed_dram_bytes,
+            "ebpc_cycles": self.ebpc_cycles,
+        }
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Everything `simulate` measured. `levels` is filled only when asked for."""
+
+    config: DatapathConfig
+    tensors: tuple[TensorReport, ...]
+    fmap: tuple[FmapLayer, ...] | None
+    levels: dict[str, NDArray[np.int16]] = field(default_factory=dict)
+
+    @property
+    def bit_exact(self) -> bool:
+        """Every tensor decoded to the levels its record's digest names."""
+        return all(t.digest_match for t in self.tensors)
+
+    def totals(self) -> dict[str, JSON]:
+        ts = [t.counters for t in self.tensors]
+        known = [t for t in self.tensors if t.compute_cycles is not None]
+        out: dict[str, JSON] = {
+            "tensors": len(ts),
+            "n_weights": sum(c.n_weights for c in ts),
+            "stream_bytes": sum(c.stream_bytes for c in ts),
+            "dram_bytes": sum(c.dram_bytes for c in ts),
+            "uncompressed_bytes": sum(c.uncompressed_bytes for c in ts),
+            "traffic_ratio": _ratio(sum(c.uncompressed_bytes for c in ts), sum(c.dram_bytes for c in ts)),
+            "weight_load_cycles": sum(c.cycles for c in ts),
+            "uncompressed_load_cycles": sum(c.uncompressed_cycles for c in ts),
+            "stall_cycles": sum(c.stall_cycles for c in ts),
+            "patch_flips": sum(c.patch_flips for c in ts),
+            "patch_stall_cycles": sum(c.patch_stall_cycles for c in ts),
+            "patch_fifo_peak": max((c.patch_fifo_peak for c in ts), default=0),
+            "bit_exact": self.bit_exact,
+            "layers_with_macs": len(known),
+            "compute_cycles": sum(t.compute_cycles or 0 for t in known) if known else None,
+            "load_bound_layers": sum(1 for t in known if t.load_bound) if known else None,
+            "layer_cycles": sum(max(t.counters.cycles, t.compute_cycles or 0) for t in known) if known else None,
+            "uncompressed_layer_cycles": sum(
+                max(t.counters.uncompressed_cycles, t.compute_cycles or 0) for t in known
+            )
+            if known
+            else None,
+        }
+        if self.fmap is not None:
+            out["fmap_raw_dram_bytes"] = sum(f.raw_dram_bytes for f in self.fmap)
+            out["fmap_compressed_dram_bytes"] = sum(f.compressed_dram_bytes for f in self.fmap)
+        return out
+
+    def to_json(self) -> dict[str, JSON]:
+        """Plain dicts and lists with stable keys (levels are not included)."""
+        return {
+            "config": self.config.to_json(),
+            "tensors": [t.to_json() for t in self.tensors],
+            "totals": self.totals(),
+            "fmap": None if self.fmap is None else [f.to_json() for f in self.fmap],
+        }
+
+
+def _fmap_layers(fmap: Mapping[str, JSON], config: DatapathConfig) -> tuple[FmapLayer, ...]:
+    """Traffic per activation tensor: written once by its layer and read once by the next, both
+    through the EBPC codec (one word per cycle), against the same without compression."""
+    layers = fmap.get("layers")
+    if not isinstance(layers, list):
+        raise BadRecord("section FMAP: 'layers' must be a list")
+    out = []
+    for i, entry in enumerate(layers):
+        if not isinstance(entry, dict):
+            raise BadRecord(f"section FMAP: layer #{i} must be an object")
+        name = entry.get("name")
+        bits = entry.get("bits")
+        raw = entry.get("raw_bits")
+        comp = entry.get("compressed_bits")
+        if not isinstance(name, str) or type(bits) is not int or not 1 <= bits <= 32:
+            raise BadRecord(f"section FMAP: layer #{i} needs a string 'name' and an integer 'bits'")
+        for key, value in (("raw_bits", raw), ("compressed_bits", comp)):
+            if type(value) not in (int, float) or not value >= 0 or value != value:
+                raise BadRecord(f"section FMAP: layer {name!r}: {key!r} must be a non-negative number")
+        raw_bytes, comp_bytes = float(raw) / 8, float(comp) / 8  # type: ignore[arg-type]
+        width = config.bus_bytes
+
+        def beats(b: float, width: int = width) -> int:
+            return int(np.ceil(b / width)) * width
+
+        words = int(np.ceil(float(raw) / bits))  # type: ignore[arg-type]
+        out.append(
+            FmapLayer(
+                name=name,
+                bits=bits,
+                raw_bytes=raw_bytes,
+                compressed_bytes=comp_bytes,
+                raw_dram_bytes=2 * beats(raw_bytes),
+                compressed_dram_bytes=2 * beats(comp_bytes),
+                ebpc_cycles=-(-words // config.ebpc_words_per_cycle),
+            )
+        )
+    return tuple(out)
+
+
+def simulate(
+    container: Container,
+    config: DatapathConfig,
+    layer_macs: Mapping[str, int] | None = None,
+    *,
+    keep_levels: bool = False,
+) -> SimResult:
+    """Decode every tensor of a blob on the datapath model.
+
+    `layer_macs` maps tensor names to the MACs of the layer that uses them (the CLI computes them
+    from the ONNX graph); layers without an entry report their compute time as unknown.
+
+    Raises:
+        BadRecord, CorruptStream: as the reference decoders, with the tensor named.
+    """
+    macs = dict(layer_macs or {})
+    reports = []
+    levels_out: dict[str, NDArray[np.int16]] = {}
+    for rec in container.tensors:
+        try:
+            levels, counters = simulate_tensor(
+                rec.shape, rec.bits, rec.codec, rec.params, container.codec_streams(rec), config,
+                scale_bytes=len(container.stream(rec, "scales")),
+            )  # fmt: skip
+        except (BadRecord, CorruptStream) as exc:
+            raise type(exc)(f"tensor {rec.name!r}: {exc}") from None
+        m = macs.get(rec.name)
+        compute = None if m is None else -(-int(m) // config.macs_per_cycle)
+        reports.append(
+            TensorReport(
+                name=rec.name,
+                codec=int(rec.codec),
+                codec_name=rec.codec_name,
+                policy=rec.policy,
+                shape=tuple(rec.shape),
+                bits=rec.bits,
+                counters=counters,
+                digest_match=levels_digest(levels) == rec.digest,
+                macs=None if m is None else int(m),
+                compute_cycles=compute,
+            )
+        )
+        if keep_levels:
+            levels_out[rec.name] = levels
+    fmap = None if container.fmap is None else _fmap_layers(container.fmap, config)
+    return SimResult(config, tuple(reports), fmap, levels_out)
+
+
+def render_text(result: SimResult) -> str:
+    """The per-layer table and the totals, for people."""
+    cfg = result.config
+    lines = [
+        f"datapath {cfg.name}: {cfg.dim}x{cfg.dim} int8 array, {cfg.dma_bus_bits}-bit DMA bus, "
+        f"{cfg.xor_arrays} XOR array(s), patch unit P={cfg.patch_per_cycle} D={cfg.patch_fifo_depth}",
+        f"{'tensor':<32} {'codec':<10} {'weights':>9} {'DRAM B':>9} {'int8 B':>9} {'ratio':>6} "
+        f"{'cycles':>9} {'stalls':>8} {'fifo':>4} {'compute':>9} {'bound':<12} {'exact':<5}",
+    ]
+    for t in result.tensors:
+        c = t.counters
+        ratio = f"{c.uncompressed_bytes / c.dram_bytes:.2f}" if c.dram_bytes else "-"
+        compute = "?" if t.compute_cycles is None else str(t.compute_cycles)
+        bound = c.bound if t.load_bound is None else (f"load:{c.bound}" if t.load_bound else "compute")
+        name = t.name if len(t.name) <= 32 else "…" + t.name[-31:]
+        lines.append(
+            f"{name:<32} {t.codec_name:<10} {c.n_weights:>9} {c.dram_bytes:>9} {c.uncompressed_bytes:>9} "
+            f"{ratio:>6} {c.cycles:>9} {c.stall_cycles:>8} {c.patch_fifo_peak:>4} {compute:>9} "
+            f"{bound:<12} {'yes' if t.digest_match else 'NO':<5}"
+        )
+    tot = result.totals()
+    ratio = tot["traffic_ratio"]
+    lines.append(
+        f"{'total':<32} {'':<10} {tot['n_weights']:>9} {tot['dram_bytes']:>9} {tot['uncompressed_bytes']:>9} "
+        f"{'-' if ratio is None else f'{ratio:.2f}':>6} {tot['weight_load_cycles']:>9} {tot['stall_cycles']:>8} "
+        f"{tot['patch_fifo_peak']:>4} {'?' if tot['compute_cycles'] is None else tot['compute_cycles']:>9} "
+        f"{'':<12} {'yes' if tot['bit_exact'] else 'NO':<5}"
+    )
+    lines.append(
+        f"weight loading: {tot['weight_load_cycles']} cycles compressed vs {tot['uncompressed_load_cycles']} as int8"
+    )
+    if tot["compute_cycles"] is not None:
+        lines.append(
+            f"layers with MACs: {tot['layers_with_macs']}, load-bound: {tot['load_bound_layers']}; "
+            f"max(load, compute) summed: {tot['layer_cycles']} cycles vs {tot['uncompressed_layer_cycles']} as int8"
+        )
+    if result.fmap is not None:
+        lines.append(f"{'feature map':<32} {'raw B':>11} {'EBPC B':>11} {'ratio':>6} {'DRAM raw':>11} {'DRAM EBPC':>11}")
+        for f in result.fmap:
+            r = f"{f.raw_bytes / f.compressed_bytes:.2f}" if f.compressed_bytes else "-"
+            lines.append(
+                f"{f.name[-32:]:<32} {f.raw_bytes:>11.0f} {f.compressed_bytes:>11.0f} {r:>6} "
+                f"{f.raw_dram_bytes:>11} {f.compressed_dram_bytes:>11}"
+            )
+        lines.append(
+            f"feature-map traffic (write + read): {tot['fmap_compressed_dram_bytes']} B with EBPC vs "
+            f"{tot['fmap_raw_dram_bytes']} B raw"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,212 @@
+"""EBPC decompressor (shared/notes/ebpc.md §2, §4; docs/datapath.md §3.7).
+
+Two streams arrive in parallel: the ZNZ stream (zero-RLE: `1` = a non-zero word, `0` + 4 bits
+= a run of 1..16 zeros) and the BPC stream (per block of N non-zero words: a W-bit base, then
+the W+1 delta bit-planes, LSB plane first, each a prefix-coded DBX symbol). Units, as in the RTL:
+
+* unpacker + symbol decoder: one symbol per cycle; a block takes 1 cycle for the base and one
+  cycle per plane (W+1), so W+2 cycles (10 for W = 8);
+* depth-1 buffer, then delta reverse: N cycles per block (one word per cycle), overlapped with
+  the next block's decode;
+* inverse zero-RLE: merges the non-zero words into the zero runs, `ebpc_words_per_cycle` words
+  per cycle (1 in the RTL).
+
+Values are computed here from the bus words with the lane parser for symbol boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc.datapath import fields, parser
+from xorc.datapath.dram import BusStream
+from xorc.errors import CorruptStream
+
+MAX_ZERO_RUN = 16
+KEEP, INVERT, ZERO, XOR = 0, 1, 2, 3
+WINDOW = 16
+
+
+@dataclass(frozen=True)
+class EbpcTiming:
+    """Work counts of one transmission."""
+
+    n_words: int
+    nonzero: int
+    blocks: int
+    znz_symbols: int
+    bpc_symbols: int
+
+
+@cache
+def _znz_table() -> NDArray[np.int64]:
+    w = np.arange(1 << 5)
+    return np.where(w >= 16, 1, 5).astype(np.int64)
+
+
+def decode_znz(bus: BusStream, bitlen: int, n_words: int) -> tuple[NDArray[np.int64], int]:
+    """Positions of the non-zero words and the number of ZNZ symbols.
+
+    Raises:
+        CorruptStream: the symbols do not cover exactly n_words words ending at bit `bitlen`.
+    """
+    if n_words == 0:
+        if bitlen:
+            raise CorruptStream(f"znz stream has {bitlen} bits for 0 words")
+        return np.zeros(0, dtype=np.int64), 0
+    win = fields.windows(bus)
+    pos, _, _, _ = parser.parse(win, _znz_table(), 5, bitlen, segment=1024)
+    head = fields.peek(win, pos, 5).astype(np.int64)
+    nonzero = head >= 16
+    covered = np.cumsum(np.where(nonzero, 1, head + 1))
+    last = int(np.searchsorted(covered, n_words))
+    if last == covered.size or covered[last] != n_words:
+        raise CorruptStream(f"znz stream does not hold exactly {n_words} words")
+    end = int(pos[last]) + (1 if nonzero[last] else 5)
+    if end != bitlen:
+        raise CorruptStream(f"znz stream: {n_words} words end at bit {end}, znz_bitlen is {bitlen}")
+    return (covered[: last + 1] - 1)[nonzero[: last + 1]], last + 1
+
+
+@cache
+def _symbols(word_width: int, block_size: int, swap: bool) -> tuple[NDArray[np.int64], ...]:
+    """For every 16-bit window: symbol length, planes covered, plane operation, S, valid."""
+    m = block_size - 1
+    count_bits = (word_width - 1).bit_length()
+    index_bits = (block_size - 1).bit_length()
+    w = np.arange(1 << WINDOW, dtype=np.int64)
+    top = lambda k: w >> (WINDOW - k)  # noqa: E731 - the first k bits of the window
+    length = np.full(w.size, 5 + index_bits, dtype=np.int64)
+    planes = np.ones(w.size, dtype=np.int64)
+    op = np.full(w.size, XOR, dtype=np.int64)
+    s = np.zeros(w.size, dtype=np.int64)
+    valid = np.ones(w.size, dtype=bool)
+    field = (w >> (WINDOW - 5 - index_bits)) & ((1 << index_bits) - 1)
+    pair, single_one = top(5) == 2, top(5) == 3
+    valid[pair] = field[pair] <= m - 2
+    valid[single_one] = field[single_one] <= m - 1
+    s[pair] = np.where(valid[pair], 3 << np.clip(m - 2 - field[pair], 0, None), 0)
+    s[single_one] = np.where(valid[single_one], 1 << np.clip(m - 1 - field[single_one], 0, None), 0)
+    length[top(5) <= 1] = 5
+    op[top(5) == 0] = INVERT
+    op[top(5) == 1] = ZERO
+    # zero planes: a single one (`01`, swapped `001`) or a run (`001` + count, swapped `01` + count)
+    single, run, run_prefix = (top(3) == 1, top(2) == 1, 2) if swap else (top(2) == 1, top(3) == 1, 3)
+    length[single] = 5 - run_prefix
+    op[single] = KEEP
+    length[run] = run_prefix + count_bits
+    planes[run] = ((w[run] >> (WINDOW - run_prefix - count_bits)) & ((1 << count_bits) - 1)) + 2
+    op[run] = KEEP
+    raw = top(1) == 1
+    length[raw] = block_size
+    s[raw] = (w[raw] >> (WINDOW - block_size)) & ((1 << m) - 1)
+    planes[raw | single] = 1
+    return length, planes, op, s, valid.astype(np.int64)
+
+
+@cache
+def _bpc_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.int64]:
+    """Parser transitions: state 0 expects the base, state c >= 1 expects plane c - 1; after
+    plane W the next block starts (state 0)."""
+    length, planes, _, _, _ = _symbols(word_width, block_size, swap)
+    states = word_width + 2
+    table = np.empty((states, 1 << WINDOW), dtype=np.int64)
+    table[0] = (1 << 16) | word_width
+    for c in range(1, states):
+        nxt = c + planes
+        nxt[nxt >= states] = 0
+        table[c] = (nxt << 16) | length
+    return table.reshape(-1)
+
+
+def decode_bpc(
+    bus: BusStream, bitlen: int, blocks: int, word_width: int, block_size: int, swap: bool
+) -> tuple[NDArray[np.int64], int]:
+    """The blocks * N words of the BPC stream (signed W-bit) and the number of symbols (incl. bases).
+
+    Raises:
+        CorruptStream: the stream does not parse into exactly `blocks` blocks ending at `bitlen`.
+    """
+    w, n = word_width, block_size
+    if blocks == 0:
+        if bitlen:
+            raise CorruptStream(f"bpc stream has {bitlen} bits but no block")
+        return np.zeros(0, dtype=np.int64), 0
+    win = fields.windows(bus)
+    pos, state, end, end_state = parser.parse(win, _bpc_table(w, n, swap), WINDOW, bitlen, segment=2048)
+    if end != bitlen or end_state != 0:
+        raise CorruptStream(f"bpc stream: the last block ends at bit {end}, bpc_bitlen is {bitlen}")
+    is_base = state == 0
+    if int(is_base.sum()) != blocks:
+        raise CorruptStream(f"bpc stream holds {int(is_base.sum())} blocks, the znz stream needs {blocks}")
+    base = fields.peek(win, pos[is_base], w).astype(np.int64)
+    head = fields.peek(win, pos[~is_base], WINDOW).astype(np.intp)
+    length, planes, op, s, valid = _symbols(w, n, swap)
+    if not valid[head].all():
+        raise CorruptStream("bpc stream: a symbol's position field is out of range")
+    k = planes[head]
+    if (state[~is_base] + k > w + 2).any():
+        raise CorruptStream("bpc stream: a zero-plane run goes past the last plane")
+    ops = np.repeat(op[head], k).reshape(blocks, w + 1)
+    sval = np.repeat(s[head], k).reshape(blocks, w + 1)
+    full = (1 << (n - 1)) - 1
+    plane = np.zeros(blocks, dtype=np.int64)
+    delta = np.zeros((blocks, n - 1), dtype=np.int64)
+    shifts = np.arange(n - 2, -1, -1, dtype=np.int64)  # d_i sits at bit m-1-i of each plane
+    for b in range(w + 1):
+        o = ops[:, b]
+        plane = np.where(o == KEEP, plane, np.where(o == INVERT, plane ^ full, np.where(o == ZERO, 0, plane ^ sval[:, b])))
+        delta |= ((plane[:, None] >> shifts) & 1) << b
+    delta -= (delta >> w) << (w + 1)  # sign-extend from W+1 bits
+    x = np.concatenate([base[:, None], delta], axis=1)
+    np.cumsum(x, axis=1, out=x)
+    half = 1 << (w - 1)
+    words = ((x + half) & ((1 << w) - 1)) - half
+    return words.reshape(-1), int(pos.size)
+
+
+def decode(
+    word_width: int,
+    block_size: int,
+    n_words: int,
+    znz: BusStream,
+    znz_bitlen: int,
+    bpc: BusStream,
+    bpc_bitlen: int,
+    swap: bool = False,
+) -> tuple[NDArray[np.int64], EbpcTiming]:
+    """The n_words signed words of one transmission and its work counts.
+
+    Stream lengths and pad bits are checked by the caller (they depend on the record format).
+
+    Raises:
+        CorruptStream: the streams do not decode to n_words words.
+    """
+    w, n = word_width, block_size
+    if znz_bitlen > 5 * n_words or znz_bitlen < -(-n_words // MAX_ZERO_RUN):
+        raise CorruptStream(f"znz_bitlen {znz_bitlen} is impossible for {n_words} words")
+    nz_pos, znz_symbols = decode_znz(znz, znz_bitlen, n_words)
+    nnz = int(nz_pos.size)
+    blocks = -(-nnz // n)
+    if bpc_bitlen > blocks * (w + (w + 1) * n) or bpc_bitlen < blocks * (w + 2):
+        raise CorruptStream(f"bpc_bitlen {bpc_bitlen} is impossible for {blocks} blocks")
+    vals, bpc_symbols = decode_bpc(bpc, bpc_bitlen, blocks, w, n, swap)
+    if nnz and not vals[:nnz].all():
+        raise CorruptStream("bpc stream decodes a zero where the znz stream has a non-zero word")
+    if vals[nnz:].any():
+        raise CorruptStream("bpc stream: the padding words of the last block are not zero")
+    out = np.zeros(n_words, dtype=np.int64)
+    out[nz_pos] = vals[:nnz]
+    return out, EbpcTiming(n_words, nnz, blocks, znz_symbols, bpc_symbols)
+
+
+def cycles(t: EbpcTiming, word_width: int, block_size: int, words_per_cycle: int) -> dict[str, int]:
+    """Cycle bounds: BPC decode (W+2 per block, overlapped with the N-cycle delta reverse, plus
+    the last block's delta reverse) and the inverse zero-RLE output."""
+    per_block = max(word_width + 2, block_size)
+    bpc = t.blocks * per_block + (block_size if t.blocks else 0)
+    return {"ebpc_bpc": bpc, "ebpc_out": -(-t.n_words // words_per_cycle)}

@@ -1,0 +1,189 @@
+"""XOR array and plane reassembly (docs/datapath.md §3.3, docs/codecs/xor.md §3-§4, §7).
+
+XOR array: the fixed network M (N_out rows of 64 seed connections) maps an N_in-bit seed to an
+N_out-bit slice of one bit-plane, y = M x over GF(2): output bit r is the XOR of the seed bits
+its row selects. Equivalently y is the XOR of the columns of M that the seed's set bits select,
+which is how this model evaluates it: the 64 columns are grouped by 8 into byte tables (the XOR
+of any subset of 8 columns), so a slice costs ceil(N_in / 8) table reads of N_out bits instead of
+N_out parities. One slice of one plane per cycle per array instance.
+
+Reassembly: a Q x N_out transpose buffer turns Q plane slices into N_out Q-bit sign-magnitude
+codes (modelled as 8 x 8 bit-matrix transposes), then the mask zeroes pruned weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc import bits as bitio
+from xorc.codecs.common import from_sign_magnitude, n_elements, param_int
+from xorc.codecs.xor.network import MAX_N_IN, MAX_N_OUT
+from xorc.datapath import fields
+from xorc.datapath.dram import BusStream
+from xorc.datapath.units.mask import XOR_CODINGS
+from xorc.errors import BadRecord
+from xorc.tensor import JSON
+
+VARIANT = 1
+BIG = 1 << 62
+
+
+@dataclass(frozen=True)
+class XorRecord:
+    """The params of an `xor` record (docs/codecs/xor.md §8), checked."""
+
+    n_out: int
+    m_seed: int
+    m_crc32: int
+    n_in: list[int]
+    n_kept: int
+    mask_coding: str
+    mask_k: int
+    mask_bits: int
+    patches: list[int]
+    patch_k: list[int]
+    patch_bits: list[int]
+
+
+def _int_list(params: Mapping[str, JSON], key: str, length: int, lo: int, hi: int) -> list[int]:
+    value = params.get(key)
+    ok = isinstance(value, list) and len(value) == length
+    if not ok or any(type(v) is not int or not lo <= v <= hi for v in value):  # type: ignore[union-attr]
+        raise BadRecord(f"codec parameter {key!r} must be {length} integers in [{lo}, {hi}], got {value!r}")
+    return list(value)  # type: ignore[arg-type]
+
+
+def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> XorRecord:
+    """Check the params against the shape and bit width.
+
+    Raises:
+        BadRecord: a param is missing, of the wrong type or out of range.
+    """
+    if type(bits) is not int or not 2 <= bits <= 8:
+        raise BadRecord(f"bit width must be an integer in [2, 8], got {bits!r}")
+    n = n_elements(shape)
+    param_int(params, "variant", VARIANT, VARIANT)
+    coding = params.get("mask_coding")
+    if coding not in XOR_CODINGS:
+        raise BadRecord(f"codec parameter 'mask_coding' must be one of {XOR_CODINGS}, got {coding!r}")
+    n_kept = param_int(params, "n_kept", 0, n)
+    return XorRecord(
+        n_out=param_int(params, "n_out", 1, MAX_N_OUT),
+        m_seed=param_int(params, "m_seed", 0, 2**32 - 1),
+        m_crc32=param_int(params, "m_crc32", 0, 2**32 - 1),
+        n_in=_int_list(params, "n_in", bits, 0, MAX_N_IN),
+        n_kept=n_kept,
+        mask_coding=str(coding),
+        mask_k=param_int(params, "mask_k", 0, 32),
+        mask_bits=param_int(params, "mask_bits", 0, BIG),
+        patches=_int_list(params, "patches", bits, 0, n_kept),
+        patch_k=_int_list(params, "patch_k", bits, 0, 32),
+        patch_bits=_int_list(params, "patch_bits", bits, 0, BIG),
+    )
+
+
+def read_seeds(bus: BusStream, n_slices: int, n_in: list[int]) -> list[NDArray[np.uint64]]:
+    """Per plane, the seed word of every slice (docs/codecs/xor.md §4): the stream is fixed-rate,
+    slice s starts at bit s * sum(n_in), plane i's field follows the earlier planes' fields.
+
+    Raises:
+        CorruptStream: wrong length or nonzero pad bits.
+    """
+    per_slice = sum(n_in)
+    fields.exact_stream(bus, n_slices * per_slice, "seeds")
+    win = fields.windows(bus)
+    base = np.arange(n_slices, dtype=np.int64) * per_slice
+    out = []
+    offset = 0
+    for width in n_in:
+        out.append(fields.peek(win, base + offset, width))
+        offset += width
+    return out
+
+
+class XorArray:
+    """The XOR network of one (m_seed, n_out): byte tables of the XOR of column subsets."""
+
+    def __init__(self, rows: NDArray[np.uint64]) -> None:
+        self.n_out = int(rows.size)
+        self.words = -(-self.n_out // 64)
+        # column j of M as an n_out-bit vector (bit r = M[r, j]), LSB-first uint64 words
+        col_bits = ((rows[None, :] >> np.arange(64, dtype=np.uint64)[:, None]) & np.uint64(1)).astype(np.uint8)
+        cols = bitio.to_words(col_bits).reshape(8, 8, self.words)
+        v = np.arange(256)
+        tables = np.zeros((8, 256, self.words), dtype=np.uint64)
+        for j in range(8):
+            sel = ((v >> j) & 1).astype(bool)
+            tables[:, sel, :] ^= cols[:, j, None, :]
+        self.tables = tables
+
+    def plane(self, seeds: NDArray[np.uint64], n_in: int) -> NDArray[np.uint64]:
+        """The output slices of one plane: (n_slices, ceil(n_out / 64)) LSB-first words."""
+        y = np.zeros((seeds.size, self.words), dtype=np.uint64)
+        for b in range(-(-n_in // 8)):
+            byte = ((seeds >> np.uint64(8 * b)) & np.uint64(0xFF)).astype(np.intp)
+            y ^= self.tables[b][byte]
+        return y
+
+
+def plane_bytes(y: NDArray[np.uint64], n_out: int, n: int) -> NDArray[np.uint8]:
+    """Concatenate the slices of one plane into ceil(n / 8) bytes; bit t of byte j is the plane
+    bit of weight 8j + t (LSB-first)."""
+    n_slices, words = y.shape
+    raw = np.ascontiguousarray(y, dtype="<u8").view(np.uint8).reshape(n_slices, 8 * words)
+    if n_out % 8 == 0:
+        flat = raw[:, : n_out // 8].reshape(-1)
+    else:
+        bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :n_out]
+        flat = np.packbits(bits.reshape(-1), bitorder="little")
+    nb = -(-n // 8)
+    if flat.size >= nb:
+        return np.ascontiguousarray(flat[:nb])
+    out = np.zeros(nb, dtype=np.uint8)
+    out[: flat.size] = flat
+    return out
+
+
+def flip(plane: NDArray[np.uint8], positions: NDArray[np.int64]) -> None:
+    """Flip the plane bits at `positions` (each at most once)."""
+    if positions.size:
+        np.bitwise_xor.at(plane, positions >> 3, np.left_shift(1, positions & 7).astype(np.uint8))
+
+
+_M1 = np.uint64(0x00AA00AA00AA00AA)
+_M2 = np.uint64(0x0000CCCC0000CCCC)
+_M3 = np.uint64(0x00000000F0F0F0F0)
+
+
+def _transpose8(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """Transpose 8 x 8 bit matrices: bit 8r + c <-> bit 8c + r."""
+    t = (x ^ (x >> np.uint64(7))) & _M1
+    x = x ^ t ^ (t << np.uint64(7))
+    t = (x ^ (x >> np.uint64(14))) & _M2
+    x = x ^ t ^ (t << np.uint64(14))
+    t = (x ^ (x >> np.uint64(28))) & _M3
+    return x ^ t ^ (t << np.uint64(28))
+
+
+def reassemble(planes: list[NDArray[np.uint8]], n: int) -> NDArray[np.uint8]:
+    """The Q-bit codes of n weights from Q plane bit vectors (plane 0 = code bit Q-1).
+
+    Byte r of each 64-bit group holds plane Q-1-r, so the transposed group holds, in byte t,
+    the code of weight 8j + t with plane i at bit Q-1-i.
+    """
+    q = len(planes)
+    nb = -(-n // 8)
+    group = np.zeros((nb, 8), dtype=np.uint8)
+    for i, p in enumerate(planes):
+        group[:, q - 1 - i] = p
+    codes = _transpose8(group.view("<u8").reshape(-1)).astype("<u8").view(np.uint8)
+    return codes[:n]
+
+
+def sign_magnitude_table(bits: int) -> NDArray[np.int16]:
+    """Level of every Q-bit sign-magnitude code (negative zero is 0)."""
+    return from_sign_magnitude(np.arange(1 << bits), bits)

@@ -1,0 +1,199 @@
+"""`--max-drop`: the smallest blob whose accuracy drop on the calibration data stays within PP.
+
+Policies `importance` and `dictionary` trade size for accuracy through one global knob:
+
+* `importance`: the XOR error budget f (fraction of the correct-all error count left
+  uncorrected; xorc.codecs.xor.encode documents it). Each tensor is solved once
+  (`solve_tensor`), and every trial only rebuilds streams (`finish`).
+* `dictionary`: a tolerance t; each tensor takes the smallest K whose importance-weighted mean
+  squared level error is at most t × its mean squared level (per tensor K, one global knob).
+
+Blob size shrinks monotonically along the knob's grid, so a binary search over the grid finds
+the largest knob whose drop is within PP with about log2(grid) accuracy runs. Each run decodes
+nothing: it substitutes the weights the decoders will produce (`Encoded.decoded`), applies bias
+correction when enabled, and runs the model in onnxruntime on the calibration data. With labels
+the drop is in top-1 accuracy against the original model's; without, it is 100 minus the top-1
+agreement with the original model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xorc import onnx_io, runtime
+from xorc.quantize import dequantize
+from xorc.tensor import Encoded, QuantTensor
+from xorc.verify import compare_outputs
+
+XOR_BUDGETS = (0.0, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
+DICT_TOLERANCES = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+DICT_SIZES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point the search measured."""
+
+    knob: float
+    payload_bytes: int
+    drop_pp: float
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "knob": self.knob,
+            "payload_bytes": self.payload_bytes,
+            "drop_pp": round(self.drop_pp, 4),
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The chosen encodings and how they were found."""
+
+    encoded: list[Encoded]
+    knob_name: str
+    knob: float
+    metric: str
+    max_drop: float
+    drop_pp: float
+    met: bool
+    trials: list[Trial]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "knob": self.knob_name,
+            "chosen": self.knob,
+            "metric": self.metric,
+            "max_drop_pp": self.max_drop,
+            "drop_pp": round(self.drop_pp, 4),
+            "met": self.met,
+            "trials": [t.to_json() for t in self.trials],
+        }
+
+
+class AccuracyProbe:
+    """Runs the model with candidate weights on the calibration data."""
+
+    def __init__(
+        self,
+        model: onnx_io.SourceModel,
+        calib: str | Path,
+        quantized: list[QuantTensor],
+        dtypes: list[str],
+        biases: Callable[[list[Encoded]], dict[str, np.ndarray]],
+    ) -> None:
+        self.model = model
+        self.quantized = quantized
+        self.dtypes = dtypes
+        self.biases = biases
+        sess = runtime.session(onnx_io.serialize(model), model.path)
+        self.data = runtime.load_data(calib, sess)
+        self.output = runtime.score_output(sess)
+        (self.reference,) = runtime.run(sess, self.data, [self.output])
+        self.metric = "top1" if self.data.labels is not None else "agreement"
+
+    def drop(self, encoded: list[Encoded]) -> float:
+        arrays: dict[str, np.ndarray] = {}
+        for q, e, dtype in zip(self.quantized, encoded, self.dtypes, strict=True):
+            if dtype == "int8":
+                continue
+            arrays[q.name] = dequantize(e.decoded, q.scales, q.axis)
+        arrays.update(self.biases(encoded))
+        sess = runtime.session(onnx_io.substitute(self.model, arrays), "candidate model")
+        (out,) = runtime.run(sess, self.data, [self.output])
+        return compare_outputs(self.reference, out, self.data.labels).drop_pp
+
+
+def search(
+    grid: tuple[float, ...],
+    encode_at: Callable[[float], list[Encoded]],
+    probe: AccuracyProbe,
+    max_drop: float,
+    knob_name: str,
+) -> SearchResult:
+    """Binary search for the largest knob on `grid` whose drop is within `max_drop`."""
+    trials: dict[int, tuple[list[Encoded], Trial]] = {}
+
+    def measure(i: int) -> tuple[list[Encoded], Trial]:
+        if i not in trials:
+            encoded = encode_at(grid[i])
+            size = sum(len(s) for e in encoded for s in e.streams.values())
+            trials[i] = (encoded, Trial(grid[i], size, probe.drop(encoded)))
+        return trials[i]
+
+    lo, hi = 0, len(grid) - 1
+    if measure(lo)[1].drop_pp > max_drop:
+        best = lo  # nothing meets the gate: keep the most accurate point, and say so
+    elif measure(hi)[1].drop_pp <= max_drop:
+        best = hi
+    else:
+        while hi - lo > 1:  # invariant: lo meets the gate, hi does not
+            mid = (lo + hi) // 2
+            if measure(mid)[1].drop_pp <= max_drop:
+                lo = mid
+            else:
+                hi = mid
+        best = lo
+    encoded, chosen = trials[best]
+    return SearchResult(
+        encoded,
+        knob_name,
+        chosen.knob,
+        probe.metric,
+        max_drop,
+        chosen.drop_pp,
+        chosen.drop_pp <= max_drop,
+        [t for _, (_, t) in sorted(trials.items())],
+    )
+
+
+def xor_encoder_at(quantized: list[QuantTensor], options: list, fixed: list[Encoded | None]):  # type: ignore[no-untyped-def]
+    """encode_at(f) for policy importance: solve once per tensor, finish per budget."""
+    from xorc.codecs.xor.encode import finish, solve_tensor
+
+    solved = [
+        solve_tensor(q, o) if f is None else None
+        for q, o, f in zip(quantized, options, fixed, strict=True)
+    ]
+
+    def encode_at(budget: float) -> list[Encoded]:
+        return [
+            f if f is not None else finish(s, budget)  # type: ignore[arg-type]
+            for s, f in zip(solved, fixed, strict=True)
+        ]
+
+    return encode_at
+
+
+def dictionary_encoder_at(quantized: list[QuantTensor], options: list, fixed: list[Encoded | None]):  # type: ignore[no-untyped-def]
+    """encode_at(t) for policy dictionary: the smallest K per tensor within tolerance t."""
+    from xorc.codecs.dictionary.encode import candidates
+
+    per_tensor: list[list[tuple[int, float, Encoded]]] = []
+    for q, o, f in zip(quantized, options, fixed, strict=True):
+        if f is not None:
+            per_tensor.append([])
+            continue
+        weight = q.importance if q.importance is not None else np.ones(q.values.shape, np.float32)
+        power = float(np.mean(weight * q.values.astype(np.float64) ** 2)) or 1.0
+        rows = []
+        for e in candidates(q, o, DICT_SIZES).values():
+            err = float(np.mean(weight * (e.decoded.astype(np.float64) - q.values) ** 2))
+            rows.append((sum(len(s) for s in e.streams.values()), err / power, e))
+        per_tensor.append(sorted(rows, key=lambda r: r[0]))
+
+    def encode_at(tolerance: float) -> list[Encoded]:
+        out = []
+        for rows, f in zip(per_tensor, fixed, strict=True):
+            if f is not None:
+                out.append(f)
+                continue
+            ok = [r for r in rows if r[1] <= tolerance] or [min(rows, key=lambda r: r[1])]
+            out.append(ok[0][2])
+        return out
+
+    return encode_at
