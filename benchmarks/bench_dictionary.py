@@ -43,7 +43,7 @@ MODELS = {
     "fashion_cnn_sparse": ("fashion_cnn_sparse.onnx", "fashion_test.npz"),
     "efficientnet_lite0": ("efficientnet_lite0.onnx", "photos.npz"),
 }
-DEFAULT_METHODS = "16,32,64,auto,16/g8,32/dw,auto/g8"
+DEFAULT_METHODS = "8,16,32,64,auto,16/g8,32/g8,auto/g8"
 BITS = 8
 
 
@@ -106,24 +106,35 @@ class Evaluator:
         self.inputs = data["input"].astype(np.float32)
         self.labels = data.get("labels")
         self.reference = self._top1(model)
+        self.int8: NDArray[np.int64] | None = None  # top-1 of the int8 model, set by the caller
 
     def _top1(self, model: onnx.ModelProto) -> NDArray[np.int64]:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        out = [sess.run(None, {self.input_name: self.inputs[i : i + 64]})[0] for i in range(0, len(self.inputs), 64)]
+        sess = ort.InferenceSession(
+            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        )
+        out = [
+            sess.run(None, {self.input_name: self.inputs[i : i + 64]})[0]
+            for i in range(0, len(self.inputs), 64)
+        ]
         return np.concatenate(out).argmax(axis=1)
 
-    def score(self, replaced: dict[str, NDArray[np.float32]]) -> float:
-        """Top-1 accuracy (%) with labels, else top-1 agreement (%) with the float model."""
+    def top1(self, replaced: dict[str, NDArray[np.float32]]) -> NDArray[np.int64]:
         model = onnx.ModelProto()
         model.CopyFrom(self.model)
         for init in model.graph.initializer:
             if init.name in replaced:
                 init.CopyFrom(numpy_helper.from_array(replaced[init.name], init.name))
-        top1 = self._top1(model)
+        return self._top1(model)
+
+    def score(self, replaced: dict[str, NDArray[np.float32]]) -> tuple[float, float]:
+        """Top-1 accuracy (%) with labels, else top-1 agreement (%) with the float model; and
+        top-1 agreement (%) with the int8 model."""
+        top1 = self.top1(replaced)
         target = self.labels if self.labels is not None else self.reference
-        return 100.0 * float((top1 == target).mean())
+        vs_int8 = float((top1 == self.int8).mean()) if self.int8 is not None else 1.0
+        return 100.0 * float((top1 == target).mean()), 100.0 * vs_int8
 
 
 def parse_method(text: str) -> tuple[int | None, int | None, bool]:
@@ -146,15 +157,14 @@ class Result:
     label: str
     bits_per_weight: float
     score: float
+    vs_int8: float
     encode_s: float
     decode_s: float
     huffman_share: float
     detail: str = ""
 
 
-def run_method(
-    text: str, weights: list[Weight], qs: list[QuantTensor], ev: Evaluator
-) -> Result:
+def run_method(text: str, weights: list[Weight], qs: list[QuantTensor], ev: Evaluator) -> Result:
     k, group, lossless_dw = parse_method(text)
     total_bits = 0
     n = sum(q.values.size for q in qs)
@@ -164,7 +174,9 @@ def run_method(
     for w, q in zip(weights, qs, strict=True):
         size = 256 if lossless_dw and w.depthwise else k
         t0 = time.perf_counter()
-        e: Encoded = encode_prepared(Prepared(q, EncodeOptions(dict_size=size, dict_group=group)), size)
+        e: Encoded = encode_prepared(
+            Prepared(q, EncodeOptions(dict_size=size, dict_group=group)), size
+        )
         t1 = time.perf_counter()
         out = decode(q.shape, q.bits, e.params, e.streams)
         t2 = time.perf_counter()
@@ -175,22 +187,26 @@ def run_method(
         total_bits += 8 * sum(len(s) for s in e.streams.values())
         huff_weights += q.values.size if e.params["huffman"] else 0
         replaced[q.name] = dequantize(q, out)
-    return Result(text, total_bits / n, ev.score(replaced), enc_s, dec_s, huff_weights / n)
+    return Result(text, total_bits / n, *ev.score(replaced), enc_s, dec_s, huff_weights / n)
 
 
 def zero_layouts(qs: list[QuantTensor], ks: list[int]) -> list[str]:
-    """Bytes per layout (entry vs mask, each with its better index coding) on tensors with zeros."""
+    """Bits/weight per zero layout (each with its better index coding) on tensors with zeros."""
     lines = []
     sparse = [q for q in qs if (q.values == 0).any()]
     if not sparse:
         return lines
     n = sum(q.values.size for q in sparse)
     zeros = sum(int((q.values == 0).sum()) for q in sparse)
-    lines.append(f"  zero layouts on {len(sparse)} tensors with zeros ({n} weights, {100 * zeros / n:.1f} % zero):")
-    lines.append(f"  {'K':>5} {'entry b/w':>10} {'mask b/w':>10} {'entry huff':>11} {'mask huff':>10}")
+    share = 100 * zeros / n
+    lines.append(
+        f"  zero layouts on {len(sparse)} tensors with zeros ({n} weights, {share:.1f} % zero):"
+    )
+    head = ("K", "entry b/w", "mask b/w", "entry huff", "mask huff", "runs b/w")
+    lines.append("  {:>5} {:>10} {:>10} {:>11} {:>10} {:>9}".format(*head))
     for k in ks:
         row = {}
-        for layout in ("entry", "mask"):
+        for layout in ("entry", "mask", "runs"):
             bits = 0
             huff = 0
             for q in sparse:
@@ -200,7 +216,7 @@ def zero_layouts(qs: list[QuantTensor], ks: list[int]) -> list[str]:
             row[layout] = (bits / n, 100 * huff / n)
         lines.append(
             f"  {k:>5} {row['entry'][0]:>10.3f} {row['mask'][0]:>10.3f} "
-            f"{row['entry'][1]:>10.0f}% {row['mask'][1]:>9.0f}%"
+            f"{row['entry'][1]:>10.0f}% {row['mask'][1]:>9.0f}% {row['runs'][0]:>9.3f}"
         )
     return lines
 
@@ -219,22 +235,32 @@ def bench_model(name: str, methods: list[str], layout_ks: list[int]) -> None:
     with np.load(data_path) as npz:
         ev = Evaluator(model, {key: npz[key] for key in npz.files})
     metric = "top-1 %" if ev.labels is not None else "agree %"
-    float_score = ev.score({})
-    int8_score = ev.score({q.name: dequantize(q, q.values) for q in qs})
+    float_score = ev.score({})[0]
+    int8 = {q.name: dequantize(q, q.values) for q in qs}
+    ev.int8 = ev.top1(int8)
+    int8_score = ev.score(int8)[0]
     raw = b"".join(q.values.astype(np.int8).tobytes() for q in qs)
     t0 = time.perf_counter()
     zst = zstandard.ZstdCompressor(level=19).compress(raw)
     zst_s = time.perf_counter() - t0
     print(f"\n{name}: {len(weights)} weight tensors, {n} weights, {len(ev.inputs)} test inputs")
-    print(f"  {'method':<12} {'bits/w':>7} {metric:>8} {'drop':>6} {'enc Mw/s':>9} {'dec Mw/s':>9} {'huff':>5}")
+    head = ("method", "bits/w", metric, "drop", "enc Mw/s", "dec Mw/s", "huff", "=int8 %")
+    print("  {:<12} {:>7} {:>8} {:>6} {:>9} {:>9} {:>5} {:>8}".format(*head))
     print(f"  {'float32':<12} {32:>7.3f} {float_score:>8.2f}")
     print(f"  {'int8 raw':<12} {8:>7.3f} {int8_score:>8.2f} {float_score - int8_score:>6.2f}")
-    print(f"  {'int8+zstd19':<12} {8 * len(zst) / n:>7.3f} {int8_score:>8.2f} {float_score - int8_score:>6.2f} {n / zst_s / 1e6:>9.2f}")
+    zst_bpw = 8 * len(zst) / n
+    drop8 = float_score - int8_score
+    zst_speed = n / zst_s / 1e6
+    print(
+        f"  {'int8+zstd19':<12} {zst_bpw:>7.3f} {int8_score:>8.2f} {drop8:>6.2f} {zst_speed:>9.2f}"
+    )
     for text in methods:
         r = run_method(text, weights, qs, ev)
+        speed = f"{n / r.encode_s / 1e6:>9.2f} {n / r.decode_s / 1e6:>9.2f}"
         print(
-            f"  {'dict ' + r.label:<12} {r.bits_per_weight:>7.3f} {r.score:>8.2f} {float_score - r.score:>6.2f}"
-            f" {n / r.encode_s / 1e6:>9.2f} {n / r.decode_s / 1e6:>9.2f} {100 * r.huffman_share:>4.0f}%"
+            f"  {'dict ' + r.label:<12} {r.bits_per_weight:>7.3f} {r.score:>8.2f}"
+            f" {float_score - r.score:>6.2f} {speed}"
+            f" {100 * r.huffman_share:>4.0f}% {r.vs_int8:>8.1f}"
         )
         sys.stdout.flush()
     for line in zero_layouts(qs, layout_ks):
@@ -244,12 +270,16 @@ def bench_model(name: str, methods: list[str], layout_ks: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", choices=sorted(MODELS), help="default: all")
-    parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
+    parser.add_argument(
+        "--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})"
+    )
     parser.add_argument("--layout-ks", default="4,16,64", help="K values for the zero-layout table")
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     layout_ks = [int(k) for k in args.layout_ks.split(",") if k]
-    print("drop = float32 score - method score (points); huff = share of weights with Huffman indices")
+    print(
+        "drop = float32 score - method score (points); huff = share of weights with Huffman indices"
+    )
     for name in args.model or list(MODELS):
         bench_model(name, methods, layout_ks)
 

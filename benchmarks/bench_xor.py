@@ -185,9 +185,8 @@ def run(tensors: list[QuantTensor], label: str, effort: int, budgets: list[float
     print(f"patch formats on the same patches: absolute {formats.absolute / nx:.4f}, "
           f"care-index {formats.care / nx:.4f}, per-slice count+offset "
           f"{formats.per_slice / nx:.4f} bits/weight")  # fmt: skip
-    print(
-        f"fallbacks to raw: {len(fallbacks)} {fallbacks[:4]}{'...' if len(fallbacks) > 4 else ''}"
-    )
+    if fallbacks:
+        print(f"fallbacks to raw: {', '.join(fallbacks)}")
     print(f"encode {t_enc:.2f} s ({n / t_enc / 1e6:.2f} M weights/s, "
           f"{q * n / t_enc / 1e6:.1f} Mbit/s of planes); decode {t_dec:.2f} s "
           f"({n / t_dec / 1e6:.1f} M weights/s, {q * n / t_dec / 1e6:.0f} Mbit/s)")  # fmt: skip

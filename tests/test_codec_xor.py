@@ -269,6 +269,8 @@ def test_golden_tiny_int4() -> None:
     assert out.dtype == np.int16
     assert out.tolist() == doc["values"]
     assert sum(doc["params"]["patches"]) > 0
+    # 4 busy slices of 64 (slice 2 is empty), sum(n_in) bits each.
+    assert len(streams["seeds"]) == -(-4 * sum(doc["params"]["n_in"]) // 8)
 
 
 # --- hostile input -------------------------------------------------------------------------------

@@ -284,3 +284,24 @@ def bit_windows(data: bytes, width: int, positions: ArrayLike | None = None) -> 
     if pos.size and (int(pos.min()) < 0 or int(pos.max()) > 8 * buf.size):
         raise ValueError(f"bit positions must lie in [0, {8 * buf.size}]")
     return (word[pos >> 3] << (pos & 7).astype(np.uint32)) >> drop
+
+
+def unit_windows(data: bytes | NDArray[np.uint8], nbits: int) -> NDArray[np.int64]:
+    """Windows for `peek_units` over the first `nbits` bits of `data` (MSB-first stream): element
+    u holds stream bits [32u, 32u + 64) as a 64-bit pattern (int64), bits past `nbits` zero.
+    Positions up to `nbits` + 64 may be peeked."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    nbytes = (nbits + 7) >> 3
+    units = (nbytes + 3) // 4 + 3
+    padded = np.zeros(4 * units, dtype=np.uint8)
+    padded[:nbytes] = buf[:nbytes]
+    if nbits & 7:
+        padded[nbytes - 1] &= 0xFF << (8 - (nbits & 7)) & 0xFF
+    u32 = padded.view(">u4").astype(np.uint64)
+    return ((u32[:-1] << np.uint64(32)) | u32[1:]).view(np.int64)
+
+
+def peek_units(windows: NDArray[np.int64], positions: NDArray[np.int64], width: int) -> NDArray[np.int64]:
+    """The `width`-bit MSB-first field (1 <= width <= 32) starting at each bit position, from
+    `unit_windows`."""
+    return (windows[positions >> 5] >> (64 - width - (positions & 31))) & ((1 << width) - 1)

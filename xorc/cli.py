@@ -137,8 +137,9 @@ def cli() -> None:
 )
 @click.option(
     "--error-budget",
-    type=click.FloatRange(0, 1),
-    help="Policy importance: fraction of XOR errors left uncorrected.",
+    type=click.FloatRange(0),
+    help="Policy importance: leave up to F x E XOR errors uncorrected, E being the errors "
+    "policy `all` patches (F may exceed 1; try 2 to 20).",
 )
 @click.option("--effort", type=click.IntRange(1, 64), help="XOR solver restarts [default: 1].")
 @click.option("--dict-size", type=click.IntRange(1, 256), help="Dictionary codebook size K.")

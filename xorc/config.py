@@ -73,7 +73,7 @@ class CompressOptions:
         check(self.policy, "policy", lambda v: v in POLICIES, "one of " + ", ".join(POLICIES))
         check(self.effort, "effort", lambda v: type(v) is int and 1 <= v <= 64, "in [1, 64]")
         if self.error_budget is not None:
-            check(self.error_budget, "error_budget", _is_unit, "a number in [0, 1]")
+            check(self.error_budget, "error_budget", lambda v: _num(v) and v >= 0, "a number >= 0")
         if self.max_drop is not None:
             check(self.max_drop, "max_drop", lambda v: _num(v) and v >= 0, "a number >= 0")
         if self.dict_size is not None:
@@ -122,10 +122,6 @@ def _num(v: Any) -> bool:
 
 def _is_fraction(v: Any) -> bool:
     return _num(v) and 0 <= v < 1
-
-
-def _is_unit(v: Any) -> bool:
-    return _num(v) and 0 <= v <= 1
 
 
 def _is_dict_size(v: Any) -> bool:

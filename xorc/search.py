@@ -2,7 +2,7 @@
 
 Policies `importance` and `dictionary` trade size for accuracy through one global knob:
 
-* `importance`: the XOR error budget f (fraction of the correct-all error count left
+* `importance`: the XOR error budget f (at most f times the correct-all error count left
   uncorrected; xorc.codecs.xor.encode documents it). Each tensor is solved once
   (`solve_tensor`), and every trial only rebuilds streams (`finish`).
 * `dictionary`: a tolerance t; each tensor takes the smallest K whose importance-weighted mean
@@ -29,7 +29,7 @@ from xorc.quantize import dequantize
 from xorc.tensor import Encoded, QuantTensor
 from xorc.verify import compare_outputs
 
-XOR_BUDGETS = (0.0, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
+XOR_BUDGETS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
 DICT_TOLERANCES = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 DICT_SIZES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 

@@ -57,8 +57,10 @@ class EncodeOptions:
         seed: seed for anything random in an encoder (recorded in the blob).
         effort: XOR solver restarts (1 = a single pass).
         patch_policy: XOR error correction: "all" or "importance".
-        error_budget: with "importance", the fraction of XOR errors left uncorrected, or None
-            to let the caller's accuracy search decide (then all are corrected).
+        error_budget: with "importance", how many XOR errors may stay uncorrected, as a
+            multiple f of the number E the correct-all encoding patches: at most f x E are left
+            (f may exceed 1: a lower rate makes more errors; useful range about 1 to 20). None
+            or 0 corrects all. docs/codecs/xor.md documents it.
         dict_size: dictionary codec: number of codebook entries K (None: automatic).
         dict_group: dictionary codec: output channels per codebook (None: one per tensor).
         ebpc_word_width: EBPC word width W (8 or 16).

@@ -67,9 +67,12 @@ class AreaEstimate:
             "fraction_of_mac_array": round(self.total_ge / self.mac_array_ge, 5),
             "dac2023_reported_overhead_of_gemmini": DAC2023_AREA_OVERHEAD,
             "cell_ge": {
-                "xor2": GE_XOR2, "and2": GE_AND2, "mux2": GE_MUX2, "dff": GE_DFF,
+                "xor2": GE_XOR2,
+                "and2": GE_AND2,
+                "mux2": GE_MUX2,
+                "dff": GE_DFF,
                 "full_adder": GE_FULL_ADDER,
-            },  # fmt: skip
+            },
             "notes": self.notes,
         }
 
@@ -135,7 +138,9 @@ def _xor_units(container: Container, config: DatapathConfig) -> dict[str, dict[s
     pos_bits = _bits(n_max)
     depth, per = config.patch_fifo_depth, config.patch_per_cycle
     fifo = depth * (_bits(q) + pos_bits) * GE_DFF
-    applier = per * (n_out * GE_AND2 + (pos_bits - _bits(n_out)) * (GE_XOR2 + GE_AND2)) + n_out * GE_XOR2
+    applier = (
+        per * (n_out * GE_AND2 + (pos_bits - _bits(n_out)) * (GE_XOR2 + GE_AND2)) + n_out * GE_XOR2
+    )
     units["patch_unit"] = {
         "ge": fifo + applier + _rice_decoder_ge(2 * q),
         "fifo_entries": depth,
@@ -173,7 +178,10 @@ def _dictionary_units(container: Container, config: DatapathConfig) -> dict[str,
     if any(p.huffman for _, p in recs):
         units["huffman_decoder"] = {
             "ge": 15 * 15 * 3.0 + 32 * GE_DFF + 32 * 5 * GE_MUX2 + 16 * (GE_DFF + GE_FULL_ADDER),
-            "formula": "per-length first-code comparators (15 x 15 bits), 32-bit window and shifter, count/offset registers",
+            "formula": (
+                "per-length first-code comparators (15 x 15 bits), 32-bit window and "
+                "shifter, count/offset registers"
+            ),
         }
     return units
 
@@ -200,13 +208,18 @@ def _ebpc_units(container: Container) -> dict[str, dict[str, JSON]]:
 
 def area_estimate(container: Container, config: DatapathConfig) -> AreaEstimate:
     """Gate counts of the units this blob needs, against the DIM x DIM int8 MAC array."""
-    units = {**_xor_units(container, config), **_dictionary_units(container, config), **_ebpc_units(container)}
+    units = {
+        **_xor_units(container, config),
+        **_dictionary_units(container, config),
+        **_ebpc_units(container),
+    }
     macs = config.dim * config.dim
     # structural PE: 8x8 array multiplier (64 AND2 + 56 FA), 20-bit accumulate adder, registers
     # for the input, the weight and the partial sum (8 + 8 + 20 bits)
     pe = 64 * GE_AND2 + (56 + 20) * GE_FULL_ADDER + 36 * GE_DFF
     notes = [
-        "XOR2 counts are exact for the blob's M; other units are structural estimates with the cell sizes given",
+        "XOR2 counts are exact for the blob's M; other units are structural estimates "
+        "with the cell sizes given",
         "MAC array = DIM^2 x 585 GE (EBPC paper's 8-bit MAC, 842 um^2 / 1.44 um^2 per GE)",
         "DAC 2023's +0.39 % is relative to all of Gemmini (SRAMs included), not to the MAC array",
     ]
@@ -219,9 +232,12 @@ def render_area(est: AreaEstimate) -> str:
     for name, u in est.units.items():
         ge = float(u["ge"])
         lines.append(f"{name:<28} {ge:>10.0f} {100 * ge / est.mac_array_ge:>14.2f}%")
-    lines.append(f"{'total':<28} {est.total_ge:>10.0f} {100 * est.total_ge / est.mac_array_ge:>14.2f}%")
+    lines.append(
+        f"{'total':<28} {est.total_ge:>10.0f} {100 * est.total_ge / est.mac_array_ge:>14.2f}%"
+    )
     lines.append(
         f"MAC array {est.mac_array_ge:.0f} GE (published MAC; structural estimate "
-        f"{est.mac_array_ge_structural:.0f} GE); DAC 2023 reports +{100 * DAC2023_AREA_OVERHEAD:.2f} % of Gemmini"
+        f"{est.mac_array_ge_structural:.0f} GE); DAC 2023 reports "
+        f"+{100 * DAC2023_AREA_OVERHEAD:.2f} % of all of Gemmini"
     )
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Datapath parameters: a frozen `DatapathConfig`, named presets, TOML overrides (docs/datapath.md §2).
+"""Datapath parameters: frozen `DatapathConfig`, presets, TOML overrides (docs/datapath.md §2).
 
 The defaults are Gemmini's default configuration (`ucb-bar/gemmini` `Configs.scala`, see
 shared/notes/xor.md §10.4) plus the decompressor's own knobs. A TOML file holds top-level keys
@@ -77,7 +77,9 @@ class DatapathConfig:
         for f in dataclasses.fields(self):
             if f.name == "name":
                 if not isinstance(self.name, str) or not self.name:
-                    raise ConfigError(f"datapath option 'name' must be a non-empty string, got {self.name!r}")
+                    raise ConfigError(
+                        f"datapath option 'name' must be a non-empty string, got {self.name!r}"
+                    )
                 continue
             value = getattr(self, f.name)
             lo, hi = _RANGES.get(f.name, (1, 1 << 20))
@@ -86,7 +88,9 @@ class DatapathConfig:
                     f"datapath option {f.name!r} must be an integer in [{lo}, {hi}], got {value!r}"
                 )
         if self.dma_bus_bits % 8:
-            raise ConfigError(f"datapath option 'dma_bus_bits' must be a multiple of 8, got {self.dma_bus_bits}")
+            raise ConfigError(
+                f"datapath option 'dma_bus_bits' must be a multiple of 8, got {self.dma_bus_bits}"
+            )
         if self.dma_max_bytes % self.bus_bytes:
             raise ConfigError(
                 f"datapath option 'dma_max_bytes' ({self.dma_max_bytes}) must be a multiple of "
@@ -120,7 +124,9 @@ class DatapathConfig:
         """Sustained DRAM bandwidth: the bus width, or the in-flight limit over the latency."""
         if self.dram_latency == 0:
             return float(self.bus_bytes)
-        return min(float(self.bus_bytes), self.max_in_flight * self.dma_max_bytes / self.dram_latency)
+        return min(
+            float(self.bus_bytes), self.max_in_flight * self.dma_max_bytes / self.dram_latency
+        )
 
     @property
     def macs_per_cycle(self) -> int:
@@ -164,6 +170,16 @@ PRESETS: dict[str, DatapathConfig] = {
         rice_codes_per_cycle=2,
         huffman_codes_per_cycle=2,
     ),
+    # Front ends as wide as the scratchpad row (16 Rice/Huffman codes or EBPC words per cycle):
+    # the decoders never limit the row rate, so only DRAM, writes and the XOR/patch path remain.
+    "gemmini-row-rate": DatapathConfig(
+        name="gemmini-row-rate",
+        patch_per_cycle=2,
+        patch_fifo_depth=16,
+        rice_codes_per_cycle=16,
+        huffman_codes_per_cycle=16,
+        ebpc_words_per_cycle=16,
+    ),
     # Gemmini's default array behind a DRAM with 128 cycles of latency: 16 requests of 64 B in
     # flight sustain 8 B per cycle, half the bus.
     "gemmini-dram-latency": DatapathConfig(name="gemmini-dram-latency", dram_latency=128),
@@ -179,7 +195,9 @@ def get_preset(name: str) -> DatapathConfig:
     return PRESETS[name]
 
 
-def with_overrides(base: DatapathConfig, overrides: dict[str, Any], source: str = "") -> DatapathConfig:
+def with_overrides(
+    base: DatapathConfig, overrides: dict[str, Any], source: str = ""
+) -> DatapathConfig:
     """`base` with some fields replaced; unknown keys and bad values are ConfigError."""
     where = f"{source}: " if source else ""
     for key in overrides:
@@ -193,9 +211,7 @@ def with_overrides(base: DatapathConfig, overrides: dict[str, Any], source: str 
         raise ConfigError(f"{where}{exc}") from None
 
 
-def load_config(
-    toml_path: str | Path | None = None, preset: str | None = None
-) -> DatapathConfig:
+def load_config(toml_path: str | Path | None = None, preset: str | None = None) -> DatapathConfig:
     """A preset (default `gemmini-default`) with the overrides of a TOML file applied.
 
     The file may name its own starting preset with a top-level `preset` key; an explicit

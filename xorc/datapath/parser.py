@@ -27,7 +27,11 @@ from xorc.datapath.fields import Windows
 
 
 def _step(
-    win: Windows, table: NDArray[np.int64], wbits: int, pos: NDArray[np.int64], st: NDArray[np.int64]
+    win: Windows,
+    table: NDArray[np.int64],
+    wbits: int,
+    pos: NDArray[np.int64],
+    st: NDArray[np.int64],
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     w = (win[pos >> 3] << (pos & 7).astype(np.uint64)) >> np.uint64(64 - wbits)
     t = table[(st << wbits) | w.astype(np.int64)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +18,7 @@ from xorc.codecs.xor.network import network, network_crc32
 from xorc.datapath import fields
 from xorc.datapath.config import DatapathConfig
 from xorc.datapath.dram import DramReader
-from xorc.datapath.units import codebook, huffman, mask, patch, xor
+from xorc.datapath.units import codebook, huffman, mask, patch, rice, xor
 from xorc.datapath.units.patch import PatchTiming
 from xorc.errors import BadRecord, CorruptStream
 from xorc.tensor import JSON
@@ -45,7 +45,12 @@ def _rows(n: int, config: DatapathConfig) -> int:
 
 
 def run_raw(
-    n: int, bits: int, params: Mapping[str, JSON], streams: Streams, dram: DramReader, config: DatapathConfig
+    n: int,
+    bits: int,
+    params: Mapping[str, JSON],
+    streams: Streams,
+    dram: DramReader,
+    config: DatapathConfig,
 ) -> tuple[NDArray[np.int16], Timing]:
     """Raw path: field unpacker (DIM Q-bit fields per cycle) and, when masked, zero insertion
     (docs/format.md §4.1)."""
@@ -69,7 +74,7 @@ def run_raw(
 # --- xor ------------------------------------------------------------------------------------
 
 
-@cache
+@lru_cache(maxsize=16)
 def _array(m_seed: int, n_out: int) -> tuple[int, xor.XorArray]:
     rows = network(m_seed, n_out)
     return network_crc32(rows), xor.XorArray(rows)
@@ -94,19 +99,28 @@ def run_xor(
         n, rec.n_kept, rec.mask_coding, rec.mask_k, rec.mask_bits,
         config.rice_codes_per_cycle, config.dim,
     )  # fmt: skip
-    n_slices = -(-n // rec.n_out)
-    seeds = xor.read_seeds(dram.fetch("seeds", stream(streams, "seeds")), n_slices, rec.n_in)
     flips = patch.decode(
-        dram.fetch("patches", stream(streams, "patches")), rec.patches, rec.patch_k, rec.patch_bits, n
+        dram.fetch("patches", stream(streams, "patches")),
+        rec.patches,
+        rec.patch_k,
+        rec.patch_bits,
+        n,
     )
     extra = set(streams) - {"mask", "seeds", "patches"}
     if extra:
         raise CorruptStream(f"unexpected stream(s) {sorted(extra)!r}")
+    n_slices = -(-n // rec.n_out)
+    busy = xor.busy_slices(keep, rec.n_out)
+    n_busy = int(np.count_nonzero(busy))
+    seeds = xor.read_seeds(dram.fetch("seeds", stream(streams, "seeds")), n_busy, rec.n_in)
     for where in flips:
         if where.size and not keep[where].all():
             raise CorruptStream("stream 'patches' patches a pruned position")
 
-    planes = [xor.plane_bytes(array.plane(s, w), rec.n_out, n) for s, w in zip(seeds, rec.n_in, strict=True)]
+    planes = [
+        xor.plane_bytes(xor.scatter_slices(array.plane(s, w), busy), rec.n_out, n)
+        for s, w in zip(seeds, rec.n_in, strict=True)
+    ]
     slice_flips = np.zeros(n_slices, dtype=np.int64)
     for plane, where in zip(planes, flips, strict=True):
         if where.size:
@@ -115,18 +129,31 @@ def run_xor(
     codes = xor.reassemble(planes, n)
     levels = np.where(keep, xor.sign_magnitude_table(bits)[codes], np.int16(0)).astype(np.int16)
 
-    per_slice = max(-(-bits // config.xor_arrays), -(-rec.n_out // (config.dim * config.sp_write_rows)))
+    # a busy slice takes Q / arrays XOR cycles and N_out / DIM row writes, whichever is longer;
+    # an empty slice only its (all-zero) row writes
+    xor_cycles = -(-bits // config.xor_arrays)
+    write_cycles = -(-rec.n_out // (config.dim * config.sp_write_rows))
+    period = np.where(busy, max(xor_cycles, write_cycles), write_cycles)
     timing = patch.timing(
-        slice_flips, per_slice, config.patch_per_cycle, config.patch_fifo_depth, config.rice_codes_per_cycle
+        slice_flips,
+        period,
+        config.patch_per_cycle,
+        config.patch_fifo_depth,
+        config.rice_codes_per_cycle,
     )
     bounds = {
         "mask": mask_cycles,
-        "xor_array": n_slices * -(-bits // config.xor_arrays),
+        "xor_array": n_busy * xor_cycles,
         "patch_decode": timing.decode_cycles,
-        "xor_patch": n_slices * per_slice + timing.stall_cycles,
+        "xor_patch": int(period.sum()) + timing.stall_cycles,
         "write": _rows(n, config),
     }
-    extra_info: dict[str, JSON] = {"n_out": rec.n_out, "n_in": rec.n_in, "slices": n_slices, "slice_period": per_slice}
+    extra_info: dict[str, JSON] = {
+        "n_out": rec.n_out,
+        "n_in": rec.n_in,
+        "slices": n_slices,
+        "busy_slices": n_busy,
+    }
     return levels, Timing(bounds, 0, timing, extra_info)
 
 
@@ -149,12 +176,21 @@ def run_dictionary(
         raise CorruptStream(f"unexpected stream {unexpected[0]!r} for this dictionary layout")
     table = codebook.read_table(dram.fetch("codebook", stream(streams, "codebook")), rec)
     keep = None
+    mask_cycles = 0
     if rec.zeros == "mask":
         bus = dram.fetch("mask", stream(streams, "mask"))
         fields.exact_stream(bus, rec.n, "mask")
         keep = mask.bitmap(bus, rec.n)
+        mask_cycles = mask.bitmap_cycles(rec.n, config.dim)
+    elif rec.zeros == "runs":
+        keep = mask.runs(
+            dram.fetch("runs", stream(streams, "runs")), rec.n, rec.nonzero, rec.rice_k
+        )
+        mask_cycles = rice.cycles(rec.nonzero, config.rice_codes_per_cycle)
     count = rec.n if keep is None else int(np.count_nonzero(keep))
-    setup = -(-rec.groups * rec.entries * bits // config.dma_bus_bits)  # LUT fill, a bus word per cycle
+    setup = -(
+        -rec.groups * rec.entries * bits // config.dma_bus_bits
+    )  # LUT fill, a bus word per cycle
     if rec.huffman:
         lbus = dram.fetch("code_lengths", stream(streams, "code_lengths"))
         fields.exact_stream(lbus, 4 * rec.k, "code_lengths")
@@ -172,9 +208,13 @@ def run_dictionary(
         index_cycles = -(-count // config.dim)
     values = codebook.lookup(table, idx, rec, keep)
     flat = mask.insert_zeros(keep, values.astype(np.int16), rec.n)
-    bounds = {"index": index_cycles, "lookup": -(-count // config.dim), "write": _rows(rec.n, config)}
+    bounds = {
+        "index": index_cycles,
+        "lookup": -(-count // config.dim),
+        "write": _rows(rec.n, config),
+    }
     if keep is not None:
-        bounds["mask"] = mask.bitmap_cycles(rec.n, config.dim)
+        bounds["mask"] = mask_cycles
     return codebook.to_tensor_order(flat, rec), Timing(bounds, setup)
 
 
@@ -182,7 +222,12 @@ def run_dictionary(
 
 
 def run_ebpc(
-    n: int, bits: int, params: Mapping[str, JSON], streams: Streams, dram: DramReader, config: DatapathConfig
+    n: int,
+    bits: int,
+    params: Mapping[str, JSON],
+    streams: Streams,
+    dram: DramReader,
+    config: DatapathConfig,
 ) -> tuple[NDArray[np.int16], Timing]:
     """EBPC decompressor (shared/notes/ebpc.md §4)."""
     raise BadRecord("codec 'ebpc' weight records are not supported by the datapath model yet")

@@ -147,7 +147,9 @@ def simulate_tensor(
     return levels, _counters(n, dram, timing, config)
 
 
-def _counters(n: int, dram: DramReader, timing: pipelines.Timing, config: DatapathConfig) -> TensorCounters:
+def _counters(
+    n: int, dram: DramReader, timing: pipelines.Timing, config: DatapathConfig
+) -> TensorCounters:
     bounds = {"bus": dram.bus_cycles(), **timing.bounds}
     bound = max(bounds, key=lambda k: (bounds[k], k == "write"))
     streaming = bounds[bound]
@@ -210,7 +212,9 @@ class TensorReport:
             "weight_load_cycles": c.cycles,
             "uncompressed_load_cycles": c.uncompressed_cycles,
             "load_bound": self.load_bound,
-            "layer_cycles": None if self.compute_cycles is None else max(c.cycles, self.compute_cycles),
+            "layer_cycles": None
+            if self.compute_cycles is None
+            else max(c.cycles, self.compute_cycles),
             "uncompressed_layer_cycles": None
             if self.compute_cycles is None
             else max(c.uncompressed_cycles, self.compute_cycles),
@@ -276,7 +280,9 @@ class SimResult:
             "stream_bytes": sum(c.stream_bytes for c in ts),
             "dram_bytes": sum(c.dram_bytes for c in ts),
             "uncompressed_bytes": sum(c.uncompressed_bytes for c in ts),
-            "traffic_ratio": _ratio(sum(c.uncompressed_bytes for c in ts), sum(c.dram_bytes for c in ts)),
+            "traffic_ratio": _ratio(
+                sum(c.uncompressed_bytes for c in ts), sum(c.dram_bytes for c in ts)
+            ),
             "weight_load_cycles": sum(c.cycles for c in ts),
             "uncompressed_load_cycles": sum(c.uncompressed_cycles for c in ts),
             "stall_cycles": sum(c.stall_cycles for c in ts),
@@ -287,7 +293,9 @@ class SimResult:
             "layers_with_macs": len(known),
             "compute_cycles": sum(t.compute_cycles or 0 for t in known) if known else None,
             "load_bound_layers": sum(1 for t in known if t.load_bound) if known else None,
-            "layer_cycles": sum(max(t.counters.cycles, t.compute_cycles or 0) for t in known) if known else None,
+            "layer_cycles": sum(max(t.counters.cycles, t.compute_cycles or 0) for t in known)
+            if known
+            else None,
             "uncompressed_layer_cycles": sum(
                 max(t.counters.uncompressed_cycles, t.compute_cycles or 0) for t in known
             )
@@ -327,7 +335,9 @@ def _fmap_layers(fmap: Mapping[str, JSON], config: DatapathConfig) -> tuple[Fmap
             raise BadRecord(f"section FMAP: layer #{i} needs a string 'name' and an integer 'bits'")
         for key, value in (("raw_bits", raw), ("compressed_bits", comp)):
             if type(value) not in (int, float) or not value >= 0 or value != value:
-                raise BadRecord(f"section FMAP: layer {name!r}: {key!r} must be a non-negative number")
+                raise BadRecord(
+                    f"section FMAP: layer {name!r}: {key!r} must be a non-negative number"
+                )
         raw_bytes, comp_bytes = float(raw) / 8, float(comp) / 8  # type: ignore[arg-type]
         width = config.bus_bytes
 
@@ -397,52 +407,95 @@ def simulate(
     return SimResult(config, tuple(reports), fmap, levels_out)
 
 
+_COLUMNS = (
+    ("tensor", 32),
+    ("codec", -10),
+    ("weights", 9),
+    ("DRAM B", 9),
+    ("int8 B", 9),
+    ("ratio", 6),
+    ("cycles", 9),
+    ("stalls", 8),
+    ("fifo", 4),
+    ("compute", 9),
+    ("bound", -12),
+    ("exact", -5),
+)
+"""Table columns: header and width (negative: left-aligned; the first column is too)."""
+
+
+def _row(cells: list[object]) -> str:
+    out = []
+    for k, ((_, width), cell) in enumerate(zip(_COLUMNS, cells, strict=True)):
+        text = str(cell)
+        out.append(text.ljust(abs(width)) if width < 0 or k == 0 else text.rjust(width))
+    return " ".join(out).rstrip()
+
+
+def _fmt(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _tensor_row(t: TensorReport) -> list[object]:
+    c = t.counters
+    ratio = c.uncompressed_bytes / c.dram_bytes if c.dram_bytes else None
+    verdict = {None: c.bound, True: f"load:{c.bound}", False: "compute"}
+    bound = verdict[t.load_bound]
+    name = t.name if len(t.name) <= 32 else "…" + t.name[-31:]
+    return [
+        name, t.codec_name, c.n_weights, c.dram_bytes, c.uncompressed_bytes, _fmt(ratio),
+        c.cycles, c.stall_cycles, c.patch_fifo_peak, _fmt(t.compute_cycles), bound,
+        "yes" if t.digest_match else "NO",
+    ]  # fmt: skip
+
+
+def _fmap_lines(result: SimResult, tot: dict[str, JSON]) -> list[str]:
+    head = f"{'raw B':>11} {'EBPC B':>11} {'ratio':>6} {'DRAM raw':>11} {'DRAM EBPC':>11}"
+    lines = [f"{'feature map':<32} {head}"]
+    for f in result.fmap or ():
+        r = f.raw_bytes / f.compressed_bytes if f.compressed_bytes else None
+        lines.append(
+            f"{f.name[-32:]:<32} {f.raw_bytes:>11.0f} {f.compressed_bytes:>11.0f} {_fmt(r):>6} "
+            f"{f.raw_dram_bytes:>11} {f.compressed_dram_bytes:>11}"
+        )
+    lines.append(
+        f"feature-map traffic (write + read): {tot['fmap_compressed_dram_bytes']} B with EBPC "
+        f"vs {tot['fmap_raw_dram_bytes']} B raw"
+    )
+    return lines
+
+
 def render_text(result: SimResult) -> str:
     """The per-layer table and the totals, for people."""
     cfg = result.config
     lines = [
         f"datapath {cfg.name}: {cfg.dim}x{cfg.dim} int8 array, {cfg.dma_bus_bits}-bit DMA bus, "
-        f"{cfg.xor_arrays} XOR array(s), patch unit P={cfg.patch_per_cycle} D={cfg.patch_fifo_depth}",
-        f"{'tensor':<32} {'codec':<10} {'weights':>9} {'DRAM B':>9} {'int8 B':>9} {'ratio':>6} "
-        f"{'cycles':>9} {'stalls':>8} {'fifo':>4} {'compute':>9} {'bound':<12} {'exact':<5}",
+        f"{cfg.xor_arrays} XOR array(s), patch unit P={cfg.patch_per_cycle} "
+        f"D={cfg.patch_fifo_depth}",
+        _row([h for h, _ in _COLUMNS]),
     ]
-    for t in result.tensors:
-        c = t.counters
-        ratio = f"{c.uncompressed_bytes / c.dram_bytes:.2f}" if c.dram_bytes else "-"
-        compute = "?" if t.compute_cycles is None else str(t.compute_cycles)
-        bound = c.bound if t.load_bound is None else (f"load:{c.bound}" if t.load_bound else "compute")
-        name = t.name if len(t.name) <= 32 else "…" + t.name[-31:]
-        lines.append(
-            f"{name:<32} {t.codec_name:<10} {c.n_weights:>9} {c.dram_bytes:>9} {c.uncompressed_bytes:>9} "
-            f"{ratio:>6} {c.cycles:>9} {c.stall_cycles:>8} {c.patch_fifo_peak:>4} {compute:>9} "
-            f"{bound:<12} {'yes' if t.digest_match else 'NO':<5}"
-        )
+    lines += [_row(_tensor_row(t)) for t in result.tensors]
     tot = result.totals()
-    ratio = tot["traffic_ratio"]
     lines.append(
-        f"{'total':<32} {'':<10} {tot['n_weights']:>9} {tot['dram_bytes']:>9} {tot['uncompressed_bytes']:>9} "
-        f"{'-' if ratio is None else f'{ratio:.2f}':>6} {tot['weight_load_cycles']:>9} {tot['stall_cycles']:>8} "
-        f"{tot['patch_fifo_peak']:>4} {'?' if tot['compute_cycles'] is None else tot['compute_cycles']:>9} "
-        f"{'':<12} {'yes' if tot['bit_exact'] else 'NO':<5}"
-    )
+        _row([
+            "total", "", tot["n_weights"], tot["dram_bytes"], tot["uncompressed_bytes"],
+            _fmt(tot["traffic_ratio"]), tot["weight_load_cycles"], tot["stall_cycles"],
+            tot["patch_fifo_peak"], _fmt(tot["compute_cycles"]), "",
+            "yes" if tot["bit_exact"] else "NO",
+        ])
+    )  # fmt: skip
     lines.append(
-        f"weight loading: {tot['weight_load_cycles']} cycles compressed vs {tot['uncompressed_load_cycles']} as int8"
+        f"weight loading: {tot['weight_load_cycles']} cycles compressed, "
+        f"{tot['uncompressed_load_cycles']} as int8"
     )
     if tot["compute_cycles"] is not None:
         lines.append(
-            f"layers with MACs: {tot['layers_with_macs']}, load-bound: {tot['load_bound_layers']}; "
-            f"max(load, compute) summed: {tot['layer_cycles']} cycles vs {tot['uncompressed_layer_cycles']} as int8"
+            f"layers with MACs: {tot['layers_with_macs']}, load-bound: "
+            f"{tot['load_bound_layers']}; sum of max(load, compute): {tot['layer_cycles']} "
+            f"cycles, {tot['uncompressed_layer_cycles']} as int8"
         )
     if result.fmap is not None:
-        lines.append(f"{'feature map':<32} {'raw B':>11} {'EBPC B':>11} {'ratio':>6} {'DRAM raw':>11} {'DRAM EBPC':>11}")
-        for f in result.fmap:
-            r = f"{f.raw_bytes / f.compressed_bytes:.2f}" if f.compressed_bytes else "-"
-            lines.append(
-                f"{f.name[-32:]:<32} {f.raw_bytes:>11.0f} {f.compressed_bytes:>11.0f} {r:>6} "
-                f"{f.raw_dram_bytes:>11} {f.compressed_dram_bytes:>11}"
-            )
-        lines.append(
-            f"feature-map traffic (write + read): {tot['fmap_compressed_dram_bytes']} B with EBPC vs "
-            f"{tot['fmap_raw_dram_bytes']} B raw"
-        )
+        lines += _fmap_lines(result, tot)
     return "\n".join(lines)

@@ -18,9 +18,11 @@ from xorc.errors import BadRecord, CorruptStream
 from xorc.tensor import JSON
 
 PARAM_KEYS = frozenset({"k", "axis", "group", "zeros", "huffman"})
-ZERO_LAYOUTS = ("none", "entry", "mask")
+RUN_KEYS = frozenset({"nonzero", "rice_k"})
+ZERO_LAYOUTS = ("none", "entry", "mask", "runs")
 MAX_K = 256
 LENGTH_BITS = 4
+MAX_RICE_K = 24
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Layout:
     huffman: bool
     rows: int
     cols: int
+    nonzero: int = 0
+    rice_k: int = 0
 
     @property
     def n(self) -> int:
@@ -57,8 +61,8 @@ class Layout:
 
     def stream_names(self) -> list[str]:
         names = ["codebook"]
-        if self.zeros == "mask":
-            names.append("mask")
+        if self.zeros in ("mask", "runs"):
+            names.append(self.zeros)
         if self.huffman:
             names.append("code_lengths")
         names.append("indices")
@@ -71,12 +75,12 @@ def read_layout(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -
         raise BadRecord(f"shape {shape!r} must be non-negative integers")
     if type(bits) is not int or not 2 <= bits <= 8:
         raise BadRecord(f"bits must be an integer in [2, 8], got {bits!r}")
-    extra = sorted(set(params) - PARAM_KEYS)
-    if extra:
-        raise BadRecord(f"unknown dictionary codec parameter {extra[0]!r}")
     zeros = params.get("zeros")
     if zeros not in ZERO_LAYOUTS:
         raise BadRecord(f"codec parameter 'zeros' must be one of {ZERO_LAYOUTS}, got {zeros!r}")
+    extra = sorted(set(params) - PARAM_KEYS - (RUN_KEYS if zeros == "runs" else set()))
+    if extra:
+        raise BadRecord(f"unknown dictionary codec parameter {extra[0]!r}")
     k = param_int(params, "k", 1, MAX_K)
     axis = param_int(params, "axis", 0, max(len(shape) - 1, 0))
     rows = shape[axis] if shape else 1
@@ -86,7 +90,11 @@ def read_layout(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -
         raise BadRecord("codec parameter 'huffman' needs k >= 2")
     n = n_elements(shape)
     cols = n // rows if rows else 0
-    return Layout(shape, bits, k, axis, group, str(zeros), coded_huffman, rows, cols)
+    nonzero = param_int(params, "nonzero", 0, n) if zeros == "runs" else 0
+    rice_k = param_int(params, "rice_k", 0, MAX_RICE_K) if zeros == "runs" else 0
+    return Layout(
+        shape, bits, k, axis, group, str(zeros), coded_huffman, rows, cols, nonzero, rice_k
+    )
 
 
 def _sized(streams: Mapping[str, bytes], name: str, nbits: int) -> bytes:
@@ -133,9 +141,31 @@ def read_indices(lay: Layout, streams: Mapping[str, bytes], count: int) -> NDArr
     data = stream(streams, "indices")
     idx, used = huffman.decode(data, count, lengths)
     if len(data) != (used + 7) // 8:
-        raise CorruptStream(f"stream 'indices' is {len(data)} bytes, its codes need {(used + 7) // 8}")
+        raise CorruptStream(
+            f"stream 'indices' is {len(data)} bytes, its codes need {(used + 7) // 8}"
+        )
     _check_pad(data, used, "indices")
     return idx
+
+
+def read_runs(lay: Layout, streams: Mapping[str, bytes]) -> NDArray[np.bool_]:
+    """The nonzero mask from the Rice-coded zero runs (section 4)."""
+    data = stream(streams, "runs")
+    bits = bitio.unpack_bits(data, 8 * len(data))
+    try:
+        gaps, used = bitio.rice_decode(bits, lay.nonzero, lay.rice_k)
+    except ValueError as exc:
+        raise CorruptStream(f"stream 'runs': {exc}") from None
+    if len(data) != (used + 7) // 8:
+        raise CorruptStream(f"stream 'runs' is {len(data)} bytes, its codes need {(used + 7) // 8}")
+    _check_pad(data, used, "runs")
+    positions = np.cumsum(gaps.astype(np.int64) + 1) - 1
+    keep = np.zeros(lay.n, dtype=bool)
+    if positions.size:
+        if gaps.max() >= lay.n or int(positions[-1]) >= lay.n:
+            raise CorruptStream(f"stream 'runs' places a weight beyond the {lay.n} of the tensor")
+        keep[positions] = True
+    return keep
 
 
 def decode(
@@ -151,6 +181,8 @@ def decode(
     keep = None
     if lay.zeros == "mask":
         keep = bitio.unpack_bits(_sized(streams, "mask", lay.n), lay.n).astype(bool)
+    elif lay.zeros == "runs":
+        keep = read_runs(lay, streams)
     count = lay.n if keep is None else int(np.count_nonzero(keep))
     idx = read_indices(lay, streams, count)
     if lay.groups <= 1:

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from xorc import bits as bitio
 from xorc.codecs import CodecId
 from xorc.codecs.common import to_sign_magnitude
-from xorc.codecs.dictionary.decode import LENGTH_BITS, MAX_K
+from xorc.codecs.dictionary.decode import LENGTH_BITS, MAX_K, MAX_RICE_K
 from xorc.codecs.dictionary.huffman_build import code_lengths, encode_symbols, huffman_bits
 from xorc.codecs.dictionary.kmeans import LevelKMeans
 from xorc.tensor import JSON, Encoded, EncodeOptions, QuantTensor
@@ -96,6 +96,11 @@ class Prepared:
         inverse = np.where(energy > 0, 1.0 / np.where(energy > 0, energy, 1.0), 0.0)
         return np.repeat(inverse, self.cols)
 
+    def gaps(self) -> NDArray[np.uint64]:
+        """Zeros before each nonzero weight, in coded order (layout `runs`)."""
+        where = np.flatnonzero(self.nonzero)
+        return (np.diff(where, prepend=-1) - 1).astype(np.uint64)
+
     def auto_tolerance(self) -> float:
         """The relative error tolerance of dict_size None (section 7.2)."""
         return min(AUTO_TOLERANCE * self.n / AUTO_REFERENCE_SIZE, AUTO_TOLERANCE_MAX)
@@ -109,13 +114,17 @@ class Prepared:
         table.
         """
         lam = 2 * math.log(2) * tolerance * self.signal / max(self.n, 1)
-        return self._trim([
-            km.entropy_constrained(lam, float(max(size, 1)), self.q.bits + LENGTH_BITS / self.n_groups)
-            for km, size in zip(self.kmeans, self.group_sizes, strict=True)
-        ])
+        return self._trim(
+            [
+                km.entropy_constrained(
+                    lam, float(max(size, 1)), self.q.bits + LENGTH_BITS / self.n_groups
+                )
+                for km, size in zip(self.kmeans, self.group_sizes, strict=True)
+            ]
+        )
 
     def trim(self, levels: int) -> Trim:
-        """Codebooks of at most `levels` nonzero entries (optimal k-means) and the trimmed tensor."""
+        """Codebooks of at most `levels` nonzero entries (optimal k-means), trimmed tensor."""
         return self._trim([km.solve(levels) for km in self.kmeans])
 
     def _trim(self, solved: list[tuple[NDArray[np.int64], NDArray[np.int64]]]) -> Trim:
@@ -152,6 +161,7 @@ class Plan:
     indices: NDArray[np.int64]
     codebook_bits: int
     mask_bits: int
+    rice_k: int
     fixed_bits: int
     lengths: NDArray[np.int64] | None
     huffman_bits: int
@@ -182,12 +192,18 @@ def _plan(prep: Prepared, trim: Trim, zeros: str) -> Plan | None:
     k = entries + 1 if zeros == "entry" else entries
     if k > MAX_K:
         return None
+    rice_k, mask_bits = 0, 0
     if zeros == "none":
         indices = trim.index
     elif zeros == "entry":
         indices = np.where(prep.nonzero, trim.index + 1, 0)
     else:
         indices = trim.index[prep.nonzero]
+        mask_bits = prep.n
+        if zeros == "runs":
+            gaps = prep.gaps()
+            rice_k = bitio.best_rice_k(gaps, MAX_RICE_K)
+            mask_bits = bitio.rice_length(gaps, rice_k)
     freq = np.bincount(indices, minlength=k)
     lengths = code_lengths(freq) if np.count_nonzero(freq) >= 2 else None
     return Plan(
@@ -196,7 +212,8 @@ def _plan(prep: Prepared, trim: Trim, zeros: str) -> Plan | None:
         trim=trim,
         indices=indices,
         codebook_bits=prep.n_groups * entries * prep.q.bits,
-        mask_bits=prep.n if zeros == "mask" else 0,
+        mask_bits=mask_bits,
+        rice_k=rice_k,
         fixed_bits=indices.size * (k - 1).bit_length(),
         lengths=lengths,
         huffman_bits=huffman_bits(freq, lengths) if lengths is not None else 0,
@@ -218,6 +235,8 @@ def _emit(prep: Prepared, plan: Plan) -> Encoded:
     streams = {"codebook": _codebook(prep, plan.trim)}
     if plan.zeros == "mask":
         streams["mask"] = bitio.pack_bits(prep.nonzero)
+    elif plan.zeros == "runs":
+        streams["runs"] = bitio.pack_bits(bitio.rice_encode(prep.gaps(), plan.rice_k))
     if plan.huffman:
         assert plan.lengths is not None
         streams["code_lengths"] = bitio.pack_fields(plan.lengths, LENGTH_BITS)[0]
@@ -231,6 +250,9 @@ def _emit(prep: Prepared, plan: Plan) -> Encoded:
         "zeros": plan.zeros,
         "huffman": plan.huffman,
     }
+    if plan.zeros == "runs":
+        params["nonzero"] = int(prep.nonzero.sum())
+        params["rice_k"] = plan.rice_k
     decoded_coded = plan.trim.decoded
     moved = (prep.rows, *prep.shape[: prep.axis], *prep.shape[prep.axis + 1 :])
     if prep.shape:
@@ -264,7 +286,7 @@ def _stats(prep: Prepared, plan: Plan, streams: dict[str, bytes]) -> dict[str, J
 
 
 def _best(plans: Iterable[Plan | None]) -> Plan:
-    """The smallest plan; ties keep the earlier one (mask before entry)."""
+    """The smallest plan; ties keep the earlier one (mask, entry, runs)."""
     best: Plan | None = None
     for plan in plans:
         if plan is not None and (best is None or plan.total_bytes < best.total_bytes):
@@ -291,7 +313,7 @@ def encode_prepared(
     elif zeros is not None:
         layouts = [zeros]
     else:
-        layouts = ["mask", "entry"] if prep.has_zeros else ["none"]
+        layouts = ["mask", "entry", "runs"] if prep.has_zeros else ["none"]
     plans = []
     if dict_size is None:
         trim = prep.trim_rd(prep.auto_tolerance() if tolerance is None else tolerance)

@@ -165,7 +165,9 @@ def decode(data: bytes, count: int, lengths: NDArray[np.integer]) -> tuple[NDArr
     if not inside.all():
         first_out = int(np.argmin(inside))
         if length[pos[first_out - 1]] == 0:
-            raise CorruptStream(f"stream 'indices' has a bit pattern with no code, symbol {first_out - 1}")
+            raise CorruptStream(
+                f"stream 'indices' has a bit pattern with no code, symbol {first_out - 1}"
+            )
         raise CorruptStream(f"stream 'indices' runs out of bits after {first_out} of {count} codes")
     if (length[pos] == 0).any():
         bad = int(np.argmax(length[pos] == 0))

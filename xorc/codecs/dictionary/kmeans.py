@@ -38,7 +38,10 @@ class LevelKMeans:
     """
 
     def __init__(
-        self, x: NDArray[np.int64], w: NDArray[np.float64], counts: NDArray[np.float64] | None = None
+        self,
+        x: NDArray[np.int64],
+        w: NDArray[np.float64],
+        counts: NDArray[np.float64] | None = None,
     ) -> None:
         self.x = np.asarray(x, dtype=np.int64)
         self.w = np.asarray(w, dtype=np.float64)

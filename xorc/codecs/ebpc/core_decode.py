@@ -34,7 +34,8 @@ from xorc.codecs.ebpc.streams import (
     MAX_ZERO_RUN,
     ZNZ_COUNT_BITS,
     EbpcStreams,
-    deltas_from_planes,
+    deltas_mod_from_planes,
+    transpose8_le,
     format_error,
     padded_nbytes,
     plane_dtype,
@@ -45,34 +46,66 @@ from xorc.errors import CorruptStream
 
 # --- ZNZ ----------------------------------------------------------------------------------------
 
-_ZNZ_PHASES = 5  # a symbol is 1 or 5 bits, so the first boundary in a byte is at bit 0..4
+_ZNZ_PHASES = 5  # a symbol is 1 or 5 bits, so the first boundary in a chunk is at bit 0..4
 
 
 @cache
-def _znz_tables() -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-    """EXIT[byte, e]: offset of the first boundary in the next byte when the first boundary in
-    this byte is at bit e; STARTS[byte, e]: the bits of this byte that start a symbol."""
-    byte = np.arange(256)[:, None]
-    pos = np.broadcast_to(np.arange(_ZNZ_PHASES)[None, :], (256, _ZNZ_PHASES)).copy()
-    starts = np.zeros((256, _ZNZ_PHASES), dtype=np.int64)
-    for _ in range(8):
-        live = pos < 8
-        bit = (byte >> np.clip(7 - pos, 0, 7)) & 1
-        starts |= np.where(live, 1 << np.clip(7 - pos, 0, 7), 0)
+def _znz_tables() -> tuple[NDArray[np.uint8], NDArray[np.uint16]]:
+    """For every 16-bit chunk of the ZNZ stream and each offset e (0..4) of its first symbol
+    boundary: EXIT[chunk, e], the offset of the first boundary in the next chunk, and
+    ZERO[chunk, e], the bits of the chunk (MSB = first bit) that start a zero-run symbol."""
+    chunk = np.arange(1 << 16, dtype=np.int64)[:, None]
+    pos = np.broadcast_to(np.arange(_ZNZ_PHASES)[None, :], (chunk.size, _ZNZ_PHASES)).copy()
+    zero = np.zeros(pos.shape, dtype=np.int64)
+    for _ in range(16):
+        live = pos < 16
+        at = np.clip(15 - pos, 0, 15)
+        bit = (chunk >> at) & 1
+        zero |= np.where(live & (bit == 0), 1 << at, 0)
         pos = np.where(live, pos + np.where(bit == 1, 1, 5), pos)
-    return (pos - 8).astype(np.uint8), starts.astype(np.uint8)
+    return (pos - 16).astype(np.uint8), zero.astype(np.uint16)
 
 
-def chain_maps(maps: NDArray[np.uint8], start: int, group: int = 16) -> NDArray[np.int64]:
+@cache
+def _znz_constant() -> tuple[NDArray[np.bool_], NDArray[np.intp]]:
+    """For every 16-bit chunk: whether its exit offset is the same for all entry offsets (the
+    parses from all offsets have merged inside the chunk), and that exit offset."""
+    exit_map, _ = _znz_tables()
+    return (exit_map == exit_map[:, :1]).all(axis=1), exit_map[:, 0].astype(np.intp)
+
+
+def _znz_entries(chunks: NDArray[np.intp]) -> NDArray[np.intp]:
+    """Offset of the first symbol boundary in each chunk (the first chunk starts at 0).
+
+    Most chunks send every entry offset to the same exit, which fixes the next chunk's entry
+    without knowing their own; the few others are resolved along the short runs they form, and
+    the general composition (`chain_maps`) takes over if those runs are long."""
+    exit_map, _ = _znz_tables()
+    constant, exit0 = _znz_constant()
+    entry = np.empty(chunks.size, dtype=np.intp)
+    entry[0] = 0
+    entry[1:] = np.where(constant[chunks[:-1]], exit0[chunks[:-1]], -1)
+    todo = np.flatnonzero(entry < 0)
+    for _ in range(64):
+        if not todo.size:
+            return entry
+        prev = entry[todo - 1]
+        ready = prev >= 0
+        entry[todo[ready]] = exit_map[chunks[todo[ready] - 1], prev[ready]]
+        todo = todo[~ready]
+    return chain_maps(exit_map[chunks], 0)
+
+
+def chain_maps(maps: NDArray[np.integer], start: int, group: int = 16) -> NDArray[np.intp]:
     """Entry state of each step of a chain of finite maps.
 
     `maps[k, s]` is the state after step k when step k is entered in state s. Returns `entry`
     with entry[0] = start and entry[k+1] = maps[k, entry[k]], computed by composing the maps
-    in groups (work O(n * states), Python loops O(group * log n)).
+    in groups of `group` (work O(n * states); Python loops O(group * log n)).
     """
     n, states = maps.shape
     if n <= group:
-        out = np.empty(n, dtype=np.int64)
+        out = np.empty(n, dtype=np.intp)
         s = start
         for k in range(n):
             out[k] = s
@@ -82,22 +115,27 @@ def chain_maps(maps: NDArray[np.uint8], start: int, group: int = 16) -> NDArray[
     padded = np.empty((ng * group, states), dtype=np.intp)
     padded[:n] = maps
     padded[n:] = np.arange(states)  # identity maps
-    g = padded.reshape(ng, group, states)
-    composed = g[:, 0, :].copy()
+    flat = padded.reshape(-1)
+    row = (np.arange(ng, dtype=np.intp) * (group * states))[:, None]
+    composed = padded[0::group].copy()
     for j in range(1, group):
-        composed = np.take_along_axis(g[:, j, :], composed, axis=1)
+        composed = flat[row + j * states + composed]
     entry_g = chain_maps(composed, start, group)
-    out = np.empty((ng, group), dtype=np.int64)
+    out = np.empty((ng, group), dtype=np.intp)
     cur = entry_g
-    rows = np.arange(ng)
+    row1 = row[:, 0]
     for j in range(group):
         out[:, j] = cur
-        cur = g[rows, j, cur]
+        cur = flat[row1 + j * states + cur]
     return out.reshape(-1)[:n]
 
 
-def decode_znz(data: bytes, bitlen: int, n_words: int) -> NDArray[np.bool_]:
-    """The non-zero mask of the `n_words` words, from the ZNZ stream.
+def decode_znz(data: bytes, bitlen: int, n_words: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Run structure of the words, from the ZNZ stream: `ones[i]` non-zero words, then
+    `zeros[i]` zero words (one zero-run chunk), for i = 0..k-1, then `ones[k]` non-zero words.
+
+    Between two zero-run symbols every bit is a one-bit `1` symbol, so only the zero-run
+    symbols need to be found: a chunk automaton locates them.
 
     Raises:
         CorruptStream: the stream does not hold exactly `n_words` words in `bitlen` bits.
@@ -105,23 +143,42 @@ def decode_znz(data: bytes, bitlen: int, n_words: int) -> NDArray[np.bool_]:
     if n_words == 0 or bitlen == 0:
         if n_words or bitlen:
             raise CorruptStream(f"znz stream has {bitlen} bits for {n_words} words")
-        return np.zeros(0, dtype=bool)
-    exit_map, start_map = _znz_tables()
-    buf = np.frombuffer(data, dtype=np.uint8, count=(bitlen + 7) >> 3)
-    entry = chain_maps(exit_map[buf], 0)
-    starts = np.flatnonzero(np.unpackbits(start_map[buf, entry], count=bitlen))
-    is_one = np.unpackbits(buf, count=bitlen).view(bool)[starts]
-    counts = np.ones(starts.size, dtype=np.int64)
-    zero_at = starts[~is_one]
-    if zero_at.size:
-        if int(zero_at[-1]) + 1 + ZNZ_COUNT_BITS > bitlen:
-            raise CorruptStream(f"znz stream ends inside a zero-run symbol (znz_bitlen {bitlen})")
-        win = bitio.byte_windows(buf)
-        counts[~is_one] = bitio.peek_fields(win, zero_at + 1, ZNZ_COUNT_BITS).astype(np.int64) + 1
-    total = int(counts.sum())
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    exit_map, zero_map = _znz_tables()
+    nbytes = (bitlen + 7) >> 3
+    buf = np.zeros(nbytes + (nbytes & 1), dtype=np.uint8)
+    buf[:nbytes] = np.frombuffer(data, dtype=np.uint8, count=nbytes)
+    chunks = buf.view(">u2").astype(np.intp)
+    entry = _znz_entries(chunks)
+    zmask = zero_map[chunks, entry].astype(">u2").view(np.uint8)
+    z = np.flatnonzero(np.unpackbits(zmask, count=bitlen))
+    if z.size and int(z[-1]) + 1 + ZNZ_COUNT_BITS > bitlen:
+        raise CorruptStream(f"znz stream ends inside a zero-run symbol (znz_bitlen {bitlen})")
+    zeros = bitio.peek_fields(bitio.byte_windows(buf), z + 1, ZNZ_COUNT_BITS).astype(np.int64) + 1
+    ones = np.empty(z.size + 1, dtype=np.int64)
+    ones[0] = z[0] if z.size else bitlen
+    ones[1:-1] = np.diff(z) - (1 + ZNZ_COUNT_BITS)
+    if z.size:
+        ones[-1] = bitlen - int(z[-1]) - (1 + ZNZ_COUNT_BITS)
+    total = int(ones.sum() + zeros.sum())
     if total != n_words:
         raise CorruptStream(f"znz stream holds {total} words, n_words is {n_words}")
-    return np.repeat(is_one, counts)
+    return ones, zeros
+
+
+def place_nonzeros(
+    ones: NDArray[np.int64], zeros: NDArray[np.int64], values: NDArray[np.integer], n_words: int
+) -> NDArray[np.integer]:
+    """The words: the non-zero `values` spread over the run structure of `decode_znz`."""
+    out = np.zeros(n_words, dtype=values.dtype)
+    if values.size == n_words:
+        out[:] = values
+        return out
+    zeros_before = np.zeros(ones.size, dtype=np.int64)
+    np.cumsum(zeros, out=zeros_before[1:])
+    pos = np.arange(values.size, dtype=np.int64) + np.repeat(zeros_before, ones)
+    out[pos] = values
+    return out
 
 
 # --- BPC tables -----------------------------------------------------------------------------------
@@ -172,13 +229,13 @@ def _symbol_table(
     return length, planes, code, valid
 
 
-_LEN_MASK, _KC_SHIFT, _VALID_BIT, _NEXT_SHIFT = 0x1F, 5, 1 << 10, 11
+_LEN_MASK, _KC_SHIFT, _KC_MASK, _VALID_BIT, _STATE_MASK = 0x1F, 5, 0x1F, 1 << 15, ~0xFFFF
 
 
 @cache
-def _step_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.int64]:
+def _step_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.int32]:
     """STEP[(c << 16) | window] for parser state c (0: the base is next; c >= 1: plane c-1 is
-    next): bits 0-4 the bits consumed, 5-9 the planes covered, bit 10 valid, bits 11-15 the next
+    next): bits 0-4 the bits consumed, 5-9 the planes covered, bit 15 valid, bits 16+ the next
     state. A step reads the base (state 0) and then as many whole symbols as the 16-bit window
     holds, never past the end of the block (after plane W the state returns to 0). A step always
     consumes at least one symbol; if that symbol is invalid (a position field out of range, a
@@ -205,8 +262,8 @@ def _step_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.int6
         valid &= ~forced
         done |= ~take | forced | (cur == states)
     nxt = np.where(valid & (cur < states), cur, 0)
-    table = used | (covered << _KC_SHIFT) | (valid * _VALID_BIT) | (nxt << _NEXT_SHIFT)
-    return table.astype(np.uint16)
+    table = used | (covered << _KC_SHIFT) | (valid * _VALID_BIT) | (nxt << 16)
+    return table.astype(np.int32)
 
 
 @cache
@@ -233,88 +290,116 @@ def _plane_code_table(word_width: int, block_size: int, swap: bool) -> NDArray[n
 
 
 # --- BPC parsing ----------------------------------------------------------------------------------
+#
+# A parser state is a bit position and a plane state c; the "key" of a state is
+# (c << 16) | (the 16 stream bits at the position), the index into the step table. Keys are what
+# the parse records: they give the state, the window and, through the tables, everything the
+# block decoder needs.
 
-_COMPACT_EVERY = 16  # lanes are checked for their stop condition every few steps
+_CHECK_EVERY = 16  # lanes test their stop condition every few steps
 
 
-def _peek16(win: NDArray[np.uint64], pos: NDArray[np.int64]) -> NDArray[np.int64]:
-    return bitio.peek_fields(win, pos, 16).astype(np.int64)
+def _window16(win: NDArray[np.int64], pos: NDArray[np.int64]) -> NDArray[np.int64]:
+    return bitio.peek_units(win, pos, 16)
 
 
-def _run(
-    win: NDArray[np.uint64],
-    table: NDArray[np.uint16],
+def _run_round0(
+    win: NDArray[np.int64],
+    table: NDArray[np.int32],
+    start: NDArray[np.int64],
+    stop: NDArray[np.int64],
+    limit: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Round 0: every lane parses from its segment start in state 0 until it passes its
+    segment end. Returns the positions and keys of the states visited inside each lane's
+    segment, lane-major, and the count per lane."""
+    rec_p, rec_k = [], []
+    pos = start.copy()
+    cs = np.zeros(start.size, dtype=np.int32)
+    step = 0
+    while True:
+        key = cs | _window16(win, pos)
+        rec_p.append(pos)
+        rec_k.append(key)
+        if step % _CHECK_EVERY == 0 and (pos >= stop).all():
+            break
+        t = table[key]
+        pos = np.minimum(pos + (t & _LEN_MASK), limit)
+        cs = t & _STATE_MASK
+        step += 1
+    p = np.stack(rec_p, axis=1)
+    k = np.stack(rec_k, axis=1)
+    inside = p < stop[:, None]
+    return p[inside], k[inside], inside.sum(axis=1)
+
+
+def _run_fixup(
+    win: NDArray[np.int64],
+    table: NDArray[np.int32],
     lanes: NDArray[np.int64],
     pos: NDArray[np.int64],
     cs: NDArray[np.int64],
     stop: NDArray[np.int64],
-    sync: NDArray[np.int8] | None,
+    sync: NDArray[np.int8],
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Step every lane until it passes `stop[lane]` or (with `sync`) stands on a state that
-    `sync` records (sync[pos] == state). Lanes are tested every few steps, so a lane may take a
-    few steps too many; the caller trims. Returns every state visited, as (position,
-    state << 16, lane, step) in step-major order."""
-    rec_p, rec_c, rec_l, rec_n = [], [], [], []
+    """Step every lane until it stands on a state round 0 visited (sync[pos] == state) or passes
+    `stop[lane]`. Lanes are tested every few steps, so a lane may take a few steps too many.
+    Returns every state visited, as (position, key, lane, step), step-major."""
+    rec_p, rec_k, rec_l, rec_n = [], [], [], []
     step = 0
     while lanes.size:
+        key = cs | _window16(win, pos)
         rec_p.append(pos)
-        rec_c.append(cs)
+        rec_k.append(key)
         rec_l.append(lanes)
         rec_n.append(lanes.size)
-        if step % _COMPACT_EVERY == 0:
-            fin = pos >= stop[lanes]
-            if sync is not None:
-                fin |= sync[pos] == (cs >> 16)
+        if step % _CHECK_EVERY == 0:
+            fin = (pos >= stop[lanes]) | (sync[pos] == (cs >> 16))
             if fin.any():
                 keep = ~fin
-                lanes, pos, cs = lanes[keep], pos[keep], cs[keep]
+                lanes, pos, cs, key = lanes[keep], pos[keep], cs[keep], key[keep]
                 if not lanes.size:
                     break
-        t = table[cs | _peek16(win, pos)].astype(np.int64)
+        t = table[key]
         pos = pos + (t & _LEN_MASK)
-        cs = (t >> _NEXT_SHIFT) << 16
+        cs = (t & _STATE_MASK).astype(np.int64)
         step += 1
-    if not rec_p:
+    if not rec_n:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty
     steps = np.repeat(np.arange(len(rec_n), dtype=np.int64), rec_n)
-    return np.concatenate(rec_p), np.concatenate(rec_c), np.concatenate(rec_l), steps
+    return np.concatenate(rec_p), np.concatenate(rec_k), np.concatenate(rec_l), steps
 
 
-def _lane_major(
-    lane: NDArray[np.int64], step: NDArray[np.int64], keep: NDArray[np.bool_], n_lanes: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """For records kept (each lane's kept records being consecutive steps), the index that puts
-    them in lane-major, step-minor order, and the number kept per lane."""
-    counts = np.bincount(lane[keep], minlength=n_lanes)
-    first_step = np.full(n_lanes, np.iinfo(np.int64).max)
-    np.minimum.at(first_step, lane[keep], step[keep])
-    offset = np.cumsum(counts) - counts
-    return offset[lane[keep]] + step[keep] - first_step[lane[keep]], counts
+def _segment_bits(total_bits: int) -> int:
+    """Segment length of one lane: long enough that most lanes meet the true parse inside their
+    segment, short enough to give a few thousand lanes to share the per-step cost."""
+    return int(min(max(2048, total_bits // 4096), 1 << 15))
 
 
 def parse_bpc(
-    win: NDArray[np.uint64],
+    win: NDArray[np.int64],
     starts: NDArray[np.int64],
     ends: NDArray[np.int64],
     word_width: int,
     block_size: int,
     swap: bool,
     segment_bits: int | None = None,
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Parse several BPC streams held in one buffer (stream i in bits [starts[i], ends[i]), the
-    streams in increasing order and separated by at least 64 zero bits).
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Parse several non-empty BPC streams held in one buffer (stream i in bits
+    [starts[i], ends[i]), in increasing order, separated by at least 64 zero bits; `win` from
+    `bitio.unit_windows`, readable 16 * segment bits past the last end).
 
-    Returns the steps of every stream in order, as positions and states (0 = the step starts
-    with the block's base), and the number of steps of each stream.
+    Returns the keys of the steps of all streams, in order, and the number of steps of each
+    stream.
 
     Raises:
         CorruptStream: a stream does not end with a whole block exactly at its end.
     """
     table = _step_table(word_width, block_size, swap)
     lens = ends - starts
-    seg = segment_bits or _segment_bits(int(lens.sum()), lens.size)
-    per = np.maximum(-(-lens // seg), 0)
+    seg = segment_bits or _segment_bits(int(lens.sum()))
+    per = -(-lens // seg)
     n_lanes = int(per.sum())
     stream_of = np.repeat(np.arange(lens.size), per)
     first_lane = np.cumsum(per) - per
@@ -323,150 +408,167 @@ def parse_bpc(
     lane_end = np.minimum(lane_start + seg, ends[stream_of])
     lane_final = ends[stream_of]
     is_first = k == 0
+    lanes = np.arange(n_lanes, dtype=np.int64)
 
     # round 0: each lane guesses that a block starts at its segment start (exact for first lanes)
-    lanes = np.arange(n_lanes, dtype=np.int64)
-    p0, c0, l0, s0 = _run(win, table, lanes, lane_start.copy(), np.zeros(n_lanes, np.int64), lane_end, None)
-    keep0 = p0 < lane_end[l0]
-    order0, n0 = _lane_major(l0, s0, keep0, n_lanes)
-    r_pos = np.empty(order0.size, dtype=np.int64)
-    r_cs = np.empty(order0.size, dtype=np.int64)
-    r_pos[order0] = p0[keep0]
-    r_cs[order0] = c0[keep0]
+    limit = 32 * (int(win.size) - 3)
+    r_pos, r_key, n0 = _run_round0(win, table, lane_start, lane_end, limit)
     r_lane = np.repeat(lanes, n0)
     last = np.cumsum(n0) - 1
-    t = table[r_cs[last] | _peek16(win, r_pos[last])].astype(np.int64)
+    t = table[r_key[last]]
     exit_pos = r_pos[last] + (t & _LEN_MASK)
-    exit_cs = (t >> _NEXT_SHIFT) << 16
-
-    sync = np.full(int(win.size) * 8 + 1, -1, dtype=np.int8)
-    sync[r_pos] = (r_cs >> 16).astype(np.int8)
+    exit_cs = (t & _STATE_MASK).astype(np.int64)
+    sync = np.full(limit + 1, -1, dtype=np.int8)
+    sync[r_pos] = r_key >> 16
 
     # fix-up: re-run every non-first lane from the previous lane's exit until it meets round 0
     fl = lanes[~is_first]
-    p1, c1, l1, s1 = _run(win, table, fl, exit_pos[fl - 1], exit_cs[fl - 1], lane_final, sync)
-    met = (sync[p1] == (c1 >> 16)) | (p1 >= lane_final[l1])
-    reach = lane_final.copy()  # where each fix-up lane met round 0 (or its stream's end)
+    p1, k1, l1, s1 = _run_fixup(win, table, fl, exit_pos[fl - 1], exit_cs[fl - 1], lane_final, sync)
+    met = (sync[p1] == (k1 >> 16)) | (p1 >= lane_final[l1])
+    reach = lane_final.copy()  # where each fix-up lane first met round 0 (or its stream's end)
     np.minimum.at(reach, l1[met], p1[met])
     reach[is_first] = lane_start[is_first]
 
-    # the true parse: from a correct lane's fix-up up to where it meets round 0, round 0 after.
-    # Lane j+1's fix-up started right iff the true parse left segment j on round 0's path.
+    # The true parse: lane j+1's fix-up started right iff the true parse left segment j on
+    # round 0's path, i.e. iff the fix-up covering segment j met round 0 inside it.
     nxt = np.searchsorted(lane_start, reach, side="right")
     correct = np.ones(n_lanes, dtype=bool)
-    jumps = np.flatnonzero((nxt != lanes + 1) & ~is_first)
     skip_to = -1
-    for j in jumps.tolist():  # lanes whose fix-up ran past their segment: rare
+    for j in np.flatnonzero((nxt != lanes + 1) & ~is_first).tolist():  # rare: long fix-ups
         if j < skip_to:
             correct[j] = False
             continue
         correct[j + 1 : nxt[j]] = False
         skip_to = max(skip_to, int(nxt[j]))
-    correct[is_first] = True
-    fix_lane = correct & ~is_first
-    drop = np.maximum.accumulate(np.where(fix_lane, reach, 0))
-    drop = np.maximum(drop, lane_start)
+    fixed = correct & ~is_first
+    drop = np.maximum(np.maximum.accumulate(np.where(fixed, reach, 0)), lane_start)
 
-    keep1 = fix_lane[l1] & (p1 < reach[l1])
-    order1, n1 = _lane_major(l1, s1, keep1, n_lanes)
-    keep_r = r_pos >= drop[r_lane]
-    nr = np.bincount(r_lane[keep_r], minlength=n_lanes)
-    total = n1 + nr
-    offset = np.cumsum(total) - total
-    out_pos = np.empty(int(total.sum()), dtype=np.int64)
-    out_cs = np.empty(out_pos.size, dtype=np.int64)
-    dst1 = offset[l1[keep1]] + (order1 - (np.cumsum(n1) - n1)[l1[keep1]])
-    out_pos[dst1] = p1[keep1]
-    out_cs[dst1] = c1[keep1]
-    rank = np.arange(r_pos.size) - np.repeat(np.cumsum(n0) - n0, n0)
-    skipped = n0 - nr
-    dst0 = offset[r_lane[keep_r]] + n1[r_lane[keep_r]] + rank[keep_r] - skipped[r_lane[keep_r]]
-    out_pos[dst0] = r_pos[keep_r]
-    out_cs[dst0] = r_cs[keep_r]
+    # assemble: per lane, its fix-up states before `reach`, then round 0's states from `drop`
+    gone = r_pos < drop[r_lane]
+    counts = n0 - np.bincount(r_lane[gone], minlength=n_lanes)
+    out_pos, out_key = r_pos[~gone], r_key[~gone]
+    keep1 = fixed[l1] & (p1 < reach[l1])
+    if keep1.any():
+        l1k, s1k = l1[keep1], s1[keep1]
+        order = np.lexsort((s1k, l1k))
+        at = (np.cumsum(counts) - counts)[l1k[order]]
+        out_pos = np.insert(out_pos, at, p1[keep1][order])
+        out_key = np.insert(out_key, at, k1[keep1][order])
+        counts = counts + np.bincount(l1k, minlength=n_lanes)
+    steps_per_stream = np.add.reduceat(counts, first_lane)
 
-    steps_per_stream = np.add.reduceat(total, first_lane)
-    _check_ends(win, table, out_pos, out_cs, steps_per_stream, ends)
-    return out_pos, out_cs >> 16, steps_per_stream
-
-
-def _check_ends(
-    win: NDArray[np.uint64],
-    table: NDArray[np.uint16],
-    pos: NDArray[np.int64],
-    cs: NDArray[np.int64],
-    steps_per_stream: NDArray[np.int64],
-    ends: NDArray[np.int64],
-) -> None:
-    """Each stream's last step must end a block exactly at the stream's end."""
-    has = steps_per_stream > 0
-    last = (np.cumsum(steps_per_stream) - 1)[has]
-    t = table[cs[last] | _peek16(win, pos[last])].astype(np.int64)
-    end_pos = pos[last] + (t & _LEN_MASK)
-    end_state = t >> _NEXT_SHIFT
-    bad = (end_pos != ends[has]) | (end_state != 0)
+    # each stream's last step must end a block exactly at the stream's end
+    last = np.cumsum(steps_per_stream) - 1
+    t = table[out_key[last]]
+    end_pos = out_pos[last] + (t & _LEN_MASK)
+    end_state = t >> 16
+    bad = (end_pos != ends) | (end_state != 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        over = int(end_pos[i] - ends[has][i])
         raise CorruptStream(
-            f"bpc stream: the parse ends {over:+d} bits from the stream end, in plane state "
-            f"{int(end_state[i])} (0 = at a block boundary)"
+            f"bpc stream: the parse ends {int(end_pos[i] - ends[i]):+d} bits from the stream end, "
+            f"in plane state {int(end_state[i])} (0 = at a block boundary)"
         )
-
-
-def _segment_bits(total_bits: int, n_streams: int) -> int:
-    """Segment length of one lane: long enough that most lanes meet the true parse inside their
-    segment, short enough to give a few thousand lanes to share the per-step cost."""
-    return int(min(max(2048, total_bits // 4096), 1 << 15))
+    return out_key, steps_per_stream
 
 
 # --- BPC decoding -------------------------------------------------------------------------------
 
+_LANE7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_LANE_TOP = np.uint64(0x8080808080808080)
+
+
+@cache
+def _step_plane_codes(word_width: int, block_size: int, swap: bool) -> NDArray[np.uint64]:
+    """For W = N = 8: CODES[key] = the plane codes the step with that key contributes to planes
+    0..7 of its block, plane p in byte p (little-endian) of a uint64, 0 elsewhere."""
+    table = _step_table(word_width, block_size, swap).astype(np.int64)
+    codes = _plane_code_table(word_width, block_size, swap)
+    key = np.arange(table.size, dtype=np.int64)
+    c, w = key >> 16, key & 0xFFFF
+    covered = (table >> _KC_SHIFT) & _KC_MASK
+    sym = np.where(c == 0, (w << word_width) & 0xFFFF, w)
+    first = np.where(c == 0, 0, c - 1)
+    out = np.zeros(key.size, dtype=np.uint64)
+    for j in range(8):  # relative plane j of the step lands on plane first + j
+        plane = first + j
+        take = (j < covered) & (plane < 8)
+        out |= np.where(take, codes[sym, min(j, word_width)].astype(np.uint64), np.uint64(0)) << (
+            8 * np.minimum(plane, 7)
+        ).astype(np.uint64)
+    return out
+
+
+def _lane_add(a: NDArray[np.uint64], b: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """Byte-wise addition modulo 256 of two uint64 (no carry between bytes)."""
+    return ((a & _LANE7) + (b & _LANE7)) ^ ((a ^ b) & _LANE_TOP)
+
+
+def _decode_blocks_8x8(keys: NDArray[np.int64], swap: bool) -> NDArray[np.int8]:
+    """W = N = 8: each block's planes 0..7 as the bytes of one uint64, built by OR-ing the
+    steps' contributions; a byte-wise prefix XOR rebuilds the planes, one 8x8 transpose gives
+    the deltas modulo 256, and a byte-wise prefix sum the words."""
+    codes = _step_plane_codes(8, 8, swap)
+    starts = np.flatnonzero(keys < (1 << 16))  # state 0: the step reads a base
+    x = np.bitwise_or.reduceat(codes[keys], starts) if starts.size else np.zeros(0, np.uint64)
+    chained = (x & _LANE_TOP) == _LANE_TOP  # no all-zero (`00001`) plane among planes 0..7
+    a = x & _LANE7
+    for s in (8, 16, 32):
+        a ^= a << np.uint64(s)  # byte p = XOR of the codes of planes 0..p
+    if not chained.all():
+        rows = np.flatnonzero(~chained)
+        xb = x[rows].view(np.uint8).reshape(-1, 8)
+        fixed = np.zeros(rows.size, dtype=np.uint64)
+        prev = np.zeros(rows.size, dtype=np.uint64)
+        for p in range(8):
+            cur = xb[:, p].astype(np.uint64)
+            prev = np.where(cur >> np.uint64(7) == 1, (cur & np.uint64(0x7F)) ^ prev, cur)
+            fixed |= prev << np.uint64(8 * p)
+        a[rows] = fixed
+    y = transpose8_le(a).byteswap()  # byte i = d_{i-1} for i >= 1, byte 0 = 0
+    y |= (keys[starts] >> 8 & 0xFF).astype(np.uint64)  # byte 0 = the base
+    for s in (8, 16, 32):
+        y = _lane_add(y, y << np.uint64(s))
+    return y.view(np.int8).reshape(-1, 8)
+
 
 def decode_blocks(
-    win: NDArray[np.uint64],
-    pos: NDArray[np.int64],
-    state: NDArray[np.int64],
-    word_width: int,
-    block_size: int,
-    swap: bool,
-) -> NDArray[np.int32]:
-    """Words of all blocks whose parse steps are given (in order), as [blocks, N] signed."""
+    keys: NDArray[np.int64], word_width: int, block_size: int, swap: bool
+) -> NDArray[np.int8] | NDArray[np.int16]:
+    """Words of all blocks whose parse steps are given (keys, in order), as [blocks, N]."""
     w, n = word_width, block_size
     m = n - 1
-    full = (1 << m) - 1
     table = _step_table(w, n, swap)
-    codes = _plane_code_table(w, n, swap)
-    window = _peek16(win, pos)
-    info = table[(state << 16) | window].astype(np.int64)
+    info = table[keys]
     if not (info & _VALID_BIT).all():
-        bad = int(pos[(info & _VALID_BIT) == 0][0])
-        raise CorruptStream(f"bpc stream: invalid symbol at bit {bad}")
-    is_base = state == 0
-    nb = int(is_base.sum())
-    covered = (info >> _KC_SHIFT) & 0x1F
-    if int(covered.sum()) != nb * (w + 1):
-        raise CorruptStream("bpc stream: a block does not hold exactly W+1 planes")
-    base = window[is_base] >> (16 - w)
+        raise CorruptStream(f"bpc stream: invalid symbol at step {int(np.flatnonzero((info & _VALID_BIT) == 0)[0])}")
+    if w == 8 and n == 8:
+        return _decode_blocks_8x8(keys, swap)
+    is_base = keys < (1 << 16)
+    window = keys & 0xFFFF
+    nb = int(np.count_nonzero(is_base))
+    covered = ((info >> _KC_SHIFT) & _KC_MASK).astype(np.intp)
+    codes = _plane_code_table(w, n, swap)
+    out_t = np.uint8 if w == 8 else np.uint16
+    base = (window[is_base] >> (16 - w)).astype(out_t)
     sym_window = np.where(is_base, (window << w) & 0xFFFF, window)
     first = np.cumsum(covered) - covered
-    rel = np.arange(nb * (w + 1), dtype=np.int64) - np.repeat(first, covered)
-    plane_code = codes.reshape(-1)[np.repeat(sym_window * (w + 1), covered) + rel]
-    plane_code = plane_code.reshape(nb, w + 1)
-    a = plane_code & plane_code.dtype.type(full)
-    chain = (plane_code >> m).astype(bool)
+    index = np.repeat(sym_window * (w + 1) - first, covered) + np.arange(nb * (w + 1))
+    plane_code = codes.reshape(-1)[index].reshape(nb, w + 1)
+    full = plane_code.dtype.type((1 << m) - 1)
+    a = plane_code & full
+    reset = plane_code <= full  # an all-zero plane (`00001`): the chain restarts from 0
     planes = np.empty_like(a)
     prev = np.zeros(nb, dtype=a.dtype)
     for b in range(w + 1):
-        prev = np.where(chain[:, b], a[:, b] ^ prev, a[:, b])
+        prev = np.where(reset[:, b], a[:, b], a[:, b] ^ prev)
         planes[:, b] = prev
-    d = deltas_from_planes(planes, w, n)
-    d -= (d >> w) << (w + 1)  # sign-extend from W+1 bits
-    x = np.empty((nb, n), dtype=np.int32)
+    x = np.empty((nb, n), dtype=out_t)
     x[:, 0] = base
-    x[:, 1:] = d
-    np.cumsum(x, axis=1, out=x)
-    half = 1 << (w - 1)
-    return ((x + half) & ((1 << w) - 1)) - half
+    x[:, 1:] = deltas_mod_from_planes(planes, w, n)
+    for i in range(1, n):  # wraps modulo 2**W like the RTL
+        x[:, i] += x[:, i - 1]
+    return x.view(np.int8 if w == 8 else np.int16)
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -512,68 +614,55 @@ def decode_many(records: Sequence[EbpcStreams]) -> list[NDArray[np.int8] | NDArr
     Raises:
         CorruptStream: any record is inconsistent (one line, naming the field or stream).
     """
-    outputs: list[NDArray[np.int8] | NDArray[np.int16] | None] = [None] * len(records)
+    outputs: list[NDArray[np.int8] | NDArray[np.int16]] = []
+    runs: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = []
     groups: dict[tuple[int, int, bool], list[int]] = {}
-    masks: list[NDArray[np.bool_]] = []
     for i, rec in enumerate(records):
         _check_record(rec)
-        mask = decode_znz(bytes(rec.znz), rec.znz_bitlen, rec.n_words)
-        masks.append(mask)
-        groups.setdefault((rec.word_width, rec.block_size, rec.swap_zero_codes), []).append(i)
+        ones, zeros = decode_znz(bytes(rec.znz), rec.znz_bitlen, rec.n_words)
+        runs.append((ones, zeros))
+        nnz = int(ones.sum())
+        w, n = rec.word_width, rec.block_size
+        outputs.append(np.zeros(rec.n_words, dtype=np.int8 if w == 8 else np.int16))
+        nb = -(-nnz // n)
+        if not nb * (w + 3) <= rec.bpc_bitlen <= nb * (w + (w + 1) * n):
+            raise CorruptStream(f"ebpc record: bpc_bitlen {rec.bpc_bitlen} is impossible for {nb} blocks")
+        if nb:
+            groups.setdefault((w, n, rec.swap_zero_codes), []).append(i)
     for (w, n, swap), members in groups.items():
-        nnz_all = np.array([int(np.count_nonzero(masks[i])) for i in members], dtype=np.int64)
-        for j, i in enumerate(members):
-            if records[i].bpc_bitlen == 0 and nnz_all[j]:
-                raise CorruptStream(f"bpc stream is empty but the znz stream has {int(nnz_all[j])} non-zero words")
-        for j, i in enumerate(members):
-            if nnz_all[j] == 0:
-                if records[i].bpc_bitlen:
-                    raise CorruptStream(f"bpc stream has {records[i].bpc_bitlen} bits but no non-zero word")
-                outputs[i] = np.zeros(records[i].n_words, dtype=np.int8 if w == 8 else np.int16)
-        members = [i for j, i in enumerate(members) if nnz_all[j]]
-        if not members:
-            continue
-        nnz = np.array([int(np.count_nonzero(masks[i])) for i in members], dtype=np.int64)
+        nnz = np.array([int(runs[i][0].sum()) for i in members], dtype=np.int64)
         n_blocks = -(-nnz // n)
         bitlens = np.array([records[i].bpc_bitlen for i in members], dtype=np.int64)
-        too_long = bitlens > n_blocks * (w + (w + 1) * n)
-        too_short = bitlens < n_blocks * (w + 3)
-        if (too_long | too_short).any():
-            j = int(np.flatnonzero(too_long | too_short)[0])
-            raise CorruptStream(
-                f"ebpc record: bpc_bitlen {int(bitlens[j])} is impossible for {int(n_blocks[j])} blocks"
-            )
-        # one buffer, each stream at a byte offset, 8 zero bytes between streams
+        # one buffer, each stream at a byte offset, 8 zero bytes between streams; lanes may
+        # read up to 16 bits per step past their segment, so leave room after the last one
         nbytes = (bitlens + 7) >> 3
         offsets = np.cumsum(nbytes + 8) - (nbytes + 8)
-        buf = np.zeros(int((nbytes + 8).sum()) + 64, dtype=np.uint8)
+        seg = _segment_bits(int(bitlens.sum()))
+        buf = np.zeros(int((nbytes + 8).sum()) + 2 * seg + 64, dtype=np.uint8)
         for j, i in enumerate(members):
             buf[offsets[j] : offsets[j] + nbytes[j]] = np.frombuffer(
                 records[i].bpc, dtype=np.uint8, count=int(nbytes[j])
             )
-        win = bitio.byte_windows(buf)
+        win = bitio.unit_windows(buf, 8 * buf.size)
         starts = offsets * 8
-        pos, state, steps = parse_bpc(win, starts, starts + bitlens, w, n, swap)
-        blocks_found = np.add.reduceat((state == 0).astype(np.int64), np.cumsum(steps) - steps)
+        keys, steps = parse_bpc(win, starts, starts + bitlens, w, n, swap, seg)
+        blocks_found = np.add.reduceat((keys < (1 << 16)).astype(np.int64), np.cumsum(steps) - steps)
         if (blocks_found != n_blocks).any():
             j = int(np.flatnonzero(blocks_found != n_blocks)[0])
             raise CorruptStream(
                 f"bpc stream holds {int(blocks_found[j])} blocks, the znz stream needs {int(n_blocks[j])}"
             )
-        values = decode_blocks(win, pos, state, w, n, swap).reshape(-1)
+        values = decode_blocks(keys, w, n, swap).reshape(-1)
         block_off = np.cumsum(n_blocks) - n_blocks
-        dtype = np.int8 if w == 8 else np.int16
         for j, i in enumerate(members):
             vals = values[block_off[j] * n : (block_off[j] + n_blocks[j]) * n]
             k = int(nnz[j])
-            if k and not vals[:k].all():
-                raise CorruptStream("bpc stream decodes a zero where the znz stream has a non-zero word")
             if vals[k:].any():
                 raise CorruptStream("bpc stream: the padding words of the last block are not zero")
-            out = np.zeros(records[i].n_words, dtype=dtype)
-            out[masks[i]] = vals[:k]
-            outputs[i] = out
-    return [o for o in outputs if o is not None]
+            if not vals[:k].all():
+                raise CorruptStream("bpc stream decodes a zero where the znz stream has a non-zero word")
+            outputs[i] = place_nonzeros(*runs[i], vals[:k], records[i].n_words)
+    return outputs
 
 
 def decode_streams(encoded: EbpcStreams) -> NDArray[np.int8] | NDArray[np.int16]:

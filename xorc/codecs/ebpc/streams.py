@@ -196,3 +196,34 @@ def deltas_from_planes(
         top = (p[:, w] >> up).astype(np.uint8)[:, None]
         grp |= np.unpackbits(top, axis=1, bitorder="little").astype(np.int32) << w
     return rows[:, m - 1 :: -1] if m else rows[:, :0]
+
+
+def deltas_mod_from_planes(
+    p: NDArray[np.unsignedinteger], word_width: int, block_size: int
+) -> NDArray[np.unsignedinteger]:
+    """The deltas modulo 2**W from planes 0..W-1 of [blocks, W+1] planes: [blocks, N-1] as
+    uint8 (W = 8) or uint16 (W = 16). Enough to rebuild W-bit words, which wrap anyway."""
+    nb = p.shape[0]
+    n, w = block_size, word_width
+    m = n - 1
+    out_t = np.uint8 if w == 8 else np.uint16
+    rows = np.zeros((nb, n), dtype=out_t)  # reversed row order, as in planes_from_deltas
+    groups = n // 8
+    for g in range(groups):
+        up = 8 * (groups - 1 - g)
+        grp = rows[:, n - 8 - 8 * g : n - 8 * g]
+        for k in range(w // 8):
+            x = _as_u64((p[:, 8 * k : 8 * k + 8] >> up).astype(np.uint8))
+            y = _transpose8(x).view(np.uint8).reshape(nb, 8)
+            if k:
+                grp |= y.astype(out_t) << out_t(8 * k)
+            else:
+                grp |= y
+    return rows[:, m - 1 :: -1]
+
+
+def transpose8_le(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """The 8x8 bit transpose used by the plane transforms, on uint64 whose little-endian byte b
+    is plane b of rows (row 0 at bit 7): returns uint64 whose little-endian byte c is row 7-c
+    (bit b = plane b)."""
+    return _transpose8(x)

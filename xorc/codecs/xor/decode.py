@@ -87,8 +87,17 @@ def parse_params(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) 
     )
 
 
+def busy_slices(kept: NDArray[np.int64], n_out: int) -> tuple[int, NDArray[np.int64]]:
+    """(number of slices holding a kept weight, index of each kept weight's slice among them)."""
+    slice_of = kept // n_out
+    first = np.ones(slice_of.size, dtype=bool)
+    first[1:] = slice_of[1:] != slice_of[:-1]
+    index = np.cumsum(first) - 1
+    return int(first.sum()), index
+
+
 def read_seeds(data: bytes, n_slices: int, n_in: list[int]) -> NDArray[np.uint64]:
-    """The seed words, shape (planes, n_slices), from the `seeds` stream (§4)."""
+    """The seed words, shape (planes, n_slices), of the busy slices, from the `seeds` stream."""
     per_slice = sum(n_in)
     bits = stream_bits(data, n_slices * per_slice, "seeds").reshape(n_slices, per_slice)
     seeds = np.zeros((len(n_in), n_slices), dtype=np.uint64)
@@ -115,18 +124,19 @@ def care_indices(kept: NDArray[np.int64], positions: NDArray[np.int64]) -> NDArr
 
 def kept_codes(
     seeds: NDArray[np.uint64],
-    rows: NDArray[np.uint64],
-    kept: NDArray[np.int64],
-    n_out: int,
+    seed_index: NDArray[np.int64],
+    row_words: NDArray[np.uint64],
     flips: list[NDArray[np.int64]],
 ) -> NDArray[np.uint16]:
-    """Sign-magnitude codes of the kept weights: XOR-network outputs, then patch flips."""
+    """Sign-magnitude codes of the kept weights: XOR-network outputs, then patch flips.
+
+    `seeds` is (planes, busy slices); kept weight c uses seed column `seed_index[c]` and M row
+    word `row_words[c]`.
+    """
     q = seeds.shape[0]
-    slice_of = kept // n_out
-    row_words = rows[kept % n_out]
-    codes = np.zeros(kept.size, dtype=np.uint16)
+    codes = np.zeros(seed_index.size, dtype=np.uint16)
     for i in range(q):
-        plane = xor_outputs(seeds[i][slice_of], row_words)
+        plane = xor_outputs(seeds[i][seed_index], row_words)
         plane[flips[i]] ^= np.uint8(1)
         codes |= plane.astype(np.uint16) << np.uint16(q - 1 - i)
     return codes
@@ -142,15 +152,15 @@ def decode(
     if network_crc32(rows) != p.m_crc32:
         raise BadRecord("codec parameter 'm_crc32' does not match the XOR network of 'm_seed'")
     mask = decode_mask(stream(streams, "mask"), n, p.n_kept, p.mask_coding, p.mask_k, p.mask_bits)
-    n_slices = -(-n // p.n_out)
-    seeds = read_seeds(stream(streams, "seeds"), n_slices, p.n_in)
     patched = decode_patches(stream(streams, "patches"), p.patches, p.patch_k, p.patch_bits, n)
     extra = set(streams) - {"mask", "seeds", "patches"}
     if extra:
         raise CorruptStream(f"unexpected stream(s) {sorted(extra)!r}")
     kept = np.flatnonzero(mask)
+    n_busy, seed_index = busy_slices(kept, p.n_out)
+    seeds = read_seeds(stream(streams, "seeds"), n_busy, p.n_in)
     flips = [care_indices(kept, pos) for pos in patched]
-    codes = kept_codes(seeds, rows, kept, p.n_out, flips)
+    codes = kept_codes(seeds, seed_index, rows[kept % p.n_out], flips)
     out = np.zeros(n, dtype=np.int16)
     out[kept] = from_sign_magnitude(codes, bits)
     return out.reshape(shape)

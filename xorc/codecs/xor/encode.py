@@ -100,7 +100,8 @@ class SolvedTensor:
 
     Attributes:
         q: the input tensor; options: the options it was solved with.
-        n_out, m_seed: the network; n_slices: slices of the tensor.
+        n_out, m_seed: the network; n_slices: slices of the tensor; n_busy: slices holding a
+            kept weight (only those store seeds).
         kept: positions of the kept weights (C order); codes: their sign-magnitude codes.
         candidates: per plane (sign first), the rates it may use.
         best_rate: per plane, the scan's best rate for correct-all.
@@ -113,6 +114,7 @@ class SolvedTensor:
     n_out: int
     m_seed: int
     n_slices: int
+    n_busy: int
     kept: NDArray[np.int64]
     codes: NDArray[np.uint16]
     candidates: list[list[Candidate]]
@@ -199,12 +201,13 @@ def _error_importance(q: QuantTensor, kept: NDArray[np.int64]) -> NDArray[np.flo
     return out
 
 
-def _n_out_choices(n: int, n_kept: int) -> list[int]:
+def _n_out_choices(n: int, kept: NDArray[np.int64]) -> list[int]:
+    """Slice lengths worth scanning: the three largest (not above n rounded up to a power of
+    two) whose mean care count per busy slice is <= MAX_MEAN_CARE; else the smallest."""
     cap = max(64, 1 << max(0, (n - 1).bit_length()))
     allowed = [c for c in N_OUT_CHOICES if c <= cap]
-    density = n_kept / n if n else 0.0
-    fit = [c for c in allowed if density * c <= MAX_MEAN_CARE]
-    return fit[-2:] if fit else [allowed[0]]
+    fit = [c for c in allowed if kept.size <= MAX_MEAN_CARE * np.unique(kept // c).size]
+    return fit[-3:] if fit else [allowed[0]]
 
 
 def _scan(
@@ -228,7 +231,7 @@ def _scan(
     rank = block_rank[kept // SAMPLE_BLOCK]
     sel = np.flatnonzero(rank >= 0)
     pos = rank[sel] * SAMPLE_BLOCK + kept[sel] % SAMPLE_BLOCK
-    n_slices = -(-n // n_out)
+    n_busy = int(np.unique(kept // n_out).size)
     s_slices = pick.size * (SAMPLE_BLOCK // n_out)
     slice_of = pos // n_out
     rows = network(DEFAULT_M_SEED, n_out)
@@ -252,7 +255,7 @@ def _scan(
             with_seeds=False,
         )
         errs = np.stack([sol.errors[r] for r in rates]).astype(np.float64) * scale  # (rates, P)
-        cost = np.asarray(rates, dtype=np.float64)[:, None] * n_slices + _patch_estimate(errs, n)
+        cost = np.asarray(rates, dtype=np.float64)[:, None] * n_busy + _patch_estimate(errs, n)
         for j, i in enumerate(g.planes):
             best[i] = rates[int(cost[:, j].argmin())]
             total += float(cost[:, j].min())
@@ -295,7 +298,7 @@ def solve_tensor(q: QuantTensor, options: EncodeOptions) -> SolvedTensor:
     kept = np.flatnonzero(flat != 0).astype(np.int64)
     codes = to_sign_magnitude(flat[kept], q.bits)
     groups = _groups(q, kept, options.patch_policy)
-    choices = _n_out_choices(n, kept.size)
+    choices = _n_out_choices(n, kept)
     if kept.size == 0:
         n_out, best = choices[-1], [0] * q.bits
     else:
@@ -336,7 +339,8 @@ def solve_tensor(q: QuantTensor, options: EncodeOptions) -> SolvedTensor:
                 )
     coding, mask_k, mask_bits, mask_stream = encode_mask(flat != 0)
     return SolvedTensor(
-        q, options, n_out, DEFAULT_M_SEED, n_slices, kept, codes, candidates, best,
+        q, options, n_out, DEFAULT_M_SEED, n_slices, int(np.unique(slice_of).size), kept, codes,
+        candidates, best,
         coding, mask_k, mask_bits, mask_stream,
     )  # fmt: skip
 
@@ -364,11 +368,11 @@ def _plan(solved: SolvedTensor, lam: float, cums: list[list[NDArray[np.float64]]
         best = (math.inf, 0, 0)
         for ci, (c, cum) in enumerate(zip(cands, csums, strict=True)):
             if math.isinf(lam) or c.err.size == 0:
-                m, cost = 0, c.n_in * solved.n_slices + c.all_bits
+                m, cost = 0, c.n_in * solved.n_busy + c.all_bits
             else:
                 m = int(np.searchsorted(c.imp_sorted, c.patch_cost / lam, side="left"))
                 damage = float(cum[m - 1]) if m else 0.0
-                cost = c.n_in * solved.n_slices + c.patch_cost * (c.err.size - m) + lam * damage
+                cost = c.n_in * solved.n_busy + c.patch_cost * (c.err.size - m) + lam * damage
             if cost < best[0]:
                 best = (cost, ci, m)
         choice.append(best[1])
@@ -415,7 +419,7 @@ def _measure(solved: SolvedTensor, choice: tuple[int, ...], left: tuple[int, ...
         masks = [np.zeros(solved.candidates[i][ci].err.size, bool) for i, ci in enumerate(choice)]
     else:
         masks, _ = _left_after_forcing(solved, choice, left)
-    seed_bits = sum(solved.candidates[i][ci].n_in for i, ci in enumerate(choice)) * solved.n_slices
+    seed_bits = sum(solved.candidates[i][ci].n_in for i, ci in enumerate(choice)) * solved.n_busy
     patch_bits = sum(patch_run_length(p)[1] for p in _patches(solved, choice, masks))
     total = sum(solved.candidates[i][ci].err.size for i, ci in enumerate(choice))
     n_left = sum(int(m.sum()) for m in masks)
@@ -446,7 +450,7 @@ def _options(solved: SolvedTensor) -> list[_Option]:
 
 
 def _seeds_stream(seeds: list[NDArray[np.uint64]], n_in: list[int], n_slices: int) -> bytes:
-    """Slice-interleaved seed fields (docs/codecs/xor.md §4)."""
+    """Slice-interleaved seed fields of the given (busy) slices (docs/codecs/xor.md §4)."""
     per_slice = sum(n_in)
     out = np.zeros((n_slices, per_slice), dtype=np.uint8)
     start = 0
@@ -476,7 +480,8 @@ def finish(
         flips[idx] |= np.uint16(1 << (q.bits - 1 - i))
     patch_stream, counts, ks, lengths = encode_patches(_patches(solved, best.choice, masks))
     n_in = [c.n_in for c in chosen]
-    seeds_stream = _seeds_stream([c.seeds for c in chosen], n_in, solved.n_slices)
+    busy = np.unique(solved.kept // solved.n_out)
+    seeds_stream = _seeds_stream([c.seeds[busy] for c in chosen], n_in, busy.size)
     rows = network(solved.m_seed, solved.n_out)
     params = {
         "variant": VARIANT,
@@ -497,7 +502,7 @@ def finish(
     decoded[solved.kept] = from_sign_magnitude(solved.codes ^ flips, q.bits)
     decoded = decoded.reshape(q.values.shape)
     n = max(q.values.size, 1)
-    plane_bits = [r * solved.n_slices for r in n_in]
+    plane_bits = [r * solved.n_busy for r in n_in]
     stats = {
         "policy": solved.options.patch_policy,
         "restarts": max(1, int(solved.options.effort)),

@@ -21,8 +21,10 @@ from xorc.errors import BadRecord, CorruptStream
 from xorc.tensor import JSON
 
 PARAM_KEYS = frozenset({"k", "axis", "group", "zeros", "huffman"})
-ZERO_LAYOUTS = ("none", "entry", "mask")
+RUN_KEYS = frozenset({"nonzero", "rice_k"})
+ZERO_LAYOUTS = ("none", "entry", "mask", "runs")
 MAX_K = 256
+MAX_RICE_K = 24
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class DictRecord:
     huffman: bool
     rows: int
     cols: int
+    nonzero: int = 0
+    rice_k: int = 0
 
     @property
     def n(self) -> int:
@@ -58,8 +62,8 @@ class DictRecord:
 
     def stream_names(self) -> list[str]:
         names = ["codebook"]
-        if self.zeros == "mask":
-            names.append("mask")
+        if self.zeros in ("mask", "runs"):
+            names.append(self.zeros)
         if self.huffman:
             names.append("code_lengths")
         return [*names, "indices"]
@@ -75,12 +79,12 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> Dict
         raise BadRecord(f"shape {shape!r} must be non-negative integers")
     if type(bits) is not int or not 2 <= bits <= 8:
         raise BadRecord(f"bits must be an integer in [2, 8], got {bits!r}")
-    unknown = sorted(set(params) - PARAM_KEYS)
-    if unknown:
-        raise BadRecord(f"unknown dictionary codec parameter {unknown[0]!r}")
     zeros = params.get("zeros")
     if zeros not in ZERO_LAYOUTS:
         raise BadRecord(f"codec parameter 'zeros' must be one of {ZERO_LAYOUTS}, got {zeros!r}")
+    unknown = sorted(set(params) - PARAM_KEYS - (RUN_KEYS if zeros == "runs" else set()))
+    if unknown:
+        raise BadRecord(f"unknown dictionary codec parameter {unknown[0]!r}")
     k = param_int(params, "k", 1, MAX_K)
     axis = param_int(params, "axis", 0, max(len(shape) - 1, 0))
     rows = shape[axis] if shape else 1
@@ -89,7 +93,12 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> Dict
     if huffman and k < 2:
         raise BadRecord("codec parameter 'huffman' needs k >= 2")
     n = n_elements(shape)
-    return DictRecord(tuple(shape), bits, k, axis, group, str(zeros), huffman, rows, n // rows if rows else 0)
+    nonzero = param_int(params, "nonzero", 0, n) if zeros == "runs" else 0
+    rice_k = param_int(params, "rice_k", 0, MAX_RICE_K) if zeros == "runs" else 0
+    cols = n // rows if rows else 0
+    return DictRecord(
+        tuple(shape), bits, k, axis, group, str(zeros), huffman, rows, cols, nonzero, rice_k
+    )
 
 
 def read_table(bus: BusStream, rec: DictRecord) -> NDArray[np.int16]:
@@ -110,7 +119,10 @@ def read_table(bus: BusStream, rec: DictRecord) -> NDArray[np.int16]:
 
 
 def lookup(
-    table: NDArray[np.int16], idx: NDArray[np.int64], rec: DictRecord, keep: NDArray[np.bool_] | None
+    table: NDArray[np.int16],
+    idx: NDArray[np.int64],
+    rec: DictRecord,
+    keep: NDArray[np.bool_] | None,
 ) -> NDArray[np.int16]:
     """Values of the coded weights: entry idx of the codebook of each weight's row group."""
     if rec.groups == 0:

@@ -95,7 +95,9 @@ def _symbols(word_width: int, block_size: int, swap: bool) -> tuple[NDArray[np.i
     op[top(5) == 0] = INVERT
     op[top(5) == 1] = ZERO
     # zero planes: a single one (`01`, swapped `001`) or a run (`001` + count, swapped `01` + count)
-    single, run, run_prefix = (top(3) == 1, top(2) == 1, 2) if swap else (top(2) == 1, top(3) == 1, 3)
+    single, run, run_prefix = (
+        (top(3) == 1, top(2) == 1, 2) if swap else (top(2) == 1, top(3) == 1, 3)
+    )
     length[single] = 5 - run_prefix
     op[single] = KEEP
     length[run] = run_prefix + count_bits
@@ -126,7 +128,7 @@ def _bpc_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.int64
 def decode_bpc(
     bus: BusStream, bitlen: int, blocks: int, word_width: int, block_size: int, swap: bool
 ) -> tuple[NDArray[np.int64], int]:
-    """The blocks * N words of the BPC stream (signed W-bit) and the number of symbols (incl. bases).
+    """The blocks * N words of the BPC stream (signed W-bit) and its symbol count (with bases).
 
     Raises:
         CorruptStream: the stream does not parse into exactly `blocks` blocks ending at `bitlen`.
@@ -137,15 +139,19 @@ def decode_bpc(
             raise CorruptStream(f"bpc stream has {bitlen} bits but no block")
         return np.zeros(0, dtype=np.int64), 0
     win = fields.windows(bus)
-    pos, state, end, end_state = parser.parse(win, _bpc_table(w, n, swap), WINDOW, bitlen, segment=2048)
+    pos, state, end, end_state = parser.parse(
+        win, _bpc_table(w, n, swap), WINDOW, bitlen, segment=2048
+    )
     if end != bitlen or end_state != 0:
         raise CorruptStream(f"bpc stream: the last block ends at bit {end}, bpc_bitlen is {bitlen}")
     is_base = state == 0
     if int(is_base.sum()) != blocks:
-        raise CorruptStream(f"bpc stream holds {int(is_base.sum())} blocks, the znz stream needs {blocks}")
+        raise CorruptStream(
+            f"bpc stream holds {int(is_base.sum())} blocks, the znz stream needs {blocks}"
+        )
     base = fields.peek(win, pos[is_base], w).astype(np.int64)
     head = fields.peek(win, pos[~is_base], WINDOW).astype(np.intp)
-    length, planes, op, s, valid = _symbols(w, n, swap)
+    _, planes, op, s, valid = _symbols(w, n, swap)
     if not valid[head].all():
         raise CorruptStream("bpc stream: a symbol's position field is out of range")
     k = planes[head]
@@ -159,7 +165,11 @@ def decode_bpc(
     shifts = np.arange(n - 2, -1, -1, dtype=np.int64)  # d_i sits at bit m-1-i of each plane
     for b in range(w + 1):
         o = ops[:, b]
-        plane = np.where(o == KEEP, plane, np.where(o == INVERT, plane ^ full, np.where(o == ZERO, 0, plane ^ sval[:, b])))
+        plane = np.where(
+            o == KEEP,
+            plane,
+            np.where(o == INVERT, plane ^ full, np.where(o == ZERO, 0, plane ^ sval[:, b])),
+        )
         delta |= ((plane[:, None] >> shifts) & 1) << b
     delta -= (delta >> w) << (w + 1)  # sign-extend from W+1 bits
     x = np.concatenate([base[:, None], delta], axis=1)

@@ -74,18 +74,24 @@ def decode(bus: BusStream, count: int, lengths: NDArray[np.int64]) -> NDArray[np
         win = fields.windows(bus)
         pos, _, _, _ = parser.parse(win, table, top, nbits, segment=256)
         if pos.size < count:
-            raise CorruptStream(f"stream 'indices' runs out of bits after {pos.size} of {count} codes")
+            raise CorruptStream(
+                f"stream 'indices' runs out of bits after {pos.size} of {count} codes"
+            )
         pos = pos[:count]
         w = fields.peek(win, pos, top).astype(np.int64)
         lens = length[w]
         if not lens.all():
             first = int(np.argmin(lens != 0))
-            raise CorruptStream(f"stream 'indices' has a bit pattern with no code at symbol {first}")
+            raise CorruptStream(
+                f"stream 'indices' has a bit pattern with no code at symbol {first}"
+            )
         used = int(pos[-1] + lens[-1])
         if used > nbits:
             raise CorruptStream(f"stream 'indices' runs out of bits in code {count - 1} of {count}")
         symbols = symbol[w]
     if bus.nbytes != (used + 7) // 8:
-        raise CorruptStream(f"stream 'indices' is {bus.nbytes} bytes, its codes need {(used + 7) // 8}")
+        raise CorruptStream(
+            f"stream 'indices' is {bus.nbytes} bytes, its codes need {(used + 7) // 8}"
+        )
     fields.exact_stream(bus, used, "indices")
     return symbols

@@ -19,7 +19,7 @@ XOR_CODINGS = ("all", "bitmap", "rice-kept", "rice-pruned")
 
 
 def bitmap(bus: BusStream, n: int) -> NDArray[np.bool_]:
-    """A plain n-bit bitmap (bit t = weight t is kept); the stream length is checked by the caller."""
+    """A plain n-bit bitmap (bit t = weight t is kept); the caller checks the stream length."""
     return fields.bits(bus, n).view(np.bool_)
 
 
@@ -47,7 +47,9 @@ def xor_mask(
             raise CorruptStream(f"stream 'mask': a bitmap has {n} bits, record says {nbits}")
         mask = bitmap(bus, n)
         if int(np.count_nonzero(mask)) != n_kept:
-            raise CorruptStream(f"stream 'mask' keeps {int(np.count_nonzero(mask))} weights, record says {n_kept}")
+            raise CorruptStream(
+                f"stream 'mask' keeps {int(np.count_nonzero(mask))} weights, record says {n_kept}"
+            )
         return mask, bitmap_cycles(n, dim)
     count = n_kept if coding == "rice-kept" else n - n_kept
     gaps = rice.decode_run(bus, 0, nbits, count, k, "mask")
@@ -61,10 +63,26 @@ def xor_mask(
     return mask, rice.cycles(count, rice_rate)
 
 
-def insert_zeros(mask: NDArray[np.bool_] | None, kept: NDArray[np.int16], n: int) -> NDArray[np.int16]:
+def insert_zeros(
+    mask: NDArray[np.bool_] | None, kept: NDArray[np.int16], n: int
+) -> NDArray[np.int16]:
     """Levels of all n weights: the kept values in order at the mask's set bits, 0 elsewhere."""
     if mask is None:
         return kept
     out = np.zeros(n, dtype=np.int16)
     out[mask] = kept
     return out
+
+
+def runs(bus: BusStream, n: int, nonzero: int, k: int) -> NDArray[np.bool_]:
+    """The mask of dictionary layout `runs`: `nonzero` Rice-coded gaps between kept weights
+    (one code per kept weight); the stream ends in the byte of the last code, pad bits zero.
+
+    Raises:
+        CorruptStream: the codes run out, the stream is too long, or a position is out of range.
+    """
+    gaps, used = rice.decode_prefix(bus, nonzero, k, "runs")
+    fields.exact_stream(bus, used, "runs")
+    keep = np.zeros(n, dtype=bool)
+    keep[rice.gaps_to_positions(gaps, n, "runs")] = True
+    return keep

@@ -1,4 +1,4 @@
-"""Patch (error-correction) unit: Rice decoder, patch FIFO, bit-flip applier (docs/datapath.md §3.4).
+"""Patch (error-correction) unit: Rice decoder, patch FIFO, bit flips (docs/datapath.md §3.4).
 
 Values: per plane, the sorted positions (C order) of the flipped bits (docs/codecs/xor.md §6);
 a position counter gives each flip its slice (position div N_out) and offset (position mod N_out),
@@ -7,16 +7,16 @@ position must be a kept weight.
 
 Timing, per tensor, at slice granularity (closed form, no loop per slice):
 
-* a_s = flips that fall in slice s (all planes); every slice period of T cycles the applier
-  can apply P flips per cycle;
-* the FIFO backlog after slice s is o_s = min(D, max(0, o_(s-1) + a_s - P*T)), o_(-1) = 0;
+* a_s = flips that fall in slice s (all planes); during the T_s cycles of slice s's period the
+  applier can apply P flips per cycle;
+* the FIFO backlog after slice s is o_s = min(D, max(0, o_(s-1) + a_s - P*T_s)), o_(-1) = 0;
 * a backlog that would exceed D stalls the XOR array ceil(excess / P) cycles, where
-  excess_s = max(0, o_(s-1) + a_s - P*T - D);
+  excess_s = max(0, o_(s-1) + a_s - P*T_s - D);
 * the peak occupancy is max_s min(D, o_(s-1) + a_s) (all of a slice's flips counted as
   arriving at its start: an upper bound on the FIFO's high-water mark).
 
 With D = 0 every flip must be applied within its own slice period: stalls = sum of
-max(0, ceil(a_s / P) - T). The clamped recursion is evaluated as a prefix scan over slices of
+max(0, ceil(a_s / P) - T_s). The clamped recursion is evaluated as a prefix scan over slices of
 the maps o -> clamp(o + x, lo, hi), which compose into maps of the same form.
 """
 
@@ -65,8 +65,10 @@ def _clamp(x: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -
     return np.minimum(np.maximum(x, lo), hi)
 
 
-def backlog(arrivals: NDArray[np.int64], service: int, depth: int) -> NDArray[np.int64]:
-    """o_s = min(depth, max(0, o_(s-1) + arrivals_s - service)) for every s, o_(-1) = 0."""
+def backlog(
+    arrivals: NDArray[np.int64], service: NDArray[np.int64] | int, depth: int
+) -> NDArray[np.int64]:
+    """o_s = min(depth, max(0, o_(s-1) + arrivals_s - service_s)) for every s, o_(-1) = 0."""
     x = arrivals.astype(np.int64) - service
     if x.size == 0:
         return x
@@ -92,9 +94,14 @@ def backlog(arrivals: NDArray[np.int64], service: int, depth: int) -> NDArray[np
 
 
 def timing(
-    slice_flips: NDArray[np.int64], period: int, per_cycle: int, depth: int, rice_rate: int
+    slice_flips: NDArray[np.int64],
+    period: NDArray[np.int64] | int,
+    per_cycle: int,
+    depth: int,
+    rice_rate: int,
 ) -> PatchTiming:
-    """Stall cycles and FIFO peak for `slice_flips[s]` flips in slice s (module docstring)."""
+    """Stall cycles and FIFO peak for `slice_flips[s]` flips in slice s whose period is
+    `period[s]` cycles (module docstring)."""
     flips = int(slice_flips.sum())
     if flips == 0:
         return PatchTiming(0, 0, 0, 0, 0)

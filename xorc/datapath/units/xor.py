@@ -53,7 +53,9 @@ def _int_list(params: Mapping[str, JSON], key: str, length: int, lo: int, hi: in
     value = params.get(key)
     ok = isinstance(value, list) and len(value) == length
     if not ok or any(type(v) is not int or not lo <= v <= hi for v in value):  # type: ignore[union-attr]
-        raise BadRecord(f"codec parameter {key!r} must be {length} integers in [{lo}, {hi}], got {value!r}")
+        raise BadRecord(
+            f"codec parameter {key!r} must be {length} integers in [{lo}, {hi}], got {value!r}"
+        )
     return list(value)  # type: ignore[arg-type]
 
 
@@ -69,7 +71,9 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> XorR
     param_int(params, "variant", VARIANT, VARIANT)
     coding = params.get("mask_coding")
     if coding not in XOR_CODINGS:
-        raise BadRecord(f"codec parameter 'mask_coding' must be one of {XOR_CODINGS}, got {coding!r}")
+        raise BadRecord(
+            f"codec parameter 'mask_coding' must be one of {XOR_CODINGS}, got {coding!r}"
+        )
     n_kept = param_int(params, "n_kept", 0, n)
     return XorRecord(
         n_out=param_int(params, "n_out", 1, MAX_N_OUT),
@@ -86,9 +90,29 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> XorR
     )
 
 
+def busy_slices(keep: NDArray[np.bool_], n_out: int) -> NDArray[np.bool_]:
+    """Which slices hold at least one kept weight (only those store seeds, docs/codecs/xor.md §4);
+    in hardware a popcount of each slice's mask bits, counted into the seed index."""
+    n = keep.size
+    n_slices = -(-n // n_out)
+    padded = np.zeros(n_slices * n_out, dtype=bool)
+    padded[:n] = keep
+    return padded.reshape(n_slices, n_out).any(axis=1)
+
+
+def scatter_slices(y: NDArray[np.uint64], busy: NDArray[np.bool_]) -> NDArray[np.uint64]:
+    """Output slices of every slice: the busy slices' XOR outputs, zeros for empty slices."""
+    if bool(busy.all()):
+        return y
+    out = np.zeros((busy.size, y.shape[1]), dtype=np.uint64)
+    out[busy] = y
+    return out
+
+
 def read_seeds(bus: BusStream, n_slices: int, n_in: list[int]) -> list[NDArray[np.uint64]]:
-    """Per plane, the seed word of every slice (docs/codecs/xor.md §4): the stream is fixed-rate,
-    slice s starts at bit s * sum(n_in), plane i's field follows the earlier planes' fields.
+    """Per plane, the seed word of every busy slice (docs/codecs/xor.md §4): the stream is
+    fixed-rate, busy slice m starts at bit m * sum(n_in), plane i's field after the earlier
+    planes' fields.
 
     Raises:
         CorruptStream: wrong length or nonzero pad bits.
@@ -112,7 +136,9 @@ class XorArray:
         self.n_out = int(rows.size)
         self.words = -(-self.n_out // 64)
         # column j of M as an n_out-bit vector (bit r = M[r, j]), LSB-first uint64 words
-        col_bits = ((rows[None, :] >> np.arange(64, dtype=np.uint64)[:, None]) & np.uint64(1)).astype(np.uint8)
+        col_bits = (
+            (rows[None, :] >> np.arange(64, dtype=np.uint64)[:, None]) & np.uint64(1)
+        ).astype(np.uint8)
         cols = bitio.to_words(col_bits).reshape(8, 8, self.words)
         v = np.arange(256)
         tables = np.zeros((8, 256, self.words), dtype=np.uint64)
@@ -122,7 +148,7 @@ class XorArray:
         self.tables = tables
 
     def plane(self, seeds: NDArray[np.uint64], n_in: int) -> NDArray[np.uint64]:
-        """The output slices of one plane: (n_slices, ceil(n_out / 64)) LSB-first words."""
+        """The output slices of one plane: (len(seeds), ceil(n_out / 64)) LSB-first words."""
         y = np.zeros((seeds.size, self.words), dtype=np.uint64)
         for b in range(-(-n_in // 8)):
             byte = ((seeds >> np.uint64(8 * b)) & np.uint64(0xFF)).astype(np.intp)
@@ -149,9 +175,12 @@ def plane_bytes(y: NDArray[np.uint64], n_out: int, n: int) -> NDArray[np.uint8]:
 
 
 def flip(plane: NDArray[np.uint8], positions: NDArray[np.int64]) -> None:
-    """Flip the plane bits at `positions` (each at most once)."""
+    """Flip the plane bits at `positions` (ascending, each at most once)."""
     if positions.size:
-        np.bitwise_xor.at(plane, positions >> 3, np.left_shift(1, positions & 7).astype(np.uint8))
+        byte = positions >> 3
+        bit = np.left_shift(1, positions & 7).astype(np.uint8)
+        first = np.flatnonzero(np.diff(byte, prepend=-1))
+        plane[byte[first]] ^= np.bitwise_or.reduceat(bit, first)
 
 
 _M1 = np.uint64(0x00AA00AA00AA00AA)
