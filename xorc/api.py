@@ -1,18 +1,23 @@
-"""The library API behind every command: compress, inspect, decompress, verify."""
+"""The library API behind every command: compress, inspect, decompress, verify.
+
+Heavy modules (onnx, onnxruntime, the encoders) are imported inside the functions that need
+them, so that `inspect` starts fast (tests/test_layering.py).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xorc.config import CompressOptions
-from xorc.decode import rebuild_model
 from xorc.errors import UsageError
 from xorc.format import atomic_write, read_bytes, read_file, v1
-from xorc.pipeline import compress_model
 from xorc.report import Summary, summarize
-from xorc.verify import VerifyReport, check_bit_exact, verify_container
+
+if TYPE_CHECKING:
+    from xorc.verify import VerifyReport
 
 PathLike = str | os.PathLike[str]
 
@@ -35,6 +40,8 @@ def compress(
 ) -> Summary:
     """Compress `model` into the blob `out` (written atomically); returns its summary."""
     _check_output([model, calib], out)
+    from xorc.pipeline import compress_model
+
     container = compress_model(model, options or CompressOptions(), calib, progress)
     data = v1.write(container)
     atomic_write(out, data)
@@ -48,6 +55,9 @@ def inspect(blob: PathLike) -> Summary:
 
 def decompress(blob: PathLike, out: PathLike) -> Path:
     """Rebuild a runnable ONNX model with dequantized weights; written atomically."""
+    from xorc.decode import rebuild_model
+    from xorc.verify import check_bit_exact
+
     _check_output([blob], out)
     container = read_bytes(read_file(blob))
     levels, _, mismatches = check_bit_exact(container)
@@ -67,5 +77,7 @@ def verify(
     progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
     """Decode every tensor bit-exactly; with `data`, also gate the accuracy drop."""
+    from xorc.verify import verify_container
+
     container = read_bytes(read_file(blob))
     return verify_container(container, model, data, max_drop, progress)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from tqdm import tqdm
@@ -21,6 +21,9 @@ from tqdm import tqdm
 from xorc import __version__, api
 from xorc.config import POLICIES, build_options
 from xorc.errors import ExitCode, XorcError
+
+if TYPE_CHECKING:
+    from xorc.verify import VerifyReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -259,7 +262,7 @@ def verify(
         sys.exit(int(ExitCode.GATE_FAILED))
 
 
-def _verify_text(report: api.VerifyReport) -> str:
+def _verify_text(report: VerifyReport) -> str:
     lines = [
         f"bit-exact: {'yes' if report.bit_exact else 'NO'} "
         f"({report.tensors_checked} tensors, decoders: {', '.join(report.decoders)})"
