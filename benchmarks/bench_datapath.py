@@ -40,8 +40,8 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from xorc.codecs import CodecId
-from xorc.codecs.decoders import DECODERS
-from xorc.codecs.encoders import ENCODERS
+from xorc.codecs.decoders import DECODERS as REGISTERED_DECODERS
+from xorc.codecs.encoders import ENCODERS as REGISTERED_ENCODERS
 from xorc.datapath import DatapathConfig, area_estimate, get_preset, render_area, simulate_tensor
 from xorc.format import Container, TensorRecord
 from xorc.format.container import layout_payload, levels_digest
@@ -49,6 +49,14 @@ from xorc.quantize import quantize
 from xorc.tensor import Encoded, EncodeOptions, QuantTensor
 
 ROOT = Path(__file__).resolve().parents[1]
+ENCODERS = dict(REGISTERED_ENCODERS)
+DECODERS = dict(REGISTERED_DECODERS)
+if "ebpc" not in ENCODERS:  # the EBPC weight adapter exists before it is registered
+    try:
+        ENCODERS["ebpc"] = importlib.import_module("xorc.codecs.ebpc.encode").encode
+        DECODERS[CodecId.EBPC] = importlib.import_module("xorc.codecs.ebpc.decode").decode
+    except ImportError:
+        pass
 ROW_RATE = get_preset("gemmini-row-rate")
 LATENCY = get_preset("gemmini-dram-latency")
 

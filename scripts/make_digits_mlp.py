@@ -10,6 +10,7 @@ Gemm/Relu nodes (legacy TorchScript exporter, opset 17).
 * preprocessing: ``x = pixel / 16`` (float32 in [0, 1]), shape [N, 64].
 * model I/O: input ``input`` float32 [N, 64] (dynamic N), output ``logits`` [N, 10].
 * npz: ``input`` float32 [540, 64], ``labels`` int64 [540].
+* ``LICENSE.digits``: attribution for the data (UCI, CC BY 4.0).
 
 Run it in the model-building venv (never needed by xorc itself or by CI)::
 
@@ -42,6 +43,20 @@ BATCH = 32
 LR = 1e-3
 OUT_ONNX = mk.SAMPLE_DIR / "digits_mlp.onnx"
 OUT_NPZ = mk.SAMPLE_DIR / "digits_test.npz"
+OUT_LICENSE = mk.SAMPLE_DIR / "LICENSE.digits"
+
+LICENCE_TEXT = """\
+sample_models/digits_test.npz holds 540 held-out digits of scikit-learn's load_digits()
+(train_test_split(test_size=0.30, random_state=0, stratify=y)), scaled to pixel/16 float32.
+
+Source: "Optical Recognition of Handwritten Digits" data set, UCI Machine Learning
+Repository (E. Alpaydin, C. Kaynak, 1998),
+https://archive.ics.uci.edu/ml/datasets/Optical+Recognition+of+Handwritten+Digits
+licensed under Creative Commons Attribution 4.0 International (CC BY 4.0),
+https://creativecommons.org/licenses/by/4.0/ ; shipped in scikit-learn
+(sklearn/datasets/data/digits.csv.gz, scikit-learn is BSD-3-Clause).
+Changes: a 540-sample subset, pixel values divided by 16, stored as float32.
+"""
 
 
 def build_model() -> nn.Module:
@@ -118,6 +133,7 @@ def main() -> None:
         mk.atomic_save_onnx(OUT_ONNX, m)
     mk.check_io_contract(OUT_ONNX, in_rank=2)
     mk.atomic_save_npz(OUT_NPZ, input=x_te, labels=y_te)
+    mk.atomic_write_text(OUT_LICENSE, LICENCE_TEXT)
 
     # ---- verify in onnxruntime, on the saved npz -----------------------------------
     data = np.load(OUT_NPZ)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import inspect
+import re
 import sys
 import tempfile
 import time
@@ -154,7 +155,10 @@ def write_licences() -> None:
     for n in PHOTOS:
         doc = inspect.getdoc(getattr(skimage.data, n)) or ""
         lines.append(f"----- skimage.data.{n}() -----")
-        lines.append(doc.split("\nReturns")[0].strip())
+        # keep everything except the numpydoc "Returns" section (its place varies)
+        doc = re.sub(r"Returns\n-+\n.*?(?=\n[^\s\n][^\n]*\n-+\n|\Z)", "", doc, flags=re.S)
+        assert "CC0" in doc or "public domain" in doc, (n, doc)
+        lines.append(re.sub(r"\n{3,}", "\n\n", doc).strip())
         lines.append("")
     mk.atomic_write_text(OUT_PHOTO_TERMS, "\n".join(lines))
 

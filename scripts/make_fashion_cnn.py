@@ -8,6 +8,7 @@ Outputs (in ``sample_models/``):
                               (Zhu & Gupta 2017, cubic schedule) to 90 % unstructured
                               sparsity in every conv and fc weight, with fine-tuning;
                               pruned weights are exactly 0.0 in the file
+* ``LICENSE.fashion-mnist``   the data's MIT notice (from the Debian copyright file)
 * ``fashion_test.npz``        the first 5,000 images of the Fashion-MNIST test set:
                               ``input`` float32 [5000, 1, 28, 28], ``labels`` int64 [5000]
 
@@ -73,6 +74,8 @@ PRUNE_LR = 5e-4
 OUT_DENSE = mk.SAMPLE_DIR / "fashion_cnn.onnx"
 OUT_SPARSE = mk.SAMPLE_DIR / "fashion_cnn_sparse.onnx"
 OUT_NPZ = mk.SAMPLE_DIR / "fashion_test.npz"
+OUT_LICENSE = mk.SAMPLE_DIR / "LICENSE.fashion-mnist"
+DEBIAN_COPYRIGHT = Path("/usr/share/doc/dataset-fashion-mnist/copyright")
 
 CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -224,10 +227,23 @@ def evaluate_onnx(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
     return logits, int((logits.argmax(1) == y).sum())
 
 
+def write_licence() -> None:
+    """Fashion-MNIST is MIT (Expat): its notice must travel with the npz subset."""
+    text = DEBIAN_COPYRIGHT.read_text()
+    mk.atomic_write_text(
+        OUT_LICENSE,
+        "sample_models/fashion_test.npz holds the first 5,000 images (and labels) of the\n"
+        "Fashion-MNIST test set, scaled to pixel/255 float32, taken from the Debian package\n"
+        "dataset-fashion-mnist. Fashion-MNIST: Copyright (c) 2017 Zalando SE, MIT (Expat)\n"
+        "licence. The package's copyright file, verbatim:\n\n" + text,
+    )
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     mk.seed_everything(SEED)
     t_start = time.time()
+    write_licence()
 
     tr_u8, y_tr = load_split("train")
     te_u8, y_te = load_split("test")
@@ -333,7 +349,7 @@ def main() -> None:
               f"{total_z / total_n:.4f}")
     print(f"\ntraining time: dense {dense_train_s:.0f} s, pruning+fine-tuning "
           f"{sparse_train_s:.0f} s")
-    for p in (OUT_DENSE, OUT_SPARSE, OUT_NPZ):
+    for p in (OUT_DENSE, OUT_SPARSE, OUT_NPZ, OUT_LICENSE):
         print(f"wrote {p.relative_to(mk.REPO)}: {p.stat().st_size} bytes, sha256 {mk.sha256(p)}")
     print(f"total time {time.time() - t_start:.0f} s")
 

@@ -5,6 +5,7 @@ hostile streams, counters, the patch queue and lane parser models, configs, the 
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -45,11 +46,30 @@ CONFIG = DatapathConfig()
 Decode = Callable[[tuple[int, ...], int, int, Mapping[str, Any], Mapping[str, bytes]], np.ndarray]
 
 
-def reference_decode(shape, bits, codec, params, streams):  # type: ignore[no-untyped-def]
-    """The reference decoder of the codec (the registry the CLI uses)."""
+def _adapter(module: str) -> Any:
+    """A codec module's `encode`/`decode` function, or None while the module does not exist."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    return getattr(mod, module.rsplit(".", 1)[-1], None)
+
+
+def _reference_decoders() -> dict[int, Any]:
     from xorc.codecs.decoders import DECODERS
 
-    decoder = DECODERS.get(codec)
+    out = dict(DECODERS)
+    if CodecId.EBPC not in out and (ebpc := _adapter("xorc.codecs.ebpc.decode")) is not None:
+        out[CodecId.EBPC] = ebpc  # the adapter exists but is not registered yet
+    return out
+
+
+REFERENCE = _reference_decoders()
+
+
+def reference_decode(shape, bits, codec, params, streams):  # type: ignore[no-untyped-def]
+    """The reference decoder of the codec (the registry the CLI uses)."""
+    decoder = REFERENCE.get(codec)
     if decoder is None:
         raise BadRecord(f"unknown codec id {codec}")
     return decoder(shape, bits, params, streams)
@@ -74,12 +94,15 @@ ENCODER_SPECS: dict[str, tuple[str, EncodeOptions]] = {
 
 
 def _encoders() -> dict[str, tuple[Any, EncodeOptions]]:
-    from xorc.codecs.encoders import ENCODERS as REGISTRY
+    from xorc.codecs.encoders import ENCODERS
 
+    registry = dict(ENCODERS)
+    if "ebpc" not in registry and (ebpc := _adapter("xorc.codecs.ebpc.encode")) is not None:
+        registry["ebpc"] = ebpc
     return {
-        name: (REGISTRY[policy], options)
+        name: (registry[policy], options)
         for name, (policy, options) in ENCODER_SPECS.items()
-        if policy in REGISTRY
+        if policy in registry
     }
 
 

@@ -36,7 +36,7 @@ def compress(
     out: PathLike,
     options: CompressOptions | None = None,
     calib: PathLike | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> Summary:
     """Compress `model` into the blob `out` (written atomically); returns its summary."""
     _check_output([model, calib], out)

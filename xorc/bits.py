@@ -190,10 +190,20 @@ def best_rice_k(values: NDArray[np.uint64], max_k: int = 32) -> int:
 
 
 def _uint_for(bits: int) -> type[np.unsignedinteger]:
-    return np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32 if bits <= 32 else np.uint64
+    return (
+        np.uint8
+        if bits <= 8
+        else np.uint16
+        if bits <= 16
+        else np.uint32
+        if bits <= 32
+        else np.uint64
+    )
 
 
-def pack_fields_fast(values: ArrayLike, widths: ArrayLike, max_width: int = 64) -> tuple[bytes, int]:
+def pack_fields_fast(
+    values: ArrayLike, widths: ArrayLike, max_width: int = 64
+) -> tuple[bytes, int]:
     """Same output as `pack_fields` (MSB-first fields in an MSB-first stream, last byte
     zero-padded; returns the bytes and the exact bit length), computed per field instead of per
     bit: adjacent fields are first merged pairwise while two of them fit in 64 bits, then each
@@ -301,7 +311,9 @@ def unit_windows(data: bytes | NDArray[np.uint8], nbits: int) -> NDArray[np.int6
     return ((u32[:-1] << np.uint64(32)) | u32[1:]).view(np.int64)
 
 
-def peek_units(windows: NDArray[np.int64], positions: NDArray[np.int64], width: int) -> NDArray[np.int64]:
+def peek_units(
+    windows: NDArray[np.int64], positions: NDArray[np.int64], width: int
+) -> NDArray[np.int64]:
     """The `width`-bit MSB-first field (1 <= width <= 32) starting at each bit position, from
     `unit_windows`."""
     return (windows[positions >> 5] >> (64 - width - (positions & 31))) & ((1 << width) - 1)

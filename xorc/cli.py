@@ -57,10 +57,19 @@ def handle_errors(func: F) -> F:
 
 
 @contextmanager
-def progress_bar(total: int, desc: str, unit: str) -> Iterator[Callable[..., None]]:
-    """A tqdm bar on stderr, off when stderr is not a terminal."""
-    with tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False) as bar:
-        yield lambda *_: bar.update(1)
+def progress_bar(desc: str, unit: str) -> Iterator[Callable[..., None]]:
+    """A tqdm bar on stderr, off when stderr is not a terminal.
+
+    The callback takes the item's name and, optionally, the total number of items.
+    """
+    with tqdm(desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False) as bar:
+
+        def tick(_name: str = "", total: int | None = None) -> None:
+            if total is not None and bar.total != total:
+                bar.total = total
+            bar.update(1)
+
+        yield tick
 
 
 def emit_json(doc: dict[str, Any]) -> None:
@@ -164,10 +173,7 @@ def compress(
         config_file, per_channel=None if per_tensor is None else not per_tensor, **flags
     )
     target = out or str(Path(model).with_suffix(".xorc"))
-    from xorc import onnx_io
-
-    n = sum(1 for w in onnx_io.find_weights(onnx_io.load_model(model)) if w.compressible)
-    with progress_bar(n, "compress", "tensor") as tick:
+    with progress_bar("compress", "tensor") as tick:
         summary = api.compress(model, target, options, calib=calib, progress=tick)
     if as_json:
         emit_json(summary.to_json())

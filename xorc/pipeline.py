@@ -24,8 +24,8 @@ from xorc.format.container import SCALES, layout_payload
 from xorc.quantize import dequantize, global_threshold, prune_below, prune_to, quantize
 from xorc.tensor import Encoded, EncodeOptions, QuantTensor
 
-Progress = Callable[[str], None]
-"""Called once per tensor with its name, after it is encoded."""
+Progress = Callable[[str, int], None]
+"""Called once per tensor after it is encoded, with its name and the number of tensors."""
 
 
 @dataclass
@@ -55,16 +55,21 @@ def compress_model(
     plan = plan_tensors(model, options)
     quantized = quantize_planned(model, plan, options, stats)
     extra: dict = {}
+
+    def tick(name: str) -> None:
+        if progress is not None:
+            progress(name, len(plan))
+
     if options.max_drop is not None:
         result = search_stage(model, plan, quantized, options, stats, calib)
         encoded, extra["search"] = result.encoded, result.to_json()
-        for q in quantized if progress is not None else ():
-            progress(q.name)
+        for q in quantized:
+            tick(q.name)
     else:
-        encoded = [
-            encode_tensor(q, p.settings, options)
-            for q, p in _with_progress(quantized, plan, progress)
-        ]
+        encoded = []
+        for q, p in zip(quantized, plan, strict=True):
+            encoded.append(encode_tensor(q, p.settings, options))
+            tick(q.name)
     if stats and options.bias_correction:
         correct_biases(model, plan, quantized, encoded, stats)
     return assemble(model, plan, quantized, encoded, options, extra_meta=extra)
@@ -107,13 +112,6 @@ def search_stage(
     )
     encode_at = encoder_at(quantized, enc_options, fixed)
     return search.search(grid, encode_at, probe, options.max_drop, knob_name)
-
-
-def _with_progress(quantized, plan, progress):  # type: ignore[no-untyped-def]
-    for q, p in zip(quantized, plan, strict=True):
-        yield q, p
-        if progress is not None:
-            progress(q.name)
 
 
 def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[PlannedTensor]:

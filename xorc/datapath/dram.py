@@ -47,6 +47,15 @@ class BusStream:
         out[: self.words.size] = self.words.ravel()
         return out
 
+    def part(self, offset: int, nbytes: int) -> BusStream:
+        """Bytes offset .. offset + nbytes - 1 as a stream of their own (a unit consuming a
+        transmission inside a stream; not a new DRAM read)."""
+        width = self.words.shape[1] if self.words.ndim == 2 and self.words.shape[1] else 1
+        beats = -(-nbytes // width)
+        words = np.zeros(beats * width, dtype=np.uint8)
+        words[:nbytes] = self.words.reshape(-1)[offset : offset + nbytes]
+        return BusStream(self.name, nbytes, words.reshape(beats, width), 0)
+
     def data(self) -> bytes:
         """The stream's own bytes (the first `nbytes` of the beats)."""
         return self.words.ravel()[: self.nbytes].tobytes()

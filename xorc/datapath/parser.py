@@ -5,17 +5,22 @@ symbol's length (and, for a stateful code, the next state) and moves on. Where e
 starts depends on every symbol before it. This model parses many segments of the stream at once
 ("lanes"), each from a guessed entry point, then repairs the guesses:
 
-* round 0: lane l parses from the start of its segment in a guessed state until it leaves the
-  segment, marking each symbol start (position, state) it visits;
-* repair: wherever lane l-1's real exit differs from lane l's guessed entry, lane l parses again
-  from the real exit until it reaches a (position, state) its first parse marked: from there on
-  both parses agree (the parse is a function of position and state), so only the marks before
-  that point are replaced. If it leaves its segment instead, its exit changes and lane l+1 is
-  repaired in the next round.
+* first parse: lane l parses from the start of its segment in a guessed state until it leaves
+  the segment, marking each symbol start (position, state) it visits. Lane 0's guess is right.
+* repair: every lane l >= 1 whose guessed entry differs from where lane l-1's first parse left
+  its segment parses again from there, until it reaches a (position, state) some first parse
+  marked, in its own segment or any later one: from that point on both parses agree (the parse
+  is a function of position and state).
+* a scan over the lanes that crossed into later segments decides which repairs lie on the real
+  parse: a repair is valid when the lane before it ended on its first parse; lanes a valid
+  repair crosses are covered by it and their own repairs are dropped. Each valid repair replaces
+  the marks from its segment start to its meeting point.
 
 The result is exact whatever the guesses; prefix codes resynchronise within a few symbols, so
-the repairs are short. The transition table maps (state << window_bits | next window_bits bits)
-to (next state << 16 | symbol length); lengths are at least 1.
+repairs are short and the Python loop runs about (segment / symbol length) + (longest repair)
+steps, each a numpy operation over all lanes. A stream that never resynchronises is still parsed
+exactly, only slowly. The transition table maps (state << window_bits | the next window_bits
+bits) to (next state << 16 | symbol length); lengths are at least 1.
 """
 
 from __future__ import annotations
@@ -26,31 +31,36 @@ from numpy.typing import NDArray
 from xorc.datapath.fields import Windows
 
 
-def _step(
-    win: Windows,
-    table: NDArray[np.int64],
-    wbits: int,
-    pos: NDArray[np.int64],
-    st: NDArray[np.int64],
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    w = (win[pos >> 3] << (pos & 7).astype(np.uint64)) >> np.uint64(64 - wbits)
-    t = table[(st << wbits) | w.astype(np.int64)]
-    return pos + (t & 0xFFFF), t >> 16
+class _Reader:
+    """The table walk: one symbol per lane per call."""
+
+    def __init__(self, win: Windows, table: NDArray[np.int64], wbits: int) -> None:
+        self.win = win.view(np.int64)
+        self.table = table
+        self.wbits = wbits
+        self.mask = (1 << wbits) - 1
+        self.top = 64 - wbits
+
+    def step(
+        self, pos: NDArray[np.int64], st: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        # arithmetic shifts of the signed window: the sign bits are masked off
+        w = (self.win[pos >> 3] >> (self.top - (pos & 7))) & self.mask
+        t = self.table[(st << self.wbits) | w]
+        return pos + (t & 0xFFFF), t >> 16
 
 
 def _first_parse(
-    win: Windows,
-    table: NDArray[np.int64],
-    wbits: int,
-    pos: NDArray[np.int64],
+    rd: _Reader,
+    starts: NDArray[np.int64],
     st: NDArray[np.int64],
     ends: NDArray[np.int64],
     marks: NDArray[np.int8],
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Round 0: parse every lane to its segment end, marking symbol starts; return the exits."""
-    exit_p, exit_s = pos.copy(), st.copy()
-    live = np.arange(pos.size)
-    p, s, e = pos.copy(), st.copy(), ends.copy()
+    """Parse every lane to its segment end, marking symbol starts; return where each left."""
+    exit_p, exit_s = starts.copy(), st.copy()
+    live = np.arange(starts.size)
+    p, s, e = starts.copy(), st.copy(), ends
     while live.size:
         done = p >= e
         if done.any():
@@ -60,42 +70,36 @@ def _first_parse(
             if not live.size:
                 break
         marks[p] = s + 1
-        p, s = _step(win, table, wbits, p, s)
+        p, s = rd.step(p, s)
     return exit_p, exit_s
 
 
 def _repair(
-    win: Windows,
-    table: NDArray[np.int64],
-    wbits: int,
-    pos: NDArray[np.int64],
-    st: NDArray[np.int64],
-    ends: NDArray[np.int64],
-    marks: NDArray[np.int8],
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_], list[NDArray[np.int64]]]:
-    """Re-parse lanes from their real entries until they meet their old parse or leave the
-    segment. Returns the stop position and state, whether the lane left its segment, and the
-    new symbol starts as (lane, position, state) rows (not yet marked)."""
+    rd: _Reader, pos: NDArray[np.int64], st: NDArray[np.int64], nbits: int, marks: NDArray[np.int8]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_], NDArray[np.int64]]:
+    """Parse from each entry until a marked (position, state) or the end of the stream.
+
+    Returns the stop positions and states, whether each lane ran off the end, and the new
+    symbol starts as rows (lane, position, state), not yet marked.
+    """
     n = pos.size
     stop_p, stop_s = pos.copy(), st.copy()
-    left = np.zeros(n, dtype=bool)
-    hist: list[NDArray[np.int64]] = []
+    hist = []
     live = np.arange(n)
-    p, s, e = pos.copy(), st.copy(), ends.copy()
+    p, s = pos.copy(), st.copy()
+    top = marks.size - 1
     while live.size:
-        out = p >= e
-        synced = ~out & (marks[np.minimum(p, marks.size - 1)] == s + 1)
-        done = out | synced
+        done = (p >= nbits) | (marks[np.minimum(p, top)] == s + 1)
         if done.any():
             stop_p[live[done]], stop_s[live[done]] = p[done], s[done]
-            left[live[out]] = True
             keep = ~done
-            live, p, s, e = live[keep], p[keep], s[keep], e[keep]
+            live, p, s = live[keep], p[keep], s[keep]
             if not live.size:
                 break
         hist.append(np.stack([live, p, s]))
-        p, s = _step(win, table, wbits, p, s)
-    return stop_p, stop_s, left, hist
+        p, s = rd.step(p, s)
+    rows = np.concatenate(hist, axis=1) if hist else np.zeros((3, 0), dtype=np.int64)
+    return stop_p, stop_s, stop_p >= nbits, rows
 
 
 def _erase(marks: NDArray[np.int8], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> None:
@@ -124,32 +128,40 @@ def parse(
     """
     if nbits <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), 0, start_state
+    rd = _Reader(win, table, wbits)
     lanes = -(-nbits // segment)
     starts = np.arange(lanes, dtype=np.int64) * segment
     ends = np.minimum(starts + segment, nbits)
     marks = np.zeros(nbits + 1, dtype=np.int8)
     guess = np.full(lanes, guess_state, dtype=np.int64)
     guess[0] = start_state
-    exit_p, exit_s = _first_parse(win, table, wbits, starts, guess, ends, marks)
-    entry_p, entry_s = starts, guess
+    exit_p, exit_s = _first_parse(rd, starts, guess, ends, marks)
+    end_p, end_s = int(exit_p[-1]), int(exit_s[-1])
+
     todo = np.arange(1, lanes)
-    while todo.size:
-        stale = (exit_p[todo - 1] != entry_p[todo]) | (exit_s[todo - 1] != entry_s[todo])
-        todo = todo[stale]
-        if not todo.size:
-            break
-        real_p, real_s = exit_p[todo - 1], exit_s[todo - 1]
-        stop_p, stop_s, left, hist = _repair(win, table, wbits, real_p, real_s, ends[todo], marks)
-        _erase(marks, starts[todo], np.minimum(stop_p, ends[todo]))
-        if hist:
-            rows = np.concatenate(hist, axis=1)
-            marks[rows[1]] = rows[2] + 1
-        entry_p = entry_p.copy()
-        entry_s = entry_s.copy()
-        entry_p[todo], entry_s[todo] = real_p, real_s
-        moved = left & ((stop_p != exit_p[todo]) | (stop_s != exit_s[todo]))
-        exit_p[todo[moved]], exit_s[todo[moved]] = stop_p[moved], stop_s[moved]
-        todo = todo[moved] + 1
-        todo = todo[todo < lanes]
+    todo = todo[(exit_p[todo - 1] != starts[todo]) | (exit_s[todo - 1] != guess[todo])]
+    if todo.size:
+        stop_p, stop_s, ran_off, rows = _repair(
+            rd, exit_p[todo - 1], exit_s[todo - 1], nbits, marks
+        )
+        reach = np.minimum(np.minimum(stop_p, nbits - 1) // segment, lanes - 1)
+        # repairs that left their own segment cover the lanes they crossed, unless they are
+        # themselves covered by an earlier one (then they started from a wrong entry)
+        cover = np.zeros(lanes + 1, dtype=np.int64)
+        covered = 0
+        for j in np.flatnonzero((reach > todo) | ran_off):
+            lane = int(todo[j])
+            if lane <= covered:
+                continue
+            cover[lane + 1] += 1
+            cover[int(reach[j]) + 1] -= 1
+            covered = int(reach[j])
+        valid = np.cumsum(cover)[todo] == 0
+        _erase(marks, starts[todo[valid]], np.minimum(stop_p[valid], nbits))
+        rows = rows[:, valid[rows[0]]]
+        marks[rows[1]] = rows[2] + 1
+        off = np.flatnonzero(valid & ran_off)
+        if off.size:
+            end_p, end_s = int(stop_p[off[-1]]), int(stop_s[off[-1]])
     positions = np.flatnonzero(marks[:nbits])
-    return positions, marks[positions].astype(np.int64) - 1, int(exit_p[-1]), int(exit_s[-1])
+    return positions, marks[positions].astype(np.int64) - 1, end_p, end_s

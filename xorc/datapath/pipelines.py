@@ -18,7 +18,7 @@ from xorc.codecs.xor.network import network, network_crc32
 from xorc.datapath import fields
 from xorc.datapath.config import DatapathConfig
 from xorc.datapath.dram import DramReader
-from xorc.datapath.units import codebook, huffman, mask, patch, rice, xor
+from xorc.datapath.units import codebook, ebpc, huffman, mask, patch, rice, xor
 from xorc.datapath.units.patch import PatchTiming
 from xorc.errors import BadRecord, CorruptStream
 from xorc.tensor import JSON
@@ -229,5 +229,36 @@ def run_ebpc(
     dram: DramReader,
     config: DatapathConfig,
 ) -> tuple[NDArray[np.int16], Timing]:
-    """EBPC decompressor (shared/notes/ebpc.md §4)."""
-    raise BadRecord("codec 'ebpc' weight records are not supported by the datapath model yet")
+    """EBPC decompressor, one RTL transmission after the other (shared/notes/ebpc.md §4)."""
+    rec = ebpc.parse(n, params)
+    w, b = rec.word_width, rec.block_size
+    znz = dram.fetch("znz", stream(streams, "znz"))
+    fields.sized_stream(znz, sum(rec.padded(x) for x in rec.znz_bitlen), "znz")
+    bpc = dram.fetch("bpc", stream(streams, "bpc"))
+    fields.sized_stream(bpc, sum(rec.padded(x) for x in rec.bpc_bitlen), "bpc")
+    parts = []
+    bounds = {"ebpc_bpc": 0, "ebpc_out": 0}
+    blocks = nonzero = 0
+    zo = bo = 0
+    for words, zbits, bbits in zip(rec.n_words, rec.znz_bitlen, rec.bpc_bitlen, strict=True):
+        zpart = znz.part(zo, rec.padded(zbits))
+        bpart = bpc.part(bo, rec.padded(bbits))
+        ebpc.check_padding(zpart, zbits, "znz")
+        ebpc.check_padding(bpart, bbits, "bpc")
+        values, t = ebpc.decode(w, b, words, zpart, zbits, bpart, bbits)
+        parts.append(values)
+        for key, cycles in ebpc.cycles(t, w, b, config.ebpc_words_per_cycle).items():
+            bounds[key] += cycles
+        blocks, nonzero = blocks + t.blocks, nonzero + t.nonzero
+        zo, bo = zo + rec.padded(zbits), bo + rec.padded(bbits)
+    levels = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    limit = (1 << (bits - 1)) - 1
+    if levels.size and int(np.abs(levels).max()) > limit:
+        raise CorruptStream(f"ebpc streams decode levels outside +-{limit} for {bits}-bit weights")
+    bounds["write"] = _rows(n, config)
+    info: dict[str, JSON] = {
+        "transmissions": len(rec.n_words),
+        "blocks": blocks,
+        "nonzero": nonzero,
+    }
+    return levels.astype(np.int16), Timing(bounds, 0, None, info)

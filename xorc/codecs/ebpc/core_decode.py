@@ -1,24 +1,25 @@
-"""EBPC decoder: the RTL's ZNZ and BPC streams -> values (docs/codecs/ebpc.md, "Decoding").
+"""EBPC decoder: the RTL's ZNZ and BPC streams -> words (docs/codecs/ebpc.md, "Decoding").
 
 Both streams are prefix codes whose symbol boundaries depend on everything before them. The
-decoder finds the boundaries without a Python loop per symbol or per block:
+decoder finds them without a Python loop per symbol or per block:
 
-* ZNZ: a byte-wise automaton. For every byte and each of the 5 possible offsets of its first
-  symbol boundary, a table gives the offset into the next byte and which bits start symbols;
-  the offsets of all bytes follow from a hierarchical composition of these 5-entry maps.
-* BPC: speculative parallel parsing. The parser state is (bit position, next plane of the
-  block); one table lookup on a 16-bit window advances it by as many whole symbols of the
-  current block as the window holds. The streams are cut into segments and one lane per
-  segment parses from the segment start, guessing "a block starts here" (round 0). Then every
-  lane is re-run from the state where the previous lane really left its segment, until it meets
-  a state that round 0 also visited; from there on both parses are identical (the parse is
-  deterministic), so the round-0 records after that point are kept. A lane that never meets
-  round 0 before the end of its segment simply carries on into the next ones. The result is
-  exact whatever the guesses were; a bad guess only costs time.
+* ZNZ: only the zero-run symbols matter (between two of them every bit is a one-bit `1`
+  symbol). A 16-bit-chunk automaton gives, for each of the 5 possible offsets of a chunk's first
+  symbol boundary, the offset in the next chunk and the chunk's zero-run symbol starts. Most
+  chunks send all 5 offsets to the same exit, so the offsets are known almost everywhere at
+  once; the rest are resolved along the short runs they form (or by composing the maps).
+* BPC: speculative parallel parsing. A parser state is (bit position, next plane of the block);
+  one lookup in a table indexed by (state, next 16 bits) advances it over the base and/or as
+  many whole symbols of the current block as those bits hold. The streams are cut into segments
+  and one lane per segment parses from the segment start, guessing that a block starts there
+  (round 0). Then each lane is re-run from the state where the previous lane really left its
+  segment until it stands on a state round 0 also visited; the parse being deterministic, from
+  there on round 0 is right. A lane that does not meet round 0 inside its segment carries on
+  into the next ones, and the lanes it covers are discarded. The result is exact whatever the
+  guesses; a bad guess only costs time.
 
-The steps are then decoded in one vectorised pass: a table gives the plane codes of the
-symbols in each step's window, the planes are rebuilt with a loop over the W+1 planes, and the
-deltas are undone with a cumulative sum.
+Blocks are then rebuilt from the recorded steps in one vectorised pass (plane codes from a table,
+a prefix XOR over the planes, an 8x8 bit transpose to deltas, a prefix sum modulo 2**W).
 """
 
 from __future__ import annotations
@@ -31,16 +32,15 @@ from numpy.typing import NDArray
 
 from xorc import bits as bitio
 from xorc.codecs.ebpc.streams import (
-    MAX_ZERO_RUN,
     ZNZ_COUNT_BITS,
     EbpcStreams,
     deltas_mod_from_planes,
-    transpose8_le,
     format_error,
     padded_nbytes,
     plane_dtype,
     position_bits,
     run_count_bits,
+    transpose8_le,
 )
 from xorc.errors import CorruptStream
 
@@ -130,7 +130,9 @@ def chain_maps(maps: NDArray[np.integer], start: int, group: int = 16) -> NDArra
     return out.reshape(-1)[:n]
 
 
-def decode_znz(data: bytes, bitlen: int, n_words: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def decode_znz(
+    data: bytes, bitlen: int, n_words: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Run structure of the words, from the ZNZ stream: `ones[i]` non-zero words, then
     `zeros[i]` zero words (one zero-run chunk), for i = 0..k-1, then `ones[k]` non-zero words.
 
@@ -144,14 +146,14 @@ def decode_znz(data: bytes, bitlen: int, n_words: int) -> tuple[NDArray[np.int64
         if n_words or bitlen:
             raise CorruptStream(f"znz stream has {bitlen} bits for {n_words} words")
         return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    exit_map, zero_map = _znz_tables()
+    _, zero_map = _znz_tables()
     nbytes = (bitlen + 7) >> 3
     buf = np.zeros(nbytes + (nbytes & 1), dtype=np.uint8)
     buf[:nbytes] = np.frombuffer(data, dtype=np.uint8, count=nbytes)
     chunks = buf.view(">u2").astype(np.intp)
     entry = _znz_entries(chunks)
     zmask = zero_map[chunks, entry].astype(">u2").view(np.uint8)
-    z = np.flatnonzero(np.unpackbits(zmask, count=bitlen))
+    z = np.flatnonzero(np.unpackbits(zmask, count=bitlen).view(bool))
     if z.size and int(z[-1]) + 1 + ZNZ_COUNT_BITS > bitlen:
         raise CorruptStream(f"znz stream ends inside a zero-run symbol (znz_bitlen {bitlen})")
     zeros = bitio.peek_fields(bitio.byte_windows(buf), z + 1, ZNZ_COUNT_BITS).astype(np.int64) + 1
@@ -313,24 +315,35 @@ def _run_round0(
     """Round 0: every lane parses from its segment start in state 0 until it passes its
     segment end. Returns the positions and keys of the states visited inside each lane's
     segment, lane-major, and the count per lane."""
-    rec_p, rec_k = [], []
+    lanes = start.size
+    rows = int((stop - start).max()) // 8 + 2 * _CHECK_EVERY
+    rec_p = np.empty((rows, lanes), dtype=np.int32)
+    rec_k = np.empty((rows, lanes), dtype=np.int32)
     pos = start.copy()
-    cs = np.zeros(start.size, dtype=np.int32)
+    cs = np.zeros(lanes, dtype=np.int32)
     step = 0
     while True:
         key = cs | _window16(win, pos)
-        rec_p.append(pos)
-        rec_k.append(key)
-        if step % _CHECK_EVERY == 0 and (pos >= stop).all():
+        if step == rows:  # grow the record buffers
+            rec_p = np.concatenate([rec_p, np.empty_like(rec_p)])
+            rec_k = np.concatenate([rec_k, np.empty_like(rec_k)])
+            rows *= 2
+        rec_p[step] = pos
+        rec_k[step] = key
+        step += 1
+        if step % _CHECK_EVERY == 1 and (pos >= stop).all():
             break
         t = table[key]
         pos = np.minimum(pos + (t & _LEN_MASK), limit)
         cs = t & _STATE_MASK
-        step += 1
-    p = np.stack(rec_p, axis=1)
-    k = np.stack(rec_k, axis=1)
+    p = np.ascontiguousarray(rec_p[:step].T)
     inside = p < stop[:, None]
-    return p[inside], k[inside], inside.sum(axis=1)
+    take = np.flatnonzero(inside)
+    return (
+        p.reshape(-1)[take].astype(np.int64),
+        np.ascontiguousarray(rec_k[:step].T).reshape(-1)[take].astype(np.int64),
+        inside.sum(axis=1),
+    )
 
 
 def _run_fixup(
@@ -374,7 +387,7 @@ def _run_fixup(
 def _segment_bits(total_bits: int) -> int:
     """Segment length of one lane: long enough that most lanes meet the true parse inside their
     segment, short enough to give a few thousand lanes to share the per-step cost."""
-    return int(min(max(2048, total_bits // 4096), 1 << 15))
+    return int(min(max(4096, total_bits // 2048), 1 << 15))
 
 
 def parse_bpc(
@@ -446,22 +459,21 @@ def parse_bpc(
     # assemble: per lane, its fix-up states before `reach`, then round 0's states from `drop`
     gone = r_pos < drop[r_lane]
     counts = n0 - np.bincount(r_lane[gone], minlength=n_lanes)
-    out_pos, out_key = r_pos[~gone], r_key[~gone]
+    out_key = r_key[~gone]
     keep1 = fixed[l1] & (p1 < reach[l1])
     if keep1.any():
         l1k, s1k = l1[keep1], s1[keep1]
         order = np.lexsort((s1k, l1k))
         at = (np.cumsum(counts) - counts)[l1k[order]]
-        out_pos = np.insert(out_pos, at, p1[keep1][order])
         out_key = np.insert(out_key, at, k1[keep1][order])
         counts = counts + np.bincount(l1k, minlength=n_lanes)
     steps_per_stream = np.add.reduceat(counts, first_lane)
 
-    # each stream's last step must end a block exactly at the stream's end
-    last = np.cumsum(steps_per_stream) - 1
-    t = table[out_key[last]]
-    end_pos = out_pos[last] + (t & _LEN_MASK)
-    end_state = t >> 16
+    # each stream's steps must end a block exactly at the stream's end
+    t = table[out_key]
+    first_step = np.cumsum(steps_per_stream) - steps_per_stream
+    end_pos = starts + np.add.reduceat(t & _LEN_MASK, first_step, dtype=np.int64)
+    end_state = t[first_step + steps_per_stream - 1] >> 16
     bad = (end_pos != ends) | (end_state != 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -541,7 +553,9 @@ def decode_blocks(
     table = _step_table(w, n, swap)
     info = table[keys]
     if not (info & _VALID_BIT).all():
-        raise CorruptStream(f"bpc stream: invalid symbol at step {int(np.flatnonzero((info & _VALID_BIT) == 0)[0])}")
+        raise CorruptStream(
+            f"bpc stream: invalid symbol at step {int(np.flatnonzero((info & _VALID_BIT) == 0)[0])}"
+        )
     if w == 8 and n == 8:
         return _decode_blocks_8x8(keys, swap)
     is_base = keys < (1 << 16)
@@ -585,7 +599,9 @@ def _check_record(encoded: EbpcStreams) -> None:
     for field in ("n_words", "znz_bitlen", "bpc_bitlen"):
         value = getattr(encoded, field)
         if type(value) is not int or value < 0:
-            raise CorruptStream(f"ebpc record: {field} must be a non-negative integer, got {value!r}")
+            raise CorruptStream(
+                f"ebpc record: {field} must be a non-negative integer, got {value!r}"
+            )
     for name in ("znz", "bpc"):
         data = getattr(encoded, name)
         if not isinstance(data, bytes | bytearray):
@@ -626,7 +642,9 @@ def decode_many(records: Sequence[EbpcStreams]) -> list[NDArray[np.int8] | NDArr
         outputs.append(np.zeros(rec.n_words, dtype=np.int8 if w == 8 else np.int16))
         nb = -(-nnz // n)
         if not nb * (w + 3) <= rec.bpc_bitlen <= nb * (w + (w + 1) * n):
-            raise CorruptStream(f"ebpc record: bpc_bitlen {rec.bpc_bitlen} is impossible for {nb} blocks")
+            raise CorruptStream(
+                f"ebpc record: bpc_bitlen {rec.bpc_bitlen} is impossible for {nb} blocks"
+            )
         if nb:
             groups.setdefault((w, n, rec.swap_zero_codes), []).append(i)
     for (w, n, swap), members in groups.items():
@@ -646,11 +664,14 @@ def decode_many(records: Sequence[EbpcStreams]) -> list[NDArray[np.int8] | NDArr
         win = bitio.unit_windows(buf, 8 * buf.size)
         starts = offsets * 8
         keys, steps = parse_bpc(win, starts, starts + bitlens, w, n, swap, seg)
-        blocks_found = np.add.reduceat((keys < (1 << 16)).astype(np.int64), np.cumsum(steps) - steps)
+        blocks_found = np.add.reduceat(
+            (keys < (1 << 16)).astype(np.int64), np.cumsum(steps) - steps
+        )
         if (blocks_found != n_blocks).any():
             j = int(np.flatnonzero(blocks_found != n_blocks)[0])
             raise CorruptStream(
-                f"bpc stream holds {int(blocks_found[j])} blocks, the znz stream needs {int(n_blocks[j])}"
+                f"bpc stream holds {int(blocks_found[j])} blocks, "
+                f"the znz stream needs {int(n_blocks[j])}"
             )
         values = decode_blocks(keys, w, n, swap).reshape(-1)
         block_off = np.cumsum(n_blocks) - n_blocks
@@ -660,7 +681,9 @@ def decode_many(records: Sequence[EbpcStreams]) -> list[NDArray[np.int8] | NDArr
             if vals[k:].any():
                 raise CorruptStream("bpc stream: the padding words of the last block are not zero")
             if not vals[:k].all():
-                raise CorruptStream("bpc stream decodes a zero where the znz stream has a non-zero word")
+                raise CorruptStream(
+                    "bpc stream decodes a zero where the znz stream has a non-zero word"
+                )
             outputs[i] = place_nonzeros(*runs[i], vals[:k], records[i].n_words)
     return outputs
 

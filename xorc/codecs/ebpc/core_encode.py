@@ -84,7 +84,9 @@ def znz_stream(nonzero: NDArray[np.bool_], word_width: int) -> tuple[bytes, int]
 
 
 @cache
-def _code_tables(block_size: int, swap: bool) -> tuple[NDArray[np.unsignedinteger], NDArray[np.uint8]]:
+def _code_tables(
+    block_size: int, swap: bool
+) -> tuple[NDArray[np.unsignedinteger], NDArray[np.uint8]]:
     """(value, width) of the code of a non-zero DBX symbol S, indexed by S | (P == 0) << m.
 
     Rules c (all ones), d (P = 0, S != 0), e (two adjacent ones), f (single one), g (else),
@@ -116,7 +118,9 @@ def _code_tables(block_size: int, swap: bool) -> tuple[NDArray[np.unsignedintege
 
 
 @cache
-def _zero_tables(word_width: int, swap: bool) -> tuple[NDArray[np.unsignedinteger], NDArray[np.uint8]]:
+def _zero_tables(
+    word_width: int, swap: bool
+) -> tuple[NDArray[np.unsignedinteger], NDArray[np.uint8]]:
     """Codes of the zero planes of a block, indexed by the block's zero-plane mask (bit b set
     when S_b = 0): [mask, plane] -> (value, width); a run's code sits on its first plane, the
     other planes of the run and the non-zero planes get width 0."""
@@ -208,9 +212,7 @@ def encode_values(
     words = _as_words(values, word_width)
     nonzero = words != 0
     znz, znz_bits = znz_stream(nonzero, word_width)
-    bpc, bpc_bits = bpc_stream(
-        np.compress(nonzero, words), word_width, block_size, swap_zero_codes
-    )
+    bpc, bpc_bits = bpc_stream(np.compress(nonzero, words), word_width, block_size, swap_zero_codes)
     return EbpcStreams(
         word_width=word_width,
         block_size=block_size,

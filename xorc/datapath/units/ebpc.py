@@ -16,17 +16,24 @@ Values are computed here from the bus words with the lane parser for symbol boun
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc.codecs.common import param_int
 from xorc.datapath import fields, parser
+from xorc.datapath.bitops import transpose_bytes
 from xorc.datapath.dram import BusStream
-from xorc.errors import CorruptStream
+from xorc.errors import BadRecord, CorruptStream
+from xorc.tensor import JSON
 
 MAX_ZERO_RUN = 16
+RTL_MAX_WORDS = 1 << 24
+WORD_WIDTHS = (8, 16)
+BLOCK_SIZES = (8, 16)
 KEEP, INVERT, ZERO, XOR = 0, 1, 2, 3
 WINDOW = 16
 
@@ -43,9 +50,49 @@ class EbpcTiming:
 
 
 @cache
-def _znz_table() -> NDArray[np.int64]:
-    w = np.arange(1 << 5)
-    return np.where(w >= 16, 1, 5).astype(np.int64)
+def _znz_bytes() -> tuple[NDArray[np.intp], NDArray[np.uint8]]:
+    """For each byte value and each offset e (0..4) of its first symbol start: the offset of the
+    first symbol start in the next byte, and the byte's symbol starts as a bit mask (MSB = bit 0).
+    A symbol is `1` (one bit) or `0` + 4 bits."""
+    byte = np.arange(256)[:, None]
+    pos = np.broadcast_to(np.arange(5), (256, 5)).copy()
+    starts = np.zeros((256, 5), dtype=np.int64)
+    for _ in range(8):  # at most 8 symbols start in a byte
+        inside = pos < 8
+        shift = np.clip(7 - pos, 0, 7)
+        starts |= np.where(inside, 1 << shift, 0)
+        pos = np.where(inside, pos + np.where((byte >> shift) & 1, 1, 5), pos)
+    return (pos - 8).astype(np.intp), starts.astype(np.uint8)
+
+
+def _chain(maps: NDArray[np.intp], first: int, group: int = 32) -> NDArray[np.intp]:
+    """entry[0] = first, entry[i+1] = maps[i, entry[i]]: the state entering each step of a chain
+    of small finite maps. Maps are composed per group of steps (a loop of `group` vectorised
+    steps), the groups' entries follow recursively, then each group is walked again."""
+    n, states = maps.shape
+    if n <= group:
+        out = np.empty(n, dtype=np.intp)
+        state = first
+        for i in range(n):
+            out[i] = state
+            state = int(maps[i, state])
+        return out
+    groups = -(-n // group)
+    padded = np.broadcast_to(np.arange(states, dtype=np.intp), (groups * group, states)).copy()
+    padded[:n] = maps
+    steps = padded.reshape(groups, group, states)
+    composed = steps[:, 0, :].copy()
+    rows = np.arange(groups)[:, None]
+    for j in range(1, group):
+        composed = steps[rows, j, composed]
+    entry = _chain(composed, first, group)
+    out = np.empty((groups, group), dtype=np.intp)
+    cur = entry
+    flat = np.arange(groups)
+    for j in range(group):
+        out[:, j] = cur
+        cur = steps[flat, j, cur]
+    return out.reshape(-1)[:n]
 
 
 def decode_znz(bus: BusStream, bitlen: int, n_words: int) -> tuple[NDArray[np.int64], int]:
@@ -58,9 +105,14 @@ def decode_znz(bus: BusStream, bitlen: int, n_words: int) -> tuple[NDArray[np.in
         if bitlen:
             raise CorruptStream(f"znz stream has {bitlen} bits for 0 words")
         return np.zeros(0, dtype=np.int64), 0
-    win = fields.windows(bus)
-    pos, _, _, _ = parser.parse(win, _znz_table(), 5, bitlen, segment=1024)
-    head = fields.peek(win, pos, 5).astype(np.int64)
+    # symbol boundaries byte by byte: the offset of each byte's first symbol start follows
+    # from the previous byte's (a chain of 5-state maps)
+    exits, start_bits = _znz_bytes()
+    data = bus.words.reshape(-1)[: (bitlen + 7) >> 3]
+    entry = _chain(exits[data], 0)
+    starts = np.flatnonzero(np.unpackbits(start_bits[data, entry]))
+    pos = starts[starts < bitlen]
+    head = fields.peek(fields.windows(bus), pos, 5).astype(np.int64)
     nonzero = head >= 16
     covered = np.cumsum(np.where(nonzero, 1, head + 1))
     last = int(np.searchsorted(covered, n_words))
@@ -125,6 +177,25 @@ def _bpc_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.int64
     return table.reshape(-1)
 
 
+def deltas_from_planes(
+    planes: NDArray[np.int32], word_width: int, block_size: int
+) -> NDArray[np.int32]:
+    """Delta reverse's input: [blocks, W+1] planes (bit m-1-i of plane b = bit b of d_i, m = N-1)
+    to [blocks, m] (W+1)-bit deltas, by 8 x 8 bit transposes of plane bytes."""
+    blocks = planes.shape[0]
+    m = block_size - 1
+    count = word_width + 1
+    by_position = np.zeros((blocks, -(-m // 8) * 8), dtype=np.int32)
+    for g in range(0, count, 8):
+        for h in range(0, m, 8):
+            rows = np.zeros((blocks, 8), dtype=np.uint8)
+            top = min(8, count - g)
+            rows[:, :top] = (planes[:, g : g + top] >> h) & 0xFF
+            cols = transpose_bytes(rows)  # byte c: bit r = bit h + c of plane g + r
+            by_position[:, h : h + 8] |= cols.astype(np.int32) << g
+    return by_position[:, m - 1 :: -1] if m else by_position[:, :0]
+
+
 def decode_bpc(
     bus: BusStream, bitlen: int, blocks: int, word_width: int, block_size: int, swap: bool
 ) -> tuple[NDArray[np.int64], int]:
@@ -157,20 +228,20 @@ def decode_bpc(
     k = planes[head]
     if (state[~is_base] + k > w + 2).any():
         raise CorruptStream("bpc stream: a zero-plane run goes past the last plane")
-    ops = np.repeat(op[head], k).reshape(blocks, w + 1)
-    sval = np.repeat(s[head], k).reshape(blocks, w + 1)
+    # each plane is P_b = A_b ^ (P_(b-1) & M_b): keep (0, all), invert (all, all), zero (0, 0),
+    # xor with S (S, all); one row per plane the symbols cover
     full = (1 << (n - 1)) - 1
-    plane = np.zeros(blocks, dtype=np.int64)
-    delta = np.zeros((blocks, n - 1), dtype=np.int64)
-    shifts = np.arange(n - 2, -1, -1, dtype=np.int64)  # d_i sits at bit m-1-i of each plane
+    o, sv = op[head], s[head]
+    a = np.where(o == INVERT, full, np.where(o == XOR, sv, 0)).astype(np.int32)
+    keep = np.where(o == ZERO, 0, full).astype(np.int32)
+    a_rows = np.repeat(a, k).reshape(blocks, w + 1)
+    m_rows = np.repeat(keep, k).reshape(blocks, w + 1)
+    plane_words = np.empty((blocks, w + 1), dtype=np.int32)
+    prev = np.zeros(blocks, dtype=np.int32)
     for b in range(w + 1):
-        o = ops[:, b]
-        plane = np.where(
-            o == KEEP,
-            plane,
-            np.where(o == INVERT, plane ^ full, np.where(o == ZERO, 0, plane ^ sval[:, b])),
-        )
-        delta |= ((plane[:, None] >> shifts) & 1) << b
+        prev = a_rows[:, b] ^ (prev & m_rows[:, b])
+        plane_words[:, b] = prev
+    delta = deltas_from_planes(plane_words, w, n).astype(np.int64)
     delta -= (delta >> w) << (w + 1)  # sign-extend from W+1 bits
     x = np.concatenate([base[:, None], delta], axis=1)
     np.cumsum(x, axis=1, out=x)
@@ -199,10 +270,11 @@ def decode(
     w, n = word_width, block_size
     if znz_bitlen > 5 * n_words or znz_bitlen < -(-n_words // MAX_ZERO_RUN):
         raise CorruptStream(f"znz_bitlen {znz_bitlen} is impossible for {n_words} words")
+    # (a valid block is at least W + 6 bits: a base and one zero run over all planes)
     nz_pos, znz_symbols = decode_znz(znz, znz_bitlen, n_words)
     nnz = int(nz_pos.size)
     blocks = -(-nnz // n)
-    if bpc_bitlen > blocks * (w + (w + 1) * n) or bpc_bitlen < blocks * (w + 2):
+    if bpc_bitlen > blocks * (w + (w + 1) * n) or bpc_bitlen < blocks * (w + 3):
         raise CorruptStream(f"bpc_bitlen {bpc_bitlen} is impossible for {blocks} blocks")
     vals, bpc_symbols = decode_bpc(bpc, bpc_bitlen, blocks, w, n, swap)
     if nnz and not vals[:nnz].all():
@@ -220,3 +292,64 @@ def cycles(t: EbpcTiming, word_width: int, block_size: int, words_per_cycle: int
     per_block = max(word_width + 2, block_size)
     bpc = t.blocks * per_block + (block_size if t.blocks else 0)
     return {"ebpc_bpc": bpc, "ebpc_out": -(-t.n_words // words_per_cycle)}
+
+
+# --- the weight record (codec id 3) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EbpcRecord:
+    """A checked `ebpc` weight record: W, N and one (n_words, znz_bitlen, bpc_bitlen) per RTL
+    transmission; the transmissions' streams are concatenated, each padded to whole W-bit words."""
+
+    word_width: int
+    block_size: int
+    n_words: list[int]
+    znz_bitlen: list[int]
+    bpc_bitlen: list[int]
+
+    def padded(self, bitlen: int) -> int:
+        """Bytes of a stream of `bitlen` bits padded to whole W-bit words."""
+        return -(-bitlen // self.word_width) * self.word_width // 8
+
+
+def _int_list(params: Mapping[str, JSON], key: str, count: int | None, hi: int) -> list[int]:
+    value = params.get(key)
+    ok = isinstance(value, list) and bool(value) and (count is None or len(value) == count)
+    if not ok or any(type(v) is not int or not 0 <= v <= hi for v in value):  # type: ignore[union-attr]
+        raise BadRecord(f"codec parameter {key!r} must be a list of integers in [0, {hi}]")
+    return list(value)  # type: ignore[arg-type]
+
+
+def parse(n: int, params: Mapping[str, JSON]) -> EbpcRecord:
+    """Check the params of an `ebpc` record holding n words.
+
+    Raises:
+        BadRecord: a param is missing, of the wrong type, out of range or inconsistent.
+    """
+    w = param_int(params, "word_width", 8, 16)
+    b = param_int(params, "block_size", 8, 16)
+    if w not in WORD_WIDTHS or b not in BLOCK_SIZES or b > w:
+        raise BadRecord(f"codec parameters word_width={w}, block_size={b} are not an RTL format")
+    param_int(params, "max_zero_run", MAX_ZERO_RUN, MAX_ZERO_RUN)
+    words = _int_list(params, "n_words", None, RTL_MAX_WORDS)
+    znz = _int_list(params, "znz_bitlen", len(words), 5 * RTL_MAX_WORDS)
+    bpc = _int_list(params, "bpc_bitlen", len(words), 20 * RTL_MAX_WORDS)
+    if sum(words) != n:
+        raise BadRecord(f"codec parameter 'n_words' sums to {sum(words)}, the shape holds {n}")
+    if len(words) > 1 and min(words) == 0:
+        raise BadRecord("codec parameter 'n_words' has an empty transmission")
+    return EbpcRecord(w, b, words, znz, bpc)
+
+
+def check_padding(bus: BusStream, bitlen: int, what: str) -> None:
+    """Bits after `bitlen` up to the end of the (W-bit padded) transmission must be zero.
+
+    Raises:
+        CorruptStream: a nonzero pad bit or byte.
+    """
+    data = bus.words.reshape(-1)[: bus.nbytes]
+    if bitlen % 8 and int(data[bitlen >> 3]) & (0xFF >> (bitlen & 7)):
+        raise CorruptStream(f"ebpc stream {what!r} has non-zero padding bits")
+    if data[(bitlen + 7) >> 3 :].any():
+        raise CorruptStream(f"ebpc stream {what!r} has non-zero padding bytes")

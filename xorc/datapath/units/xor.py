@@ -23,6 +23,7 @@ from xorc import bits as bitio
 from xorc.codecs.common import from_sign_magnitude, n_elements, param_int
 from xorc.codecs.xor.network import MAX_N_IN, MAX_N_OUT
 from xorc.datapath import fields
+from xorc.datapath.bitops import transpose_bytes
 from xorc.datapath.dram import BusStream
 from xorc.datapath.units.mask import XOR_CODINGS
 from xorc.errors import BadRecord
@@ -183,21 +184,6 @@ def flip(plane: NDArray[np.uint8], positions: NDArray[np.int64]) -> None:
         plane[byte[first]] ^= np.bitwise_or.reduceat(bit, first)
 
 
-_M1 = np.uint64(0x00AA00AA00AA00AA)
-_M2 = np.uint64(0x0000CCCC0000CCCC)
-_M3 = np.uint64(0x00000000F0F0F0F0)
-
-
-def _transpose8(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """Transpose 8 x 8 bit matrices: bit 8r + c <-> bit 8c + r."""
-    t = (x ^ (x >> np.uint64(7))) & _M1
-    x = x ^ t ^ (t << np.uint64(7))
-    t = (x ^ (x >> np.uint64(14))) & _M2
-    x = x ^ t ^ (t << np.uint64(14))
-    t = (x ^ (x >> np.uint64(28))) & _M3
-    return x ^ t ^ (t << np.uint64(28))
-
-
 def reassemble(planes: list[NDArray[np.uint8]], n: int) -> NDArray[np.uint8]:
     """The Q-bit codes of n weights from Q plane bit vectors (plane 0 = code bit Q-1).
 
@@ -209,8 +195,7 @@ def reassemble(planes: list[NDArray[np.uint8]], n: int) -> NDArray[np.uint8]:
     group = np.zeros((nb, 8), dtype=np.uint8)
     for i, p in enumerate(planes):
         group[:, q - 1 - i] = p
-    codes = _transpose8(group.view("<u8").reshape(-1)).astype("<u8").view(np.uint8)
-    return codes[:n]
+    return transpose_bytes(group).reshape(-1)[:n]
 
 
 def sign_magnitude_table(bits: int) -> NDArray[np.int16]:
