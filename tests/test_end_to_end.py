@@ -75,3 +75,17 @@ def test_bias_correction_reduces_output_error(tmp_path: Path) -> None:
         diff = run_model(out, calib) - run_model(model_path, calib)
         errors[flag] = float(np.abs(diff.mean(axis=0)).mean())
     assert errors[True] < errors[False]
+
+
+def test_importance_search_beats_all_on_held_out_data(tmp_path: Path) -> None:
+    """Issue 3 target: importance >= 20 % smaller than all, <= 0.5 points drop on test data."""
+    model = sample("fashion_cnn_sparse.onnx")
+    calib, test = sample("fashion_calib.npz"), sample("fashion_test.npz")
+    full = api.compress(model, tmp_path / "all.xorc", CompressOptions(policy="all"))
+    options = CompressOptions(policy="importance", max_drop=0.5)
+    small = api.compress(model, tmp_path / "imp.xorc", options, calib=calib)
+    assert small.meta["search"]["met"]
+    ratio = small.totals()["weight_payload_bytes"] / full.totals()["weight_payload_bytes"]
+    assert ratio <= 0.8
+    report = api.verify(tmp_path / "imp.xorc", model=model, data=test, max_drop=0.5)
+    assert report.bit_exact and report.passed
