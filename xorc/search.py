@@ -5,8 +5,9 @@ Policies `importance` and `dictionary` trade size for accuracy through one globa
 * `importance`: the XOR error budget f (at most f times the correct-all error count left
   uncorrected; xorc.codecs.xor.encode documents it). Each tensor is solved once
   (`solve_tensor`), and every trial only rebuilds streams (`finish`).
-* `dictionary`: a tolerance t; each tensor takes the smallest K whose importance-weighted mean
-  squared level error is at most t × its mean squared level (per tensor K, one global knob).
+* `dictionary`: a relative error tolerance t; every tensor gets entropy-constrained codebooks
+  aiming at that relative level error (so K and the index coding vary per tensor under one
+  global knob; docs/codecs/dictionary.md).
 
 Blob size shrinks monotonically along the knob's grid, so a binary search over the grid finds
 the largest knob whose drop is within PP with about log2(grid) accuracy runs. Each run decodes
@@ -30,8 +31,8 @@ from xorc.tensor import Encoded, QuantTensor
 from xorc.verify import compare_outputs
 
 XOR_BUDGETS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
-DICT_TOLERANCES = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-DICT_SIZES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+DICT_TOLERANCES = (0.0, *(float(f"{10 ** (e / 4):.3g}") for e in range(-20, -3)))
+"""0, then 1e-5 to 0.056 in steps of 10^(1/4)."""
 
 
 @dataclass(frozen=True)
@@ -170,30 +171,22 @@ def xor_encoder_at(quantized: list[QuantTensor], options: list, fixed: list[Enco
 
 
 def dictionary_encoder_at(quantized: list[QuantTensor], options: list, fixed: list[Encoded | None]):  # type: ignore[no-untyped-def]
-    """encode_at(t) for policy dictionary: the smallest K per tensor within tolerance t."""
-    from xorc.codecs.dictionary.encode import candidates
+    """encode_at(t) for policy dictionary: entropy-constrained codebooks at relative error t.
 
-    per_tensor: list[list[tuple[int, float, Encoded]]] = []
-    for q, o, f in zip(quantized, options, fixed, strict=True):
-        if f is not None:
-            per_tensor.append([])
-            continue
-        weight = q.importance if q.importance is not None else np.ones(q.values.shape, np.float32)
-        power = float(np.mean(weight * q.values.astype(np.float64) ** 2)) or 1.0
-        rows = []
-        for e in candidates(q, o, DICT_SIZES).values():
-            err = float(np.mean(weight * (e.decoded.astype(np.float64) - q.values) ** 2))
-            rows.append((sum(len(s) for s in e.streams.values()), err / power, e))
-        per_tensor.append(sorted(rows, key=lambda r: r[0]))
+    Each tensor is prepared once (histograms, k-means programmes); a trial encodes every
+    tensor at the trial's tolerance (docs/codecs/dictionary.md, automatic mode).
+    """
+    from xorc.codecs.dictionary.encode import Prepared, encode_prepared
+
+    prepared = [
+        Prepared(q, o) if f is None else None
+        for q, o, f in zip(quantized, options, fixed, strict=True)
+    ]
 
     def encode_at(tolerance: float) -> list[Encoded]:
-        out = []
-        for rows, f in zip(per_tensor, fixed, strict=True):
-            if f is not None:
-                out.append(f)
-                continue
-            ok = [r for r in rows if r[1] <= tolerance] or [min(rows, key=lambda r: r[1])]
-            out.append(ok[0][2])
-        return out
+        return [
+            f if f is not None else encode_prepared(p, None, tolerance=tolerance)  # type: ignore[arg-type]
+            for p, f in zip(prepared, fixed, strict=True)
+        ]
 
     return encode_at
