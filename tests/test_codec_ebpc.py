@@ -514,3 +514,22 @@ def test_decoders_do_not_load_the_encoder() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_chain_maps_matches_a_sequential_walk() -> None:
+    rng = np.random.default_rng(9)
+    for n, states in ((1, 5), (15, 5), (16, 5), (17, 3), (1000, 5), (5000, 10)):
+        maps = rng.integers(0, states, (n, states)).astype(np.uint8)
+        expected, s = [], 2 % states
+        for k in range(n):
+            expected.append(s)
+            s = int(maps[k, s])
+        np.testing.assert_array_equal(core_decode.chain_maps(maps, 2 % states), expected)
+
+
+def test_znz_general_composition_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the shortcut for constant chunks disabled, the map composition decodes alike."""
+    monkeypatch.setattr(core_decode, "_ZNZ_RESOLVE_ROUNDS", 0)
+    rng = np.random.default_rng(12)
+    for x in ([0, 5] * 3000, rng.integers(-2, 3, 20000), [0] * 100 + [1] + [0] * 17):
+        np.testing.assert_array_equal(decode(encode(x)), x)

@@ -318,11 +318,16 @@ class SimResult:
 
 
 def _fmap_layers(fmap: Mapping[str, JSON], config: DatapathConfig) -> tuple[FmapLayer, ...]:
-    """Traffic per activation tensor: written once by its layer and read once by the next, both
-    through the EBPC codec (one word per cycle), against the same without compression."""
+    """Traffic per activation tensor and inference: written once by its layer and read once by
+    the next, both through the EBPC codec (one word per cycle), against the same without
+    compression. Bit counts summed over the section's `n_inputs` calibration inputs (as
+    `xorc.fmap` writes them) are divided by it."""
     layers = fmap.get("layers")
     if not isinstance(layers, list):
         raise BadRecord("section FMAP: 'layers' must be a list")
+    inputs = fmap.get("n_inputs", 1)
+    if type(inputs) is not int or inputs < 1:
+        raise BadRecord(f"section FMAP: 'n_inputs' must be a positive integer, got {inputs!r}")
     out = []
     for i, entry in enumerate(layers):
         if not isinstance(entry, dict):
@@ -338,13 +343,14 @@ def _fmap_layers(fmap: Mapping[str, JSON], config: DatapathConfig) -> tuple[Fmap
                 raise BadRecord(
                     f"section FMAP: layer {name!r}: {key!r} must be a non-negative number"
                 )
-        raw_bytes, comp_bytes = float(raw) / 8, float(comp) / 8  # type: ignore[arg-type]
+        raw_bytes = float(raw) / 8 / inputs  # type: ignore[arg-type]
+        comp_bytes = float(comp) / 8 / inputs  # type: ignore[arg-type]
         width = config.bus_bytes
 
         def beats(b: float, width: int = width) -> int:
             return int(np.ceil(b / width)) * width
 
-        words = int(np.ceil(float(raw) / bits))  # type: ignore[arg-type]
+        words = int(np.ceil(float(raw) / inputs / bits))  # type: ignore[arg-type]
         out.append(
             FmapLayer(
                 name=name,

@@ -47,6 +47,7 @@ from xorc.errors import CorruptStream
 # --- ZNZ ----------------------------------------------------------------------------------------
 
 _ZNZ_PHASES = 5  # a symbol is 1 or 5 bits, so the first boundary in a chunk is at bit 0..4
+_ZNZ_RESOLVE_ROUNDS = 64  # longer runs of ambiguous chunks go to `chain_maps`
 
 
 @cache
@@ -86,13 +87,15 @@ def _znz_entries(chunks: NDArray[np.intp]) -> NDArray[np.intp]:
     entry[0] = 0
     entry[1:] = np.where(constant[chunks[:-1]], exit0[chunks[:-1]], -1)
     todo = np.flatnonzero(entry < 0)
-    for _ in range(64):
+    for _ in range(_ZNZ_RESOLVE_ROUNDS):
         if not todo.size:
             return entry
         prev = entry[todo - 1]
         ready = prev >= 0
         entry[todo[ready]] = exit_map[chunks[todo[ready] - 1], prev[ready]]
         todo = todo[~ready]
+    if not todo.size:
+        return entry
     return chain_maps(exit_map[chunks], 0)
 
 
@@ -156,7 +159,7 @@ def decode_znz(
     z = np.flatnonzero(np.unpackbits(zmask, count=bitlen).view(bool))
     if z.size and int(z[-1]) + 1 + ZNZ_COUNT_BITS > bitlen:
         raise CorruptStream(f"znz stream ends inside a zero-run symbol (znz_bitlen {bitlen})")
-    zeros = bitio.peek_fields(bitio.byte_windows(buf), z + 1, ZNZ_COUNT_BITS).astype(np.int64) + 1
+    zeros = bitio.peek_units(bitio.unit_windows(buf, bitlen), z + 1, ZNZ_COUNT_BITS) + 1
     ones = np.empty(z.size + 1, dtype=np.int64)
     ones[0] = z[0] if z.size else bitlen
     ones[1:-1] = np.diff(z) - (1 + ZNZ_COUNT_BITS)
@@ -310,11 +313,11 @@ def _run_round0(
     table: NDArray[np.int32],
     start: NDArray[np.int64],
     stop: NDArray[np.int64],
-    limit: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Round 0: every lane parses from its segment start in state 0 until it passes its
-    segment end. Returns the positions and keys of the states visited inside each lane's
-    segment, lane-major, and the count per lane."""
+    segment end (lanes that are done keep stepping until the last one is: the buffer must be
+    readable 8 * (longest segment) bits past the last segment). Returns the positions and keys
+    of the states visited inside each lane's segment, lane-major, and the count per lane."""
     lanes = start.size
     rows = int((stop - start).max()) // 8 + 2 * _CHECK_EVERY
     rec_p = np.empty((rows, lanes), dtype=np.int32)
@@ -334,7 +337,7 @@ def _run_round0(
         if step % _CHECK_EVERY == 1 and (pos >= stop).all():
             break
         t = table[key]
-        pos = np.minimum(pos + (t & _LEN_MASK), limit)
+        pos = pos + (t & _LEN_MASK)
         cs = t & _STATE_MASK
     p = np.ascontiguousarray(rec_p[:step].T)
     inside = p < stop[:, None]
@@ -355,7 +358,7 @@ def _run_fixup(
     stop: NDArray[np.int64],
     sync: NDArray[np.int8],
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Step every lane until it stands on a state round 0 visited (sync[pos] == state) or passes
+    """Step every lane until it stands on a state round 0 visited (sync[pos] == state + 1) or passes
     `stop[lane]`. Lanes are tested every few steps, so a lane may take a few steps too many.
     Returns every state visited, as (position, key, lane, step), step-major."""
     rec_p, rec_k, rec_l, rec_n = [], [], [], []
@@ -367,7 +370,7 @@ def _run_fixup(
         rec_l.append(lanes)
         rec_n.append(lanes.size)
         if step % _CHECK_EVERY == 0:
-            fin = (pos >= stop[lanes]) | (sync[pos] == (cs >> 16))
+            fin = (pos >= stop[lanes]) | (sync[pos] == (cs >> 16) + 1)
             if fin.any():
                 keep = ~fin
                 lanes, pos, cs, key = lanes[keep], pos[keep], cs[keep], key[keep]
@@ -407,7 +410,8 @@ def parse_bpc(
     stream.
 
     Raises:
-        CorruptStream: a stream does not end with a whole block exactly at its end.
+        CorruptStream: a stream does not end with a whole block exactly at its end, or a step
+            holds an invalid symbol.
     """
     table = _step_table(word_width, block_size, swap)
     lens = ends - starts
@@ -425,19 +429,19 @@ def parse_bpc(
 
     # round 0: each lane guesses that a block starts at its segment start (exact for first lanes)
     limit = 32 * (int(win.size) - 3)
-    r_pos, r_key, n0 = _run_round0(win, table, lane_start, lane_end, limit)
+    r_pos, r_key, n0 = _run_round0(win, table, lane_start, lane_end)
     r_lane = np.repeat(lanes, n0)
     last = np.cumsum(n0) - 1
     t = table[r_key[last]]
     exit_pos = r_pos[last] + (t & _LEN_MASK)
     exit_cs = (t & _STATE_MASK).astype(np.int64)
-    sync = np.full(limit + 1, -1, dtype=np.int8)
-    sync[r_pos] = r_key >> 16
+    sync = np.zeros(limit + 1, dtype=np.int8)  # state + 1 where round 0 stood, else 0
+    sync[r_pos] = (r_key >> 16) + 1
 
     # fix-up: re-run every non-first lane from the previous lane's exit until it meets round 0
     fl = lanes[~is_first]
     p1, k1, l1, s1 = _run_fixup(win, table, fl, exit_pos[fl - 1], exit_cs[fl - 1], lane_final, sync)
-    met = (sync[p1] == (k1 >> 16)) | (p1 >= lane_final[l1])
+    met = (sync[p1] == (k1 >> 16) + 1) | (p1 >= lane_final[l1])
     reach = lane_final.copy()  # where each fix-up lane first met round 0 (or its stream's end)
     np.minimum.at(reach, l1[met], p1[met])
     reach[is_first] = lane_start[is_first]
@@ -472,7 +476,7 @@ def parse_bpc(
     # each stream's steps must end a block exactly at the stream's end
     t = table[out_key]
     first_step = np.cumsum(steps_per_stream) - steps_per_stream
-    end_pos = starts + np.add.reduceat(t & _LEN_MASK, first_step, dtype=np.int64)
+    end_pos = starts + np.add.reduceat(t & _LEN_MASK, first_step)
     end_state = t[first_step + steps_per_stream - 1] >> 16
     bad = (end_pos != ends) | (end_state != 0)
     if bad.any():
@@ -481,6 +485,9 @@ def parse_bpc(
             f"bpc stream: the parse ends {int(end_pos[i] - ends[i]):+d} bits from the stream end, "
             f"in plane state {int(end_state[i])} (0 = at a block boundary)"
         )
+    if not (t & _VALID_BIT).all():
+        bad = int(np.flatnonzero((t & _VALID_BIT) == 0)[0])
+        raise CorruptStream(f"bpc stream: invalid symbol (step {bad} of the parse)")
     return out_key, steps_per_stream
 
 
@@ -547,17 +554,13 @@ def _decode_blocks_8x8(keys: NDArray[np.int64], swap: bool) -> NDArray[np.int8]:
 def decode_blocks(
     keys: NDArray[np.int64], word_width: int, block_size: int, swap: bool
 ) -> NDArray[np.int8] | NDArray[np.int16]:
-    """Words of all blocks whose parse steps are given (keys, in order), as [blocks, N]."""
+    """Words of all blocks whose parse steps are given (keys of valid steps, in order, as
+    returned by `parse_bpc`), as [blocks, N]."""
     w, n = word_width, block_size
     m = n - 1
-    table = _step_table(w, n, swap)
-    info = table[keys]
-    if not (info & _VALID_BIT).all():
-        raise CorruptStream(
-            f"bpc stream: invalid symbol at step {int(np.flatnonzero((info & _VALID_BIT) == 0)[0])}"
-        )
     if w == 8 and n == 8:
         return _decode_blocks_8x8(keys, swap)
+    info = _step_table(w, n, swap)[keys]
     is_base = keys < (1 << 16)
     window = keys & 0xFFFF
     nb = int(np.count_nonzero(is_base))
