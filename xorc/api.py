@@ -17,6 +17,7 @@ from xorc.format import atomic_write, read_bytes, read_file, v1
 from xorc.report import Summary, summarize
 
 if TYPE_CHECKING:
+    from xorc.datapath import AreaEstimate, SimResult
     from xorc.verify import VerifyReport
 
 PathLike = str | os.PathLike[str]
@@ -75,9 +76,24 @@ def verify(
     data: PathLike | None = None,
     max_drop: float = 1.0,
     progress: Callable[[str], None] | None = None,
+    decoder: str = "both",
+    preset: str | None = None,
 ) -> VerifyReport:
-    """Decode every tensor bit-exactly; with `data`, also gate the accuracy drop."""
+    """Decode every tensor bit-exactly (reference decoders, datapath simulator or both); with
+    `data`, also gate the accuracy drop."""
     from xorc.verify import verify_container
 
     container = read_bytes(read_file(blob))
-    return verify_container(container, model, data, max_drop, progress)
+    return verify_container(container, model, data, max_drop, progress, decoder, preset)
+
+
+def simulate(
+    blob: PathLike, preset: str | None = None, config: PathLike | None = None
+) -> tuple[SimResult, AreaEstimate]:
+    """Run the accelerator datapath simulator over a blob: counters per layer, and area."""
+    from xorc import datapath, onnx_io
+
+    container = read_bytes(read_file(blob))
+    cfg = datapath.load_config(config, preset)
+    result = datapath.simulate(container, cfg, onnx_io.layer_macs(container.graph))
+    return result, datapath.area_estimate(container, cfg)

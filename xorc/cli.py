@@ -247,10 +247,26 @@ def decompress(blob: str, out: str, as_json: bool) -> None:
     show_default=True,
     help="Largest allowed drop in percentage points; exit 3 above it.",
 )
+@click.option(
+    "--decoder",
+    type=click.Choice(["reference", "datapath", "both"]),
+    default="both",
+    show_default=True,
+    help="Decode with the codecs' reference decoders, the accelerator datapath simulator, "
+    "or both; each must reproduce the encoder's values bit for bit.",
+)
+@click.option("--preset", help="Datapath preset for the simulator [default: gemmini-default].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
 def verify(
-    blob: str, model: str | None, accuracy: bool, data: str | None, max_drop: float, as_json: bool
+    blob: str,
+    model: str | None,
+    accuracy: bool,
+    data: str | None,
+    max_drop: float,
+    decoder: str,
+    preset: str | None,
+    as_json: bool,
 ) -> None:
     """Decode every tensor of BLOB bit-exactly; optionally gate the accuracy drop.
 
@@ -259,7 +275,9 @@ def verify(
     """
     if accuracy and data is None:
         raise click.UsageError("--accuracy needs --data DATA.npz")
-    report = api.verify(blob, model, data if (accuracy or data) else None, max_drop)
+    report = api.verify(
+        blob, model, data if (accuracy or data) else None, max_drop, decoder=decoder, preset=preset
+    )
     if as_json:
         emit_json(report.to_json())
     else:
@@ -284,6 +302,42 @@ def _verify_text(report: VerifyReport) -> str:
         )
     lines.append("PASSED" if report.passed else "FAILED")
     return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("blob", type=click.Path(dir_okay=False))
+@click.option(
+    "--preset",
+    help="Hardware preset: gemmini-default, gemmini-2x-decoder, gemmini-row-rate, "
+    "gemmini-dram-latency [default: gemmini-default].",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file overriding preset parameters (docs/datapath.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@handle_errors
+def simulate(blob: str, preset: str | None, config_file: str | None, as_json: bool) -> None:
+    """Decode BLOB through the accelerator datapath simulator and count the cost.
+
+    Per layer: DRAM bytes against uncompressed int8, weight-load cycles against compute
+    cycles (MACs / DIM^2), stalls, patch FIFO peak; totals; an area estimate of the
+    decompressor against the MAC array. Exits 3 if the simulator's values differ from the
+    encoder's.
+    """
+    from xorc.datapath import render_area, render_text
+
+    result, area = api.simulate(blob, preset, config_file)
+    if as_json:
+        emit_json({"schema_version": 1, "simulation": result.to_json(), "area": area.to_json()})
+    else:
+        click.echo(render_text(result))
+        click.echo("")
+        click.echo(render_area(area))
+    if not result.bit_exact:
+        sys.exit(int(ExitCode.GATE_FAILED))
 
 
 def main() -> None:

@@ -358,6 +358,43 @@ def substitute(model: SourceModel, arrays: dict[str, NDArray[np.generic]]) -> by
     return proto.SerializeToString(deterministic=True)
 
 
+def layer_macs(graph_bytes: bytes) -> dict[str, int]:
+    """Multiply-accumulates per weight tensor at batch 1, by shape inference on a stored graph.
+
+    Conv: output elements × (C_in / groups × kernel size); Gemm and MatMul: output elements ×
+    the reduced dimension. Symbolic dimensions count as 1. Weights whose layer's output shape
+    cannot be inferred are left out.
+    """
+    proto = _parse_graph(graph_bytes)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # inference is best effort: MACs are then unknown
+        return {}
+    shapes = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            shapes[vi.name] = [d.dim_value or 1 for d in vi.type.tensor_type.shape.dim]
+    dims = {name: list(t.dims) for name, t, _, _ in _located_tensors(proto.graph)}
+    out: dict[str, int] = {}
+    for node in proto.graph.node:
+        if node.op_type not in WEIGHT_INPUTS or node.output[0] not in shapes:
+            continue
+        out_elems = int(np.prod(shapes[node.output[0]], dtype=np.int64))
+        for i in WEIGHT_INPUTS[node.op_type]:
+            w = dims.get(node.input[i]) if i < len(node.input) else None
+            if not w or len(w) < 2:
+                continue
+            if node.op_type in ("Conv", "ConvTranspose"):
+                reduced = int(np.prod(w[1:], dtype=np.int64))
+            elif node.op_type == "Gemm":
+                trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+                reduced = w[1] if (i == 1 and trans_b) or (i == 0) else w[0]
+            else:
+                reduced = w[-2] if i == 1 else w[-1]
+            out[node.input[i]] = out_elems * int(reduced)
+    return out
+
+
 def dtype_of(name: str) -> np.dtype:
     """The numpy dtype of a record's `dtype` name."""
     code = {v: k for k, v in FLOAT_TYPES.items()}.get(name, onnx.TensorProto.INT8)

@@ -69,20 +69,48 @@ class VerifyReport:
         }
 
 
+DECODERS = ("reference", "datapath", "both")
+
+
 def check_bit_exact(
-    container: Container, progress: Callable[[str], None] | None = None
+    container: Container,
+    progress: Callable[[str], None] | None = None,
+    decoder: str = "reference",
+    preset: str | None = None,
 ) -> tuple[list[np.ndarray], list[str], list[str]]:
-    """Decode every tensor with each decoder; returns the levels, decoder names, mismatches."""
-    levels, mismatches = [], []
-    decoders = ["reference"]
-    for record in container.tensors:
-        lv = decode_levels(container, record)
-        if levels_digest(lv) != record.digest:
-            mismatches.append(f"{record.name}: reference decoder differs from the encoder")
-        levels.append(lv)
-        if progress is not None:
-            progress(record.name)
-    return levels, decoders, mismatches
+    """Decode every tensor with the chosen decoders and compare with the encoder's digests.
+
+    `decoder` is "reference" (the codecs' decoders), "datapath" (the accelerator simulator,
+    xorc.datapath) or "both". Returns the levels (of the reference decoder when it ran), the
+    names of the decoders that ran, and one line per mismatch.
+    """
+    if decoder not in DECODERS:
+        raise UsageError(f"--decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    ran = ["reference", "datapath"] if decoder == "both" else [decoder]
+    levels: list[np.ndarray] = []
+    mismatches: list[str] = []
+    if "reference" in ran:
+        for record in container.tensors:
+            lv = decode_levels(container, record)
+            if levels_digest(lv) != record.digest:
+                mismatches.append(f"{record.name}: reference decoder differs from the encoder")
+            levels.append(lv)
+            if progress is not None:
+                progress(record.name)
+    if "datapath" in ran:
+        from xorc import datapath
+
+        result = datapath.simulate(
+            container, datapath.load_config(None, preset), keep_levels=not levels
+        )
+        mismatches += [
+            f"{t.name}: datapath simulator differs from the encoder"
+            for t in result.tensors
+            if not t.digest_match
+        ]
+        if not levels:
+            levels = [result.levels[t.name] for t in container.tensors]
+    return levels, ran, mismatches
 
 
 def measure_accuracy(
@@ -128,9 +156,11 @@ def verify_container(
     data_path: str | Path | None = None,
     max_drop: float = 1.0,
     progress: Callable[[str], None] | None = None,
+    decoder: str = "both",
+    preset: str | None = None,
 ) -> VerifyReport:
     """Bit-exact check, and with `data_path` the accuracy gate against `model_path`."""
-    levels, decoders, mismatches = check_bit_exact(container, progress)
+    levels, decoders, mismatches = check_bit_exact(container, progress, decoder, preset)
     report = VerifyReport(not mismatches, len(levels), decoders, mismatches)
     if data_path is None:
         return report

@@ -476,7 +476,8 @@ def parse_bpc(
     # each stream's steps must end a block exactly at the stream's end
     t = table[out_key]
     first_step = np.cumsum(steps_per_stream) - steps_per_stream
-    end_pos = starts + np.add.reduceat(t & _LEN_MASK, first_step)
+    wide = np.int64 if int(ends.max()) >= 1 << 31 else None
+    end_pos = starts + np.add.reduceat(t & _LEN_MASK, first_step, dtype=wide)
     end_state = t[first_step + steps_per_stream - 1] >> 16
     bad = (end_pos != ends) | (end_state != 0)
     if bad.any():
