@@ -179,3 +179,33 @@ def test_real_subprocess_json_only_on_stdout(tiny_model: Path, tmp_path: Path) -
         check=False,
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("policy", ["all", "importance", "dictionary", "raw"])
+def test_verify_with_each_decoder(policy: str, tiny_model: Path, tmp_path: Path) -> None:
+    blob = tmp_path / "t.xorc"
+    extra = ["--error-budget", "4"] if policy == "importance" else []
+    assert run("compress", tiny_model, "-o", blob, "--policy", policy, *extra)[0] == 0
+    for decoder, expected in [
+        ("reference", ["reference"]),
+        ("datapath", ["datapath"]),
+        ("both", ["reference", "datapath"]),
+    ]:
+        code, out, err = run("verify", blob, "--decoder", decoder, "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["decoders"] == expected and report["bit_exact"]
+
+
+def test_simulate(tiny_model: Path, tmp_path: Path) -> None:
+    blob = tmp_path / "t.xorc"
+    assert run("compress", tiny_model, "-o", blob)[0] == 0
+    code, out, _ = run("simulate", blob, "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["schema_version"] == 1 and doc["simulation"]["totals"]["bit_exact"] is True
+    assert doc["area"]
+    code, out, _ = run("simulate", blob)
+    assert code == 0 and "MAC array" in out
+    code, _, err = run("simulate", blob, "--preset", "no-such-preset")
+    assert code == 2 and "no-such-preset" in err
