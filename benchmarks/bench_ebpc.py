@@ -190,7 +190,8 @@ def main() -> None:
             if args.layers:
                 for layer, sp, e, z, v in fmap.summary_rows(result)[:-1]:
                     print(
-                        f"    {layer[:40]:40} sparsity {sp:.2f}  EBPC {e:.2f}  zRLE {z:.2f}  ZVC {v:.2f}"
+                        f"    {layer[:40]:40} sparsity {sp:.2f}  "
+                        f"EBPC {e:.2f}  zRLE {z:.2f}  ZVC {v:.2f}"
                     )
 
 

@@ -31,7 +31,7 @@ def seed_everything(seed: int, threads: int = 2) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - torch and its helpers read the global state
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
@@ -92,16 +92,15 @@ def ort_session(path: Path):
 
 def ort_logits(sess, x: np.ndarray, batch: int = 500) -> np.ndarray:
     """Run ``sess`` on ``x`` in batches (input ``input``, output ``logits``)."""
-    outs = [
-        sess.run(["logits"], {"input": x[i : i + batch]})[0] for i in range(0, len(x), batch)
-    ]
+    outs = [sess.run(["logits"], {"input": x[i : i + batch]})[0] for i in range(0, len(x), batch)]
     return np.concatenate(outs, axis=0)
 
 
 def describe_onnx(path: Path) -> dict:
     """Opset, op histogram, weight count and the I/O signature of an ONNX file."""
-    import onnx
     from collections import Counter
+
+    import onnx
 
     m = onnx.load(str(path))
     ops = Counter(n.op_type for n in m.graph.node)

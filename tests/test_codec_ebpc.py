@@ -533,3 +533,30 @@ def test_znz_general_composition_path(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(12)
     for x in ([0, 5] * 3000, rng.integers(-2, 3, 20000), [0] * 100 + [1] + [0] * 17):
         np.testing.assert_array_equal(decode(encode(x)), x)
+
+
+# --- the bit primitives added to xorc/bits.py ----------------------------------------------------
+
+
+def test_bit_primitives() -> None:
+    from xorc import bits as bitio
+
+    rng = np.random.default_rng(21)
+    for _ in range(60):
+        n = int(rng.integers(0, 200))
+        max_width = int(rng.choice([1, 5, 8, 16, 17, 33, 64]))
+        widths = rng.integers(0, max_width + 1, n)
+        values = np.array(
+            [int(rng.integers(0, 1 << int(w))) if w < 64 else (1 << 63) + 5 for w in widths],
+            dtype=np.uint64,
+        )
+        expected = bitio.pack_fields(values, widths) if n else (b"", 0)
+        assert bitio.pack_fields_fast(values, widths, max_width) == expected
+        data, nbits = expected
+        win = bitio.unit_windows(data, nbits)
+        stream = np.concatenate([bitio.unpack_bits(data, nbits), np.zeros(64, np.uint8)])
+        for width in (1, 4, 16, 32):
+            pos = rng.integers(0, nbits + 33, 20)
+            got = bitio.peek_units(win, pos, width)
+            want = [int("".join(map(str, stream[p : p + width])), 2) for p in pos]
+            assert got.tolist() == want

@@ -26,8 +26,9 @@ def run_model(path: Path, data: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("model", "data", "metric", "max_drop"), CASES)
-def test_sample_model_round_trip(model: str, data: str, metric: str, max_drop: float,
-                                 tmp_path: Path) -> None:
+def test_sample_model_round_trip(
+    model: str, data: str, metric: str, max_drop: float, tmp_path: Path
+) -> None:
     model_path, data_path = sample(model), sample(data)
     blob = tmp_path / "m.xorc"
     api.compress(model_path, blob, CompressOptions(policy="raw"))
@@ -89,3 +90,41 @@ def test_importance_search_beats_all_on_held_out_data(tmp_path: Path) -> None:
     assert ratio <= 0.8
     report = api.verify(tmp_path / "imp.xorc", model=model, data=test, max_drop=0.5)
     assert report.bit_exact and report.passed
+
+
+def _first(path: Path, n: int, out: Path) -> Path:
+    with np.load(path) as npz:
+        np.savez(out, **{k: npz[k][:n] for k in npz.files})
+    return out
+
+
+def test_fmap_command_on_real_maps(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from xorc.cli import cli
+
+    data = _first(sample("fashion_test.npz"), 24, tmp_path / "d.npz")
+    result = CliRunner().invoke(
+        cli, ["fmap", str(sample("fashion_cnn.onnx")), "--data", str(data), "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [r["method"] for r in doc["results"]] == ["paper", "deploy"]
+    for r in doc["results"]:
+        assert r["n_inputs"] == 24 and len(r["layers"]) == 3
+        ratios = r["network"]["ratios"]
+        assert ratios["ebpc"] > max(ratios["zero_rle"], ratios["zvc"]) > 1
+
+
+def test_ebpc_policy_records_feature_maps(tmp_path: Path) -> None:
+    model = sample("fashion_cnn_sparse.onnx")
+    calib = _first(sample("fashion_calib.npz"), 16, tmp_path / "c.npz")
+    blob = tmp_path / "e.xorc"
+    summary = api.compress(model, blob, CompressOptions(policy="ebpc"), calib=calib)
+    assert {t.codec_name for t in summary.tensors} == {"ebpc"}
+    report = api.verify(blob, decoder="both")
+    assert report.bit_exact and report.decoders == ["reference", "datapath"]
+    result, _ = api.simulate(blob)
+    assert result.fmap is not None and len(result.fmap) == 3

@@ -18,6 +18,7 @@ from xorc.report import Summary, summarize
 
 if TYPE_CHECKING:
     from xorc.datapath import AreaEstimate, SimResult
+    from xorc.fmap import FmapResult
     from xorc.verify import VerifyReport
 
 PathLike = str | os.PathLike[str]
@@ -85,6 +86,22 @@ def verify(
 
     container = read_bytes(read_file(blob))
     return verify_container(container, model, data, max_drop, progress, decoder, preset)
+
+
+def fmap(
+    model: PathLike,
+    data: PathLike,
+    bits: int = 8,
+    methods: tuple[str, ...] = ("paper", "deploy"),
+    calib: PathLike | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> list[FmapResult]:
+    """EBPC feature-map analysis of every ReLU / ReLU6 / Clip(0, x) output (xorc.activations)."""
+    from xorc import activations, onnx_io
+
+    return activations.analyze_model(
+        onnx_io.load_model(model), data, bits, methods, calib, progress=progress
+    )
 
 
 def simulate(

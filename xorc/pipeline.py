@@ -72,7 +72,29 @@ def compress_model(
             tick(q.name)
     if stats and options.bias_correction:
         correct_biases(model, plan, quantized, encoded, stats)
-    return assemble(model, plan, quantized, encoded, options, extra_meta=extra)
+    fmap = None
+    if options.policy == "ebpc" and calib is not None:
+        fmap = feature_map_stage(model, calib)
+    return assemble(model, plan, quantized, encoded, options, fmap, extra_meta=extra)
+
+
+FMAP_CALIB_INPUTS = 64
+
+
+def feature_map_stage(model: onnx_io.SourceModel, calib: str | Path) -> dict | None:
+    """Stage (policy ebpc with --calib): activation quantization and EBPC ratio per layer.
+
+    Deployment quantization (calibrated round-to-nearest, 8 bits) on up to FMAP_CALIB_INPUTS
+    calibration inputs; the datapath simulator counts feature-map traffic from it.
+    """
+    from xorc import activations
+
+    if not onnx_io.activation_outputs(onnx_io.serialize(model)):
+        return None
+    (result,) = activations.analyze_model(
+        model, calib, 8, ("deploy",), max_inputs=FMAP_CALIB_INPUTS
+    )
+    return activations.fmap_section(result)
 
 
 SEARCHABLE = {

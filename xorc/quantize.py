@@ -29,14 +29,13 @@ def quantize(
     w = np.asarray(weights, dtype=np.float64)
     if axis is None:
         peak = np.abs(w).max(initial=0.0).reshape(1)
-        scale_b = peak
     else:
-        moved = np.moveaxis(np.abs(w), axis, 0).reshape(w.shape[axis], -1)
-        peak = moved.max(axis=1, initial=0.0)
-        scale_b = peak.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+        peak = np.moveaxis(np.abs(w), axis, 0).reshape(w.shape[axis], -1).max(axis=1, initial=0.0)
     top = max_level(bits)
-    scales = np.where(peak > 0, peak / top, 1.0).astype(np.float32)
-    divisor = np.where(scale_b > 0, scale_b / top, 1.0)
+    scales = (peak / top).astype(np.float32)
+    scales[scales == 0] = 1.0  # an all-zero channel, or one too small for a float32 scale
+    shape = [1] * w.ndim if axis is None else [-1 if d == axis else 1 for d in range(w.ndim)]
+    divisor = scales.astype(np.float64).reshape(shape)
     levels = np.clip(np.rint(w / divisor), -top, top).astype(np.int16)
     return levels, scales
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from xorc.codecs import Encoder
 from xorc.codecs.dictionary.encode import encode as dictionary_encode
+from xorc.codecs.ebpc.encode import encode as ebpc_encode
 from xorc.codecs.raw.encode import encode as raw_encode
 from xorc.codecs.xor.encode import encode as xor_encode
 
@@ -16,5 +17,6 @@ ENCODERS: dict[str, Encoder] = {
     "all": xor_encode,
     "importance": xor_encode,
     "dictionary": dictionary_encode,
+    "ebpc": ebpc_encode,
 }
 LOSSLESS_POLICIES = ("raw", "all", "ebpc")

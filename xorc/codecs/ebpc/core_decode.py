@@ -68,11 +68,12 @@ def _znz_tables() -> tuple[NDArray[np.uint8], NDArray[np.uint16]]:
 
 
 @cache
-def _znz_constant() -> tuple[NDArray[np.bool_], NDArray[np.intp]]:
-    """For every 16-bit chunk: whether its exit offset is the same for all entry offsets (the
-    parses from all offsets have merged inside the chunk), and that exit offset."""
+def _znz_constant() -> NDArray[np.intp]:
+    """For every 16-bit chunk: its exit offset if it is the same for all entry offsets (the
+    parses from all offsets have merged inside the chunk), else -1."""
     exit_map, _ = _znz_tables()
-    return (exit_map == exit_map[:, :1]).all(axis=1), exit_map[:, 0].astype(np.intp)
+    same = (exit_map == exit_map[:, :1]).all(axis=1)
+    return np.where(same, exit_map[:, 0].astype(np.intp), -1)
 
 
 def _znz_entries(chunks: NDArray[np.intp]) -> NDArray[np.intp]:
@@ -82,10 +83,9 @@ def _znz_entries(chunks: NDArray[np.intp]) -> NDArray[np.intp]:
     without knowing their own; the few others are resolved along the short runs they form, and
     the general composition (`chain_maps`) takes over if those runs are long."""
     exit_map, _ = _znz_tables()
-    constant, exit0 = _znz_constant()
     entry = np.empty(chunks.size, dtype=np.intp)
     entry[0] = 0
-    entry[1:] = np.where(constant[chunks[:-1]], exit0[chunks[:-1]], -1)
+    entry[1:] = _znz_constant()[chunks[:-1]]
     todo = np.flatnonzero(entry < 0)
     for _ in range(_ZNZ_RESOLVE_ROUNDS):
         if not todo.size:
@@ -430,7 +430,6 @@ def parse_bpc(
     # round 0: each lane guesses that a block starts at its segment start (exact for first lanes)
     limit = 32 * (int(win.size) - 3)
     r_pos, r_key, n0 = _run_round0(win, table, lane_start, lane_end)
-    r_lane = np.repeat(lanes, n0)
     last = np.cumsum(n0) - 1
     t = table[r_key[last]]
     exit_pos = r_pos[last] + (t & _LEN_MASK)
@@ -461,9 +460,18 @@ def parse_bpc(
     drop = np.maximum(np.maximum.accumulate(np.where(fixed, reach, 0)), lane_start)
 
     # assemble: per lane, its fix-up states before `reach`, then round 0's states from `drop`
-    gone = r_pos < drop[r_lane]
-    counts = n0 - np.bincount(r_lane[gone], minlength=n_lanes)
-    out_key = r_key[~gone]
+    # round 0's records are sorted by position (lane after lane), so each lane's dropped
+    # records are a prefix of its own, counted with one search
+    first0 = np.cumsum(n0) - n0
+    gone = np.minimum(np.searchsorted(r_pos, drop) - first0, n0)
+    counts = n0 - gone
+    total_gone = int(gone.sum())
+    if total_gone:
+        keep = np.ones(r_key.size, dtype=bool)
+        keep[np.repeat(first0 - (np.cumsum(gone) - gone), gone) + np.arange(total_gone)] = False
+        out_key = r_key[keep]
+    else:
+        out_key = r_key
     keep1 = fixed[l1] & (p1 < reach[l1])
     if keep1.any():
         l1k, s1k = l1[keep1], s1[keep1]

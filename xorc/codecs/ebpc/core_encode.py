@@ -57,9 +57,9 @@ def znz_stream(nonzero: NDArray[np.bool_], word_width: int) -> tuple[bytes, int]
     edges = np.concatenate(([0], change, [n]))
     run_first = edges[:-1]
     run_len = np.diff(edges)
-    zero_runs = ~nonzero[run_first]
-    z_start = run_first[zero_runs]
-    z_len = run_len[zero_runs]
+    first_zero = 0 if not nonzero[0] else 1  # runs alternate: zero runs are every other one
+    z_start = run_first[first_zero::2]
+    z_len = run_len[first_zero::2]
     zeros_before = np.cumsum(z_len) - z_len
     chunks = (z_len + MAX_ZERO_RUN - 1) // MAX_ZERO_RUN
     chunks_before = np.cumsum(chunks) - chunks
@@ -83,14 +83,19 @@ def znz_stream(nonzero: NDArray[np.bool_], word_width: int) -> tuple[bytes, int]
     return data + bytes(padded_nbytes(nbits, word_width) - len(data)), nbits
 
 
-@cache
-def _code_tables(
-    block_size: int, swap: bool
-) -> tuple[NDArray[np.unsignedinteger], NDArray[np.uint8]]:
-    """(value, width) of the code of a non-zero DBX symbol S, indexed by S | (P == 0) << m.
+def _field_layout(word_width: int, block_size: int) -> tuple[np.dtype, int]:
+    """Dtype (little-endian) and shift of a combined field value | width << shift; values are
+    at most 16 bits, widths at most 16."""
+    if word_width == 8 and block_size == 8:
+        return np.dtype("<u2"), 8
+    return np.dtype("<u4"), 16
 
-    Rules c (all ones), d (P = 0, S != 0), e (two adjacent ones), f (single one), g (else),
-    first match wins. Entries for S = 0 are (0, 0): zero planes are coded per run."""
+
+@cache
+def _code_table(word_width: int, block_size: int) -> NDArray[np.unsignedinteger]:
+    """Code of a non-zero DBX symbol S as value | width << shift (`_field_layout`), indexed by
+    S | (P == 0) << m. Rules c (all ones), d (P = 0, S != 0), e (two adjacent ones), f (single
+    one), g (otherwise), first match wins. S = 0 entries are 0: zero planes are coded per run."""
     m = block_size - 1
     pb = position_bits(block_size)
     full = (1 << m) - 1
@@ -114,16 +119,15 @@ def _code_tables(
     w_all = np.concatenate([widths, w2])
     v_all[[0, 1 << m]] = 0
     w_all[[0, 1 << m]] = 0
-    return v_all.astype(np.uint8 if block_size == 8 else np.uint16), w_all.astype(np.uint8)
+    dtype, shift = _field_layout(word_width, block_size)
+    return (v_all | (w_all << shift)).astype(dtype)
 
 
 @cache
-def _zero_tables(
-    word_width: int, swap: bool
-) -> tuple[NDArray[np.unsignedinteger], NDArray[np.uint8]]:
-    """Codes of the zero planes of a block, indexed by the block's zero-plane mask (bit b set
-    when S_b = 0): [mask, plane] -> (value, width); a run's code sits on its first plane, the
-    other planes of the run and the non-zero planes get width 0."""
+def _zero_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.unsignedinteger]:
+    """Codes of the zero planes of a block as value | width << shift, indexed by the block's
+    zero-plane mask (bit b set when S_b = 0): [mask, plane]. A run's code sits on its first
+    plane; the other planes of the run and the non-zero planes get 0."""
     planes = word_width + 1
     cb = run_count_bits(word_width)
     mask = np.arange(1 << planes, dtype=np.int64)[:, None]
@@ -142,9 +146,8 @@ def _zero_tables(
     multi_w = (2 if swap else 3) + cb
     vals = np.where(run == 1, single_v, (1 << cb) | np.maximum(run - 2, 0))
     widths = np.where(run == 1, single_w, multi_w)
-    vals = np.where(first, vals, 0)
-    widths = np.where(first, widths, 0)
-    return vals.astype(np.uint8 if word_width == 8 else np.uint16), widths.astype(np.uint8)
+    dtype, shift = _field_layout(word_width, block_size)
+    return np.where(first, vals | (widths << shift), 0).astype(dtype)
 
 
 def bpc_stream(
@@ -158,8 +161,7 @@ def bpc_stream(
     if nnz == 0:
         return b"", 0
     nb = -(-nnz // n)
-    dtype = np.int16 if w == 8 else np.int32
-    blocks = np.zeros(nb * n, dtype=dtype)
+    blocks = np.zeros(nb * n, dtype=np.int16 if w == 8 else np.int32)
     blocks[:nnz] = nz_values
     blocks = blocks.reshape(nb, n)
     deltas = (blocks[:, 1:] - blocks[:, :-1]) & ((1 << (w + 1)) - 1)  # exactly W+1 bits
@@ -167,22 +169,20 @@ def bpc_stream(
     s = p.copy()
     s[:, 1:] ^= p[:, :-1]  # DBX: S_0 = P_0, S_b = P_b ^ P_{b-1}
 
-    code_v, code_w = _code_tables(n, swap_zero_codes)
-    zero_v, zero_w = _zero_tables(w, swap_zero_codes)
-    idx = s | ((p == 0).view(np.uint8).astype(s.dtype) << m)
-    zbytes = np.packbits(s == 0, axis=1, bitorder="little")  # bit b: S_b == 0
-    if zbytes.shape[1] == 2:
-        zrow = zbytes.view("<u2").reshape(-1)
-    else:
-        zrow = np.concatenate([zbytes, np.zeros((nb, 1), np.uint8)], axis=1).view("<u4").reshape(-1)
-    vdt = np.uint8 if w == 8 and n == 8 else np.uint16
-    vals = np.empty((nb, w + 2), dtype=vdt)
-    widths = np.empty((nb, w + 2), dtype=np.uint8)
-    vals[:, 0] = blocks[:, 0].astype(vdt) & vdt((1 << w) - 1)  # base: W-bit two's complement
-    widths[:, 0] = w
-    np.add(code_v[idx], zero_v[zrow], out=vals[:, 1:])
-    np.add(code_w[idx], zero_w[zrow], out=widths[:, 1:])
-    data, nbits = bitio.pack_fields_fast(vals, widths, max(w, n))
+    # zero-plane mask of each block (bit b: S_b == 0), packed through a 16/32-column bool row
+    cols = 16 if w == 8 else 32
+    zero = np.zeros((nb, cols), dtype=bool)
+    zero[:, : w + 1] = s == 0
+    zrow = np.packbits(zero.reshape(-1), bitorder="little").view("<u2" if w == 8 else "<u4")
+    idx = (s | ((p == 0).view(np.uint8).astype(s.dtype) << m)).astype(np.intp)
+
+    dtype, shift = _field_layout(w, n)
+    fields = np.empty((nb, w + 2), dtype=dtype)
+    base = blocks[:, 0].astype(dtype) & dtype.type((1 << w) - 1)  # W-bit two's complement
+    fields[:, 0] = base | dtype.type(w << shift)
+    np.add(_code_table(w, n)[idx], _zero_table(w, n, swap_zero_codes)[zrow], out=fields[:, 1:])
+    parts = fields.view("<u1" if shift == 8 else "<u2").reshape(nb, w + 2, 2)  # value, width
+    data, nbits = bitio.pack_fields_fast(parts[..., 0], parts[..., 1], max(w, n))
     return data + bytes(padded_nbytes(nbits, w) - len(data)), nbits
 
 
