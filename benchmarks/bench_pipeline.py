@@ -3,7 +3,10 @@
     python benchmarks/bench_pipeline.py [--policies all,raw] [--models fashion_cnn_sparse,...]
 
 Each run is a fresh child process, so the peak resident memory (ru_maxrss) is that run's own.
-Baselines measured in the same run: the int8 levels of the same weights as raw bytes and
+With calibration data, compress gets --calib (bias correction; importance weights), and the
+policies importance and dictionary search the smallest blob within the model's --max-drop on
+the calibration data (MODELS below); accuracy is then measured on the test data. Baselines
+measured in the same run: the int8 levels of the same weights as raw bytes and
 compressed by zstd level 19 (if the `zstandard` package is installed: the `bench` extra).
 """
 
@@ -18,20 +21,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
-MODELS = {
-    "digits_mlp": ("digits_test.npz", None),
-    "fashion_cnn": ("fashion_test.npz", None),
-    "fashion_cnn_sparse": ("fashion_test.npz", None),
-    "efficientnet_lite0": ("photos.npz", "photos.npz"),
+MODELS = {  # model: (test data, calibration data, --max-drop for the searched policies)
+    "digits_mlp": ("digits_test.npz", None, None),
+    "fashion_cnn": ("fashion_test.npz", "fashion_calib.npz", 0.5),
+    "fashion_cnn_sparse": ("fashion_test.npz", "fashion_calib.npz", 0.5),
+    "efficientnet_lite0": ("photos.npz", "photos.npz", 2.5),
 }
+SEARCHED = ("importance", "dictionary")
 
 CHILD = r"""
 import json, resource, sys, time
 from xorc import api
 from xorc.config import CompressOptions
-model, blob, data, calib, policy = sys.argv[1:6]
+model, blob, data, calib, policy, max_drop = sys.argv[1:7]
 t0 = time.perf_counter()
-summary = api.compress(model, blob, CompressOptions(policy=policy), calib=calib or None)
+options = CompressOptions(policy=policy, max_drop=float(max_drop) if max_drop else None)
+summary = api.compress(model, blob, options, calib=calib or None)
 t1 = time.perf_counter()
 report = api.verify(blob, model=model, data=data)
 t2 = time.perf_counter()
@@ -76,13 +81,14 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name in args.models.split(","):
-        data, calib = MODELS[name]
+        data, calib, max_drop = MODELS[name]
         model = SAMPLES / f"{name}.onnx"
         raw_bytes, zstd_bytes = zstd_baseline(model)
         for policy in args.policies.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 blob = Path(tmp) / "b.xorc"
                 calib_arg = str(SAMPLES / calib) if calib else ""
+                drop_arg = str(max_drop) if max_drop is not None and policy in SEARCHED else ""
                 proc = subprocess.run(
                     [
                         sys.executable,
@@ -93,6 +99,7 @@ def main() -> None:
                         str(SAMPLES / data),
                         calib_arg,
                         policy,
+                        drop_arg,
                     ],
                     capture_output=True,
                     text=True,

@@ -12,7 +12,7 @@ import fnmatch
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +187,3 @@ def build_options(config_file: str | Path | None = None, **flags: Any) -> Compre
     kwargs = load_config(config_file) if config_file else {}
     kwargs.update({k: v for k, v in flags.items() if v is not None})
     return CompressOptions(**kwargs)
-
-
-__all__ = ["CompressOptions", "LayerRule", "TensorSettings", "build_options", "replace"]

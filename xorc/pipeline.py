@@ -9,7 +9,7 @@ Each stage is a small function; `compress_model` reads like the table of content
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -332,6 +332,3 @@ def assemble(
         **(extra_meta or {}),
     }
     return Container(meta, tuple(records), graph, payload, fmap)
-
-
-__all__ = ["PlannedTensor", "compress_model", "replace"]

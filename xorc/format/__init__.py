@@ -52,6 +52,12 @@ def write_blob(container: Container, path: str | os.PathLike[str]) -> int:
     return len(data)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename; never a half-written file."""
     target = Path(path)
@@ -64,6 +70,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, target)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
