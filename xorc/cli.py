@@ -38,6 +38,10 @@ def handle_errors(func: F) -> F:
         except XorcError as exc:
             click.echo(f"xorc: error: {exc}", err=True)
             sys.exit(int(exc.exit_code))
+        except BrokenPipeError:  # `xorc inspect b.xorc | head`: the reader left; not an error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(int(ExitCode.OK))
         except MemoryError:
             click.echo("xorc: error: out of memory", err=True)
             sys.exit(int(ExitCode.INTERNAL))
@@ -175,6 +179,12 @@ def compress(
     target = out or str(Path(model).with_suffix(".xorc"))
     with progress_bar("compress", "tensor") as tick:
         summary = api.compress(model, target, options, calib=calib, progress=tick)
+    if not summary.tensors:
+        click.echo(
+            f"xorc: warning: {model}: no weights of Conv, ConvTranspose, Gemm or MatMul to "
+            "compress; the blob holds the graph only",
+            err=True,
+        )
     if as_json:
         emit_json(summary.to_json())
     else:

@@ -170,7 +170,12 @@ def render_text(summary: Summary) -> str:
         f"fp32 {_fmt_bytes(t['original_bytes'])} -> weight payload "
         f"{_fmt_bytes(t['weight_payload_bytes'])} ({t['bits_per_weight']:.3f} bits/weight, "
         f"{t['compression_ratio']:.2f}x); blob {_fmt_bytes(t['blob_bytes'])}"
-        + (f" ({t['blob_ratio']:.2f}x smaller than the source model)" if t["blob_ratio"] else "")
+        + (
+            f"; source model {_fmt_bytes(t['source_model_bytes'])} "
+            f"({t['blob_ratio']:.2f}x the blob)"
+            if t["blob_ratio"]
+            else ""
+        )
     )
     lines.extend(f"DAMAGED: {problem}" for problem in summary.damaged)
     return "\n".join(lines)
