@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,36 @@ def test_simulate(tiny_model: Path, tmp_path: Path) -> None:
     assert code == 0 and "MAC array" in out
     code, _, err = run("simulate", blob, "--preset", "no-such-preset")
     assert code == 2 and "no-such-preset" in err
+
+
+@pytest.mark.parametrize("policy", ["all", "importance", "dictionary", "ebpc", "raw"])
+def test_every_policy_is_deterministic_across_processes(
+    policy: str, tiny_model: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    blobs = []
+    for i, seed in enumerate(("0", "12345")):  # different hash seeds, same bytes
+        out = tmp_path / f"{i}.xorc"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "xorc",
+                "compress",
+                str(tiny_model),
+                "-o",
+                str(out),
+                "--policy",
+                policy,
+                "--calib",
+                str(tiny_data),
+                "--error-budget",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        assert proc.returncode == 0, proc.stderr
+        blobs.append(out.read_bytes())
+    assert blobs[0] == blobs[1]
