@@ -177,6 +177,12 @@ def compress(
         config_file, per_channel=None if per_tensor is None else not per_tensor, **flags
     )
     target = out or str(Path(model).with_suffix(".xorc"))
+    if options.policy == "importance" and options.error_budget is None and options.max_drop is None:
+        click.echo(
+            "xorc: warning: policy importance without --error-budget or --max-drop corrects "
+            "every error, as policy all does",
+            err=True,
+        )
     with progress_bar("compress", "tensor") as tick:
         summary = api.compress(model, target, options, calib=calib, progress=tick)
     if not summary.tensors:
