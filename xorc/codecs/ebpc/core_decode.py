@@ -271,6 +271,18 @@ def _step_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.int3
     return table.astype(np.int32)
 
 
+_INVALID_STEP = 0x80
+
+
+@cache
+def _step_len_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.uint8]:
+    """LEN[key]: the bits a step consumes (as in `_step_table`), plus `_INVALID_STEP` if the
+    step is invalid; a small table for the checks over all steps."""
+    table = _step_table(word_width, block_size, swap)
+    invalid = np.where(table & _VALID_BIT, 0, _INVALID_STEP)
+    return ((table & _LEN_MASK) | invalid).astype(np.uint8)
+
+
 @cache
 def _plane_code_table(word_width: int, block_size: int, swap: bool) -> NDArray[np.unsignedinteger]:
     """PLANES[window, j]: plane code of the j-th plane covered by the whole symbols at the top of
@@ -313,14 +325,15 @@ def _run_round0(
     table: NDArray[np.int32],
     start: NDArray[np.int64],
     stop: NDArray[np.int64],
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.signedinteger], NDArray[np.int32], NDArray[np.int64]]:
     """Round 0: every lane parses from its segment start in state 0 until it passes its
     segment end (lanes that are done keep stepping until the last one is: the buffer must be
     readable 8 * (longest segment) bits past the last segment). Returns the positions and keys
-    of the states visited inside each lane's segment, lane-major, and the count per lane."""
+    of the states visited inside each lane's segment, lane-major (so sorted by position), and
+    the count per lane. Keys are int32; positions are int32 for buffers under 2**31 bits."""
     lanes = start.size
     rows = int((stop - start).max()) // 8 + 2 * _CHECK_EVERY
-    rec_p = np.empty((rows, lanes), dtype=np.int32)
+    rec_p = np.empty((rows, lanes), dtype=np.int32 if 32 * win.size < 1 << 31 else np.int64)
     rec_k = np.empty((rows, lanes), dtype=np.int32)
     pos = start.copy()
     cs = np.zeros(lanes, dtype=np.int32)
@@ -341,12 +354,7 @@ def _run_round0(
         cs = t & _STATE_MASK
     p = np.ascontiguousarray(rec_p[:step].T)
     inside = p < stop[:, None]
-    take = np.flatnonzero(inside)
-    return (
-        p.reshape(-1)[take].astype(np.int64),
-        np.ascontiguousarray(rec_k[:step].T).reshape(-1)[take].astype(np.int64),
-        inside.sum(axis=1),
-    )
+    return p[inside], np.ascontiguousarray(rec_k[:step].T)[inside], inside.sum(axis=1)
 
 
 def _run_fixup(
@@ -356,12 +364,18 @@ def _run_fixup(
     pos: NDArray[np.int64],
     cs: NDArray[np.int64],
     stop: NDArray[np.int64],
-    sync: NDArray[np.int8],
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Step every lane until it stands on a state round 0 visited (sync[pos] == state + 1) or passes
+    r_pos: NDArray[np.signedinteger],
+    r_key: NDArray[np.int32],
+) -> tuple[
+    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]
+]:
+    """Step every lane until it stands on a state round 0 visited (`_visited`) or passes
     `stop[lane]`. Lanes are tested every few steps, so a lane may take a few steps too many.
-    Returns every state visited, as (position, key, lane, step), step-major."""
+    Returns every state visited, as (position, key, lane, step), step-major, and `reach`
+    (indexed like `stop`): the position where each lane was found on round 0's path, or
+    `stop[lane]` if it passed it first (from `reach` on, round 0's parse is the lane's)."""
     rec_p, rec_k, rec_l, rec_n = [], [], [], []
+    reach = stop.copy()
     step = 0
     while lanes.size:
         key = cs | _window16(win, pos)
@@ -370,21 +384,36 @@ def _run_fixup(
         rec_l.append(lanes)
         rec_n.append(lanes.size)
         if step % _CHECK_EVERY == 0:
-            fin = (pos >= stop[lanes]) | (sync[pos] == (cs >> 16) + 1)
+            past = pos >= stop[lanes]
+            met = ~past & _visited(r_pos, r_key, pos, key)
+            fin = past | met
             if fin.any():
+                reach[lanes[met]] = pos[met]
                 keep = ~fin
                 lanes, pos, cs, key = lanes[keep], pos[keep], cs[keep], key[keep]
                 if not lanes.size:
                     break
         t = table[key]
         pos = pos + (t & _LEN_MASK)
-        cs = (t & _STATE_MASK).astype(np.int64)
+        cs = t & _STATE_MASK
         step += 1
     if not rec_n:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty, empty
+        return empty, empty, empty, empty, reach
     steps = np.repeat(np.arange(len(rec_n), dtype=np.int64), rec_n)
-    return np.concatenate(rec_p), np.concatenate(rec_k), np.concatenate(rec_l), steps
+    return np.concatenate(rec_p), np.concatenate(rec_k), np.concatenate(rec_l), steps, reach
+
+
+def _visited(
+    r_pos: NDArray[np.signedinteger],
+    r_key: NDArray[np.int32],
+    pos: NDArray[np.int64],
+    key: NDArray[np.int64],
+) -> NDArray[np.bool_]:
+    """Whether round 0 (records sorted by position, at most one per position) stood at each
+    position in the plane state of `key`."""
+    at = np.minimum(np.searchsorted(r_pos, pos.astype(r_pos.dtype)), r_pos.size - 1)
+    return (r_pos[at] == pos) & ((r_key[at] ^ key) < (1 << 16))
 
 
 def _segment_bits(total_bits: int) -> int:
@@ -428,21 +457,17 @@ def parse_bpc(
     lanes = np.arange(n_lanes, dtype=np.int64)
 
     # round 0: each lane guesses that a block starts at its segment start (exact for first lanes)
-    limit = 32 * (int(win.size) - 3)
     r_pos, r_key, n0 = _run_round0(win, table, lane_start, lane_end)
     last = np.cumsum(n0) - 1
     t = table[r_key[last]]
-    exit_pos = r_pos[last] + (t & _LEN_MASK)
+    exit_pos = r_pos[last].astype(np.int64) + (t & _LEN_MASK)
     exit_cs = (t & _STATE_MASK).astype(np.int64)
-    sync = np.zeros(limit + 1, dtype=np.int8)  # state + 1 where round 0 stood, else 0
-    sync[r_pos] = (r_key >> 16) + 1
 
     # fix-up: re-run every non-first lane from the previous lane's exit until it meets round 0
     fl = lanes[~is_first]
-    p1, k1, l1, s1 = _run_fixup(win, table, fl, exit_pos[fl - 1], exit_cs[fl - 1], lane_final, sync)
-    met = (sync[p1] == (k1 >> 16) + 1) | (p1 >= lane_final[l1])
-    reach = lane_final.copy()  # where each fix-up lane first met round 0 (or its stream's end)
-    np.minimum.at(reach, l1[met], p1[met])
+    p1, k1, l1, s1, reach = _run_fixup(
+        win, table, fl, exit_pos[fl - 1], exit_cs[fl - 1], lane_final, r_pos, r_key
+    )
     reach[is_first] = lane_start[is_first]
 
     # The true parse: lane j+1's fix-up started right iff the true parse left segment j on
@@ -463,30 +488,40 @@ def parse_bpc(
     # round 0's records are sorted by position (lane after lane), so each lane's dropped
     # records are a prefix of its own, counted with one search
     first0 = np.cumsum(n0) - n0
-    gone = np.minimum(np.searchsorted(r_pos, drop) - first0, n0)
-    counts = n0 - gone
-    total_gone = int(gone.sum())
-    if total_gone:
-        keep = np.ones(r_key.size, dtype=bool)
-        keep[np.repeat(first0 - (np.cumsum(gone) - gone), gone) + np.arange(total_gone)] = False
-        out_key = r_key[keep]
-    else:
-        out_key = r_key
+    gone = np.minimum(np.searchsorted(r_pos, drop.astype(r_pos.dtype)) - first0, n0)
     keep1 = fixed[l1] & (p1 < reach[l1])
-    if keep1.any():
+    n_new = np.bincount(l1[keep1], minlength=n_lanes)
+    counts = n0 - gone + n_new
+    total_gone = int(gone.sum())
+    if total_gone or keep1.any():
+        # one pass: lane l's kept fix-up records go to the front of its output slots, round 0's
+        # kept records after them
+        out_first = np.cumsum(counts) - counts
         l1k, s1k = l1[keep1], s1[keep1]
         order = np.lexsort((s1k, l1k))
-        at = (np.cumsum(counts) - counts)[l1k[order]]
-        out_key = np.insert(out_key, at, k1[keep1][order])
-        counts = counts + np.bincount(l1k, minlength=n_lanes)
+        l1k = l1k[order]
+        rank = np.arange(l1k.size) - (np.cumsum(n_new) - n_new)[l1k]
+        new_at = out_first[l1k] + rank
+        out_key = np.empty(int(counts.sum()), dtype=r_key.dtype)
+        is_new = np.zeros(out_key.size, dtype=bool)
+        is_new[new_at] = True
+        out_key[new_at] = k1[keep1][order]
+        if total_gone:
+            keep = np.ones(r_key.size, dtype=bool)
+            keep[np.repeat(first0 - (np.cumsum(gone) - gone), gone) + np.arange(total_gone)] = False
+            out_key[~is_new] = r_key[keep]
+        else:
+            out_key[~is_new] = r_key
+    else:
+        out_key = r_key
     steps_per_stream = np.add.reduceat(counts, first_lane)
 
     # each stream's steps must end a block exactly at the stream's end
-    t = table[out_key]
+    lv = _step_len_table(word_width, block_size, swap)[out_key]
     first_step = np.cumsum(steps_per_stream) - steps_per_stream
-    wide = np.int64 if int(ends.max()) >= 1 << 31 else None
-    end_pos = starts + np.add.reduceat(t & _LEN_MASK, first_step, dtype=wide)
-    end_state = t[first_step + steps_per_stream - 1] >> 16
+    wide = np.int64 if int(ends.max()) >= 1 << 31 else np.int32
+    end_pos = starts + np.add.reduceat(lv & _LEN_MASK, first_step, dtype=wide)
+    end_state = table[out_key[first_step + steps_per_stream - 1]] >> 16
     bad = (end_pos != ends) | (end_state != 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -494,8 +529,8 @@ def parse_bpc(
             f"bpc stream: the parse ends {int(end_pos[i] - ends[i]):+d} bits from the stream end, "
             f"in plane state {int(end_state[i])} (0 = at a block boundary)"
         )
-    if not (t & _VALID_BIT).all():
-        bad = int(np.flatnonzero((t & _VALID_BIT) == 0)[0])
+    if lv.max() >= _INVALID_STEP:
+        bad = int(np.flatnonzero(lv >= _INVALID_STEP)[0])
         raise CorruptStream(f"bpc stream: invalid symbol (step {bad} of the parse)")
     return out_key, steps_per_stream
 
@@ -686,17 +721,21 @@ def decode_many(records: Sequence[EbpcStreams]) -> list[NDArray[np.int8] | NDArr
                 f"the znz stream needs {int(n_blocks[j])}"
             )
         values = decode_blocks(keys, w, n, swap).reshape(-1)
-        block_off = np.cumsum(n_blocks) - n_blocks
+        block_end = np.cumsum(n_blocks) * n
+        value_off = block_end - n_blocks * n
+        pad = block_end - value_off - nnz  # padding words at the end of each stream's blocks
+        pad_at = np.repeat(block_end - pad, pad) + (
+            np.arange(int(pad.sum())) - np.repeat(np.cumsum(pad) - pad, pad)
+        )
+        if values[pad_at].any():
+            raise CorruptStream("bpc stream: the padding words of the last block are not zero")
+        if np.count_nonzero(values) != int(nnz.sum()):
+            raise CorruptStream(
+                "bpc stream decodes a zero where the znz stream has a non-zero word"
+            )
         for j, i in enumerate(members):
-            vals = values[block_off[j] * n : (block_off[j] + n_blocks[j]) * n]
-            k = int(nnz[j])
-            if vals[k:].any():
-                raise CorruptStream("bpc stream: the padding words of the last block are not zero")
-            if not vals[:k].all():
-                raise CorruptStream(
-                    "bpc stream decodes a zero where the znz stream has a non-zero word"
-                )
-            outputs[i] = place_nonzeros(*runs[i], vals[:k], records[i].n_words)
+            vals = values[value_off[j] : value_off[j] + nnz[j]]
+            outputs[i] = place_nonzeros(*runs[i], vals, records[i].n_words)
     return outputs
 
 
