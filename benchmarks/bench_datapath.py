@@ -51,12 +51,6 @@ from xorc.tensor import Encoded, EncodeOptions, QuantTensor
 ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = dict(REGISTERED_ENCODERS)
 DECODERS = dict(REGISTERED_DECODERS)
-if "ebpc" not in ENCODERS:  # the EBPC weight adapter exists before it is registered
-    try:
-        ENCODERS["ebpc"] = importlib.import_module("xorc.codecs.ebpc.encode").encode
-        DECODERS[CodecId.EBPC] = importlib.import_module("xorc.codecs.ebpc.decode").decode
-    except ImportError:
-        pass
 ROW_RATE = get_preset("gemmini-row-rate")
 LATENCY = get_preset("gemmini-dram-latency")
 
@@ -241,17 +235,15 @@ def main() -> None:
     ap.add_argument(
         "--set", choices=sorted(SETS), action="append", help="weight set (default: all)"
     )
-    ap.add_argument("--policy", action="append", help="policy (default: every registered one)")
+    ap.add_argument(
+        "--policy", choices=list(POLICIES), action="append", help="policy (default: all)"
+    )
     ap.add_argument("--preset", default="gemmini-default")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     config = get_preset(args.preset)
-    policies = [p for p in (args.policy or list(POLICIES)) if p in ENCODERS]
-    missing = [p for p in (args.policy or list(POLICIES)) if p not in ENCODERS]
-    print(
-        f"datapath preset {config.name}; "
-        f"policies not registered (skipped): {', '.join(missing) or 'none'}"
-    )
+    policies = args.policy or list(POLICIES)
+    print(f"datapath preset {config.name}")
     for set_name in args.set or list(SETS):
         tensors, macs = SETS[set_name]()
         n = sum(q.values.size for q in tensors)

@@ -421,8 +421,8 @@ def weights(shape: tuple[int, ...], bits: int, sparsity: float, seed: int) -> Qu
 @pytest.mark.parametrize(("w", "n"), FORMATS)
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_adapter_round_trip(w: int, n: int, bits: int) -> None:
-    from xorc.codecs.ebpc.decode import decode as weight_decode
-    from xorc.codecs.ebpc.encode import encode as weight_encode
+    from xorc.codecs.ebpc.weights_decode import decode as weight_decode
+    from xorc.codecs.ebpc.weights_encode import encode as weight_encode
 
     q = weights((32, 8, 3, 3), bits, 0.6, bits + w + n)
     e = weight_encode(q, EncodeOptions(ebpc_word_width=w, ebpc_block_size=n))
@@ -441,7 +441,7 @@ def test_adapter_round_trip(w: int, n: int, bits: int) -> None:
 
 
 def test_adapter_several_transmissions() -> None:
-    from xorc.codecs.ebpc.decode import decode as weight_decode
+    from xorc.codecs.ebpc.weights_decode import decode as weight_decode
 
     q = weights((10, 100), 4, 0.5, 1)
     parts = encode_transmissions(q.values.ravel(), max_words=256)
@@ -458,8 +458,8 @@ def test_adapter_several_transmissions() -> None:
 
 
 def test_adapter_hostile_records() -> None:
-    from xorc.codecs.ebpc.decode import decode as weight_decode
-    from xorc.codecs.ebpc.encode import encode as weight_encode
+    from xorc.codecs.ebpc.weights_decode import decode as weight_decode
+    from xorc.codecs.ebpc.weights_encode import encode as weight_encode
 
     q = weights((16, 16), 4, 0.5, 2)
     e = weight_encode(q, EncodeOptions())
@@ -487,8 +487,8 @@ def test_adapter_hostile_records() -> None:
 
 
 def test_adapter_empty_tensor() -> None:
-    from xorc.codecs.ebpc.decode import decode as weight_decode
-    from xorc.codecs.ebpc.encode import encode as weight_encode
+    from xorc.codecs.ebpc.weights_decode import decode as weight_decode
+    from xorc.codecs.ebpc.weights_encode import encode as weight_encode
 
     q = QuantTensor("e", np.zeros((0, 4), np.int16), 4, np.ones(1, np.float32), None)
     e = weight_encode(q, EncodeOptions())
@@ -499,8 +499,8 @@ def test_adapter_empty_tensor() -> None:
 
 
 def test_package_attributes_stay_the_stream_api() -> None:
-    adapter_encode = importlib.import_module("xorc.codecs.ebpc.encode")
-    adapter_decode = importlib.import_module("xorc.codecs.ebpc.decode")
+    adapter_encode = importlib.import_module("xorc.codecs.ebpc.weights_encode")
+    adapter_decode = importlib.import_module("xorc.codecs.ebpc.weights_decode")
     assert callable(adapter_encode.encode) and callable(adapter_decode.decode)
     assert ebpc.encode is encode and ebpc.decode is decode
     assert not isinstance(ebpc.encode, type(sys))
@@ -508,9 +508,9 @@ def test_package_attributes_stay_the_stream_api() -> None:
 
 def test_decoders_do_not_load_the_encoder() -> None:
     code = (
-        "import sys, xorc.codecs.ebpc.decode, xorc.codecs.ebpc\n"
+        "import sys, xorc.codecs.ebpc.weights_decode, xorc.codecs.ebpc\n"
         "from xorc.codecs.ebpc import decode\n"
-        "bad = [m for m in sys.modules if m.endswith(('.encode', 'core_encode'))]\n"
+        "bad = [m for m in sys.modules if m.endswith(('encode',))]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -5,7 +5,6 @@ hostile streams, counters, the patch queue and lane parser models, configs, the 
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -20,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xorc.codecs import CodecId
+from xorc.codecs.decoders import DECODERS as REGISTERED_DECODERS
+from xorc.codecs.encoders import ENCODERS as REGISTERED_ENCODERS
 from xorc.datapath import (
     PRESETS,
     DatapathConfig,
@@ -47,25 +48,7 @@ CONFIG = DatapathConfig()
 Decode = Callable[[tuple[int, ...], int, int, Mapping[str, Any], Mapping[str, bytes]], np.ndarray]
 
 
-def _adapter(module: str) -> Any:
-    """A codec module's `encode`/`decode` function, or None while the module does not exist."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    return getattr(mod, module.rsplit(".", 1)[-1], None)
-
-
-def _reference_decoders() -> dict[int, Any]:
-    from xorc.codecs.decoders import DECODERS
-
-    out = dict(DECODERS)
-    if CodecId.EBPC not in out and (ebpc := _adapter("xorc.codecs.ebpc.decode")) is not None:
-        out[CodecId.EBPC] = ebpc  # the adapter exists but is not registered yet
-    return out
-
-
-REFERENCE = _reference_decoders()
+REFERENCE: dict[int, Any] = dict(REGISTERED_DECODERS)
 
 
 def reference_decode(shape, bits, codec, params, streams):  # type: ignore[no-untyped-def]
@@ -82,7 +65,7 @@ def datapath_decode(shape, bits, codec, params, streams):  # type: ignore[no-unt
 
 MODELS: dict[str, Decode] = {"reference": reference_decode, "datapath": datapath_decode}
 
-# --- encoders, by policy (skipped while a codec's encoder is not registered) -------------------
+# --- encoders, by policy ----------------------------------------------------------------------
 
 ENCODER_SPECS: dict[str, tuple[str, EncodeOptions]] = {
     "raw": ("raw", EncodeOptions()),
@@ -94,26 +77,14 @@ ENCODER_SPECS: dict[str, tuple[str, EncodeOptions]] = {
 }
 
 
-def _encoders() -> dict[str, tuple[Any, EncodeOptions]]:
-    from xorc.codecs.encoders import ENCODERS
-
-    registry = dict(ENCODERS)
-    if "ebpc" not in registry and (ebpc := _adapter("xorc.codecs.ebpc.encode")) is not None:
-        registry["ebpc"] = ebpc
-    return {
-        name: (registry[policy], options)
-        for name, (policy, options) in ENCODER_SPECS.items()
-        if policy in registry
-    }
-
-
-ENCODERS = _encoders()
+ENCODERS: dict[str, tuple[Any, EncodeOptions]] = {
+    name: (REGISTERED_ENCODERS[policy], options)
+    for name, (policy, options) in ENCODER_SPECS.items()
+}
 ENCODER_NAMES = list(ENCODER_SPECS)
 
 
 def encoder(name: str) -> tuple[Any, EncodeOptions]:
-    if name not in ENCODERS:
-        pytest.skip(f"encoder {name!r} is not available yet")
     return ENCODERS[name]
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "xorc"
-ENCODER_MODULES = ("encode", "solve", "kmeans", "huffman_build", "core_encode")
+ENCODER_MODULES = ("encode", "solve", "kmeans", "huffman_build", "core_encode", "weights_encode")
 
 
 def imports_of(path: Path) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xorc.codecs import CodecId, Decoder
 from xorc.codecs.dictionary.decode import decode as dictionary_decode
-from xorc.codecs.ebpc.decode import decode as ebpc_decode
+from xorc.codecs.ebpc.weights_decode import decode as ebpc_decode
 from xorc.codecs.raw.decode import decode as raw_decode
 from xorc.codecs.xor.decode import decode as xor_decode
 from xorc.errors import BadRecord

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xorc.codecs import Encoder
 from xorc.codecs.dictionary.encode import encode as dictionary_encode
-from xorc.codecs.ebpc.encode import encode as ebpc_encode
+from xorc.codecs.ebpc.weights_encode import encode as ebpc_encode
 from xorc.codecs.raw.encode import encode as raw_encode
 from xorc.codecs.xor.encode import encode as xor_encode
 

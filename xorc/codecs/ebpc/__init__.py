@@ -11,11 +11,9 @@ Public API (this package):
   2**24 words.
 
 The weight-codec adapter (codec id 3, policy ``ebpc``) lives in the modules
-``xorc.codecs.ebpc.encode`` and ``xorc.codecs.ebpc.decode``. Because the package attributes
-``encode`` and ``decode`` are the functions above, reach the adapters with
-``from xorc.codecs.ebpc.encode import encode`` or ``importlib.import_module(...)``, not with
-``import xorc.codecs.ebpc.encode as m`` (which would bind the function). The package keeps its
-attributes when those modules are imported.
+``xorc.codecs.ebpc.weights_encode`` and ``xorc.codecs.ebpc.weights_decode`` (not `encode.py` and
+`decode.py` as in the other codecs: the package's `encode` and `decode` are the stream API
+above, as docs/api.md fixes them).
 
 Importing the package or the decoder never imports encoder code (the entry points below import
 their implementation on first call).
@@ -23,8 +21,6 @@ their implementation on first call).
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Sequence
 
 import numpy as np
@@ -100,16 +96,3 @@ def encode_transmissions(
     from xorc.codecs.ebpc.core_encode import encode_transmissions as _encode_transmissions
 
     return _encode_transmissions(values, word_width, block_size, max_words)
-
-
-class _Package(types.ModuleType):
-    """Keeps `encode`/`decode` bound to the functions above when the adapter submodules of the
-    same names are imported (the import system would otherwise set them to the modules)."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in ("encode", "decode") and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
