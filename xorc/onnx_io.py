@@ -18,7 +18,7 @@ import onnx
 from numpy.typing import NDArray
 from onnx import numpy_helper
 
-from xorc.errors import ExternalDataError, NotOnnx, UnsupportedModel
+from xorc.errors import BadRecord, ExternalDataError, NotOnnx, UnsupportedModel
 
 XORC_LOCATION = "xorc:tensor/"
 FLOAT_TYPES = {
@@ -317,8 +317,6 @@ def _reference_index(tensor: onnx.TensorProto) -> int:
 
 
 def _parse_graph(graph_bytes: bytes) -> onnx.ModelProto:
-    from xorc.errors import BadRecord
-
     try:
         return onnx.load_model_from_string(graph_bytes)
     except Exception as exc:
@@ -327,8 +325,6 @@ def _parse_graph(graph_bytes: bytes) -> onnx.ModelProto:
 
 def rebuild(graph_bytes: bytes, arrays: dict[int, NDArray[np.generic]]) -> bytes:
     """Fill the `xorc:tensor/<i>` references of a stored graph with arrays; returns the model."""
-    from xorc.errors import BadRecord
-
     proto = _parse_graph(graph_bytes)
     for tensor in _all_tensors(proto.graph):
         index = _reference_index(tensor)
