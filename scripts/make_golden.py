@@ -1,11 +1,12 @@
-"""Regenerate tests/golden/containers/ and tests/golden/malformed/ (format version 1.0).
+"""Regenerate tests/golden/containers/ and tests/golden/malformed/ (format version 1.1).
 
     python scripts/make_golden.py
 
 The valid blob is made from tests/models.py's tiny_cnn with policy `raw`; each malformed blob is
 that blob with one defect, listed in tests/golden/malformed/manifest.json with the error class
 the reader must raise. Only rerun on a deliberate format change (docs/format.md, "Version
-changes"), and review the diff.
+changes"), and review the diff. `tiny_raw_v1_0.xorc` (and its levels) is a version 1.0 file
+kept from before 1.1, for the compatibility test; this script does not touch it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def sections(blob: bytes) -> list[tuple[int, int, bytes]]:
     return [(s.kind, s.flags, blob[s.offset : s.offset + s.length]) for s in layout.sections]
 
 
-def with_section(blob: bytes, kind: int, body: bytes) -> bytes:
-    return v1.write_sections([(k, f, body if k == kind else b) for k, f, b in sections(blob)])
+def with_section(blob: bytes, kind: int, body: bytes, required_flags: int | None = None) -> bytes:
+    """The blob with one section's body replaced (and the header's required flags, if given)."""
+    flags = v1.read_layout(blob).required_flags if required_flags is None else required_flags
+    bodies = [(k, f, body if k == kind else b) for k, f, b in sections(blob)]
+    return v1.write_sections(bodies, flags)
 
 
 def with_tensors(blob: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
@@ -76,7 +80,7 @@ def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
     case("header_crc", bad, "HeaderChecksumMismatch")
     case("reserved_set", fix_header(bytearray(bad)), "BadSectionTable")
     bad = bytearray(b)
-    struct.pack_into("<I", bad, 16, 1)
+    struct.pack_into("<I", bad, 16, 2)
     case("required_flag_unknown", fix_header(bad), "BadSectionTable")
     case("truncated_footer", blob[:-1], "Truncated")
     case("truncated_half", blob[: len(blob) // 2], "Truncated")
@@ -157,6 +161,19 @@ def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
 
     case("record_scales_length", with_tensors(blob, scales_length), "BadRecord")
     case("record_unknown_codec", with_tensors(blob, edit("codec", 77)), "BadRecord")
+    case(
+        "record_scale_dtype_float64",
+        with_tensors(blob, edit("scale_dtype", "float64")),
+        "BadRecord",
+    )
+    # bfloat16 scales read as float32: the scales stream is half the length float32 needs
+    case(
+        "record_scale_dtype_mismatch",
+        with_tensors(blob, edit("scale_dtype", "float32")),
+        "BadRecord",
+    )
+    tensors_body = sections(blob)[1][2]
+    case("bf16_scales_flag_clear", with_section(blob, 2, tensors_body, 0), "BadRecord")
 
     def short_stream(tensors: list[dict]) -> None:
         last = tensors[-1]["streams"][-1]

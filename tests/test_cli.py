@@ -35,7 +35,7 @@ def test_compress_inspect_verify_decompress(
     code, out, _ = run("compress", tiny_model, "-o", blob, "--policy", "raw", "--json")
     assert code == 0
     doc = json.loads(out)
-    assert doc["schema_version"] == 1 and doc["format_version"] == "1.0"
+    assert doc["schema_version"] == 1 and doc["format_version"] == "1.1"
     assert {
         "name",
         "shape",
@@ -243,3 +243,19 @@ def test_every_policy_is_deterministic_across_processes(
         assert proc.returncode == 0, proc.stderr
         blobs.append(out.read_bytes())
     assert blobs[0] == blobs[1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--policy", "raw", "--max-bits-per-weight", "4"], "policy importance or dictionary"),
+        (["--policy", "dictionary", "--max-bits-per-weight", "4", "--max-drop", "1"], "not both"),
+    ],
+)
+def test_size_target_usage_errors(
+    tiny_model: Path, tmp_path: Path, flags: list[str], message: str
+) -> None:
+    out = tmp_path / "t.xorc"
+    code, _, err = run("compress", tiny_model, "-o", out, *flags)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not out.exists()

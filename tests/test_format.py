@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from xorc import errors
 from xorc.decode import decode_levels
 from xorc.format import Container, TensorRecord, read_bytes, v1
-from xorc.format.container import SCALES, layout_payload, levels_digest
+from xorc.format.container import (
+    SCALE_DTYPES,
+    SCALES,
+    decode_scales,
+    encode_scales,
+    layout_payload,
+    levels_digest,
+)
 
 MALFORMED = GOLDEN / "malformed"
 MANIFEST = json.loads((MALFORMED / "manifest.json").read_text())
@@ -50,6 +57,36 @@ def test_write_read_write_is_identical() -> None:
     assert v1.write(read_bytes(TINY)) == TINY
 
 
+def test_golden_blob_has_bfloat16_scales_and_sets_its_flag() -> None:
+    layout = v1.read_layout(TINY)
+    assert layout.version == (1, 1) and layout.required_flags == v1.BF16_SCALES
+    assert {t.scale_dtype for t in read_bytes(TINY).tensors} == {"bfloat16"}
+
+
+def test_version_1_0_blob_still_reads() -> None:
+    """A file written before 1.1 (no `scale_dtype`, float32 scales) decodes to its levels."""
+    old = (GOLDEN / "containers" / "tiny_raw_v1_0.xorc").read_bytes()
+    expected = json.loads((GOLDEN / "containers" / "tiny_raw_v1_0.levels.json").read_text())
+    assert v1.read_layout(old).version == (1, 0)
+    assert b"scale_dtype" not in old
+    container = read_bytes(old)
+    for t in container.tensors:
+        assert t.scale_dtype == "float32"
+        assert decode_levels(container, t).ravel().tolist() == expected[t.name]
+        scales = container.scales(t)
+        assert scales.dtype == np.float32 and scales.size == t.n_channels and (scales > 0).all()
+
+
+@given(st.lists(st.integers(0, 0xFFFF), max_size=20))
+def test_bfloat16_scales_round_trip(upper: list[int]) -> None:
+    scales = (np.array(upper, dtype=np.uint32) << 16).view(np.float32)
+    data = encode_scales(scales, "bfloat16")
+    assert len(data) == 2 * len(upper)
+    assert decode_scales(data, "bfloat16").view(np.uint32).tolist() == [u << 16 for u in upper]
+    with pytest.raises(ValueError, match="bfloat16"):
+        encode_scales(np.array([1 / 3], np.float32), "bfloat16")
+
+
 def test_every_truncation_is_refused() -> None:
     for cut in range(len(TINY)):
         with pytest.raises(errors.BlobError):
@@ -79,10 +116,12 @@ def containers(draw: st.DrawFn) -> Container:
         axis = draw(st.none() | st.integers(0, max(len(shape) - 1, 0))) if shape else None
         channels = 1 if axis is None else shape[axis]
         blobs = draw(st.lists(st.binary(max_size=20), max_size=3))
+        scale_dtype = draw(st.sampled_from(sorted(SCALE_DTYPES)))
         streams.append(
-            [(SCALES, b"\0" * 4 * channels)] + [(f"s{i}", b) for i, b in enumerate(blobs)]
+            [(SCALES, b"\0" * SCALE_DTYPES[scale_dtype] * channels)]
+            + [(f"s{i}", b) for i, b in enumerate(blobs)]
         )
-        records.append((name, shape, axis))
+        records.append((name, shape, axis, scale_dtype))
     payload, refs = layout_payload(streams)
     tensors = tuple(
         TensorRecord(
@@ -100,8 +139,9 @@ def containers(draw: st.DrawFn) -> Container:
             n_nonzero=0,
             digest="0" * 64,
             stats={"note": draw(names)},
+            scale_dtype=scale_dtype,
         )
-        for (name, shape, axis), ref in zip(records, refs, strict=True)
+        for (name, shape, axis, scale_dtype), ref in zip(records, refs, strict=True)
     )
     meta = {
         "format": "xorc",
@@ -121,12 +161,14 @@ def test_container_round_trip(container: Container) -> None:
     back = read_bytes(data)
     assert back == container
     assert v1.write(back) == data
+    bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
+    assert v1.read_layout(data).required_flags == (v1.BF16_SCALES if bf16 else 0)
 
 
 def test_unknown_optional_section_is_skipped() -> None:
     layout = v1.read_layout(TINY)
     bodies = [(s.kind, s.flags, TINY[s.offset : s.offset + s.length]) for s in layout.sections]
-    data = v1.write_sections([*bodies, (42, 0, b"future data")])
+    data = v1.write_sections([*bodies, (42, 0, b"future data")], layout.required_flags)
     assert read_bytes(data).tensors == read_bytes(TINY).tensors
 
 

@@ -12,7 +12,15 @@ from hypothesis.extra import numpy as hnp
 
 from xorc.config import CompressOptions, build_options
 from xorc.errors import ConfigError
-from xorc.quantize import dequantize, global_threshold, prune_below, prune_to, quantize
+from xorc.quantize import (
+    bfloat16_ceil,
+    dequantize,
+    global_threshold,
+    is_bfloat16,
+    prune_below,
+    prune_to,
+    quantize,
+)
 
 floats = hnp.arrays(
     np.float32,
@@ -21,10 +29,12 @@ floats = hnp.arrays(
 )
 
 
-@given(floats, st.integers(2, 8), st.booleans())
-def test_quantize_is_symmetric_and_bounded(w: np.ndarray, bits: int, per_channel: bool) -> None:
+@given(floats, st.integers(2, 8), st.booleans(), st.sampled_from(["float32", "bfloat16"]))
+def test_quantize_is_symmetric_and_bounded(
+    w: np.ndarray, bits: int, per_channel: bool, scale_dtype: str
+) -> None:
     axis = 0 if per_channel else None
-    levels, scales = quantize(w, bits, axis)
+    levels, scales = quantize(w, bits, axis, scale_dtype)
     top = 2 ** (bits - 1) - 1
     assert levels.shape == w.shape and np.abs(levels).max(initial=0) <= top
     assert scales.dtype == np.float32 and (scales > 0).all()
@@ -32,6 +42,31 @@ def test_quantize_is_symmetric_and_bounded(w: np.ndarray, bits: int, per_channel
     bound = (scales.max() if axis is None else scales.reshape(-1, *[1] * (w.ndim - 1))) * 0.5
     assert (err <= bound * (1 + 1e-5) + 1e-6).all()
     assert (levels[w == 0] == 0).all()
+
+
+@given(st.floats(2.0**-126, 2.0**127, width=32))
+def test_bfloat16_ceil_is_the_next_bfloat16_at_or_above(x: float) -> None:
+    v = np.array([x], np.float32)
+    up = bfloat16_ceil(v)
+    assert is_bfloat16(up) and up[0] >= v[0]
+    assert up[0] < v[0] * (1 + 2**-7)  # under one bfloat16 step (7 stored mantissa bits)
+    below = (up.view(np.uint32) - np.uint32(0x10000)).view(np.float32)
+    assert below[0] < v[0]  # the bfloat16 value below is too small: `up` is the smallest
+
+
+@given(floats, st.integers(2, 8))
+def test_bfloat16_scales_only_round_the_scale_up(w: np.ndarray, bits: int) -> None:
+    """bfloat16 scales are the float32 ones rounded up, and the levels are those of the
+    rounded scale (so no level clips)."""
+    lv32, s32 = quantize(w, bits, 0, "float32")
+    lv16, s16 = quantize(w, bits, 0, "bfloat16")
+    normal = s32 >= np.finfo(np.float32).tiny  # subnormal scales stay float32
+    assert np.array_equal(s16[~normal], s32[~normal]) and is_bfloat16(s16[normal])
+    assert (s16 >= s32).all() and (s16[normal] < s32[normal] * (1 + 2**-7)).all()
+    shape = [-1] + [1] * (w.ndim - 1)
+    direct = np.rint(w.astype(np.float64) / s16.astype(np.float64).reshape(shape))
+    assert np.array_equal(lv16, direct.astype(np.int16))
+    assert (np.abs(lv16.astype(int) - lv32) <= 1).all()
 
 
 def test_known_values() -> None:

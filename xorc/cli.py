@@ -129,6 +129,12 @@ def cli() -> None:
     help="One scale per tensor instead of per output channel.",
 )
 @click.option(
+    "--scale-dtype",
+    type=click.Choice(["bfloat16", "float32"]),
+    help="How scales are stored: bfloat16 rounds each up (levels under 0.8 % coarser, half the "
+    "bytes); float32 keeps them exact [default: bfloat16].",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
@@ -150,6 +156,12 @@ def cli() -> None:
     "--max-drop",
     type=click.FloatRange(0),
     help="Largest top-1 drop (points) on --calib data the importance/dictionary search may spend.",
+)
+@click.option(
+    "--max-bits-per-weight",
+    type=click.FloatRange(0, min_open=True),
+    help="Policy importance/dictionary: the most accurate blob whose weights (streams and "
+    "scales) take at most this many bits each; needs no data.",
 )
 @click.option(
     "--error-budget",

@@ -20,6 +20,7 @@ from xorc.errors import ConfigError
 
 POLICIES = ("raw", "all", "importance", "dictionary", "ebpc")
 SCOPES = ("tensor", "global")
+SCALE_DTYPES = ("bfloat16", "float32")
 LAYER_KEYS = ("bits", "sparsity", "policy", "skip", "per_channel", "dict_size")
 
 
@@ -55,10 +56,12 @@ class CompressOptions:
     sparsity_scope: str = "tensor"
     policy: str = "all"
     per_channel: bool = True
+    scale_dtype: str = "bfloat16"
     seed: int = 0
     effort: int = 1
     error_budget: float | None = None
     max_drop: float | None = None
+    max_bits_per_weight: float | None = None
     dict_size: int | None = None
     dict_group: int | None = None
     ebpc_word_width: int = 8
@@ -71,11 +74,16 @@ class CompressOptions:
         check(self.sparsity, "sparsity", _is_fraction, "a number in [0, 1)")
         check(self.sparsity_scope, "sparsity_scope", lambda v: v in SCOPES, " or ".join(SCOPES))
         check(self.policy, "policy", lambda v: v in POLICIES, "one of " + ", ".join(POLICIES))
+        check(
+            self.scale_dtype, "scale_dtype", lambda v: v in SCALE_DTYPES, " or ".join(SCALE_DTYPES)
+        )
         check(self.effort, "effort", lambda v: type(v) is int and 1 <= v <= 64, "in [1, 64]")
         if self.error_budget is not None:
             check(self.error_budget, "error_budget", lambda v: _num(v) and v >= 0, "a number >= 0")
         if self.max_drop is not None:
             check(self.max_drop, "max_drop", lambda v: _num(v) and v >= 0, "a number >= 0")
+        if self.max_bits_per_weight is not None:
+            check(self.max_bits_per_weight, "max_bits_per_weight", _positive, "a number > 0")
         if self.dict_size is not None:
             check(self.dict_size, "dict_size", _is_dict_size, "an integer in [1, 256]")
         check(self.ebpc_word_width, "ebpc_word_width", lambda v: v in (8, 16), "8 or 16")
@@ -118,6 +126,10 @@ def check(value: Any, key: str, ok: Any, expected: str) -> None:
 
 def _num(v: Any) -> bool:
     return type(v) in (int, float)
+
+
+def _positive(v: Any) -> bool:
+    return _num(v) and v > 0
 
 
 def _is_fraction(v: Any) -> bool:

@@ -20,8 +20,15 @@ from xorc.codecs.encoders import ENCODERS, LOSSLESS_POLICIES
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UnsupportedModel, UsageError
 from xorc.format import Container, TensorRecord, levels_digest
-from xorc.format.container import SCALES, layout_payload
-from xorc.quantize import dequantize, global_threshold, prune_below, prune_to, quantize
+from xorc.format.container import SCALES, encode_scales, layout_payload
+from xorc.quantize import (
+    dequantize,
+    global_threshold,
+    is_bfloat16,
+    prune_below,
+    prune_to,
+    quantize,
+)
 from xorc.tensor import Encoded, EncodeOptions, QuantTensor
 
 Progress = Callable[[str, int], None]
@@ -60,7 +67,7 @@ def compress_model(
         if progress is not None:
             progress(name, len(plan))
 
-    if options.max_drop is not None:
+    if options.max_drop is not None or options.max_bits_per_weight is not None:
         result = search_stage(model, plan, quantized, options, stats, calib)
         encoded, extra["search"] = result.encoded, result.to_json()
         for q in quantized:
@@ -110,20 +117,31 @@ def search_stage(
     options: CompressOptions,
     stats: dict[str, calibrate.InputStats],
     calib: str | Path | None,
-) -> search.SearchResult:
-    """Stage --max-drop: search the policy's knob for the smallest blob within the drop."""
-    if calib is None:
-        raise UsageError("--max-drop needs --calib DATA.npz to measure the drop on")
+) -> search.SearchResult | search.SizeFit:
+    """Stage --max-drop (the smallest blob within the drop) or --max-bits-per-weight (the most
+    accurate blob within the size): search the policy's knob."""
+    flag = "--max-drop" if options.max_bits_per_weight is None else "--max-bits-per-weight"
+    if options.max_drop is not None and options.max_bits_per_weight is not None:
+        raise UsageError("give --max-drop or --max-bits-per-weight, not both")
     if options.policy not in SEARCHABLE:
         raise UsageError(
-            f"--max-drop works with policy importance or dictionary, not {options.policy!r}"
+            f"{flag} works with policy importance or dictionary, not {options.policy!r}"
         )
+    if calib is None and options.max_drop is not None:
+        raise UsageError("--max-drop needs --calib DATA.npz to measure the drop on")
     knob_name, grid, encoder_at = SEARCHABLE[options.policy]
     enc_options = [encoder_options(p.settings, options) for p in plan]
     fixed = [
         None if p.settings.policy == options.policy else encode_tensor(q, p.settings, options)
         for q, p in zip(quantized, plan, strict=True)
     ]
+    encode_at = encoder_at(quantized, enc_options, fixed)
+    if options.max_bits_per_weight is not None:
+        n_weights = sum(q.values.size for q in quantized)
+        budget = int(options.max_bits_per_weight * n_weights / 8)
+        scale_bytes = sum(len(stored_scales(q, options)[1]) for q in quantized)
+        return search.fit_size(grid, encode_at, budget, scale_bytes, knob_name)
+    assert calib is not None
     use_bias = bool(stats) and options.bias_correction
     probe = search.AccuracyProbe(
         model,
@@ -132,7 +150,6 @@ def search_stage(
         [p.weight.dtype for p in plan],
         lambda enc: corrected_biases(model, plan, quantized, enc, stats) if use_bias else {},
     )
-    encode_at = encoder_at(quantized, enc_options, fixed)
     return search.search(grid, encode_at, probe, options.max_drop, knob_name)
 
 
@@ -192,7 +209,7 @@ def quantize_planned(
         elif s.sparsity > 0:
             values = prune_to(values, s.sparsity)
         axis = w.axis if s.per_channel else None
-        levels, scales = quantize(values, s.bits, axis)
+        levels, scales = quantize(values, s.bits, axis, options.scale_dtype)
         imp = None
         if s.policy in ("importance", "dictionary"):
             sens = calibrate.sensitivity(stats[w.name], w.array.shape) if w.name in stats else None
@@ -286,6 +303,14 @@ def corrected_biases(
 CODEC_NAMES = {c.value: c.name.lower() for c in CodecId}
 
 
+def stored_scales(q: QuantTensor, options: CompressOptions) -> tuple[str, bytes]:
+    """The record's `scale_dtype` and `scales` stream: bfloat16 when asked for and exact
+    (docs/format.md §3.4), float32 otherwise."""
+    exact = options.scale_dtype == "bfloat16" and is_bfloat16(q.scales)
+    dtype = "bfloat16" if exact else "float32"
+    return dtype, encode_scales(q.scales, dtype)
+
+
 def assemble(
     model: onnx_io.SourceModel,
     plan: list[PlannedTensor],
@@ -296,13 +321,13 @@ def assemble(
     extra_meta: dict | None = None,
 ) -> Container:
     """Stage: records, payload and stripped graph into one container."""
+    scales = [stored_scales(q, options) for q in quantized]
     streams = [
-        [(SCALES, q.scales.astype("<f4").tobytes()), *e.streams.items()]
-        for q, e in zip(quantized, encoded, strict=True)
+        [(SCALES, data), *e.streams.items()] for (_, data), e in zip(scales, encoded, strict=True)
     ]
     payload, refs = layout_payload(streams)
     records = []
-    for p, q, e, r in zip(plan, quantized, encoded, refs, strict=True):
+    for p, q, e, r, (dtype, _) in zip(plan, quantized, encoded, refs, scales, strict=True):
         records.append(
             TensorRecord(
                 name=q.name,
@@ -319,6 +344,7 @@ def assemble(
                 n_nonzero=int(np.count_nonzero(e.decoded)),
                 digest=levels_digest(e.decoded),
                 stats=e.stats,
+                scale_dtype=dtype,
             )
         )
     graph = onnx_io.strip_weights(model, {q.name: i for i, q in enumerate(quantized)})

@@ -2,8 +2,9 @@
 
 Symmetric quantization to Q bits: scale = max|w| / (2^(Q-1) - 1) per output channel (or per
 tensor), level = clip(round_half_even(w / scale), ±(2^(Q-1) - 1)). A channel that is all zero
-gets scale 1. Zeros are pruned weights; magnitude pruning sets the smallest weights to zero
-before quantization, and a weight that rounds to level 0 is pruned as well.
+gets scale 1. With bfloat16 scales (docs/format.md §3.4) each scale is rounded up to bfloat16
+before the levels are computed. Zeros are pruned weights; magnitude pruning sets the smallest
+weights to zero before quantization, and a weight that rounds to level 0 is pruned as well.
 """
 
 from __future__ import annotations
@@ -17,12 +18,28 @@ def max_level(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
+def bfloat16_ceil(values: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The smallest bfloat16 value (a float32 whose lower 16 bits are zero) at or above each
+    positive finite value (docs/format.md §3.4)."""
+    u = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    up = (u & np.uint32(0xFFFF0000)) + np.where(u & np.uint32(0xFFFF), 0x10000, 0).astype(np.uint32)
+    return up.view(np.float32)
+
+
+def is_bfloat16(values: NDArray[np.float32]) -> bool:
+    """Whether every value is exactly representable in bfloat16."""
+    u = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    return not bool((u & np.uint32(0xFFFF)).any())
+
+
 def quantize(
-    weights: NDArray[np.floating], bits: int, axis: int | None
+    weights: NDArray[np.floating], bits: int, axis: int | None, scale_dtype: str = "float32"
 ) -> tuple[NDArray[np.int16], NDArray[np.float32]]:
     """Symmetric quantization per channel along `axis` (per tensor when None).
 
-    Returns the levels (int16, same shape) and the float32 scales (one per channel).
+    Returns the levels (int16, same shape) and the float32 scales (one per channel); with
+    `scale_dtype` "bfloat16" each scale is first rounded up to a bfloat16 value, and the levels
+    are those of the rounded scale.
     """
     if not 2 <= bits <= 8:
         raise ValueError(f"bits must be in [2, 8], got {bits}")
@@ -34,6 +51,12 @@ def quantize(
     top = max_level(bits)
     scales = (peak / top).astype(np.float32)
     scales[scales == 0] = 1.0  # an all-zero channel, or one too small for a float32 scale
+    if scale_dtype == "bfloat16":  # subnormal scales, or ones that would become inf, stay float32
+        rounded = bfloat16_ceil(scales)
+        normal = np.isfinite(rounded) & (scales >= np.finfo(np.float32).tiny)
+        scales = np.where(normal, rounded, scales)
+    elif scale_dtype != "float32":
+        raise ValueError(f"scale_dtype must be float32 or bfloat16, got {scale_dtype!r}")
     shape = [1] * w.ndim if axis is None else [-1 if d == axis else 1 for d in range(w.ndim)]
     divisor = scales.astype(np.float64).reshape(shape)
     levels = np.clip(np.rint(w / divisor), -top, top).astype(np.int16)

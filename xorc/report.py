@@ -53,6 +53,7 @@ class Summary:
                     "n_weights": t.n_weights,
                     "payload_bytes": payload,
                     "scale_bytes": next(s.length for s in t.streams if s.name == SCALES),
+                    "scale_dtype": t.scale_dtype,
                     "bits_per_weight": _ratio(8 * payload, t.n_weights),
                     "details": t.stats,
                 }

@@ -1,4 +1,9 @@
-"""`--max-drop`: the smallest blob whose accuracy drop on the calibration data stays within PP.
+"""Searches over one global size/accuracy knob.
+
+* `--max-drop PP` (`search`): the smallest blob whose accuracy drop on the calibration data stays
+  within PP.
+* `--max-bits-per-weight B` (`fit_size`): the most accurate blob whose weights take at most B
+  bits each (every stream and the scales, as `inspect` counts them); needs no data.
 
 Policies `importance` and `dictionary` trade size for accuracy through one global knob:
 
@@ -10,7 +15,8 @@ Policies `importance` and `dictionary` trade size for accuracy through one globa
   global knob; docs/codecs/dictionary.md).
 
 Blob size shrinks monotonically along the knob's grid, so a binary search over the grid finds
-the largest knob whose drop is within PP with about log2(grid) accuracy runs. Each run decodes
+the largest knob whose drop is within PP with about log2(grid) accuracy runs (or, for a size
+target, the smallest knob that fits, refined between grid points). Each run decodes
 nothing: it substitutes the weights the decoders will produce (`Encoded.decoded`), applies bias
 correction when enabled, and runs the model in onnxruntime on the calibration data. With labels
 the drop is in top-1 accuracy against the original model's; without, it is 100 minus the top-1
@@ -41,14 +47,13 @@ class Trial:
 
     knob: float
     payload_bytes: int
-    drop_pp: float
+    drop_pp: float | None = None  # None: not measured (a size search)
 
     def to_json(self) -> dict[str, float]:
-        return {
-            "knob": self.knob,
-            "payload_bytes": self.payload_bytes,
-            "drop_pp": round(self.drop_pp, 4),
-        }
+        out: dict[str, float] = {"knob": self.knob, "payload_bytes": self.payload_bytes}
+        if self.drop_pp is not None:
+            out["drop_pp"] = round(self.drop_pp, 4)
+        return out
 
 
 @dataclass(frozen=True)
@@ -118,36 +123,37 @@ def search(
 ) -> SearchResult:
     """Binary search for the largest knob on `grid` whose drop is within `max_drop`."""
     trials: dict[int, tuple[list[Encoded], Trial]] = {}
+    drops: dict[int, float] = {}
 
-    def measure(i: int) -> tuple[list[Encoded], Trial]:
+    def drop(i: int) -> float:
         if i not in trials:
             encoded = encode_at(grid[i])
             size = sum(len(s) for e in encoded for s in e.streams.values())
-            trials[i] = (encoded, Trial(grid[i], size, probe.drop(encoded)))
-        return trials[i]
+            drops[i] = probe.drop(encoded)
+            trials[i] = (encoded, Trial(grid[i], size, drops[i]))
+        return drops[i]
 
     lo, hi = 0, len(grid) - 1
-    if measure(lo)[1].drop_pp > max_drop:
+    if drop(lo) > max_drop:
         best = lo  # nothing meets the gate: keep the most accurate point, and say so
-    elif measure(hi)[1].drop_pp <= max_drop:
+    elif drop(hi) <= max_drop:
         best = hi
     else:
         while hi - lo > 1:  # invariant: lo meets the gate, hi does not
             mid = (lo + hi) // 2
-            if measure(mid)[1].drop_pp <= max_drop:
+            if drop(mid) <= max_drop:
                 lo = mid
             else:
                 hi = mid
         best = lo
-    encoded, chosen = trials[best]
     return SearchResult(
-        encoded,
+        trials[best][0],
         knob_name,
-        chosen.knob,
+        grid[best],
         probe.metric,
         max_drop,
-        chosen.drop_pp,
-        chosen.drop_pp <= max_drop,
+        drops[best],
+        drops[best] <= max_drop,
         [t for _, (_, t) in sorted(trials.items())],
     )
 
@@ -190,3 +196,84 @@ def dictionary_encoder_at(quantized: list[QuantTensor], options: list, fixed: li
         ]
 
     return encode_at
+
+
+SIZE_REFINE_STEPS = 6
+"""`fit_size`: bisections between the two grid points around the target (the knob's grid is
+about 1.8x per step; 6 steps bring that to about 1 %)."""
+
+
+@dataclass(frozen=True)
+class SizeFit:
+    """The encodings `fit_size` chose and how."""
+
+    encoded: list[Encoded]
+    knob_name: str
+    knob: float
+    budget_bytes: int
+    payload_bytes: int
+    met: bool
+    trials: list[Trial]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "knob": self.knob_name,
+            "chosen": self.knob,
+            "goal": "size",
+            "max_payload_bytes": self.budget_bytes,
+            "payload_bytes": self.payload_bytes,
+            "met": self.met,
+            "trials": [t.to_json() for t in self.trials],
+        }
+
+
+def fit_size(
+    grid: tuple[float, ...],
+    encode_at: Callable[[float], list[Encoded]],
+    budget_bytes: int,
+    extra_bytes: int,
+    knob_name: str,
+    refine: int = SIZE_REFINE_STEPS,
+) -> SizeFit:
+    """The smallest knob (the most accurate encoding) whose streams plus `extra_bytes` (the
+    scales) take at most `budget_bytes`: a binary search over `grid`, then `refine` bisections
+    (geometric above 0) between the last knob that was too big and the first that fits. When
+    even the grid's last knob is too big, that one is returned with `met` false."""
+    trials: dict[float, tuple[list[Encoded], Trial]] = {}
+
+    def size(knob: float) -> int:
+        if knob not in trials:
+            encoded = encode_at(knob)
+            total = extra_bytes + sum(len(s) for e in encoded for s in e.streams.values())
+            trials[knob] = (encoded, Trial(knob, total))
+        return trials[knob][1].payload_bytes
+
+    lo, hi = 0, len(grid) - 1
+    if size(grid[lo]) <= budget_bytes:
+        best = grid[lo]
+    elif size(grid[hi]) > budget_bytes:
+        best = grid[hi]
+    else:
+        while hi - lo > 1:  # invariant: grid[lo] is too big, grid[hi] fits
+            mid = (lo + hi) // 2
+            if size(grid[mid]) <= budget_bytes:
+                hi = mid
+            else:
+                lo = mid
+        too_big, best = grid[lo], grid[hi]
+        for _ in range(refine):
+            mid = (too_big * best) ** 0.5 if too_big > 0 else (too_big + best) / 2
+            if size(mid) <= budget_bytes:
+                best = mid
+            else:
+                too_big = mid
+    encoded, chosen = trials[best]
+    return SizeFit(
+        encoded,
+        knob_name,
+        best,
+        budget_bytes,
+        chosen.payload_bytes,
+        chosen.payload_bytes <= budget_bytes,
+        [t for _, (_, t) in sorted(trials.items())],
+    )

@@ -27,6 +27,7 @@ MAX_STREAMS = 64
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int8")
 POLICIES = ("raw", "all", "importance", "dictionary", "ebpc")
 SCALES = "scales"
+SCALE_DTYPES = {"float32": 4, "bfloat16": 2}  # bytes per scale (docs/format.md §3.4)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class TensorRecord:
     n_nonzero: int
     digest: str
     stats: dict[str, JSON] = field(default_factory=dict)
+    scale_dtype: str = "float32"
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -64,6 +66,7 @@ class TensorRecord:
             "dtype": self.dtype,
             "bits": self.bits,
             "axis": self.axis,
+            "scale_dtype": self.scale_dtype,
             "codec": self.codec,
             "codec_name": self.codec_name,
             "policy": self.policy,
@@ -108,7 +111,24 @@ class Container:
         }
 
     def scales(self, record: TensorRecord) -> NDArray[np.float32]:
-        return np.frombuffer(self.stream(record, SCALES), dtype="<f4").astype(np.float32)
+        return decode_scales(self.stream(record, SCALES), record.scale_dtype)
+
+
+def encode_scales(scales: NDArray[np.float32], scale_dtype: str) -> bytes:
+    """The `scales` stream (docs/format.md §3.4); bfloat16 scales must be exact."""
+    u = np.ascontiguousarray(scales, dtype=np.float32).view(np.uint32)
+    if scale_dtype == "float32":
+        return u.astype("<u4").tobytes()
+    if (u & 0xFFFF).any():
+        raise ValueError("a scale is not exactly representable in bfloat16")
+    return (u >> 16).astype("<u2").tobytes()
+
+
+def decode_scales(data: bytes, scale_dtype: str) -> NDArray[np.float32]:
+    """The float32 scales of a `scales` stream (docs/format.md §3.4)."""
+    if scale_dtype == "float32":
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+    return (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
 
 
 def levels_digest(levels: NDArray[np.integer]) -> str:
@@ -183,8 +203,11 @@ def parse_meta(meta: dict[str, JSON]) -> dict[str, JSON]:
     return meta
 
 
-def parse_tensors(doc: dict[str, JSON], payload_length: int) -> tuple[TensorRecord, ...]:
-    """Check every tensor record and its stream layout (docs/format.md §3.2, §3.4)."""
+def parse_tensors(
+    doc: dict[str, JSON], payload_length: int, bf16_scales: bool = False
+) -> tuple[TensorRecord, ...]:
+    """Check every tensor record and its stream layout (docs/format.md §3.2, §3.4);
+    `bf16_scales`: whether the header's required flag BF16_SCALES is set."""
     raw = doc.get("tensors")
     if not isinstance(raw, list) or len(raw) > MAX_TENSORS:
         raise BadRecord(f"section TENSORS: 'tensors' must be a list of at most {MAX_TENSORS}")
@@ -194,7 +217,7 @@ def parse_tensors(doc: dict[str, JSON], payload_length: int) -> tuple[TensorReco
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise BadRecord(f"tensor #{i}: record must be an object")
-        rec = _parse_record(item, i)
+        rec = _parse_record(item, i, bf16_scales)
         if rec.name in names:
             raise BadRecord(f"tensor {rec.name!r}: duplicate name")
         names.add(rec.name)
@@ -213,7 +236,7 @@ def parse_tensors(doc: dict[str, JSON], payload_length: int) -> tuple[TensorReco
     return tuple(records)
 
 
-def _parse_record(item: dict[str, Any], i: int) -> TensorRecord:
+def _parse_record(item: dict[str, Any], i: int, bf16_scales: bool) -> TensorRecord:
     name = item.get("name")
     if not isinstance(name, str) or not 1 <= len(name.encode("utf-8")) <= MAX_NAME_BYTES:
         raise BadRecord(
@@ -241,10 +264,16 @@ def _parse_record(item: dict[str, Any], i: int) -> TensorRecord:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise BadRecord(f"{where}: field 'digest' must be 64 lowercase hex digits")
     streams = _parse_streams(item.get("streams"), where)
-    n_channels = 1 if axis is None else shape[axis]
-    if streams[0].length != 4 * n_channels:
+    scale_dtype = "float32"
+    if "scale_dtype" in item:
+        scale_dtype = _str(item, "scale_dtype", where, tuple(SCALE_DTYPES))
+    if scale_dtype == "bfloat16" and not bf16_scales:
+        raise BadRecord(f"{where}: bfloat16 scales, but required flag BF16_SCALES is clear")
+    expected = SCALE_DTYPES[scale_dtype] * (1 if axis is None else shape[axis])
+    if streams[0].length != expected:
         raise BadRecord(
-            f"{where}: stream 'scales' is {streams[0].length} bytes, expected {4 * n_channels}"
+            f"{where}: stream 'scales' is {streams[0].length} bytes, expected {expected} "
+            f"({scale_dtype})"
         )
     return TensorRecord(
         name=name,
@@ -261,6 +290,7 @@ def _parse_record(item: dict[str, Any], i: int) -> TensorRecord:
         n_nonzero=_int(item, "n_nonzero", 0, n_weights, where),
         digest=digest,
         stats=_obj(item, "stats", where),
+        scale_dtype=scale_dtype,
     )
 
 

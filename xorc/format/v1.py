@@ -29,13 +29,15 @@ from xorc.errors import (
 from xorc.format.container import Container, dumps, loads, parse_meta, parse_tensors
 
 MAGIC = b"\x89XORC\r\n\x1a"
-VERSION = (1, 0)
+VERSION = (1, 1)
 HEADER = struct.Struct("<8sHHIIIQII20sI")  # docs/format.md §2.1
 ENTRY = struct.Struct("<IIQQII")  # docs/format.md §2.2
 FOOTER_SIZE = 32
 SECTION_ALIGN = 64
 MAX_SECTIONS = 64
-FLAG_REQUIRED = 1
+FLAG_REQUIRED = 1  # section entry flag (§2.2)
+BF16_SCALES = 1  # header required flag bit 0 (§2.4)
+KNOWN_REQUIRED_FLAGS = BF16_SCALES
 assert HEADER.size == 64 and ENTRY.size == 32
 
 
@@ -81,6 +83,7 @@ class Layout:
     version: tuple[int, int]
     file_size: int
     sections: tuple[Section, ...]
+    required_flags: int = 0
 
     def section(self, kind: Kind) -> Section | None:
         return next((s for s in self.sections if s.kind == kind), None)
@@ -100,10 +103,11 @@ def write(container: Container) -> bytes:
     ]
     if container.fmap is not None:
         bodies.append((Kind.FMAP, 0, dumps(container.fmap)))
-    return write_sections(bodies)
+    bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
+    return write_sections(bodies, BF16_SCALES if bf16 else 0)
 
 
-def write_sections(bodies: list[tuple[int, int, bytes]]) -> bytes:
+def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0) -> bytes:
     """Lay out (kind, flags, bytes) sections with header, table and footer (docs/format.md §2)."""
     pos = HEADER.size + ENTRY.size * len(bodies)
     entries: list[bytes] = []
@@ -119,7 +123,16 @@ def write_sections(bodies: list[tuple[int, int, bytes]]) -> bytes:
     table = b"".join(entries)
     file_size = footer_at + FOOTER_SIZE
     head = HEADER.pack(
-        MAGIC, *VERSION, HEADER.size, 0, 0, file_size, len(bodies), zlib.crc32(table), b"\0" * 20, 0
+        MAGIC,
+        *VERSION,
+        HEADER.size,
+        required_flags,
+        0,
+        file_size,
+        len(bodies),
+        zlib.crc32(table),
+        b"\0" * 20,
+        0,
     )
     head = head[:60] + struct.pack("<I", zlib.crc32(head[:60]))
     body = head + table + b"".join(chunks)
@@ -142,7 +155,7 @@ def read_layout(data: bytes | memoryview) -> Layout:
         )
     if zlib.crc32(data[:60]) != header_crc:
         raise HeaderChecksumMismatch("header CRC32 does not match (bytes 0-59 damaged)")
-    if header_size != HEADER.size or req_flags != 0 or any(reserved):
+    if header_size != HEADER.size or req_flags & ~KNOWN_REQUIRED_FLAGS or any(reserved):
         raise BadSectionTable(
             f"header: header_size {header_size}, required_flags {req_flags:#x} or reserved bytes "
             "not as version 1 requires"
@@ -159,7 +172,7 @@ def read_layout(data: bytes | memoryview) -> Layout:
     if zlib.crc32(data[HEADER.size : table_end]) != table_crc:
         raise HeaderChecksumMismatch("section table CRC32 does not match")
     sections = _read_table(data, count, table_end, file_size)
-    return Layout((major, minor), file_size, sections)
+    return Layout((major, minor), file_size, sections, req_flags)
 
 
 def _check_magic(data: bytes | memoryview) -> None:
@@ -229,7 +242,7 @@ def read_records(data: bytes | memoryview, layout: Layout) -> tuple[dict, tuple]
     meta = parse_meta(loads(section_bytes(data, _need(layout, Kind.META)), "META"))
     payload = _need(layout, Kind.PAYLOAD)
     doc = loads(section_bytes(data, _need(layout, Kind.TENSORS)), "TENSORS")
-    return meta, parse_tensors(doc, payload.length)
+    return meta, parse_tensors(doc, payload.length, bool(layout.required_flags & BF16_SCALES))
 
 
 def read(data: bytes | memoryview) -> Container:

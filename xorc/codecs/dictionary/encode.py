@@ -23,12 +23,10 @@ from xorc.tensor import JSON, Encoded, EncodeOptions, QuantTensor
 
 AUTO_TOLERANCE = 0.01
 """dict_size None: target weighted squared level error, as a fraction of the weighted signal,
-for a tensor of AUTO_REFERENCE_SIZE weights; proportional to the size (section 7.2)."""
+for a tensor of AUTO_REFERENCE_SIZE weights or more; proportional to the size below that
+(section 7.2). A search (`tolerance=`) replaces it."""
 
 AUTO_REFERENCE_SIZE = 1_000_000
-
-AUTO_TOLERANCE_MAX = 0.01
-"""dict_size None: the tolerance never exceeds this (a level SNR of 20 dB)."""
 
 HUFFMAN_MIN_SAVING = 1 / 32
 """Huffman indices must be this much smaller than fixed-width ones to be chosen: below that
@@ -101,9 +99,10 @@ class Prepared:
         where = np.flatnonzero(self.nonzero)
         return (np.diff(where, prepend=-1) - 1).astype(np.uint64)
 
-    def auto_tolerance(self) -> float:
-        """The relative error tolerance of dict_size None (section 7.2)."""
-        return min(AUTO_TOLERANCE * self.n / AUTO_REFERENCE_SIZE, AUTO_TOLERANCE_MAX)
+    def auto_tolerance(self, tolerance: float = AUTO_TOLERANCE) -> float:
+        """This tensor's relative error target in automatic mode (section 7.2): `tolerance`
+        scaled by the tensor's size, up to AUTO_REFERENCE_SIZE weights."""
+        return tolerance * min(self.n / AUTO_REFERENCE_SIZE, 1.0)
 
     def trim_rd(self, tolerance: float) -> Trim:
         """Entropy-constrained codebooks aiming at a relative error of `tolerance` (section 7.2).
@@ -301,8 +300,9 @@ def encode_prepared(
 ) -> Encoded:
     """Encode a prepared tensor with K = dict_size symbols, or automatically (None).
 
-    `tolerance` (with dict_size None) replaces the size-scaled automatic tolerance. `zeros`
-    forces one layout ("none", "entry" or "mask"; for measurements); None picks the smallest.
+    `tolerance` (with dict_size None) replaces AUTO_TOLERANCE, the automatic mode's relative
+    error target for tensors of AUTO_REFERENCE_SIZE weights and more. `zeros` forces one
+    layout ("none", "entry" or "mask"; for measurements); None picks the smallest.
     """
     if dict_size is not None and not 1 <= dict_size <= MAX_K:
         raise ValueError(f"dict_size must be in [1, {MAX_K}], got {dict_size}")
@@ -316,7 +316,7 @@ def encode_prepared(
         layouts = ["mask", "entry", "runs"] if prep.has_zeros else ["none"]
     plans = []
     if dict_size is None:
-        trim = prep.trim_rd(prep.auto_tolerance() if tolerance is None else tolerance)
+        trim = prep.trim_rd(prep.auto_tolerance(AUTO_TOLERANCE if tolerance is None else tolerance))
         plans = [_plan(prep, trim, layout) for layout in layouts]
     for layout in layouts if dict_size is not None else []:
         levels = dict_size - 1 if layout == "entry" else dict_size
@@ -345,10 +345,7 @@ def candidates(
 def tolerance_candidates(
     q: QuantTensor, options: EncodeOptions, tolerances: Iterable[float]
 ) -> dict[float, Encoded]:
-    """Encode `q` with entropy-constrained codebooks at each relative error tolerance.
-
-    The automatic mode with its tolerance given instead of derived from the tensor size: the
-    rate-distortion knob for a search that checks accuracy itself.
-    """
+    """Encode `q` with entropy-constrained codebooks at each tolerance (the automatic mode
+    with AUTO_TOLERANCE replaced): the rate-distortion knob of a search."""
     prep = Prepared(q, options)
     return {t: encode_prepared(prep, None, tolerance=t) for t in tolerances}
