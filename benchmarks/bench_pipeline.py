@@ -1,11 +1,13 @@
 """Benchmark: compress and verify every sample model; time, peak memory, size, accuracy.
 
     python benchmarks/bench_pipeline.py [--policies all,raw] [--models fashion_cnn_sparse,...]
+                                        [--max-bits-per-weight B]
 
 Each run is a fresh child process, so the peak resident memory (ru_maxrss) is that run's own.
 With calibration data, compress gets --calib (bias correction; importance weights), and the
 policies importance and dictionary search the smallest blob within the model's --max-drop on
-the calibration data (MODELS below); accuracy is then measured on the test data. Baselines
+the calibration data (MODELS below), or, with --max-bits-per-weight, the most accurate blob of
+at most B bits per weight; accuracy is then measured on the test data. Baselines
 measured in the same run: the int8 levels of the same weights as raw bytes and
 compressed by zstd level 19 (if the `zstandard` package is installed: the `bench` extra).
 """
@@ -33,9 +35,10 @@ CHILD = r"""
 import json, resource, sys, time
 from xorc import api
 from xorc.config import CompressOptions
-model, blob, data, calib, policy, max_drop = sys.argv[1:7]
+model, blob, data, calib, policy, max_drop, max_bpw = sys.argv[1:8]
 t0 = time.perf_counter()
-options = CompressOptions(policy=policy, max_drop=float(max_drop) if max_drop else None)
+options = CompressOptions(policy=policy, max_drop=float(max_drop) if max_drop else None,
+                          max_bits_per_weight=float(max_bpw) if max_bpw else None)
 summary = api.compress(model, blob, options, calib=calib or None)
 t1 = time.perf_counter()
 report = api.verify(blob, model=model, data=data)
@@ -72,6 +75,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", default="all,raw")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument(
+        "--max-bits-per-weight",
+        type=float,
+        help="searched policies fit this size instead of searching within --max-drop",
+    )
     args = parser.parse_args()
     header = (
         f"{'model':<20} {'policy':<10} {'weights':>9} {'bits/w':>7} {'int8+zstd19':>11} "
@@ -88,7 +96,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 blob = Path(tmp) / "b.xorc"
                 calib_arg = str(SAMPLES / calib) if calib else ""
-                drop_arg = str(max_drop) if max_drop is not None and policy in SEARCHED else ""
+                searched = policy in SEARCHED
+                bpw_arg = str(args.max_bits_per_weight or "") if searched else ""
+                drop_arg = str(max_drop) if max_drop is not None and searched else ""
+                drop_arg = "" if bpw_arg else drop_arg
                 proc = subprocess.run(
                     [
                         sys.executable,
@@ -100,6 +111,7 @@ def main() -> None:
                         calib_arg,
                         policy,
                         drop_arg,
+                        bpw_arg,
                     ],
                     capture_output=True,
                     text=True,

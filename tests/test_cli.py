@@ -259,3 +259,14 @@ def test_size_target_usage_errors(
     code, _, err = run("compress", tiny_model, "-o", out, *flags)
     assert code == 2 and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_unreachable_size_target_warns(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.xorc"
+    code, stdout, err = run(
+        "compress", tiny_model, "-o", out, "--policy", "dictionary", "--max-bits-per-weight",
+        "0.01", "--json",
+    )  # fmt: skip
+    assert code == 0 and out.exists()
+    assert json.loads(stdout)["search"]["met"] is False
+    assert "warning: --max-bits-per-weight: the smallest blob" in err

@@ -189,14 +189,25 @@ def compress(
         config_file, per_channel=None if per_tensor is None else not per_tensor, **flags
     )
     target = out or str(Path(model).with_suffix(".xorc"))
-    if options.policy == "importance" and options.error_budget is None and options.max_drop is None:
+    knobs = (options.error_budget, options.max_drop, options.max_bits_per_weight)
+    if options.policy == "importance" and all(k is None for k in knobs):
         click.echo(
-            "xorc: warning: policy importance without --error-budget or --max-drop corrects "
-            "every error, as policy all does",
+            "xorc: warning: policy importance without --error-budget, --max-drop or "
+            "--max-bits-per-weight corrects every error, as policy all does",
             err=True,
         )
     with progress_bar("compress", "tensor") as tick:
         summary = api.compress(model, target, options, calib=calib, progress=tick)
+    search = summary.meta.get("search")
+    if isinstance(search, dict) and not search.get("met", True):
+        if search.get("goal") == "size":
+            reached = 8 * search["payload_bytes"] / summary.totals()["n_weights"]
+            miss = f"--max-bits-per-weight: the smallest blob policy {options.policy} reaches "
+            miss += f"is {reached:.3f} bits/weight"
+        else:
+            miss = f"--max-drop: no setting keeps the drop within {options.max_drop} points "
+            miss += f"(the most accurate drops {search['drop_pp']}); kept the most accurate"
+        click.echo(f"xorc: warning: {miss}", err=True)
     if not summary.tensors:
         click.echo(
             f"xorc: warning: {model}: no weights of Conv, ConvTranspose, Gemm or MatMul to "
