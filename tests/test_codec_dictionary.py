@@ -189,6 +189,70 @@ def test_tolerance_candidates():
     assert bits == sorted(bits, reverse=True)
 
 
+def correlated_layer(rng: np.random.Generator, rows: int, cols: int, sparsity: float = 0.0):
+    """A layer's unrounded levels and the second moment of inputs with correlated features."""
+    mix = rng.standard_normal((cols, cols)) / np.sqrt(cols)
+    x = rng.standard_normal((4 * cols, cols)) @ (np.eye(cols) + 2 * mix)
+    moment = x.T @ x / len(x)
+    exact = np.clip(rng.laplace(0, 12.0, size=(rows, cols)), -127, 127)
+    exact[rng.random(exact.shape) < sparsity] = 0.0
+    return exact, moment
+
+
+def output_error(exact: np.ndarray, levels: np.ndarray, moment: np.ndarray) -> float:
+    d = exact - levels
+    return float(np.einsum("ij,jk,ik->", d, moment, d))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 60),
+    k=st.integers(2, 32),
+    group=st.none() | st.integers(1, 8),
+    sparsity=st.sampled_from([0.0, 0.5]),
+)
+def test_compensated_roundtrip_keeps_codebooks_and_mask(seed, rows, cols, k, group, sparsity):
+    """With an input moment the encoder compensates errors (section 7.3): still exact round
+    trips, the mask kept, every level an entry of its own group's codebook."""
+    rng = np.random.default_rng(seed)
+    exact, moment = correlated_layer(rng, rows, cols, sparsity)
+    values = np.rint(exact).astype(np.int16)
+    exact[values == 0] = 0.0
+    q = QuantTensor("t", values, 8, np.ones(rows, np.float32), 0, None, exact, moment)
+    e = encode(q, EncodeOptions(dict_size=k, dict_group=group))
+    assert e.stats["compensated"] is True
+    out = roundtrip(e, q)
+    g = group or rows
+    for start in range(0, rows, g):
+        block = out[start : start + g]
+        assert len(np.unique(block[block != 0])) <= k
+
+
+def test_compensation_lowers_the_output_error():
+    """Against nearest-entry trimming with the same codebook size, on correlated inputs."""
+    rng = np.random.default_rng(7)
+    exact, moment = correlated_layer(rng, 64, 96, sparsity=0.3)
+    values = np.rint(exact).astype(np.int16)
+    exact[values == 0] = 0.0
+    plain = QuantTensor("t", values, 8, np.ones(64, np.float32), 0)
+    comp = QuantTensor("t", values, 8, np.ones(64, np.float32), 0, None, exact, moment)
+    for k in (4, 8, 16):
+        a = encode(plain, EncodeOptions(dict_size=k))
+        b = encode(comp, EncodeOptions(dict_size=k))
+        assert not a.stats["compensated"] and b.stats["compensated"]
+        assert output_error(exact, b.decoded, moment) < 0.8 * output_error(exact, a.decoded, moment)
+
+
+def test_moment_of_the_wrong_size_is_ignored():
+    rng = np.random.default_rng(3)
+    exact, moment = correlated_layer(rng, 8, 12)
+    values = np.rint(exact).astype(np.int16)
+    q = QuantTensor("t", values, 8, np.ones(8, np.float32), 0, None, exact, moment[:5, :5])
+    assert encode(q, EncodeOptions(dict_size=8)).stats["compensated"] is False
+
+
 def test_importance_keeps_important_levels():
     v = np.array([[1, 2, 3, 50, 51, 52, 100, 120]], dtype=np.int16)
     imp = np.array([[1, 1, 1, 1, 1, 1, 1, 1e6]], dtype=np.float32)

@@ -6,6 +6,9 @@ For a weight w[o, i, ...] that multiplies input channel i, an error Δw changes 
 * the **sensitivity** of input channel i is E[x_i²], the mean square of the layer's input over
   the calibration samples and spatial positions; the `importance` policy weighs an error by the
   weight change times this sensitivity;
+* the **second moment** E[x x^T] of the input features, for layers whose weight rows read the
+  input channels directly (Gemm, MatMul, 1x1 Conv), lets the dictionary encoder compensate
+  errors (docs/codecs/dictionary.md, 7.3);
 * the **mean shift** of output channel o is Σ_i Δw[o, i, ...]·E[x_i]; *bias correction*
   (Nagel et al., ICCV 2019, empirical variant) subtracts it from the layer's bias, so that
   quantization and codec errors do not move the mean of the layer's output.
@@ -16,6 +19,7 @@ subgraphs, or read by more than one node, are left alone (sensitivity 1, no corr
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,8 @@ from numpy.typing import NDArray
 from xorc import onnx_io, runtime
 
 MAX_CALIB_SAMPLES = 512
+MAX_MOMENT_FEATURES = 4096
+"""Inputs with more channels get no second moment (it would take 8 C^2 bytes)."""
 
 
 @dataclass(frozen=True)
@@ -34,12 +40,19 @@ class InputStats:
     layer: onnx_io.Layer
     mean: NDArray[np.float64]
     mean_square: NDArray[np.float64]
+    moment: NDArray[np.float64] | None = None  # [C, C] E[x x^T], when asked for
 
 
-def input_stats(model: onnx_io.SourceModel, calib_path: str | Path) -> dict[str, InputStats]:
-    """Run the model on the calibration data; statistics of every layer input, by weight name."""
+def input_stats(
+    model: onnx_io.SourceModel, calib_path: str | Path, moments: Collection[str] = ()
+) -> dict[str, InputStats]:
+    """Run the model on the calibration data; statistics of every layer input, by weight name.
+    The weights named in `moments` also get their input's second moment (channels-last
+    features; inputs of at most MAX_MOMENT_FEATURES channels)."""
     layers = onnx_io.layers(model)
     taps = sorted({layer.data for layer in layers.values()})
+    wanted = {f"{_kind(layers[w])}:{layers[w].data}" for w in moments if w in layers}
+    second: dict[str, list] = {}  # (layer kind, tap) -> [feature vectors, X^T X]
     sess = runtime.session(onnx_io.with_outputs(onnx_io.serialize(model), taps), model.path)
     data = runtime.load_data(calib_path, sess).take(MAX_CALIB_SAMPLES)
     sums: dict[str, list] = {}  # tap -> [count, sum, sum of squares], per (layer kind, tap)
@@ -54,12 +67,28 @@ def input_stats(model: onnx_io.SourceModel, calib_path: str | Path) -> dict[str,
                 acc[0] += int(np.prod([x.shape[a] for a in axes]))
                 acc[1] = acc[1] + x64.sum(axis=axes)
                 acc[2] = acc[2] + (x64 * x64).sum(axis=axes)
+                if f"{kind}:{tap}" in wanted:
+                    _add_moment(second, f"{kind}:{tap}", x64, kind)
     out = {}
     for name, layer in layers.items():
         acc = sums.get(f"{_kind(layer)}:{layer.data}")
         if acc is not None and acc[0]:
-            out[name] = InputStats(layer, acc[1] / acc[0], acc[2] / acc[0])
+            mom = second.get(f"{_kind(layer)}:{layer.data}") if name in moments else None
+            moment = mom[1] / mom[0] if mom is not None and mom[0] else None
+            out[name] = InputStats(layer, acc[1] / acc[0], acc[2] / acc[0], moment)
     return out
+
+
+def _add_moment(second: dict[str, list], key: str, x: NDArray[np.float64], kind: str) -> None:
+    """Accumulate X^T X over a batch's feature vectors (channel axis 1 for 'conv', the last axis
+    for 'last'; `_sample_axes` has checked the rank)."""
+    channels = x.shape[1] if kind == "conv" else x.shape[-1]
+    if channels > MAX_MOMENT_FEATURES:
+        return
+    feats = (np.moveaxis(x, 1, -1) if kind == "conv" else x).reshape(-1, channels)
+    acc = second.setdefault(key, [0, 0.0])
+    acc[0] += feats.shape[0]
+    acc[1] = acc[1] + feats.T @ feats
 
 
 def _kind(layer: onnx_io.Layer) -> str:

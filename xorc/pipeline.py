@@ -25,6 +25,7 @@ from xorc.quantize import (
     dequantize,
     global_threshold,
     is_bfloat16,
+    max_level,
     prune_below,
     prune_to,
     quantize,
@@ -58,8 +59,9 @@ def compress_model(
         progress: optional callback, once per encoded tensor.
     """
     model = onnx_io.load_model(model_path)
-    stats = calibrate.input_stats(model, calib) if calib is not None else {}
     plan = plan_tensors(model, options)
+    moments = [p.weight.name for p in plan if p.settings.policy == "dictionary"]
+    stats = calibrate.input_stats(model, calib, moments) if calib is not None else {}
     quantized = quantize_planned(model, plan, options, stats)
     extra: dict = {}
 
@@ -214,8 +216,26 @@ def quantize_planned(
         if s.policy in ("importance", "dictionary"):
             sens = calibrate.sensitivity(stats[w.name], w.array.shape) if w.name in stats else None
             imp = error_weight(levels.shape, scales, axis, sens)
-        out.append(QuantTensor(w.name, levels, s.bits, scales, axis, imp))
+        exact, moment = None, None
+        st = stats.get(w.name)
+        if (
+            s.policy == "dictionary"
+            and st is not None
+            and st.moment is not None
+            and axis is not None
+        ):
+            top = float(max_level(s.bits))
+            exact = np.clip(values / _along(scales, axis, values.ndim), -top, top)
+            moment = st.moment
+        out.append(QuantTensor(w.name, levels, s.bits, scales, axis, imp, exact, moment))
     return out
+
+
+def _along(per_channel: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
+    """Per-channel values shaped to broadcast along `axis` (a scalar shape when None)."""
+    if axis is None:
+        return per_channel.reshape(())
+    return per_channel.reshape([-1 if d == axis else 1 for d in range(ndim)])
 
 
 def error_weight(
@@ -229,11 +249,7 @@ def error_weight(
     A level error of d changes the weight by d × scale[channel] and the layer output by that
     times the input, so the weight is scale × input sensitivity (1 without calibration data).
     """
-    scale = (
-        scales.reshape(())
-        if axis is None
-        else scales.reshape([-1 if d == axis else 1 for d in range(len(shape))])
-    )
+    scale = _along(scales, axis, len(shape))
     base = np.ones(shape, np.float32) if sensitivity is None else sensitivity
     return (base * scale).astype(np.float32)
 

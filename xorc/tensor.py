@@ -31,6 +31,11 @@ class QuantTensor:
         axis: the channel axis of `scales`, or None for per-tensor.
         importance: optional per-weight non-negative importance, same shape as `values`; an
             error at a weight costs `importance * |change|`. None means all weights weigh 1.
+        exact: optional unrounded levels (the float weight over its scale), same shape as
+            `values`; with `moment`, lets an encoder compensate errors (dictionary, 7.3).
+        moment: optional [C, C] second moment E[x x^T] of the layer's input over calibration
+            data, C the size of all axes but `axis` (the input features each output channel
+            reads; only for layers where that holds: Gemm, MatMul, 1x1 Conv).
     """
 
     name: str
@@ -39,6 +44,8 @@ class QuantTensor:
     scales: NDArray[np.float32]
     axis: int | None
     importance: NDArray[np.float32] | None = None
+    exact: NDArray[np.float32] | None = None
+    moment: NDArray[np.float64] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

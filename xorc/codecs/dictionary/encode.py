@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from xorc import bits as bitio
 from xorc.codecs import CodecId
 from xorc.codecs.common import to_sign_magnitude
+from xorc.codecs.dictionary.compensate import Compensator
 from xorc.codecs.dictionary.decode import LENGTH_BITS, MAX_K, MAX_RICE_K
 from xorc.codecs.dictionary.huffman_build import code_lengths, encode_symbols, huffman_bits
 from xorc.codecs.dictionary.kmeans import LevelKMeans
@@ -82,6 +83,18 @@ class Prepared:
         self.has_zeros = not bool(self.nonzero.all())
         self.max_levels = max((km.n_points for km in self.kmeans), default=0)
         self.group_sizes = np.bincount(group_of, minlength=self.n_groups)
+        self.compensator = self._compensator(q)
+
+    def _compensator(self, q: QuantTensor) -> Compensator | None:
+        """Error compensation (section 7.3) when the tensor has unrounded levels and an input
+        moment whose features are its columns; else None."""
+        if q.exact is None or q.moment is None or not self.shape or self.rows * self.cols == 0:
+            return None
+        if q.moment.shape != (self.cols, self.cols):
+            return None
+        exact = np.moveaxis(np.asarray(q.exact, dtype=np.float64), self.axis, 0)
+        nonzero = self.nonzero.reshape(self.rows, self.cols)
+        return Compensator(exact.reshape(self.rows, self.cols), nonzero, q.moment, self.group)
 
     def _weights(self, q: QuantTensor) -> NDArray[np.float64]:
         """Per-weight k-means weight in coded order (section 7.1)."""
@@ -133,8 +146,11 @@ class Prepared:
         for g, (km, (cents, labels)) in enumerate(zip(self.kmeans, solved, strict=True)):
             value_lut[g, km.x + self.top] = cents[labels]
             index_lut[g, km.x + self.top] = labels
-        decoded = value_lut.ravel()[self.key]
-        return Trim([cents for cents, _ in solved], decoded, index_lut.ravel()[self.key])
+        books = [cents for cents, _ in solved]
+        if self.compensator is not None:
+            values, index = self.compensator.assign(books)
+            return Trim(books, values.reshape(-1), index.reshape(-1), compensated=True)
+        return Trim(books, value_lut.ravel()[self.key], index_lut.ravel()[self.key])
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,7 @@ class Trim:
     books: list[NDArray[np.int64]]
     decoded: NDArray[np.int64]
     index: NDArray[np.int64]
+    compensated: bool = False
 
     @property
     def used(self) -> int:
@@ -278,6 +295,7 @@ def _stats(prep: Prepared, plan: Plan, streams: dict[str, bytes]) -> dict[str, J
         "payload_bits": {name: 8 * len(data) for name, data in streams.items()},
         "bits_per_weight": total_bits / prep.n if prep.n else 0.0,
         "lossless": not err.any(),
+        "compensated": plan.trim.compensated,
         "mean_abs_level_error": float(np.abs(err).mean()) if prep.n else 0.0,
         "max_abs_level_error": int(np.abs(err).max()) if prep.n else 0,
         "level_sqnr_db": 10 * math.log10(signal / sq_err) if sq_err > 0 and signal > 0 else None,
