@@ -219,7 +219,10 @@ class FmapResult:
 
 
 class FmapAccumulator:
-    """Adds one input at a time (for callers that stream inputs through a model)."""
+    """Adds one input at a time (for callers that stream inputs through a model). Inputs are
+    coded in batches of FLUSH_INPUTS, so that one `decode_many` call checks many maps."""
+
+    FLUSH_INPUTS = 32
 
     def __init__(
         self, scales: Mapping[str, float], bits: int = 8, method: str = "paper", block_size: int = 8
@@ -236,6 +239,7 @@ class FmapAccumulator:
         self.scales = dict(scales)
         self.layers: dict[str, LayerResult] = {}
         self.n_inputs = 0
+        self.pending: list[list[NDArray[np.integer]]] = []  # quantized maps, not yet coded
 
     def add(self, input_maps: Mapping[str, NDArray[np.floating]]) -> None:
         """One input's maps (no batch axis), for every layer of `scales`.
@@ -243,19 +247,34 @@ class FmapAccumulator:
         Raises:
             BitMismatch: an EBPC stream did not decode back to its map.
         """
+        self.pending.append(
+            [
+                quantize(input_maps[name], self.scales[name], self.bits, self.method)
+                for name in self.scales
+            ]
+        )
+        if len(self.pending) >= self.FLUSH_INPUTS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Code the pending inputs' maps, check that every one decodes back, and record sizes.
+
+        Raises:
+            BitMismatch: an EBPC stream did not decode back to its map.
+        """
         names = list(self.scales)
-        levels = [
-            quantize(input_maps[name], self.scales[name], self.bits, self.method) for name in names
-        ]
+        maps = [q for levels in self.pending for q in levels]
         records: list[EbpcStreams] = [
-            encode(q.ravel(), self.word_width, self.block_size) for q in levels
+            encode(q.ravel(), self.word_width, self.block_size) for q in maps
         ]
-        for name, q, back in zip(names, levels, decode_many(records), strict=True):
+        for k, (q, back) in enumerate(zip(maps, decode_many(records), strict=True)):
             if not np.array_equal(back, q.ravel()):
                 raise BitMismatch(
-                    f"fmap: layer {name!r}, input {self.n_inputs}: EBPC did not decode back"
+                    f"fmap: layer {names[k % len(names)]!r}, input "
+                    f"{self.n_inputs + k // len(names)}: EBPC did not decode back"
                 )
-        for name, q, rec in zip(names, levels, records, strict=True):
+        for k, (q, rec) in enumerate(zip(maps, records, strict=True)):
+            name = names[k % len(names)]
             layer = self.layers.setdefault(
                 name, LayerResult(name, tuple(q.shape), self.scales[name])
             )
@@ -266,9 +285,13 @@ class FmapAccumulator:
             layer.sizes["ebpc_padded"].append(rec.padded_bits)
             layer.sizes["zero_rle"].append(zero_rle_bits(rec.znz_bitlen, z, self.bits))
             layer.sizes["zvc"].append(zvc_bits(n, z, self.bits))
-        self.n_inputs += 1
+        self.n_inputs += len(self.pending)
+        self.pending = []
 
     def result(self) -> FmapResult:
+        """The results so far (pending inputs are coded first)."""
+        if self.pending:
+            self.flush()
         return FmapResult(
             self.bits,
             self.method,
