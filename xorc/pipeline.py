@@ -129,8 +129,6 @@ def search_stage(
         raise UsageError(
             f"{flag} works with policy importance or dictionary, not {options.policy!r}"
         )
-    if calib is None and options.max_drop is not None:
-        raise UsageError("--max-drop needs --calib DATA.npz to measure the drop on")
     knob_name, grid, encoder_at = SEARCHABLE[options.policy]
     enc_options = [encoder_options(p.settings, options) for p in plan]
     fixed = [
@@ -138,12 +136,13 @@ def search_stage(
         for q, p in zip(quantized, plan, strict=True)
     ]
     encode_at = encoder_at(quantized, enc_options, fixed)
+    scale_bytes = sum(len(stored_scales(q, options)[1]) for q in quantized)
     if options.max_bits_per_weight is not None:
         n_weights = sum(q.values.size for q in quantized)
         budget = int(options.max_bits_per_weight * n_weights / 8)
-        scale_bytes = sum(len(stored_scales(q, options)[1]) for q in quantized)
         return search.fit_size(grid, encode_at, budget, scale_bytes, knob_name)
-    assert calib is not None
+    if calib is None:
+        raise UsageError("--max-drop needs --calib DATA.npz to measure the drop on")
     use_bias = bool(stats) and options.bias_correction
     probe = search.AccuracyProbe(
         model,
@@ -152,7 +151,7 @@ def search_stage(
         [p.weight.dtype for p in plan],
         lambda enc: corrected_biases(model, plan, quantized, enc, stats) if use_bias else {},
     )
-    return search.search(grid, encode_at, probe, options.max_drop, knob_name)
+    return search.search(grid, encode_at, probe, options.max_drop, knob_name, scale_bytes)
 
 
 def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[PlannedTensor]:

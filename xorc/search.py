@@ -121,15 +121,17 @@ def search(
     probe: AccuracyProbe,
     max_drop: float,
     knob_name: str,
+    extra_bytes: int = 0,
 ) -> SearchResult:
-    """Binary search for the largest knob on `grid` whose drop is within `max_drop`."""
+    """Binary search for the largest knob on `grid` whose drop is within `max_drop`. Trial
+    sizes count the streams plus `extra_bytes` (the scales), as `fit_size` does."""
     trials: dict[int, tuple[list[Encoded], Trial]] = {}
     drops: dict[int, float] = {}
 
     def drop(i: int) -> float:
         if i not in trials:
             encoded = encode_at(grid[i])
-            size = sum(len(s) for e in encoded for s in e.streams.values())
+            size = extra_bytes + sum(len(s) for e in encoded for s in e.streams.values())
             drops[i] = probe.drop(encoded)
             trials[i] = (encoded, Trial(grid[i], size, drops[i]))
         return drops[i]
