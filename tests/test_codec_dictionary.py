@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xorc import bits as bitio
@@ -213,6 +213,7 @@ def output_error(exact: np.ndarray, levels: np.ndarray, moment: np.ndarray) -> f
     group=st.none() | st.integers(1, 8),
     sparsity=st.sampled_from([0.0, 0.5]),
 )
+@example(seed=0, rows=7, cols=1, k=2, group=1, sparsity=0.5)  # rows with empty codebooks last
 def test_compensated_roundtrip_keeps_codebooks_and_mask(seed, rows, cols, k, group, sparsity):
     """With an input moment the encoder compensates errors (section 7.3): still exact round
     trips, the mask kept, every level an entry of its own group's codebook."""

@@ -108,11 +108,12 @@ class _Nearest:
             zeros = np.zeros(column.size, dtype=np.int64)
             return zeros, zeros
         last = np.maximum(self.size - 1, 0)
+        first = np.minimum(self.first, self.flat.size - 1)  # empty codebooks: any valid index
         key = np.clip(column, -self.top - 1, self.top + 1) + self.offset
-        right = np.clip(np.searchsorted(self.flat, key) - self.first, 0, last)
+        right = np.clip(np.searchsorted(self.flat, key) - first, 0, last)
         left = np.maximum(right - 1, 0)
-        at_left = self.flat[self.first + left]
-        at_right = self.flat[self.first + right]
+        at_left = self.flat[first + left]
+        at_right = self.flat[first + right]
         pos = np.where(np.abs(key - at_left) <= np.abs(at_right - key), left, right)
-        level = np.where(self.size > 0, self.levels[self.first + pos], 0)
-        return level, pos
+        level = np.where(self.size > 0, self.levels[first + pos], 0)
+        return level, np.where(self.size > 0, pos, 0)
