@@ -119,7 +119,7 @@ def search_stage(
     options: CompressOptions,
     stats: dict[str, calibrate.InputStats],
     calib: str | Path | None,
-) -> search.SearchResult | search.SizeFit:
+) -> search.SearchResult:
     """Stage --max-drop (the smallest blob within the drop) or --max-bits-per-weight (the most
     accurate blob within the size): search the policy's knob."""
     flag = "--max-drop" if options.max_bits_per_weight is None else "--max-bits-per-weight"

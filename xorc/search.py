@@ -59,26 +59,24 @@ class Trial:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The chosen encodings and how they were found."""
+    """The chosen encodings and how they were found. `goal` holds what the search aimed at and
+    reached: `metric`, `max_drop_pp`, `drop_pp` for `search`; `goal` "size",
+    `max_payload_bytes`, `payload_bytes` for `fit_size`."""
 
     encoded: list[Encoded]
     knob_name: str
     knob: float
-    metric: str
-    max_drop: float
-    drop_pp: float
     met: bool
     trials: list[Trial]
+    goal: dict[str, object]
 
     def to_json(self) -> dict[str, object]:
         return {
             "knob": self.knob_name,
             "chosen": self.knob,
-            "metric": self.metric,
-            "max_drop_pp": self.max_drop,
-            "drop_pp": round(self.drop_pp, 4),
             "met": self.met,
             "trials": [t.to_json() for t in self.trials],
+            **self.goal,
         }
 
 
@@ -153,11 +151,9 @@ def search(
         trials[best][0],
         knob_name,
         grid[best],
-        probe.metric,
-        max_drop,
-        drops[best],
         drops[best] <= max_drop,
         [t for _, (_, t) in sorted(trials.items())],
+        {"metric": probe.metric, "max_drop_pp": max_drop, "drop_pp": round(drops[best], 4)},
     )
 
 
@@ -206,30 +202,6 @@ SIZE_REFINE_STEPS = 6
 about 1.8x per step; 6 steps bring that to about 1 %)."""
 
 
-@dataclass(frozen=True)
-class SizeFit:
-    """The encodings `fit_size` chose and how."""
-
-    encoded: list[Encoded]
-    knob_name: str
-    knob: float
-    budget_bytes: int
-    payload_bytes: int
-    met: bool
-    trials: list[Trial]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "knob": self.knob_name,
-            "chosen": self.knob,
-            "goal": "size",
-            "max_payload_bytes": self.budget_bytes,
-            "payload_bytes": self.payload_bytes,
-            "met": self.met,
-            "trials": [t.to_json() for t in self.trials],
-        }
-
-
 def fit_size(
     grid: tuple[float, ...],
     encode_at: Callable[[float], list[Encoded]],
@@ -237,7 +209,7 @@ def fit_size(
     extra_bytes: int,
     knob_name: str,
     refine: int = SIZE_REFINE_STEPS,
-) -> SizeFit:
+) -> SearchResult:
     """The smallest knob (the most accurate encoding) whose streams plus `extra_bytes` (the
     scales) take at most `budget_bytes`: a binary search over `grid`, then `refine` bisections
     (geometric above 0) between the last knob that was too big and the first that fits. When
@@ -271,12 +243,11 @@ def fit_size(
             else:
                 too_big = mid
     encoded, chosen = trials[best]
-    return SizeFit(
+    return SearchResult(
         encoded,
         knob_name,
         best,
-        budget_bytes,
-        chosen.payload_bytes,
         chosen.payload_bytes <= budget_bytes,
         [t for _, (_, t) in sorted(trials.items())],
+        {"goal": "size", "max_payload_bytes": budget_bytes, "payload_bytes": chosen.payload_bytes},
     )
