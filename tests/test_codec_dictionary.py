@@ -246,12 +246,22 @@ def test_compensation_lowers_the_output_error():
         assert output_error(exact, b.decoded, moment) < 0.8 * output_error(exact, a.decoded, moment)
 
 
-def test_moment_of_the_wrong_size_is_ignored():
+@pytest.mark.parametrize("damage", ["shape", "nan", "indefinite"])
+def test_unusable_moment_is_ignored(damage):
+    """A moment of the wrong shape, with NaN, or not positive definite: plain trimming."""
     rng = np.random.default_rng(3)
     exact, moment = correlated_layer(rng, 8, 12)
     values = np.rint(exact).astype(np.int16)
-    q = QuantTensor("t", values, 8, np.ones(8, np.float32), 0, None, exact, moment[:5, :5])
-    assert encode(q, EncodeOptions(dict_size=8)).stats["compensated"] is False
+    if damage == "shape":
+        moment = moment[:5, :5]
+    elif damage == "nan":
+        moment[2, 3] = np.nan
+    else:
+        moment = -10 * np.eye(12) - np.ones((12, 12))
+    q = QuantTensor("t", values, 8, np.ones(8, np.float32), 0, None, exact, moment)
+    e = encode(q, EncodeOptions(dict_size=8))
+    assert e.stats["compensated"] is False
+    roundtrip(e, q)
 
 
 def test_importance_keeps_important_levels():

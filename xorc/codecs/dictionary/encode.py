@@ -93,8 +93,13 @@ class Prepared:
         if q.moment.shape != (self.cols, self.cols):
             return None
         exact = np.moveaxis(np.asarray(q.exact, dtype=np.float64), self.axis, 0)
+        if not (np.isfinite(exact).all() and np.isfinite(q.moment).all()):
+            return None
         nonzero = self.nonzero.reshape(self.rows, self.cols)
-        return Compensator(exact.reshape(self.rows, self.cols), nonzero, q.moment, self.group)
+        try:
+            return Compensator(exact.reshape(self.rows, self.cols), nonzero, q.moment, self.group)
+        except np.linalg.LinAlgError:  # not positive definite even with damping: plain trimming
+            return None
 
     def _weights(self, q: QuantTensor) -> NDArray[np.float64]:
         """Per-weight k-means weight in coded order (section 7.1)."""
