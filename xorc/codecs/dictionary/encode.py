@@ -145,16 +145,18 @@ class Prepared:
         return self._trim([km.solve(levels) for km in self.kmeans])
 
     def _trim(self, solved: list[tuple[NDArray[np.int64], NDArray[np.int64]]]) -> Trim:
+        """Each level to its cluster's centroid (section 7.1), or, with an input moment, each
+        weight to the entry error compensation picks (section 7.3)."""
+        books = [cents for cents, _ in solved]
+        if self.compensator is not None:
+            values, index = self.compensator.assign(books)
+            return Trim(books, values.reshape(-1), index.reshape(-1), compensated=True)
         width = 2 * self.top + 1
         value_lut = np.zeros((self.n_groups, width), dtype=np.int64)
         index_lut = np.zeros((self.n_groups, width), dtype=np.int64)
         for g, (km, (cents, labels)) in enumerate(zip(self.kmeans, solved, strict=True)):
             value_lut[g, km.x + self.top] = cents[labels]
             index_lut[g, km.x + self.top] = labels
-        books = [cents for cents, _ in solved]
-        if self.compensator is not None:
-            values, index = self.compensator.assign(books)
-            return Trim(books, values.reshape(-1), index.reshape(-1), compensated=True)
         return Trim(books, value_lut.ravel()[self.key], index_lut.ravel()[self.key])
 
 
