@@ -143,8 +143,8 @@ def cli() -> None:
 @click.option(
     "--calib",
     type=click.Path(dir_okay=False),
-    help="Calibration .npz: input statistics weight the `importance` policy and feed "
-    "--max-drop searches (needs labels).",
+    help="Calibration .npz: bias correction, input statistics for policies importance and "
+    "dictionary (error-compensated assignment), and the data --max-drop measures on.",
 )
 @click.option(
     "--bias-correction/--no-bias-correction",
