@@ -97,9 +97,12 @@ def main() -> None:
                 blob = Path(tmp) / "b.xorc"
                 calib_arg = str(SAMPLES / calib) if calib else ""
                 searched = policy in SEARCHED
-                bpw_arg = str(args.max_bits_per_weight or "") if searched else ""
-                drop_arg = str(max_drop) if max_drop is not None and searched else ""
-                drop_arg = "" if bpw_arg else drop_arg
+                bpw_arg = (
+                    str(args.max_bits_per_weight) if searched and args.max_bits_per_weight else ""
+                )
+                drop_arg = (
+                    str(max_drop) if searched and max_drop is not None and not bpw_arg else ""
+                )
                 proc = subprocess.run(
                     [
                         sys.executable,

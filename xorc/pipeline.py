@@ -22,6 +22,7 @@ from xorc.errors import UnsupportedModel, UsageError
 from xorc.format import Container, TensorRecord, levels_digest
 from xorc.format.container import SCALES, encode_scales, layout_payload
 from xorc.quantize import (
+    along,
     dequantize,
     global_threshold,
     is_bfloat16,
@@ -224,17 +225,10 @@ def quantize_planned(
             and axis is not None
         ):
             top = float(max_level(s.bits))
-            exact = np.clip(values / _along(scales, axis, values.ndim), -top, top)
+            exact = np.clip(values / along(scales, axis, values.ndim), -top, top)
             moment = st.moment
         out.append(QuantTensor(w.name, levels, s.bits, scales, axis, imp, exact, moment))
     return out
-
-
-def _along(per_channel: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
-    """Per-channel values shaped to broadcast along `axis` (a scalar shape when None)."""
-    if axis is None:
-        return per_channel.reshape(())
-    return per_channel.reshape([-1 if d == axis else 1 for d in range(ndim)])
 
 
 def error_weight(
@@ -248,7 +242,7 @@ def error_weight(
     A level error of d changes the weight by d × scale[channel] and the layer output by that
     times the input, so the weight is scale × input sensitivity (1 without calibration data).
     """
-    scale = _along(scales, axis, len(shape))
+    scale = along(scales, axis, len(shape))
     base = np.ones(shape, np.float32) if sensitivity is None else sensitivity
     return (base * scale).astype(np.float32)
 

@@ -57,8 +57,7 @@ def quantize(
         scales = np.where(normal, rounded, scales)
     elif scale_dtype != "float32":
         raise ValueError(f"scale_dtype must be float32 or bfloat16, got {scale_dtype!r}")
-    shape = [1] * w.ndim if axis is None else [-1 if d == axis else 1 for d in range(w.ndim)]
-    divisor = scales.astype(np.float64).reshape(shape)
+    divisor = along(scales.astype(np.float64), axis, w.ndim)
     levels = np.clip(np.rint(w / divisor), -top, top).astype(np.int16)
     return levels, scales
 
@@ -67,11 +66,15 @@ def dequantize(
     levels: NDArray[np.integer], scales: NDArray[np.float32], axis: int | None
 ) -> NDArray[np.float32]:
     """Float weights of levels: level × scale of its channel, in float32."""
-    lv = levels.astype(np.float32)
+    return levels.astype(np.float32) * along(scales, axis, levels.ndim)
+
+
+def along(per_channel: NDArray, axis: int | None, ndim: int) -> NDArray:
+    """Per-channel values shaped to broadcast along `axis` of an `ndim`-dimensional tensor (a
+    single value, as a scalar shape, when `axis` is None)."""
     if axis is None:
-        return lv * scales.reshape(())
-    shape = [-1 if d == axis else 1 for d in range(levels.ndim)]
-    return lv * scales.reshape(shape)
+        return per_channel.reshape(())
+    return per_channel.reshape([-1 if d == axis else 1 for d in range(ndim)])
 
 
 def prune_to(weights: NDArray[np.floating], sparsity: float) -> NDArray[np.floating]:
