@@ -119,8 +119,9 @@ class Prepared:
 
     def auto_tolerance(self, tolerance: float = AUTO_TOLERANCE) -> float:
         """This tensor's relative error target in automatic mode (section 7.2): `tolerance`
-        scaled by the tensor's size, up to AUTO_REFERENCE_SIZE weights."""
-        return tolerance * min(self.n / AUTO_REFERENCE_SIZE, 1.0)
+        scaled by the tensor's size, up to AUTO_REFERENCE_SIZE weights; at most 1 (an error as
+        large as the signal)."""
+        return min(tolerance * min(self.n / AUTO_REFERENCE_SIZE, 1.0), 1.0)
 
     def trim_rd(self, tolerance: float) -> Trim:
         """Entropy-constrained codebooks aiming at a relative error of `tolerance` (section 7.2).
