@@ -264,14 +264,17 @@ def test_round_trip(w: int, n: int, data: st.DataObject) -> None:
     assert len(e.bpc) == -(-e.bpc_bitlen // w) * w // 8
 
 
+@pytest.mark.parametrize("per_bit_windows", [True, False])
 @pytest.mark.parametrize("segment", [64, 300, 4096])
 @pytest.mark.parametrize(("w", "n"), FORMATS)
 def test_parallel_parser_with_many_lanes(
-    monkeypatch: pytest.MonkeyPatch, segment: int, w: int, n: int
+    monkeypatch: pytest.MonkeyPatch, segment: int, w: int, n: int, per_bit_windows: bool
 ) -> None:
     """Tiny segments force lanes that start mid-symbol, guess wrong and resynchronise, across
-    several streams decoded together."""
+    several streams decoded together; both ways of reading the windows (precomputed per bit
+    for small buffers, peeked per step for large ones)."""
     monkeypatch.setattr(core_decode, "_segment_bits", lambda total: segment)
+    monkeypatch.setattr(core_decode, "_SMALL_STREAM_BITS", 1 << 40 if per_bit_windows else 0)
     rng = np.random.default_rng(segment + w + n)
     top = 1 << (w - 1)
     inputs = [
@@ -560,3 +563,6 @@ def test_bit_primitives() -> None:
             got = bitio.peek_units(win, pos, width)
             want = [int("".join(map(str, stream[p : p + width])), 2) for p in pos]
             assert got.tolist() == want
+        every = bitio.windows16(data)
+        assert every.size == 8 * len(data)
+        assert every.tolist() == bitio.bit_windows(data, 16).tolist()

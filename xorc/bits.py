@@ -296,6 +296,19 @@ def bit_windows(data: bytes, width: int, positions: ArrayLike | None = None) -> 
     return (word[pos >> 3] << (pos & 7).astype(np.uint32)) >> drop
 
 
+def windows16(data: bytes | NDArray[np.uint8]) -> NDArray[np.uint16]:
+    """The 16 bits (MSB-first, as in `bit_windows`) starting at every bit position of `data`,
+    bits past the end reading as 0: 2 bytes per bit position, built in about 1 ns per bit."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    padded = np.zeros(buf.size + 4, dtype=np.uint8)
+    padded[: buf.size] = buf
+    word = np.ndarray((buf.size,), dtype=">u4", buffer=padded, strides=(1,)).astype(np.uint32)
+    out = np.empty((buf.size, 8), dtype=np.uint16)
+    for s in range(8):
+        out[:, s] = word >> np.uint32(16 - s)  # the cast keeps the low 16 bits
+    return out.reshape(-1)
+
+
 def unit_windows(data: bytes | NDArray[np.uint8], nbits: int) -> NDArray[np.int64]:
     """Windows for `peek_units` over the first `nbits` bits of `data` (MSB-first stream): element
     u holds stream bits [32u, 32u + 64) as a 64-bit pattern (int64), bits past `nbits` zero.

@@ -316,35 +316,48 @@ def _plane_code_table(word_width: int, block_size: int, swap: bool) -> NDArray[n
 _CHECK_EVERY = 16  # lanes test their stop condition every few steps
 
 
-def _window16(win: NDArray[np.int64], pos: NDArray[np.int64]) -> NDArray[np.int64]:
-    return bitio.peek_units(win, pos, 16)
+_SMALL_STREAM_BITS = 1 << 21  # below this, per-bit windows are cheaper than per-step peeks
+
+
+class _Windows:
+    """The 16 stream bits at any bit position, as an int array (the low half of a parser key).
+
+    Small buffers get every position's window precomputed (about 1 ns per bit), so a parse step
+    reads one gather; large ones read two 32-bit units per lookup instead."""
+
+    def __init__(self, buf: NDArray[np.uint8]) -> None:
+        self.units = bitio.unit_windows(buf, 8 * buf.size)
+        self.every = bitio.windows16(buf) if 8 * buf.size <= _SMALL_STREAM_BITS else None
+
+    def __call__(self, pos: NDArray[np.integer]) -> NDArray[np.integer]:
+        if self.every is not None:
+            return self.every[pos]
+        return bitio.peek_units(self.units, pos, 16)
 
 
 def _run_round0(
-    win: NDArray[np.int64],
+    win: _Windows,
     table: NDArray[np.int32],
     start: NDArray[np.int64],
     stop: NDArray[np.int64],
 ) -> tuple[NDArray[np.signedinteger], NDArray[np.int32], NDArray[np.int64]]:
     """Round 0: every lane parses from its segment start in state 0 until it passes its
     segment end (lanes that are done keep stepping until the last one is: the buffer must be
-    readable 8 * (longest segment) bits past the last segment). Returns the positions and keys
+    readable 8 * (longest segment) bits past the last segment). Records keys only; positions
+    are rebuilt from the step lengths. Returns the positions and keys
     of the states visited inside each lane's segment, lane-major (so sorted by position), and
     the count per lane. Keys are int32; positions are int32 for buffers under 2**31 bits."""
     lanes = start.size
     rows = int((stop - start).max()) // 8 + 2 * _CHECK_EVERY
-    rec_p = np.empty((rows, lanes), dtype=np.int32 if 32 * win.size < 1 << 31 else np.int64)
     rec_k = np.empty((rows, lanes), dtype=np.int32)
     pos = start.copy()
     cs = np.zeros(lanes, dtype=np.int32)
     step = 0
     while True:
-        key = cs | _window16(win, pos)
-        if step == rows:  # grow the record buffers
-            rec_p = np.concatenate([rec_p, np.empty_like(rec_p)])
+        key = cs | win(pos)
+        if step == rows:  # grow the record buffer
             rec_k = np.concatenate([rec_k, np.empty_like(rec_k)])
             rows *= 2
-        rec_p[step] = pos
         rec_k[step] = key
         step += 1
         if step % _CHECK_EVERY == 1 and (pos >= stop).all():
@@ -352,13 +365,18 @@ def _run_round0(
         t = table[key]
         pos = pos + (t & _LEN_MASK)
         cs = t & _STATE_MASK
-    p = np.ascontiguousarray(rec_p[:step].T)
+    # positions: each lane's start plus the bits its earlier steps consumed
+    k = np.ascontiguousarray(rec_k[:step].T)
+    p = np.empty(k.shape, dtype=np.int32 if 32 * win.units.size < 1 << 31 else np.int64)
+    p[:, 0] = start
+    np.cumsum(table[k[:, :-1]] & _LEN_MASK, axis=1, out=p[:, 1:])
+    p[:, 1:] += start[:, None].astype(p.dtype)
     inside = p < stop[:, None]
-    return p[inside], np.ascontiguousarray(rec_k[:step].T)[inside], inside.sum(axis=1)
+    return p[inside], k[inside], inside.sum(axis=1)
 
 
 def _run_fixup(
-    win: NDArray[np.int64],
+    win: _Windows,
     table: NDArray[np.int32],
     lanes: NDArray[np.int64],
     pos: NDArray[np.int64],
@@ -378,7 +396,7 @@ def _run_fixup(
     reach = stop.copy()
     step = 0
     while lanes.size:
-        key = cs | _window16(win, pos)
+        key = cs | win(pos)
         rec_p.append(pos)
         rec_k.append(key)
         rec_l.append(lanes)
@@ -423,7 +441,7 @@ def _segment_bits(total_bits: int) -> int:
 
 
 def parse_bpc(
-    win: NDArray[np.int64],
+    win: _Windows,
     starts: NDArray[np.int64],
     ends: NDArray[np.int64],
     word_width: int,
@@ -432,8 +450,8 @@ def parse_bpc(
     segment_bits: int | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Parse several non-empty BPC streams held in one buffer (stream i in bits
-    [starts[i], ends[i]), in increasing order, separated by at least 64 zero bits; `win` from
-    `bitio.unit_windows`, readable 16 * segment bits past the last end).
+    [starts[i], ends[i]), in increasing order, separated by at least 64 zero bits; `win` reads
+    that buffer, which must be readable 16 * segment bits past the last end).
 
     Returns the keys of the steps of all streams, in order, and the number of steps of each
     stream.
@@ -708,7 +726,7 @@ def decode_many(records: Sequence[EbpcStreams]) -> list[NDArray[np.int8] | NDArr
             buf[offsets[j] : offsets[j] + nbytes[j]] = np.frombuffer(
                 records[i].bpc, dtype=np.uint8, count=int(nbytes[j])
             )
-        win = bitio.unit_windows(buf, 8 * buf.size)
+        win = _Windows(buf)
         starts = offsets * 8
         keys, steps = parse_bpc(win, starts, starts + bitlens, w, n, swap, seg)
         blocks_found = np.add.reduceat(
