@@ -8,9 +8,12 @@ Measures, on one core:
   run;
 * network and per-layer compression ratios of EBPC, zero-RLE (max run 16) and ZVC on
   efficientnet_lite0 and fashion_cnn, with the paper's quantization and a calibrated
-  round-to-nearest one (`xorc.fmap`).
+  round-to-nearest one (`xorc.fmap`);
+* the same network ratios with the non-RTL study variants (block size 16 at W = 8, swapped
+  zero codes), paper quantization, to show how much of the paper's gain they account for.
 
 Run:  python benchmarks/bench_ebpc.py [--images 8] [--fashion 64] [--repeat 3] [--layers]
+      [--efficientnet-data imagenet20.npz]   (real ILSVRC images: scripts/make_imagenet20.py)
 
 MB = 10**6 int8 values (one byte each). Times are best of --repeat runs; wall clock (the process
 is pinned to one CPU when the OS allows it) and CPU time are both shown.
@@ -142,6 +145,11 @@ def main() -> None:
     ap.add_argument("--fashion", type=int, default=64, help="images for fashion_cnn")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--layers", action="store_true", help="print per-layer ratios")
+    ap.add_argument(
+        "--efficientnet-data",
+        type=Path,
+        help="inputs for efficientnet_lite0 instead of sample_models/photos.npz",
+    )
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -151,8 +159,10 @@ def main() -> None:
     maps_by_model: dict[str, dict[str, np.ndarray]] = {}
     for name, (onnx_file, data_file) in MODELS.items():
         model_path, data_path = SAMPLES / onnx_file, SAMPLES / data_file
+        if name == "efficientnet_lite0" and args.efficientnet_data:
+            data_path = args.efficientnet_data
         if not (model_path.exists() and data_path.exists()):
-            print(f"SKIP {name}: {model_path.name} or {data_path.name} missing in {SAMPLES}")
+            print(f"SKIP {name}: {model_path} or {data_path} missing")
             continue
         t0 = time.perf_counter()
         maps_by_model[name] = activation_maps(model_path, data_path, counts[name])
@@ -193,6 +203,52 @@ def main() -> None:
                         f"    {layer[:40]:40} sparsity {sp:.2f}  "
                         f"EBPC {e:.2f}  zRLE {z:.2f}  ZVC {v:.2f}"
                     )
+
+    print(f"\n{'model (paper q.)':20} {'EBPC variant':34} {'ratio':>6} {'gain vs best':>13}")
+    for name, maps in maps_by_model.items():
+        for label, ratio, gain in variant_rows(quantized_inputs(maps, "paper")):
+            print(f"{name:20} {label:34} {ratio:6.3f} {100 * gain:+12.1f}%")
+
+
+VARIANTS = {
+    "RTL (W=8, N=8)": {},
+    "N=16 (not RTL)": {"block_size": 16, "allow_non_rtl_block": True},
+    "swapped zero codes (not RTL)": {"swap_zero_codes": True},
+    "N=16 + swapped codes (not RTL)": {
+        "block_size": 16,
+        "allow_non_rtl_block": True,
+        "swap_zero_codes": True,
+    },
+}
+
+
+def variant_rows(per_input: list[list[np.ndarray]]) -> list[tuple[str, float, float]]:
+    """Network ratio (per input, averaged) of each EBPC variant, and its gain over the better of
+    zero-RLE and ZVC (the same definition as `xorc fmap`)."""
+    raw = np.array([sum(m.size * 8 for m in group) for group in per_input], dtype=np.float64)
+    nnz = [[int(np.count_nonzero(m)) for m in group] for group in per_input]
+    znz = [[encode(m).znz_bitlen for m in group] for group in per_input]
+    zrle = np.array(
+        [
+            sum(fmap.zero_rle_bits(z, k, 8) for z, k in zip(zs, ks, strict=True))
+            for zs, ks in zip(znz, nnz, strict=True)
+        ]
+    )
+    zvc = np.array(
+        [
+            sum(fmap.zvc_bits(m.size, k, 8) for m, k in zip(group, ks, strict=True))
+            for group, ks in zip(per_input, nnz, strict=True)
+        ]
+    )
+    best = max(float(np.mean(raw / zrle)), float(np.mean(raw / zvc)))
+    rows = []
+    for label, options in VARIANTS.items():
+        bits = np.array(
+            [sum(encode(m, 8, **options).compressed_bits for m in g) for g in per_input]
+        )
+        ratio = float(np.mean(raw / bits))
+        rows.append((label, ratio, ratio / best - 1))
+    return rows
 
 
 if __name__ == "__main__":
