@@ -326,12 +326,15 @@ class _Windows:
     reads one gather; large ones read two 32-bit units per lookup instead."""
 
     def __init__(self, buf: NDArray[np.uint8]) -> None:
-        self.units = bitio.unit_windows(buf, 8 * buf.size)
-        self.every = bitio.windows16(buf) if 8 * buf.size <= _SMALL_STREAM_BITS else None
+        self.nbits = 8 * buf.size
+        small = self.nbits <= _SMALL_STREAM_BITS
+        self.every = bitio.windows16(buf) if small else None
+        self.units = None if small else bitio.unit_windows(buf, self.nbits)
 
     def __call__(self, pos: NDArray[np.integer]) -> NDArray[np.integer]:
         if self.every is not None:
             return self.every[pos]
+        assert self.units is not None
         return bitio.peek_units(self.units, pos, 16)
 
 
@@ -367,7 +370,7 @@ def _run_round0(
         cs = t & _STATE_MASK
     # positions: each lane's start plus the bits its earlier steps consumed
     k = np.ascontiguousarray(rec_k[:step].T)
-    p = np.empty(k.shape, dtype=np.int32 if 32 * win.units.size < 1 << 31 else np.int64)
+    p = np.empty(k.shape, dtype=np.int32 if win.nbits < 1 << 31 else np.int64)
     p[:, 0] = start
     np.cumsum(table[k[:, :-1]] & _LEN_MASK, axis=1, out=p[:, 1:])
     p[:, 1:] += start[:, None].astype(p.dtype)
