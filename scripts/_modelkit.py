@@ -142,3 +142,24 @@ def check_io_contract(path: Path, in_rank: int) -> None:
     assert t.shape.dim[0].dim_param, "batch dimension must be dynamic"
     out0 = m.graph.output[0].type.tensor_type.shape.dim[0]
     assert out0.dim_param, "output batch dimension must be dynamic"
+
+
+def preprocess_view(img: np.ndarray, short: int, fx: float, fy: float, flip: bool) -> np.ndarray:
+    """uint8 HxWx3 -> int16 3x224x224 pixel values (before scaling)."""
+    from PIL import Image
+
+    pil = Image.fromarray(img)
+    w, h = pil.size
+    if w <= h:
+        nw, nh = short, round(h * short / w)
+    else:
+        nw, nh = round(w * short / h), short
+    pil = pil.resize((nw, nh), Image.BILINEAR)
+    left = round(fx * (nw - 224))
+    top = round(fy * (nh - 224))
+    pil = pil.crop((left, top, left + 224, top + 224))
+    if flip:
+        pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
+    arr = np.asarray(pil, dtype=np.uint8)
+    assert arr.shape == (224, 224, 3), arr.shape
+    return arr.transpose(2, 0, 1).astype(np.int16)

@@ -88,27 +88,6 @@ KNOWN = {
 }
 
 
-def preprocess_view(img: np.ndarray, short: int, fx: float, fy: float, flip: bool) -> np.ndarray:
-    """uint8 HxWx3 -> int16 3x224x224 pixel values (before scaling)."""
-    from PIL import Image
-
-    pil = Image.fromarray(img)
-    w, h = pil.size
-    if w <= h:
-        nw, nh = short, round(h * short / w)
-    else:
-        nw, nh = round(w * short / h), short
-    pil = pil.resize((nw, nh), Image.BILINEAR)
-    left = round(fx * (nw - 224))
-    top = round(fy * (nh - 224))
-    pil = pil.crop((left, top, left + 224, top + 224))
-    if flip:
-        pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
-    arr = np.asarray(pil, dtype=np.uint8)
-    assert arr.shape == (224, 224, 3), arr.shape
-    return arr.transpose(2, 0, 1).astype(np.int16)
-
-
 def load_photo(name: str) -> np.ndarray:
     import skimage.data
 
@@ -130,7 +109,7 @@ def build_photos() -> tuple[np.ndarray, list[str]]:
     # order: all views[0] (central crops) first, then views[1] for every photo, ...
     for _vi, (short, fx, fy, flip) in enumerate(VIEWS):
         for n in PHOTOS:
-            pix.append(preprocess_view(imgs[n], short, fx, fy, flip))
+            pix.append(mk.preprocess_view(imgs[n], short, fx, fy, flip))
             names.append(f"{n}:S{short}:x{fx}:y{fy}{':flip' if flip else ''}")
     pix_arr = np.stack(pix)
     x32 = ((pix_arr.astype(np.float32) - 127.0) / 128.0).astype(np.float32)

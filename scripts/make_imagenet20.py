@@ -6,7 +6,7 @@ ImageNet's terms forbid redistributing its images, so the output is NOT committe
 locally and pass it where a benchmark takes one (``benchmarks/bench_ebpc.py --efficientnet-data
 imagenet20.npz``) or to ``xorc fmap`` / ``xorc verify --accuracy``.
 
-Preprocessing as for ``sample_models/photos.npz`` (scripts/make_efficientnet_lite0.py): RGB;
+Preprocessing as for ``sample_models/photos.npz`` (``_modelkit.preprocess_view``): RGB;
 resize the shorter side to 256 (PIL bilinear); centre crop 224; ``x = (pixel - 127) / 128``;
 NCHW float32 under ``input``; labels (the class index in each file name) under ``labels``.
 
@@ -25,6 +25,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import _modelkit as mk
 import numpy as np
 from PIL import Image
 
@@ -32,15 +33,10 @@ NAME = re.compile(r"foolbox/data/imagenet_(\d+)_(\d+)\.jpg$")
 
 
 def preprocess(jpeg: bytes) -> np.ndarray:
-    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
-    w, h = image.size
-    scale = 256 / min(w, h)
-    image = image.resize((round(w * scale), round(h * scale)), Image.BILINEAR)
-    w, h = image.size
-    left, top = (w - 224) // 2, (h - 224) // 2
-    image = image.crop((left, top, left + 224, top + 224))
-    x = (np.asarray(image, dtype=np.float32) - 127) / 128
-    return x.transpose(2, 0, 1)
+    """JPEG -> float32 3x224x224 model input: central crop of the shorter side resized to 256."""
+    image = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    pixels = mk.preprocess_view(image, 256, 0.5, 0.5, flip=False)
+    return (pixels.astype(np.float32) - 127) / 128
 
 
 def main() -> None:
