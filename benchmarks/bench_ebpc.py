@@ -226,26 +226,20 @@ def variant_rows(per_input: list[list[np.ndarray]]) -> list[tuple[str, float, fl
     """Network ratio (per input, averaged) of each EBPC variant, and its gain over the better of
     zero-RLE and ZVC (the same definition as `xorc fmap`)."""
     raw = np.array([sum(m.size * 8 for m in group) for group in per_input], dtype=np.float64)
-    nnz = [[int(np.count_nonzero(m)) for m in group] for group in per_input]
-    znz = [[encode(m).znz_bitlen for m in group] for group in per_input]
-    zrle = np.array(
-        [
-            sum(fmap.zero_rle_bits(z, k, 8) for z, k in zip(zs, ks, strict=True))
-            for zs, ks in zip(znz, nnz, strict=True)
-        ]
-    )
-    zvc = np.array(
-        [
-            sum(fmap.zvc_bits(m.size, k, 8) for m, k in zip(group, ks, strict=True))
-            for group, ks in zip(per_input, nnz, strict=True)
-        ]
-    )
-    best = max(float(np.mean(raw / zrle)), float(np.mean(raw / zvc)))
+    records = {
+        label: [[encode(m, 8, **options) for m in group] for group in per_input]
+        for label, options in VARIANTS.items()
+    }
+    # every variant's ZNZ stream is the zero-RLE stream (max run 16): take the first one's
+    zrle, zvc = [], []
+    for group, recs in zip(per_input, next(iter(records.values())), strict=True):
+        pairs = [(r, int(np.count_nonzero(m))) for m, r in zip(group, recs, strict=True)]
+        zrle.append(sum(fmap.zero_rle_bits(r.znz_bitlen, k, 8) for r, k in pairs))
+        zvc.append(sum(fmap.zvc_bits(r.n_words, k, 8) for r, k in pairs))
+    best = max(float(np.mean(raw / np.array(zrle))), float(np.mean(raw / np.array(zvc))))
     rows = []
-    for label, options in VARIANTS.items():
-        bits = np.array(
-            [sum(encode(m, 8, **options).compressed_bits for m in g) for g in per_input]
-        )
+    for label, per_group in records.items():
+        bits = np.array([sum(r.compressed_bits for r in recs) for recs in per_group])
         ratio = float(np.mean(raw / bits))
         rows.append((label, ratio, ratio / best - 1))
     return rows
