@@ -5,7 +5,7 @@ Measures, on one core:
 * encode and decode MB/s of `xorc.codecs.ebpc` on real 8-bit feature maps (every ReLU / ReLU6 /
   Clip(0, x) output of EfficientNet-Lite0 on sample_models/photos.npz) and on dense uniform
   random int8, next to zstandard (level 3) on the same bytes as a baseline measured in the same
-  run;
+  run; decode with the numpy parser and, if numba is installed, the compiled one;
 * network and per-layer compression ratios of EBPC, zero-RLE (max run 16) and ZVC on
   efficientnet_lite0 and fashion_cnn, with the paper's quantization and a calibrated
   round-to-nearest one (`xorc.fmap`);
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from xorc import fmap  # noqa: E402
-from xorc.codecs.ebpc import decode, decode_many, encode  # noqa: E402
+from xorc.codecs.ebpc import decode, decode_many, encode, parse_jit  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
 MODELS = {
@@ -93,6 +93,11 @@ def best_of(repeat: int, fn: Callable[[], object]) -> tuple[float, float]:
     return min(wall), min(cpu)
 
 
+# the BPC parsers (xorc/codecs/ebpc/parse_jit.py): speculative numpy, and the numba walk if
+# numba is installed
+PARSERS = ["numpy", *(["compiled"] if parse_jit.compiled_walker() else [])]
+
+
 def throughput_rows(
     label: str, per_input: list[list[np.ndarray]], repeat: int
 ) -> list[tuple[str, str, float, float, float]]:
@@ -111,10 +116,12 @@ def throughput_rows(
     rows = []
     w, c = best_of(repeat, lambda: [encode(m) for m in maps])
     rows.append((label, "EBPC encode", mb / w, mb / c, ratio))
-    w, c = best_of(repeat, lambda: [decode(r) for r in records])
-    rows.append((label, "EBPC decode, one call per map", mb / w, mb / c, ratio))
-    w, c = best_of(repeat, lambda: [decode_many(g) for g in grouped])
-    rows.append((label, "EBPC decode_many per input", mb / w, mb / c, ratio))
+    for parser in PARSERS:
+        with parse_jit.using(parser):
+            w, c = best_of(repeat, lambda: [decode(r) for r in records])
+            rows.append((label, f"EBPC decode per map, {parser}", mb / w, mb / c, ratio))
+            w, c = best_of(repeat, lambda: [decode_many(g) for g in grouped])
+            rows.append((label, f"EBPC decode_many per input, {parser}", mb / w, mb / c, ratio))
     try:
         import zstandard
     except ImportError:
@@ -153,7 +160,16 @@ def main() -> None:
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"numpy {np.__version__}, one core, best of {args.repeat}; MB = 10^6 int8 values\n")
+    print(f"numpy {np.__version__}, one core, best of {args.repeat}; MB = 10^6 int8 values")
+    if "compiled" in PARSERS:
+        t0 = time.perf_counter()
+        decode(encode(np.arange(64) % 7))
+        print(
+            "compiled BPC parser: numba, first use in this process "
+            f"(import, compile or load from cache) {time.perf_counter() - t0:.2f} s\n"
+        )
+    else:
+        print("compiled BPC parser: numba not installed, numpy parser only\n")
 
     counts = {"efficientnet_lite0": args.images, "fashion_cnn": args.fashion}
     maps_by_model: dict[str, dict[str, np.ndarray]] = {}
@@ -179,9 +195,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     dense = [[rng.integers(-128, 128, 1 << 20, dtype=np.int64).astype(np.int8)] for _ in range(4)]
     rows += throughput_rows("dense uniform int8 (4 x 1 MiB)", dense, args.repeat)
-    print(f"\n{'data':36} {'operation':32} {'MB/s wall':>10} {'MB/s CPU':>9} {'ratio':>7}")
+    print(f"\n{'data':36} {'operation':40} {'MB/s wall':>10} {'MB/s CPU':>9} {'ratio':>7}")
     for label, op, wall, cpu, ratio in rows:
-        print(f"{label:36} {op:32} {wall:10.1f} {cpu:9.1f} {ratio:7.3f}")
+        print(f"{label:36} {op:40} {wall:10.1f} {cpu:9.1f} {ratio:7.3f}")
 
     print(
         f"\n{'model':20} {'quant.':7} {'EBPC':>6} {'padded':>7} {'zeroRLE':>8} {'ZVC':>6} "

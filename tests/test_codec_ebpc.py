@@ -8,6 +8,8 @@ import importlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 import xorc.codecs.ebpc as ebpc
 import xorc.codecs.ebpc.core_decode as core_decode
+import xorc.codecs.ebpc.parse_jit as parse_jit
 from xorc.codecs import CodecId
 from xorc.codecs.ebpc import EbpcStreams, decode, decode_many, encode, encode_transmissions
 from xorc.errors import BadRecord, CorruptStream, UsageError
@@ -25,6 +28,17 @@ from xorc.tensor import EncodeOptions, QuantTensor
 GOLDEN = Path(__file__).parent / "golden" / "ebpc"
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = [(8, 8), (16, 8), (16, 16)]
+PARSERS = ["numpy", "compiled"]  # the speculative numpy parser; the numba walk (parse_jit)
+
+
+@contextmanager
+def use_parser(parser: str) -> Iterator[None]:
+    """Decode with the named BPC parser inside the block (skips if numba is not installed)."""
+    if parser == "compiled" and parse_jit._load() is None:
+        pytest.skip("numba is not installed: no compiled parser")
+    with parse_jit.using(parser):
+        assert (parse_jit.compiled_walker() is not None) == (parser == "compiled")
+        yield
 
 
 # --- an independent, literal reference encoder (strings of '0'/'1', straight from the spec) ----
@@ -144,7 +158,8 @@ def test_vector_bit_exact(w: int, n: int, case: dict) -> None:
 @pytest.mark.parametrize(
     ("w", "n", "case"), CASES, ids=[f"W{w}N{n}-{c['name']}" for w, n, c in CASES]
 )
-def test_vector_decodes_from_its_bytes(w: int, n: int, case: dict) -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_vector_decodes_from_its_bytes(w: int, n: int, case: dict, parser: str) -> None:
     record = EbpcStreams(
         w,
         n,
@@ -154,7 +169,8 @@ def test_vector_decodes_from_its_bytes(w: int, n: int, case: dict) -> None:
         case["znz_bitlen"],
         case["bpc_bitlen"],
     )
-    out = decode(record)
+    with use_parser(parser):
+        out = decode(record)
     assert out.dtype == (np.int8 if w == 8 else np.int16)
     np.testing.assert_array_equal(out, case["input"])
 
@@ -253,13 +269,15 @@ def values_strategy(w: int) -> st.SearchStrategy[list[int]]:
     return st.lists(st.one_of(st.just(0), small, wide), max_size=300)
 
 
+@pytest.mark.parametrize("parser", PARSERS)
 @pytest.mark.parametrize(("w", "n"), [*FORMATS, (8, 16)])
 @given(data=st.data())
-def test_round_trip(w: int, n: int, data: st.DataObject) -> None:
+def test_round_trip(w: int, n: int, parser: str, data: st.DataObject) -> None:
     values = data.draw(values_strategy(w))
     swap = data.draw(st.booleans())
     e = encode(values, w, n, allow_non_rtl_block=n > w, swap_zero_codes=swap)
-    np.testing.assert_array_equal(decode(e), values)
+    with use_parser(parser):
+        np.testing.assert_array_equal(decode(e), values)
     assert len(e.znz) == -(-e.znz_bitlen // w) * w // 8
     assert len(e.bpc) == -(-e.bpc_bitlen // w) * w // 8
 
@@ -287,8 +305,57 @@ def test_parallel_parser_with_many_lanes(
         rng.integers(-top, top, 2500) * (rng.random(2500) < 0.2),
     ]
     records = [encode(x, w, n) for x in inputs]
-    for x, y in zip(inputs, decode_many(records), strict=True):
+    with use_parser("numpy"):
+        decoded = decode_many(records)
+    for x, y in zip(inputs, decoded, strict=True):
         np.testing.assert_array_equal(y, x)
+
+
+def test_compiled_parser_matches_numpy_parser() -> None:
+    """The numba walk records exactly the keys of the speculative parser, stream by stream,
+    for several streams sharing one buffer."""
+    if parse_jit._load() is None:
+        pytest.skip("numba is not installed: no compiled parser")
+    rng = np.random.default_rng(8)
+    for w, n in FORMATS:
+        top = 1 << (w - 1)
+        inputs = [
+            rng.integers(-top, top, 4000),
+            np.maximum(rng.normal(0, top / 6, 9000), 0).astype(np.int64),
+            np.full(333, 3),
+        ]
+        streams = [encode(x, w, n).bpc for x in inputs]
+        offsets = np.cumsum([0] + [len(b) + 8 for b in streams])
+        buf = np.zeros(int(offsets[-1]) + 8192, dtype=np.uint8)
+        for off, b in zip(offsets, streams, strict=False):
+            buf[off : off + len(b)] = np.frombuffer(b, dtype=np.uint8)
+        starts = offsets[:-1].astype(np.int64) * 8
+        ends = starts + np.array([encode(x, w, n).bpc_bitlen for x in inputs])
+        parsed = []
+        for parser in PARSERS:
+            with use_parser(parser):
+                parsed.append(core_decode.parse_bpc(buf, starts, ends, w, n, False, 256))
+        np.testing.assert_array_equal(parsed[0][0], parsed[1][0])
+        np.testing.assert_array_equal(parsed[0][1], parsed[1][1])
+
+
+def test_parser_falls_back_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No numba (or XORC_JIT=0): the numpy parser decodes, with the same result."""
+    x = np.maximum(np.random.default_rng(4).normal(0, 20, 5000), 0).astype(np.int64)
+    e = encode(x)
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    parse_jit._load.cache_clear()
+    try:
+        assert parse_jit.compiled_walker() is None
+        np.testing.assert_array_equal(decode(e), x)
+        with pytest.raises(ValueError, match="needs numba"), parse_jit.using("compiled"):
+            pass
+    finally:
+        parse_jit._load.cache_clear()
+    monkeypatch.setenv("XORC_JIT", "0")
+    assert parse_jit.compiled_walker() is None
+    with pytest.raises(ValueError, match="unknown BPC parser"), parse_jit.using("fast"):
+        pass
 
 
 def test_real_activation_like_maps() -> None:
@@ -336,7 +403,8 @@ def good_record() -> EbpcStreams:
     return encode(x)
 
 
-def test_bad_fields() -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_bad_fields(parser: str) -> None:
     e = good_record()
     bad = [
         EbpcStreams(12, 8, e.n_words, e.znz, e.bpc, e.znz_bitlen, e.bpc_bitlen),
@@ -355,15 +423,24 @@ def test_bad_fields() -> None:
         EbpcStreams(8, 8, 3, b"\x18", b"", 5, 0),
     ]
     for record in bad:
-        with pytest.raises(CorruptStream) as info:
+        with use_parser(parser), pytest.raises(CorruptStream) as info:
             decode(record)
         assert "\n" not in str(info.value)
+
+
+def decode_outcome(record: EbpcStreams) -> np.ndarray | str:
+    """The decoded words, or the CorruptStream message (one line)."""
+    try:
+        return decode(record)
+    except CorruptStream as exc:
+        assert "\n" not in str(exc)
+        return str(exc)
 
 
 @pytest.mark.parametrize(("w", "n"), FORMATS)
 def test_corrupted_streams_never_crash(w: int, n: int) -> None:
     """Random bit flips, truncations and garbage: the decoder returns values or raises
-    CorruptStream, nothing else."""
+    CorruptStream, nothing else; both parsers give the same values or the same message."""
     rng = np.random.default_rng(w * 100 + n)
     top = 1 << (w - 1)
     x = np.maximum(rng.normal(0, top / 6, 2000), 0).astype(np.int64) * rng.choice([1, -1], 2000)
@@ -379,17 +456,22 @@ def test_corrupted_streams_never_crash(w: int, n: int) -> None:
         if trial % 10 == 9:  # garbage of a plausible length
             bpc = bytearray(rng.integers(0, 256, len(bpc)).astype(np.uint8).tobytes())
         record = EbpcStreams(w, n, e.n_words, bytes(znz), bytes(bpc), zb, bb)
-        try:
-            out = decode(record)
-        except CorruptStream as exc:
-            assert "\n" not in str(exc)
+        with use_parser("numpy"):
+            out = decode_outcome(record)
+        if parse_jit._load() is not None:
+            with use_parser("compiled"):
+                again = decode_outcome(record)
+            assert type(again) is type(out)
+            assert again == out if isinstance(out, str) else np.array_equal(again, out)
+        if isinstance(out, str):
             failures += 1
         else:
             assert out.shape == (e.n_words,)
     assert failures > 0
 
 
-def test_truncated_streams() -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_truncated_streams(parser: str) -> None:
     e = good_record()
     for cut in (1, 2, 5, 17):
         zb = max(e.znz_bitlen - cut, 0)
@@ -406,7 +488,7 @@ def test_truncated_streams() -> None:
                 record = EbpcStreams(8, 8, e.n_words, bytes(data), e.bpc, zb, e.bpc_bitlen)
             else:
                 record = EbpcStreams(8, 8, e.n_words, e.znz, bytes(data), e.znz_bitlen, bb)
-            with pytest.raises(CorruptStream):
+            with use_parser(parser), pytest.raises(CorruptStream):
                 decode(record)
 
 

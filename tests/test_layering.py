@@ -47,6 +47,25 @@ def test_decoding_loads_no_encoder() -> None:
     assert bad == [], bad
 
 
+def test_numba_is_optional_and_loaded_only_to_parse() -> None:
+    """Only parse_jit imports numba, and only when a BPC stream is parsed: importing the
+    package, the CLI or the EBPC decoder does not load it."""
+    offenders = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "parse_jit.py" and any(n.split(".")[0] == "numba" for n in imports_of(p))
+    ]
+    assert offenders == []
+    code = (
+        "import sys, xorc.api, xorc.cli, xorc.codecs.ebpc.core_decode\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
+    assert out.stdout.strip() == "False"
+
+
 def test_inspect_does_not_load_onnxruntime() -> None:
     code = "import sys, xorc.api, xorc.cli\nprint('onnxruntime' in sys.modules)\n"
     out = subprocess.run(

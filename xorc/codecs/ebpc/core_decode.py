@@ -16,7 +16,9 @@ decoder finds them without a Python loop per symbol or per block:
   segment until it stands on a state round 0 also visited; the parse being deterministic, from
   there on round 0 is right. A lane that does not meet round 0 inside its segment carries on
   into the next ones, and the lanes it covers are discarded. The result is exact whatever the
-  guesses; a bad guess only costs time.
+  guesses; a bad guess only costs time. When numba is installed, `parse_jit` replaces this
+  with a compiled sequential walk over the same step table (same keys, about 10x faster for
+  one feature map); the checks after the parse are shared.
 
 Blocks are then rebuilt from the recorded steps in one vectorised pass (plane codes from a table,
 a prefix XOR over the planes, an 8x8 bit transpose to deltas, a prefix sum modulo 2**W).
@@ -31,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc import bits as bitio
+from xorc.codecs.ebpc.parse_jit import compiled_walker
 from xorc.codecs.ebpc.streams import (
     ZNZ_COUNT_BITS,
     EbpcStreams,
@@ -444,17 +447,20 @@ def _segment_bits(total_bits: int) -> int:
 
 
 def parse_bpc(
-    win: _Windows,
+    buf: NDArray[np.uint8],
     starts: NDArray[np.int64],
     ends: NDArray[np.int64],
     word_width: int,
     block_size: int,
     swap: bool,
     segment_bits: int | None = None,
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Parse several non-empty BPC streams held in one buffer (stream i in bits
-    [starts[i], ends[i]), in increasing order, separated by at least 64 zero bits; `win` reads
-    that buffer, which must be readable 16 * segment bits past the last end).
+) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+    """Parse several non-empty BPC streams held in `buf` (stream i in bits [starts[i],
+    ends[i]), in increasing order, separated by at least 64 zero bits; `buf` must hold 16 *
+    segment bits past the last end, which the speculative parser may read).
+
+    Uses the compiled sequential parser (`parse_jit`) when numba is available, else the
+    speculative numpy parser with segments of `segment_bits`; both give the same keys.
 
     Returns the keys of the steps of all streams, in order, and the number of steps of each
     stream.
@@ -464,6 +470,42 @@ def parse_bpc(
             holds an invalid symbol.
     """
     table = _step_table(word_width, block_size, swap)
+    walk = compiled_walker()
+    if walk is not None:
+        out_key, steps_per_stream = walk(bitio.unit_windows(buf, 8 * buf.size), table, starts, ends)
+    else:
+        out_key, steps_per_stream = _parse_speculative(
+            _Windows(buf), table, starts, ends, segment_bits
+        )
+
+    # each stream's steps must end a block exactly at the stream's end
+    lv = _step_len_table(word_width, block_size, swap)[out_key]
+    first_step = np.cumsum(steps_per_stream) - steps_per_stream
+    wide = np.int64 if int(ends.max()) >= 1 << 31 else np.int32
+    end_pos = starts + np.add.reduceat(lv & _LEN_MASK, first_step, dtype=wide)
+    end_state = table[out_key[first_step + steps_per_stream - 1]] >> 16
+    bad = (end_pos != ends) | (end_state != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CorruptStream(
+            f"bpc stream: the parse ends {int(end_pos[i] - ends[i]):+d} bits from the stream end, "
+            f"in plane state {int(end_state[i])} (0 = at a block boundary)"
+        )
+    if lv.max() >= _INVALID_STEP:
+        bad = int(np.flatnonzero(lv >= _INVALID_STEP)[0])
+        raise CorruptStream(f"bpc stream: invalid symbol (step {bad} of the parse)")
+    return out_key, steps_per_stream
+
+
+def _parse_speculative(
+    win: _Windows,
+    table: NDArray[np.int32],
+    starts: NDArray[np.int64],
+    ends: NDArray[np.int64],
+    segment_bits: int | None,
+) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+    """`parse_bpc`'s keys and steps per stream by speculative parallel parsing (module doc),
+    unchecked."""
     lens = ends - starts
     seg = segment_bits or _segment_bits(int(lens.sum()))
     per = -(-lens // seg)
@@ -535,25 +577,7 @@ def parse_bpc(
             out_key[~is_new] = r_key
     else:
         out_key = r_key
-    steps_per_stream = np.add.reduceat(counts, first_lane)
-
-    # each stream's steps must end a block exactly at the stream's end
-    lv = _step_len_table(word_width, block_size, swap)[out_key]
-    first_step = np.cumsum(steps_per_stream) - steps_per_stream
-    wide = np.int64 if int(ends.max()) >= 1 << 31 else np.int32
-    end_pos = starts + np.add.reduceat(lv & _LEN_MASK, first_step, dtype=wide)
-    end_state = table[out_key[first_step + steps_per_stream - 1]] >> 16
-    bad = (end_pos != ends) | (end_state != 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise CorruptStream(
-            f"bpc stream: the parse ends {int(end_pos[i] - ends[i]):+d} bits from the stream end, "
-            f"in plane state {int(end_state[i])} (0 = at a block boundary)"
-        )
-    if lv.max() >= _INVALID_STEP:
-        bad = int(np.flatnonzero(lv >= _INVALID_STEP)[0])
-        raise CorruptStream(f"bpc stream: invalid symbol (step {bad} of the parse)")
-    return out_key, steps_per_stream
+    return out_key, np.add.reduceat(counts, first_lane)
 
 
 # --- BPC decoding -------------------------------------------------------------------------------
@@ -729,9 +753,8 @@ def decode_many(records: Sequence[EbpcStreams]) -> list[NDArray[np.int8] | NDArr
             buf[offsets[j] : offsets[j] + nbytes[j]] = np.frombuffer(
                 records[i].bpc, dtype=np.uint8, count=int(nbytes[j])
             )
-        win = _Windows(buf)
         starts = offsets * 8
-        keys, steps = parse_bpc(win, starts, starts + bitlens, w, n, swap, seg)
+        keys, steps = parse_bpc(buf, starts, starts + bitlens, w, n, swap, seg)
         blocks_found = np.add.reduceat(
             (keys < (1 << 16)).astype(np.int64), np.cumsum(steps) - steps
         )
