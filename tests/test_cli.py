@@ -115,6 +115,8 @@ def test_inspect_names_the_damaged_section() -> None:
         (["verify", "{blob}", "--accuracy"], 2),
         (["verify", "{blob}", "--data", "{data}"], 2),
         (["nosuchcommand"], 2),
+        (["compress", "{model}", "--no-such-flag"], 2),
+        (["inspect"], 2),
     ],
 )
 def test_usage_errors(
@@ -126,6 +128,7 @@ def test_usage_errors(
     got, _, err = run(*[a.format(**fill) for a in args])
     assert got == code, err
     assert "Traceback" not in err
+    assert err.startswith("xorc: error: ") and len(err.strip().splitlines()) == 1, err
 
 
 def test_not_onnx_exits_5_and_writes_nothing(tmp_path: Path) -> None:
