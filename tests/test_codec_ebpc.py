@@ -339,6 +339,17 @@ def test_compiled_parser_matches_numpy_parser() -> None:
         np.testing.assert_array_equal(parsed[0][1], parsed[1][1])
 
 
+def test_compiled_parser_regrows_its_key_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first key buffer that is too small (as for a stream of very short steps) is retried
+    at the size that always suffices."""
+    if parse_jit._load() is None:
+        pytest.skip("numba is not installed: no compiled parser")
+    monkeypatch.setattr(parse_jit, "_GUESS_BITS_PER_STEP", 10**9)
+    x = np.maximum(np.random.default_rng(6).normal(0, 20, 4000), 0).astype(np.int64)
+    with use_parser("compiled"):
+        np.testing.assert_array_equal(decode(encode(x)), x)
+
+
 def test_parser_falls_back_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
     """No numba (or XORC_JIT=0): the numpy parser decodes, with the same result."""
     x = np.maximum(np.random.default_rng(4).normal(0, 20, 5000), 0).astype(np.int64)

@@ -17,8 +17,8 @@ decoder finds them without a Python loop per symbol or per block:
   there on round 0 is right. A lane that does not meet round 0 inside its segment carries on
   into the next ones, and the lanes it covers are discarded. The result is exact whatever the
   guesses; a bad guess only costs time. When numba is installed, `parse_jit` replaces this
-  with a compiled sequential walk over the same step table (same keys, about 10x faster for
-  one feature map); the checks after the parse are shared.
+  with a compiled sequential walk over the same step table (the same keys, several times
+  faster for one feature map); the checks after the parse are shared.
 
 Blocks are then rebuilt from the recorded steps in one vectorised pass (plane codes from a table,
 a prefix XOR over the planes, an 8x8 bit transpose to deltas, a prefix sum modulo 2**W).

@@ -2,7 +2,7 @@
 
 The numpy parser in `core_decode` finds the symbol boundaries by speculative parallel parsing.
 Its cost is a few hundred sequential numpy steps per call, however small the stream, which caps
-one `decode` call per feature map at about 15-20 MB/s (docs/codecs/ebpc.md, "Throughput").
+one `decode` call per feature map at about 15-20 MB/s (docs/codecs/ebpc.md §12).
 A sequential walk is the obvious algorithm, but in Python it would be 1000 times too slow.
 Compiled, it takes a few nanoseconds per step.
 
@@ -12,8 +12,9 @@ the error messages are identical. numba is optional: xorc's runtime dependencies
 numpy, onnx, onnxruntime and tqdm. Set the environment variable XORC_JIT=0 to use the numpy
 parser even when numba is present.
 
-The kernel is compiled on first use, which takes about a second. It is cached on disk
-(numba's `cache=True`), so later processes load it in milliseconds.
+The kernel is compiled on first use, which takes about a second, and cached on disk (numba's
+`cache=True`). Later processes skip the compile but still pay about 0.7 s on first use: 0.3 s
+to import numba and 0.4-0.5 s to load the cached kernel.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ Walker = Callable[
     [NDArray[np.int64], NDArray[np.int32], NDArray[np.int64], NDArray[np.int64]],
     tuple[NDArray[np.int32], NDArray[np.int64]],
 ]
+
+
+_GUESS_BITS_PER_STEP = 6  # sizes the key buffer; a stream with shorter steps gets a second try
 
 
 def compiled_walker() -> Walker | None:
@@ -120,7 +124,7 @@ def _load() -> Walker | None:
         steps = np.empty(starts.size, dtype=np.int64)
         # real streams take 8 to 16 bits a step; every step takes at least 2 (a base is W >= 8
         # bits, a symbol at least 2), so the second size always suffices
-        for size in (bits // 6, bits // 2):
+        for size in (bits // _GUESS_BITS_PER_STEP, bits // 2):
             out = np.empty(size + starts.size + 16, dtype=np.int32)
             n = kernel(units, table, starts, ends, out, steps)
             if n >= 0:
