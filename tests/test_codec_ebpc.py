@@ -324,13 +324,13 @@ def test_compiled_parser_matches_numpy_parser() -> None:
             np.maximum(rng.normal(0, top / 6, 9000), 0).astype(np.int64),
             np.full(333, 3),
         ]
-        streams = [encode(x, w, n).bpc for x in inputs]
-        offsets = np.cumsum([0] + [len(b) + 8 for b in streams])
+        records = [encode(x, w, n) for x in inputs]
+        offsets = np.cumsum([0] + [len(r.bpc) + 8 for r in records])
         buf = np.zeros(int(offsets[-1]) + 8192, dtype=np.uint8)
-        for off, b in zip(offsets, streams, strict=False):
-            buf[off : off + len(b)] = np.frombuffer(b, dtype=np.uint8)
+        for off, r in zip(offsets, records, strict=False):
+            buf[off : off + len(r.bpc)] = np.frombuffer(r.bpc, dtype=np.uint8)
         starts = offsets[:-1].astype(np.int64) * 8
-        ends = starts + np.array([encode(x, w, n).bpc_bitlen for x in inputs])
+        ends = starts + np.array([r.bpc_bitlen for r in records])
         parsed = []
         for parser in PARSERS:
             with use_parser(parser):
