@@ -1,0 +1,33 @@
+"""Encoder options of codec `xor` (docs/codecs/xor.md §9). Shared by the encoder and the policy
+registry; the decoder needs none of them (everything it reads is in the record)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PATCH_POLICIES = ("all", "importance")
+
+
+@dataclass(frozen=True)
+class XorOptions:
+    """Knobs of the XOR encoder.
+
+    Attributes:
+        seed: seed of the solver's random restarts (recorded in the blob's options).
+        effort: solver restarts (1 = a single pass).
+        patch_policy: "all" patches every error; "importance" ranks errors by importance and
+            may leave some uncorrected within `error_budget`.
+        error_budget: with "importance", at most f x E errors stay uncorrected, E being the
+            number the correct-all encoding patches (f may exceed 1; None or 0 corrects all).
+    """
+
+    seed: int = 0
+    effort: int = 1
+    patch_policy: str = "all"
+    error_budget: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.patch_policy not in PATCH_POLICIES:
+            raise ValueError(
+                f"unknown patch policy {self.patch_policy!r}; expected one of {PATCH_POLICIES}"
+            )
