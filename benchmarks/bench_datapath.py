@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -41,25 +42,29 @@ from onnx import numpy_helper, shape_inference
 
 from xorc.codecs import CodecId
 from xorc.codecs.decoders import DECODERS as REGISTERED_DECODERS
-from xorc.codecs.encoders import ENCODERS as REGISTERED_ENCODERS
+from xorc.codecs.dictionary.options import DictionaryOptions
+from xorc.codecs.ebpc.options import EbpcOptions
+from xorc.codecs.raw.options import RawOptions
+from xorc.codecs.xor.options import XorOptions
 from xorc.datapath import DatapathConfig, area_estimate, get_preset, render_area, simulate_tensor
 from xorc.format import Container, TensorRecord
 from xorc.format.container import layout_payload, levels_digest
+from xorc.policies import POLICIES as REGISTERED_POLICIES
 from xorc.quantize import quantize
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.tensor import Encoded, QuantTensor
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODERS = dict(REGISTERED_ENCODERS)
+ENCODERS = {name: p.encode_with for name, p in REGISTERED_POLICIES.items()}
 DECODERS = dict(REGISTERED_DECODERS)
 ROW_RATE = get_preset("gemmini-row-rate")
 LATENCY = get_preset("gemmini-dram-latency")
 
-POLICIES: dict[str, EncodeOptions] = {
-    "raw": EncodeOptions(),
-    "all": EncodeOptions(),
-    "importance": EncodeOptions(patch_policy="importance", error_budget=0.9),
-    "dictionary": EncodeOptions(),
-    "ebpc": EncodeOptions(),
+POLICIES: dict[str, Any] = {
+    "raw": RawOptions(),
+    "all": XorOptions(),
+    "importance": XorOptions(patch_policy="importance", error_budget=0.9),
+    "dictionary": DictionaryOptions(),
+    "ebpc": EbpcOptions(),
 }
 
 

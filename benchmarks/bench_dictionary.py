@@ -34,7 +34,8 @@ from onnx import numpy_helper
 
 from xorc.codecs.dictionary.decode import decode
 from xorc.codecs.dictionary.encode import Prepared, encode_prepared
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.codecs.dictionary.options import DictionaryOptions
+from xorc.tensor import Encoded, QuantTensor
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -175,7 +176,7 @@ def run_method(text: str, weights: list[Weight], qs: list[QuantTensor], ev: Eval
         size = 256 if lossless_dw and w.depthwise else k
         t0 = time.perf_counter()
         e: Encoded = encode_prepared(
-            Prepared(q, EncodeOptions(dict_size=size, dict_group=group)), size
+            Prepared(q, DictionaryOptions(dict_size=size, dict_group=group)), size
         )
         t1 = time.perf_counter()
         out = decode(q.shape, q.bits, e.params, e.streams)
@@ -210,7 +211,7 @@ def zero_layouts(qs: list[QuantTensor], ks: list[int]) -> list[str]:
             bits = 0
             huff = 0
             for q in sparse:
-                e = encode_prepared(Prepared(q, EncodeOptions()), k, zeros=layout)
+                e = encode_prepared(Prepared(q, DictionaryOptions()), k, zeros=layout)
                 bits += 8 * sum(len(s) for s in e.streams.values())
                 huff += q.values.size if e.params["huffman"] else 0
             row[layout] = (bits / n, 100 * huff / n)

@@ -34,8 +34,9 @@ from xorc.codecs.raw.decode import decode as raw_decode
 from xorc.codecs.xor.decode import decode as xor_decode
 from xorc.codecs.xor.encode import encode, finish, solve_tensor
 from xorc.codecs.xor.mask import best_k, positions_to_gaps
+from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.patches import decode_patches
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.tensor import Encoded, QuantTensor
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -119,7 +120,7 @@ def run(tensors: list[QuantTensor], label: str, effort: int, budgets: list[float
     q = tensors[0].bits
     kept = sum(int((t.values != 0).sum()) for t in tensors)
     s = 1 - kept / n
-    options = EncodeOptions(effort=effort)
+    options = XorOptions(effort=effort)
     t0 = time.perf_counter()
     encoded = [encode(t, options) for t in tensors]
     t_enc = time.perf_counter() - t0
@@ -200,7 +201,7 @@ def importance_table(
     tensors: list[QuantTensor], effort: int, budgets: list[float], all_bits: int
 ) -> None:
     n = sum(t.values.size for t in tensors)
-    o = EncodeOptions(effort=effort, patch_policy="importance")
+    o = XorOptions(effort=effort, patch_policy="importance")
     t0 = time.perf_counter()
     solved = [solve_tensor(t, o) for t in tensors]
     t_solve = time.perf_counter() - t0

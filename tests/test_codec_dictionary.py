@@ -28,8 +28,9 @@ from xorc.codecs.dictionary.encode import (
 )
 from xorc.codecs.dictionary.huffman_build import code_lengths, encode_symbols
 from xorc.codecs.dictionary.kmeans import LevelKMeans
+from xorc.codecs.dictionary.options import DictionaryOptions
 from xorc.errors import BadRecord, CorruptStream
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.tensor import Encoded, QuantTensor
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "dictionary" / "cases.json"
@@ -84,7 +85,7 @@ def test_roundtrip_property(seed, shape, bits, sparsity, k, group, weighted):
     v = levels(rng, shape, bits, sparsity)
     imp = rng.random(shape).astype(np.float32) if weighted else None
     q = tensor(v, bits, axis=int(rng.integers(len(shape))), importance=imp)
-    e = encode(q, EncodeOptions(dict_size=k, dict_group=group))
+    e = encode(q, DictionaryOptions(dict_size=k, dict_group=group))
     assert e.codec == CodecId.DICTIONARY
     out = roundtrip(e, q)
     if k is not None:
@@ -98,7 +99,7 @@ def test_roundtrip_property(seed, shape, bits, sparsity, k, group, weighted):
 @pytest.mark.parametrize("k", [*range(1, 18), 31, 32, 33, 64, 100, 128, 255, 256])
 def test_every_dictionary_size(k):
     q = tensor(levels(np.random.default_rng(k), (12, 40), spread=30.0, sparsity=0.05))
-    e = encode(q, EncodeOptions(dict_size=k))
+    e = encode(q, DictionaryOptions(dict_size=k))
     out = roundtrip(e, q)
     assert e.params["k"] <= k
     assert e.stats["index_bits"] == (e.params["k"] - 1).bit_length()
@@ -112,7 +113,7 @@ def test_every_dictionary_size(k):
 def test_layouts_and_groups(zeros, group):
     q = tensor(levels(np.random.default_rng(7), (10, 3, 5), sparsity=0.6, spread=20.0))
     for k in (2, 8, None):
-        e = encode_prepared(Prepared(q, EncodeOptions(dict_group=group)), k, zeros=zeros)
+        e = encode_prepared(Prepared(q, DictionaryOptions(dict_group=group)), k, zeros=zeros)
         roundtrip(e, q)
         assert e.params["zeros"] == zeros
         assert e.stats["groups"] == -(-10 // (group or 10))
@@ -121,21 +122,21 @@ def test_layouts_and_groups(zeros, group):
 def test_per_group_codebooks_follow_the_axis():
     v = np.stack([np.full((4, 6), 5), np.full((4, 6), -40), np.full((4, 6), 90)], axis=1)
     q = tensor(v, axis=1)
-    e = encode(q, EncodeOptions(dict_size=1, dict_group=1))
+    e = encode(q, DictionaryOptions(dict_size=1, dict_group=1))
     np.testing.assert_array_equal(roundtrip(e, q), v)  # one entry per column is enough
     assert e.params["axis"] == 1 and e.params["group"] == 1
 
 
 def test_none_layout_without_zeros():
     q = tensor(levels(np.random.default_rng(1), (6, 7), spread=2.0) | 1)
-    e = encode(q, EncodeOptions(dict_size=4))
+    e = encode(q, DictionaryOptions(dict_size=4))
     assert e.params["zeros"] == "none"
     roundtrip(e, q)
 
 
 def test_all_zero_tensor():
     q = tensor(np.zeros((5, 4)))
-    e = encode(q, EncodeOptions(dict_size=16))
+    e = encode(q, DictionaryOptions(dict_size=16))
     assert e.params["k"] == 1 and all(len(s) == 0 for s in e.streams.values())
     np.testing.assert_array_equal(roundtrip(e, q), 0)
 
@@ -144,18 +145,18 @@ def test_all_zero_tensor():
 @pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
 def test_single_element(shape, value):
     q = tensor(np.full(shape, value))
-    e = encode(q, EncodeOptions())
+    e = encode(q, DictionaryOptions())
     np.testing.assert_array_equal(roundtrip(e, q), value)
 
 
 def test_empty_tensor():
     q = tensor(np.zeros((0, 3)))
-    roundtrip(encode(q, EncodeOptions()), q)
+    roundtrip(encode(q, DictionaryOptions()), q)
 
 
 def test_huffman_is_used_when_it_pays():
     q = tensor(levels(np.random.default_rng(3), (64, 64), spread=3.0))
-    e = encode(q, EncodeOptions(dict_size=32))
+    e = encode(q, DictionaryOptions(dict_size=32))
     assert e.params["huffman"] and e.stats["entropy_coded"]
     assert len(e.streams["indices"]) < 64 * 64 * 5 / 8
     roundtrip(e, q)
@@ -163,16 +164,16 @@ def test_huffman_is_used_when_it_pays():
 
 def test_deterministic():
     q = tensor(levels(np.random.default_rng(5), (20, 30), sparsity=0.4))
-    for opts in (EncodeOptions(), EncodeOptions(dict_size=8, dict_group=3)):
+    for opts in (DictionaryOptions(), DictionaryOptions(dict_size=8, dict_group=3)):
         a, b = encode(q, opts), encode(q, opts)
         assert a.params == b.params and a.streams == b.streams
 
 
 def test_candidates_equal_encode():
     q = tensor(levels(np.random.default_rng(9), (16, 50), spread=20.0))
-    found = candidates(q, EncodeOptions(dict_group=4), [4, 16, None, 64])
+    found = candidates(q, DictionaryOptions(dict_group=4), [4, 16, None, 64])
     for k, e in found.items():
-        direct = encode(q, EncodeOptions(dict_size=k, dict_group=4))
+        direct = encode(q, DictionaryOptions(dict_size=k, dict_group=4))
         assert e.params == direct.params and e.streams == direct.streams
     sizes = [found[k].stats["bits_per_weight"] for k in (4, 16, 64)]
     assert sizes == sorted(sizes)
@@ -182,7 +183,7 @@ def test_candidates_equal_encode():
 
 def test_tolerance_candidates():
     q = tensor(levels(np.random.default_rng(11), (32, 64), spread=20.0))
-    found = tolerance_candidates(q, EncodeOptions(), [1e-4, 1e-3, 1e-2])
+    found = tolerance_candidates(q, DictionaryOptions(), [1e-4, 1e-3, 1e-2])
     for e in found.values():
         roundtrip(e, q)
     bits = [found[t].stats["bits_per_weight"] for t in (1e-4, 1e-3, 1e-2)]
@@ -222,7 +223,7 @@ def test_compensated_roundtrip_keeps_codebooks_and_mask(seed, rows, cols, k, gro
     values = np.rint(exact).astype(np.int16)
     exact[values == 0] = 0.0
     q = QuantTensor("t", values, 8, np.ones(rows, np.float32), 0, None, exact, moment)
-    e = encode(q, EncodeOptions(dict_size=k, dict_group=group))
+    e = encode(q, DictionaryOptions(dict_size=k, dict_group=group))
     assert e.stats["compensated"] is True
     out = roundtrip(e, q)
     g = group or rows
@@ -240,8 +241,8 @@ def test_compensation_lowers_the_output_error():
     plain = QuantTensor("t", values, 8, np.ones(64, np.float32), 0)
     comp = QuantTensor("t", values, 8, np.ones(64, np.float32), 0, None, exact, moment)
     for k in (4, 8, 16):
-        a = encode(plain, EncodeOptions(dict_size=k))
-        b = encode(comp, EncodeOptions(dict_size=k))
+        a = encode(plain, DictionaryOptions(dict_size=k))
+        b = encode(comp, DictionaryOptions(dict_size=k))
         assert not a.stats["compensated"] and b.stats["compensated"]
         assert output_error(exact, b.decoded, moment) < 0.8 * output_error(exact, a.decoded, moment)
 
@@ -259,7 +260,7 @@ def test_unusable_moment_is_ignored(damage):
     else:
         moment = -10 * np.eye(12) - np.ones((12, 12))
     q = QuantTensor("t", values, 8, np.ones(8, np.float32), 0, None, exact, moment)
-    e = encode(q, EncodeOptions(dict_size=8))
+    e = encode(q, DictionaryOptions(dict_size=8))
     assert e.stats["compensated"] is False
     roundtrip(e, q)
 
@@ -267,7 +268,7 @@ def test_unusable_moment_is_ignored(damage):
 def test_importance_keeps_important_levels():
     v = np.array([[1, 2, 3, 50, 51, 52, 100, 120]], dtype=np.int16)
     imp = np.array([[1, 1, 1, 1, 1, 1, 1, 1e6]], dtype=np.float32)
-    e = encode(tensor(v, importance=imp), EncodeOptions(dict_size=3))
+    e = encode(tensor(v, importance=imp), DictionaryOptions(dict_size=3))
     assert e.decoded[0, -1] == 120
 
 
@@ -360,7 +361,7 @@ def sample(
 ) -> tuple[QuantTensor, Encoded]:
     spread, sparsity = (2.0, 0.5) if huff or huff is None else (40.0, 0.02)
     q = tensor(levels(np.random.default_rng(8), (16, 40), sparsity=sparsity, spread=spread))
-    e = encode_prepared(Prepared(q, EncodeOptions(dict_group=4)), k, zeros=zeros)
+    e = encode_prepared(Prepared(q, DictionaryOptions(dict_group=4)), k, zeros=zeros)
     if huff is not None:
         assert e.params["huffman"] == huff
     return q, e
@@ -404,7 +405,7 @@ def test_random_corruption_never_leaks_other_errors(zeros, huff):
 
 def test_nonzero_pad_bits():
     q = tensor(np.array([[3, -1, 0], [7, 3, -5]]), bits=4)
-    e = encode(q, EncodeOptions(dict_size=4))  # the hand-checked golden case: d9 30 / e3 d0
+    e = encode(q, DictionaryOptions(dict_size=4))  # the hand-checked golden case: d9 30 / e3 d0
     assert e.streams == {"codebook": bytes([0xD9, 0x30]), "indices": bytes([0xE3, 0xD0])}
     for name, bad in (("codebook", bytes([0xD9, 0x31])), ("indices", bytes([0xE3, 0xD1]))):
         with pytest.raises(CorruptStream, match="pad"):
@@ -413,7 +414,7 @@ def test_nonzero_pad_bits():
 
 def test_zero_codebook_entry_and_index_out_of_range():
     q = tensor(np.array([[3, -1, 0], [7, 3, -5]]), bits=4)
-    e = encode(q, EncodeOptions(dict_size=4))  # codebook d9 30: -5, -1, 3
+    e = encode(q, DictionaryOptions(dict_size=4))  # codebook d9 30: -5, -1, 3
     for bad in (bytes([0x09, 0x30]), bytes([0x89, 0x30])):  # zero, negative zero
         with pytest.raises(CorruptStream, match="zero entry"):
             decode(q.shape, 4, e.params, {**e.streams, "codebook": bad})

@@ -22,8 +22,9 @@ import xorc.codecs.ebpc.core_decode as core_decode
 import xorc.codecs.ebpc.parse_jit as parse_jit
 from xorc.codecs import CodecId
 from xorc.codecs.ebpc import EbpcStreams, decode, decode_many, encode, encode_transmissions
+from xorc.codecs.ebpc.options import EbpcOptions
 from xorc.errors import BadRecord, CorruptStream, UsageError
-from xorc.tensor import EncodeOptions, QuantTensor
+from xorc.tensor import QuantTensor
 
 GOLDEN = Path(__file__).parent / "golden" / "ebpc"
 ROOT = Path(__file__).resolve().parent.parent
@@ -521,7 +522,7 @@ def test_adapter_round_trip(w: int, n: int, bits: int) -> None:
     from xorc.codecs.ebpc.weights_encode import encode as weight_encode
 
     q = weights((32, 8, 3, 3), bits, 0.6, bits + w + n)
-    e = weight_encode(q, EncodeOptions(ebpc_word_width=w, ebpc_block_size=n))
+    e = weight_encode(q, EbpcOptions(word_width=w, block_size=n))
     assert e.codec == CodecId.EBPC
     assert set(e.streams) == {"znz", "bpc"}
     assert e.params["word_width"] == w and e.params["block_size"] == n
@@ -558,7 +559,7 @@ def test_adapter_hostile_records() -> None:
     from xorc.codecs.ebpc.weights_encode import encode as weight_encode
 
     q = weights((16, 16), 4, 0.5, 2)
-    e = weight_encode(q, EncodeOptions())
+    e = weight_encode(q, EbpcOptions())
     p, s = e.params, e.streams
     bad_params = [
         {**p, "word_width": 12},
@@ -579,7 +580,7 @@ def test_adapter_hostile_records() -> None:
     with pytest.raises(CorruptStream, match="outside"):
         weight_decode(q.shape, 2, p, s)  # 4-bit levels do not fit 2 bits
     with pytest.raises(UsageError):
-        weight_encode(q, EncodeOptions(ebpc_word_width=8, ebpc_block_size=16))
+        weight_encode(q, EbpcOptions(word_width=8, block_size=16))
 
 
 def test_adapter_empty_tensor() -> None:
@@ -587,7 +588,7 @@ def test_adapter_empty_tensor() -> None:
     from xorc.codecs.ebpc.weights_encode import encode as weight_encode
 
     q = QuantTensor("e", np.zeros((0, 4), np.int16), 4, np.ones(1, np.float32), None)
-    e = weight_encode(q, EncodeOptions())
+    e = weight_encode(q, EbpcOptions())
     assert weight_decode((0, 4), 4, e.params, e.streams).shape == (0, 4)
 
 

@@ -26,9 +26,10 @@ from xorc.codecs.xor.network import (
     splitmix64,
     xor_outputs,
 )
+from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.solve import solve_group
 from xorc.errors import BadRecord, CorruptStream
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.tensor import Encoded, QuantTensor
 
 GOLDEN = Path(__file__).parent / "golden" / "xor"
 
@@ -68,9 +69,9 @@ def decode_any(q: QuantTensor, e: Encoded) -> np.ndarray:
     return raw_decode(q.shape, q.bits, e.params, e.streams)
 
 
-def xor_only(q: QuantTensor, options: EncodeOptions | None = None) -> Encoded:
+def xor_only(q: QuantTensor, options: XorOptions | None = None) -> Encoded:
     """The XOR encoding, even where `raw` would be smaller."""
-    return finish(solve_tensor(q, options or EncodeOptions()), None, fallback=False)
+    return finish(solve_tensor(q, options or XorOptions()), None, fallback=False)
 
 
 # --- round-trips ---------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ def test_policy_all_round_trip_is_exact(
     shape: tuple[int, ...], bits: int, sparsity: float, seed: int, effort: int
 ) -> None:
     q = make_q(shape, bits, sparsity, seed)
-    options = EncodeOptions(seed=seed, effort=effort)
+    options = XorOptions(seed=seed, effort=effort)
     e = xor_only(q, options)
     assert np.array_equal(decode(q.shape, bits, e.params, e.streams), q.values)
     assert np.array_equal(e.decoded, q.values)
@@ -104,7 +105,7 @@ def test_policy_all_round_trip_is_exact(
 @pytest.mark.parametrize("sparsity", [0.8, 0.9])
 def test_larger_tensors_round_trip(bits: int, sparsity: float) -> None:
     q = laplace_q(20_000 + 77, bits, sparsity, seed=bits)
-    e = encode(q, EncodeOptions(effort=2))
+    e = encode(q, XorOptions(effort=2))
     assert e.codec == CodecId.XOR
     assert np.array_equal(decode(q.shape, bits, e.params, e.streams), q.values)
 
@@ -126,20 +127,20 @@ def test_edge_cases(shape: tuple[int, ...], sparsity: float) -> None:
     q = make_q(shape, 8, sparsity, seed=3)
     e = xor_only(q)
     assert np.array_equal(decode(q.shape, 8, e.params, e.streams), q.values)
-    chosen = encode(q, EncodeOptions())
+    chosen = encode(q, XorOptions())
     assert np.array_equal(decode_any(q, chosen), q.values)
 
 
 def test_all_pruned_costs_nothing() -> None:
     q = make_q((4, 100), 8, 1.0, seed=1)
-    e = encode(q, EncodeOptions())
+    e = encode(q, XorOptions())
     assert e.codec == CodecId.XOR
     assert sum(len(s) for s in e.streams.values()) == 0
 
 
 def test_dense_tensor_falls_back_to_raw() -> None:
     q = make_q((64, 64), 4, 0.0, seed=5)
-    e = encode(q, EncodeOptions())
+    e = encode(q, XorOptions())
     assert e.codec == CodecId.RAW
     assert e.stats["fallback"].startswith("raw:")
     assert np.array_equal(decode_any(q, e), q.values)
@@ -147,7 +148,7 @@ def test_dense_tensor_falls_back_to_raw() -> None:
 
 def test_sparse_int8_rate_is_near_the_bound() -> None:
     q = laplace_q(200_000, 8, 0.9, seed=11)
-    s = encode(q, EncodeOptions()).stats["bits_per_weight"]
+    s = encode(q, XorOptions()).stats["bits_per_weight"]
     assert s["planes"] + s["patches"] <= 1.3 * 8 * 0.1
     assert s["mask"] <= 0.5
 
@@ -155,7 +156,7 @@ def test_sparse_int8_rate_is_near_the_bound() -> None:
 def test_deterministic() -> None:
     q = make_q((50, 60), 6, 0.8, seed=9, importance=True)
     for policy, budget in (("all", None), ("importance", 0.5)):
-        o = EncodeOptions(seed=4, effort=3, patch_policy=policy, error_budget=budget)
+        o = XorOptions(seed=4, effort=3, patch_policy=policy, error_budget=budget)
         a, b = encode(q, o), encode(q, o)
         assert a.params == b.params and a.streams == b.streams and a.stats == b.stats
 
@@ -172,7 +173,7 @@ def _plane_errors(q: QuantTensor, decoded: np.ndarray) -> list[int]:
 @pytest.mark.parametrize("with_importance", [False, True])
 def test_importance_budget(budget: float | None, with_importance: bool) -> None:
     q = make_q((96, 100), 8, 0.85, seed=21, importance=with_importance)
-    solved = solve_tensor(q, EncodeOptions(effort=2, patch_policy="importance"))
+    solved = solve_tensor(q, XorOptions(effort=2, patch_policy="importance"))
     e = finish(solved, budget, fallback=False)
     out = decode(q.shape, q.bits, e.params, e.streams)
     assert np.array_equal(out, e.decoded)
@@ -193,7 +194,7 @@ def test_importance_budget(budget: float | None, with_importance: bool) -> None:
 
 def test_budget_trades_size_for_errors() -> None:
     q = laplace_q(100_000, 8, 0.9, seed=2)
-    solved = solve_tensor(q, EncodeOptions(patch_policy="importance"))
+    solved = solve_tensor(q, XorOptions(patch_policy="importance"))
     sizes = []
     budgets = (None, 0.5, 1.0, 2.0, 5.0, 20.0, 50.0)
     for budget in budgets:
@@ -207,7 +208,7 @@ def test_budget_trades_size_for_errors() -> None:
 
 def test_importance_pivots_push_errors_to_unimportant_bits() -> None:
     q = make_q((200, 256), 8, 0.88, seed=8, importance=True)
-    solved = solve_tensor(q, EncodeOptions(patch_policy="importance"))
+    solved = solve_tensor(q, XorOptions(patch_policy="importance"))
     imp = np.asarray(q.importance).ravel()[solved.kept]
     for i, plane in enumerate(solved.candidates):
         c = next(c for c in plane if c.n_in == solved.best_rate[i] - 2)
@@ -217,7 +218,7 @@ def test_importance_pivots_push_errors_to_unimportant_bits() -> None:
 
 def test_encode_matches_finish_of_solve() -> None:
     q = make_q((40, 50), 5, 0.8, seed=1, importance=True)
-    o = EncodeOptions(seed=2, patch_policy="importance", error_budget=0.5)
+    o = XorOptions(seed=2, patch_policy="importance", error_budget=0.5)
     a, b = encode(q, o), finish(solve_tensor(q, o), 0.5)
     assert a.params == b.params and a.streams == b.streams
 

@@ -20,7 +20,10 @@ from hypothesis import strategies as st
 
 from xorc.codecs import CodecId
 from xorc.codecs.decoders import DECODERS as REGISTERED_DECODERS
-from xorc.codecs.encoders import ENCODERS as REGISTERED_ENCODERS
+from xorc.codecs.dictionary.options import DictionaryOptions
+from xorc.codecs.ebpc.options import EbpcOptions
+from xorc.codecs.raw.options import RawOptions
+from xorc.codecs.xor.options import XorOptions
 from xorc.datapath import (
     PRESETS,
     DatapathConfig,
@@ -38,7 +41,8 @@ from xorc.errors import BadRecord, ConfigError, CorruptStream
 from xorc.format import Container, TensorRecord, read_bytes
 from xorc.format import v1 as format_v1
 from xorc.format.container import layout_payload, levels_digest
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.policies import POLICIES
+from xorc.tensor import Encoded, QuantTensor
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = DatapathConfig()
@@ -67,24 +71,24 @@ MODELS: dict[str, Decode] = {"reference": reference_decode, "datapath": datapath
 
 # --- encoders, by policy ----------------------------------------------------------------------
 
-ENCODER_SPECS: dict[str, tuple[str, EncodeOptions]] = {
-    "raw": ("raw", EncodeOptions()),
-    "xor-all": ("all", EncodeOptions()),
-    "xor-importance": ("importance", EncodeOptions(patch_policy="importance", error_budget=0.9)),
-    "dictionary": ("dictionary", EncodeOptions()),
-    "dictionary-k6-g2": ("dictionary", EncodeOptions(dict_size=6, dict_group=2)),
-    "ebpc": ("ebpc", EncodeOptions()),
+ENCODER_SPECS: dict[str, tuple[str, Any]] = {
+    "raw": ("raw", RawOptions()),
+    "xor-all": ("all", XorOptions()),
+    "xor-importance": ("importance", XorOptions(patch_policy="importance", error_budget=0.9)),
+    "dictionary": ("dictionary", DictionaryOptions()),
+    "dictionary-k6-g2": ("dictionary", DictionaryOptions(dict_size=6, dict_group=2)),
+    "ebpc": ("ebpc", EbpcOptions()),
 }
 
 
-ENCODERS: dict[str, tuple[Any, EncodeOptions]] = {
-    name: (REGISTERED_ENCODERS[policy], options)
+ENCODERS: dict[str, tuple[Any, Any]] = {
+    name: (POLICIES[policy].encode_with, options)
     for name, (policy, options) in ENCODER_SPECS.items()
 }
 ENCODER_NAMES = list(ENCODER_SPECS)
 
 
-def encoder(name: str) -> tuple[Any, EncodeOptions]:
+def encoder(name: str) -> tuple[Any, Any]:
     return ENCODERS[name]
 
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from tqdm import tqdm
 
-from xorc import __version__, api
-from xorc.config import POLICIES, build_options
+from xorc import __version__, api, policies
+from xorc.config import build_options
 from xorc.errors import ExitCode, XorcError
 
 if TYPE_CHECKING:
@@ -152,8 +152,10 @@ def cli() -> None:
 )
 @click.option(
     "--policy",
-    type=click.Choice(POLICIES),
-    help="Codec and error-correction policy [default: all].",
+    type=click.Choice(policies.NAMES),
+    help="Codec and error-correction policy [default: all]: "
+    + "; ".join(f"{p.name}: {p.summary}" for p in policies.POLICIES.values())
+    + ".",
 )
 @click.option(
     "--per-tensor",
@@ -222,13 +224,20 @@ def compress(
         config_file, per_channel=None if per_tensor is None else not per_tensor, **flags
     )
     target = out or str(Path(model).with_suffix(".xorc"))
-    knobs = (options.error_budget, options.max_drop, options.max_bits_per_weight)
-    if options.policy == "importance" and all(k is None for k in knobs):
-        click.echo(
-            "xorc: warning: policy importance without --error-budget, --max-drop or "
-            "--max-bits-per-weight corrects every error, as policy all does",
-            err=True,
+    policy = policies.get(options.policy)
+    if policy.direct_knob is not None:
+        flag = "--" + policy.direct_knob.replace("_", "-")
+        knobs = (
+            getattr(options, policy.direct_knob),
+            options.max_drop,
+            options.max_bits_per_weight,
         )
+        if all(k is None for k in knobs):
+            click.echo(
+                f"xorc: warning: policy {policy.name} without {flag}, --max-drop or "
+                "--max-bits-per-weight leaves no error uncorrected (lossless)",
+                err=True,
+            )
     with progress_bar("compress", "tensor") as tick:
         summary = api.compress(model, target, options, calib=calib, progress=tick)
     search = summary.meta.get("search")

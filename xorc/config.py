@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from xorc.errors import ConfigError
+from xorc import policies
 
-POLICIES = ("raw", "all", "importance", "dictionary", "ebpc")
 SCOPES = ("tensor", "global")
 SCALE_DTYPES = ("bfloat16", "float32")
 LAYER_KEYS = ("bits", "sparsity", "policy", "skip", "per_channel", "dict_size")
@@ -73,7 +73,7 @@ class CompressOptions:
         check(self.bits, "bits", lambda v: type(v) is int and 2 <= v <= 8, "an integer in [2, 8]")
         check(self.sparsity, "sparsity", _is_fraction, "a number in [0, 1)")
         check(self.sparsity_scope, "sparsity_scope", lambda v: v in SCOPES, " or ".join(SCOPES))
-        check(self.policy, "policy", lambda v: v in POLICIES, "one of " + ", ".join(POLICIES))
+        check(self.policy, "policy", _is_policy, "one of " + ", ".join(policies.POLICIES))
         check(
             self.scale_dtype, "scale_dtype", lambda v: v in SCALE_DTYPES, " or ".join(SCALE_DTYPES)
         )
@@ -136,6 +136,10 @@ def _is_fraction(v: Any) -> bool:
     return _num(v) and 0 <= v < 1
 
 
+def _is_policy(v: Any) -> bool:
+    return isinstance(v, str) and v in policies.POLICIES
+
+
 def _is_dict_size(v: Any) -> bool:
     return type(v) is int and 1 <= v <= 256
 
@@ -143,7 +147,7 @@ def _is_dict_size(v: Any) -> bool:
 _LAYER_CHECKS = {
     "bits": (lambda v: type(v) is int and 2 <= v <= 8, "an integer in [2, 8]"),
     "sparsity": (_is_fraction, "a number in [0, 1)"),
-    "policy": (lambda v: v in POLICIES, "one of " + ", ".join(POLICIES)),
+    "policy": (_is_policy, "one of " + ", ".join(policies.POLICIES)),
     "skip": (lambda v: type(v) is bool, "true or false"),
     "per_channel": (lambda v: type(v) is bool, "true or false"),
     "dict_size": (_is_dict_size, "an integer in [1, 256]"),

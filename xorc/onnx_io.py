@@ -277,19 +277,34 @@ def zero_point_is_zero(model: SourceModel, weight: str) -> bool:
     return True
 
 
-def strip_weights(model: SourceModel, index_of: dict[str, int]) -> bytes:
-    """The model with the data of the named tensors replaced by `xorc:tensor/<i>` references."""
+def strip_weights(
+    model: SourceModel,
+    index_of: dict[str, int],
+    replace: dict[str, NDArray[np.generic]] | None = None,
+) -> bytes:
+    """A copy of the model, serialized, with the data of the tensors in `index_of` replaced by
+    `xorc:tensor/<i>` references and the data of those in `replace` by new values (same name,
+    dtype and shape; corrected biases). The source model is not changed."""
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
+    replace = replace or {}
     seen = set()
     for name, tensor, _, _ in _located_tensors(proto.graph):
         if name in index_of:
             _to_reference(tensor, index_of[name])
             seen.add(name)
+        elif name in replace:
+            _set_data(tensor, replace[name])
     missing = set(index_of) - seen
     if missing:
         raise UnsupportedModel(f"{model.path}: tensor {sorted(missing)[0]!r} not found in graph")
     return proto.SerializeToString(deterministic=True)
+
+
+def _set_data(tensor: onnx.TensorProto, array: NDArray[np.generic]) -> None:
+    """Replace a tensor's data in place, keeping its name and element type."""
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    tensor.CopyFrom(numpy_helper.from_array(array.astype(dtype), tensor.name))
 
 
 def _to_reference(tensor: onnx.TensorProto, index: int) -> None:
@@ -349,8 +364,7 @@ def substitute(model: SourceModel, arrays: dict[str, NDArray[np.generic]]) -> by
     proto.CopyFrom(model.proto)
     for name, tensor, _, _ in _located_tensors(proto.graph):
         if name in arrays:
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
-            tensor.CopyFrom(numpy_helper.from_array(arrays[name].astype(dtype), tensor.name))
+            _set_data(tensor, arrays[name])
     return proto.SerializeToString(deterministic=True)
 
 
@@ -490,17 +504,6 @@ def initializer(model: SourceModel, name: str) -> NDArray[np.generic]:
         if init.name == name:
             return numpy_helper.to_array(init)
     raise KeyError(name)
-
-
-def replace_initializers(model: SourceModel, arrays: dict[str, NDArray[np.generic]]) -> None:
-    """Replace the data of main-graph initializers in place (same name, type and shape)."""
-    for init in model.proto.graph.initializer:
-        if init.name in arrays:
-            new = numpy_helper.from_array(
-                arrays[init.name].astype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)),
-                init.name,
-            )
-            init.CopyFrom(new)
 
 
 def serialize(model: SourceModel) -> bytes:

@@ -1,26 +1,29 @@
-"""`compress`: the pipeline as a list of named stages.
+"""`compress`: the pipeline as a list of named stages over one `TensorJob` per weight.
 
-    load model -> (calibrate) -> plan per tensor -> prune -> quantize -> encode
-    -> (bias correction) -> lay out container
+    load model -> plan (a job per tensor) -> (calibrate) -> prune + quantize -> encode or search
+    -> (bias correction) -> (feature maps) -> lay out container
 
-Each stage is a small function; `compress_model` reads like the table of contents.
+Each stage is a small function that fills one field of every job, or returns its result (the
+calibration statistics, the corrected biases); `compress_model` reads like the table of
+contents. What a policy does is asked of its record in `xorc.policies`; the source model is
+never changed (corrected biases go into the stored graph's copy).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from xorc import __version__, calibrate, onnx_io, search
+from xorc import __version__, calibrate, onnx_io, policies, search
 from xorc.codecs import CodecId
-from xorc.codecs.encoders import ENCODERS, LOSSLESS_POLICIES
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UnsupportedModel, UsageError
 from xorc.format import Container, TensorRecord, levels_digest
 from xorc.format.container import SCALES, encode_scales, layout_payload
+from xorc.policies import Policy
 from xorc.quantize import (
     along,
     dequantize,
@@ -31,18 +34,52 @@ from xorc.quantize import (
     prune_to,
     quantize,
 )
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.tensor import Encoded, QuantTensor
 
 Progress = Callable[[str, int], None]
 """Called once per tensor after it is encoded, with its name and the number of tensors."""
 
 
 @dataclass
-class PlannedTensor:
-    """A weight chosen for encoding, with the settings that apply to it."""
+class TensorJob:
+    """One weight on its way through the stages; each stage fills its own field.
+
+    Attributes:
+        weight: the tensor as the model holds it (plan).
+        settings: the options that apply to it after every rule (plan).
+        policy: the record of `settings.policy` (plan).
+        quantized: integer levels and scales (quantize).
+        encoded: what the codec stores (encode, or the search).
+        bias_corrected: its layer's bias was corrected (bias correction).
+    """
 
     weight: onnx_io.WeightInfo
     settings: TensorSettings
+    policy: Policy
+    quantized: QuantTensor | None = field(default=None, repr=False)
+    encoded: Encoded | None = field(default=None, repr=False)
+    bias_corrected: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.weight.name
+
+    @property
+    def prequantized(self) -> bool:
+        """An int8 weight of an already quantized model: stored exactly as it is."""
+        return self.weight.dtype == "int8"
+
+    @property
+    def q(self) -> QuantTensor:
+        if self.quantized is None:
+            raise RuntimeError(f"tensor {self.name!r} has not been quantized yet")
+        return self.quantized
+
+    @property
+    def enc(self) -> Encoded:
+        if self.encoded is None:
+            raise RuntimeError(f"tensor {self.name!r} has not been encoded yet")
+        return self.encoded
 
 
 def compress_model(
@@ -60,175 +97,104 @@ def compress_model(
         progress: optional callback, once per encoded tensor.
     """
     model = onnx_io.load_model(model_path)
-    plan = plan_tensors(model, options)
-    moments = [p.weight.name for p in plan if p.settings.policy == "dictionary"]
-    stats = calibrate.input_stats(model, calib, moments) if calib is not None else {}
-    quantized = quantize_planned(model, plan, options, stats)
+    jobs = plan_tensors(model, options)
+    stats = calibration_stage(model, jobs, calib)
+    quantize_stage(jobs, options, stats)
     extra: dict = {}
-
-    def tick(name: str) -> None:
-        if progress is not None:
-            progress(name, len(plan))
-
     if options.max_drop is not None or options.max_bits_per_weight is not None:
-        result = search_stage(model, plan, quantized, options, stats, calib)
-        encoded, extra["search"] = result.encoded, result.to_json()
-        for q in quantized:
-            tick(q.name)
+        extra["search"] = search_stage(model, jobs, options, stats, calib).to_json()
+        for job in jobs:
+            _tick(progress, job, len(jobs))
     else:
-        encoded = []
-        for q, p in zip(quantized, plan, strict=True):
-            encoded.append(encode_tensor(q, p.settings, options))
-            tick(q.name)
-    if stats and options.bias_correction:
-        correct_biases(model, plan, quantized, encoded, stats)
+        encode_stage(jobs, options, progress)
+    biases = bias_stage(model, jobs, stats) if stats and options.bias_correction else {}
     fmap = None
-    if options.policy == "ebpc" and calib is not None:
+    if policies.get(options.policy).records_fmap and calib is not None:
         fmap = feature_map_stage(model, calib)
-    return assemble(model, plan, quantized, encoded, options, fmap, extra_meta=extra)
+    return assemble(model, jobs, options, biases, fmap, extra_meta=extra)
 
 
-FMAP_CALIB_INPUTS = 64
-
-
-def feature_map_stage(model: onnx_io.SourceModel, calib: str | Path) -> dict | None:
-    """Stage (policy ebpc with --calib): activation quantization and EBPC ratio per layer.
-
-    Deployment quantization (calibrated round-to-nearest, 8 bits) on up to FMAP_CALIB_INPUTS
-    calibration inputs; the datapath simulator counts feature-map traffic from it.
-    """
-    from xorc import activations
-
-    if not onnx_io.activation_outputs(onnx_io.serialize(model)):
-        return None
-    (result,) = activations.analyze_model(
-        model, calib, 8, ("deploy",), max_inputs=FMAP_CALIB_INPUTS
-    )
-    return activations.fmap_section(result)
-
-
-SEARCHABLE = {
-    "importance": ("error_budget", search.XOR_BUDGETS, search.xor_encoder_at),
-    "dictionary": ("tolerance", search.DICT_TOLERANCES, search.dictionary_encoder_at),
-}
-
-
-def search_stage(
-    model: onnx_io.SourceModel,
-    plan: list[PlannedTensor],
-    quantized: list[QuantTensor],
-    options: CompressOptions,
-    stats: dict[str, calibrate.InputStats],
-    calib: str | Path | None,
-) -> search.SearchResult:
-    """Stage --max-drop (the smallest blob within the drop) or --max-bits-per-weight (the most
-    accurate blob within the size): search the policy's knob."""
-    flag = "--max-drop" if options.max_bits_per_weight is None else "--max-bits-per-weight"
-    if options.max_drop is not None and options.max_bits_per_weight is not None:
-        raise UsageError("give --max-drop or --max-bits-per-weight, not both")
-    if options.policy not in SEARCHABLE:
-        raise UsageError(
-            f"{flag} works with policy importance or dictionary, not {options.policy!r}"
-        )
-    knob_name, grid, encoder_at = SEARCHABLE[options.policy]
-    enc_options = [encoder_options(p.settings, options) for p in plan]
-    fixed = [
-        None if p.settings.policy == options.policy else encode_tensor(q, p.settings, options)
-        for q, p in zip(quantized, plan, strict=True)
-    ]
-    encode_at = encoder_at(quantized, enc_options, fixed)
-    scale_bytes = sum(len(stored_scales(q, options)[1]) for q in quantized)
-    if options.max_bits_per_weight is not None:
-        n_weights = sum(q.values.size for q in quantized)
-        budget = int(options.max_bits_per_weight * n_weights / 8)
-        return search.fit_size(grid, encode_at, budget, scale_bytes, knob_name)
-    if calib is None:
-        raise UsageError("--max-drop needs --calib DATA.npz to measure the drop on")
-    use_bias = bool(stats) and options.bias_correction
-    probe = search.AccuracyProbe(
-        model,
-        calib,
-        quantized,
-        [p.weight.dtype for p in plan],
-        lambda enc: corrected_biases(model, plan, quantized, enc, stats) if use_bias else {},
-    )
-    return search.search(grid, encode_at, probe, options.max_drop, knob_name, scale_bytes)
-
-
-def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[PlannedTensor]:
-    """Stage: the compressible weights that are not skipped, with their settings."""
-    plan = []
+def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[TensorJob]:
+    """Stage plan: a job for every compressible weight that is not skipped."""
+    jobs = []
     for w in onnx_io.find_weights(model):
         if not w.compressible:
             continue
         settings = options.settings_for(w.name, w.node_names)
         if settings.skip:
             continue
-        if w.dtype == "int8":
-            _check_prequantized(model, w, settings)
-        plan.append(PlannedTensor(w, settings))
-    return plan
+        job = TensorJob(w, settings, policies.get(settings.policy))
+        if job.prequantized:
+            _check_prequantized(model, job)
+        jobs.append(job)
+    return jobs
 
 
-def _check_prequantized(
-    model: onnx_io.SourceModel, w: onnx_io.WeightInfo, settings: TensorSettings
-) -> None:
+def _check_prequantized(model: onnx_io.SourceModel, job: TensorJob) -> None:
     """An int8 weight of a quantized model is compressed as it is, losslessly, or refused."""
-    where = f"{model.path}: tensor {w.name!r} is already quantized (int8)"
-    if settings.policy not in LOSSLESS_POLICIES:
+    where = f"{model.path}: tensor {job.name!r} is already quantized (int8)"
+    if not job.policy.lossless:
         raise UnsupportedModel(
-            f"{where}; xorc does not re-quantize it, and policy {settings.policy!r} is lossy "
-            f"(use one of {', '.join(LOSSLESS_POLICIES)}, or skip it in the config)"
+            f"{where}; xorc does not re-quantize it, and policy {job.policy.name!r} is lossy "
+            f"(use one of {', '.join(policies.LOSSLESS)}, or skip it in the config)"
         )
-    if (w.array == -128).any() or not onnx_io.zero_point_is_zero(model, w.name):
+    if (job.weight.array == -128).any() or not onnx_io.zero_point_is_zero(model, job.name):
         raise UnsupportedModel(
             f"{where} with level -128 or a nonzero zero point, which symmetric 8-bit "
             "sign-magnitude cannot hold; skip it in the config"
         )
 
 
-def quantize_planned(
-    model: onnx_io.SourceModel,
-    plan: list[PlannedTensor],
-    options: CompressOptions,
-    stats: dict[str, calibrate.InputStats],
-) -> list[QuantTensor]:
-    """Stages prune and quantize: integer levels and scales for every planned tensor."""
+def calibration_stage(
+    model: onnx_io.SourceModel, jobs: list[TensorJob], calib: str | Path | None
+) -> dict[str, calibrate.InputStats]:
+    """Stage calibrate (with --calib): every layer input's statistics, by weight name; the
+    second moment for the tensors whose policy compensates errors with it."""
+    if calib is None:
+        return {}
+    moments = [j.name for j in jobs if j.policy.uses_moment]
+    return calibrate.input_stats(model, calib, moments)
+
+
+def quantize_stage(
+    jobs: list[TensorJob], options: CompressOptions, stats: dict[str, calibrate.InputStats]
+) -> None:
+    """Stages prune and quantize: integer levels and scales for every job."""
     threshold = 0.0
     if options.sparsity_scope == "global":
-        floats = [p.weight.array for p in plan if p.weight.dtype != "int8"]
+        floats = [j.weight.array for j in jobs if not j.prequantized]
         threshold = global_threshold(floats, options.sparsity)
-    out = []
-    for p in plan:
-        w, s = p.weight, p.settings
-        if w.dtype == "int8":
-            levels = w.array.astype(np.int16)
-            out.append(QuantTensor(w.name, levels, 8, np.ones(1, np.float32), None))
-            continue
-        values = w.array.astype(np.float32)
-        if options.sparsity_scope == "global" and s.sparsity == options.sparsity:
-            values = prune_below(values, threshold)
-        elif s.sparsity > 0:
-            values = prune_to(values, s.sparsity)
-        axis = w.axis if s.per_channel else None
-        levels, scales = quantize(values, s.bits, axis, options.scale_dtype)
-        imp = None
-        if s.policy in ("importance", "dictionary"):
-            sens = calibrate.sensitivity(stats[w.name], w.array.shape) if w.name in stats else None
-            imp = error_weight(levels.shape, scales, axis, sens)
-        exact, moment = None, None
-        st = stats.get(w.name)
-        if (
-            s.policy == "dictionary"
-            and st is not None
-            and st.moment is not None
-            and axis is not None
-        ):
-            top = float(max_level(s.bits))
-            exact = np.clip(values / along(scales, axis, values.ndim), -top, top)
-            moment = st.moment
-        out.append(QuantTensor(w.name, levels, s.bits, scales, axis, imp, exact, moment))
-    return out
+    for job in jobs:
+        job.quantized = quantize_job(job, options, threshold, stats.get(job.name))
+
+
+def quantize_job(
+    job: TensorJob,
+    options: CompressOptions,
+    threshold: float,
+    st: calibrate.InputStats | None,
+) -> QuantTensor:
+    """Prune and quantize one tensor, with the calibration data its policy uses."""
+    w, s = job.weight, job.settings
+    if job.prequantized:
+        return QuantTensor(w.name, w.array.astype(np.int16), 8, np.ones(1, np.float32), None)
+    values = w.array.astype(np.float32)
+    if options.sparsity_scope == "global" and s.sparsity == options.sparsity:
+        values = prune_below(values, threshold)
+    elif s.sparsity > 0:
+        values = prune_to(values, s.sparsity)
+    axis = w.axis if s.per_channel else None
+    levels, scales = quantize(values, s.bits, axis, options.scale_dtype)
+    imp = None
+    if job.policy.uses_sensitivity:
+        sens = calibrate.sensitivity(st, w.array.shape) if st is not None else None
+        imp = error_weight(levels.shape, scales, axis, sens)
+    exact, moment = None, None
+    if job.policy.uses_moment and st is not None and st.moment is not None and axis is not None:
+        top = float(max_level(s.bits))
+        exact = np.clip(values / along(scales, axis, values.ndim), -top, top)
+        moment = st.moment
+    return QuantTensor(w.name, levels, s.bits, scales, axis, imp, exact, moment)
 
 
 def error_weight(
@@ -247,57 +213,122 @@ def error_weight(
     return (base * scale).astype(np.float32)
 
 
-def encoder_options(settings: TensorSettings, options: CompressOptions) -> EncodeOptions:
-    """The encoder knobs for one tensor."""
-    return EncodeOptions(
-        seed=options.seed,
-        effort=options.effort,
-        patch_policy="importance" if settings.policy == "importance" else "all",
-        error_budget=options.error_budget,
-        dict_size=settings.dict_size,
-        dict_group=options.dict_group,
-        ebpc_word_width=options.ebpc_word_width,
-        ebpc_block_size=options.ebpc_block_size,
-    )
-
-
-def encode_tensor(q: QuantTensor, settings: TensorSettings, options: CompressOptions) -> Encoded:
-    """Stage encode: run the policy's encoder on one tensor."""
-    encoder = ENCODERS.get(settings.policy)
-    if encoder is None:
-        raise UsageError(f"policy {settings.policy!r} is not available in this build")
-    return encoder(q, encoder_options(settings, options))
-
-
-def correct_biases(
-    model: onnx_io.SourceModel,
-    plan: list[PlannedTensor],
-    quantized: list[QuantTensor],
-    encoded: list[Encoded],
-    stats: dict[str, calibrate.InputStats],
+def encode_stage(
+    jobs: list[TensorJob], options: CompressOptions, progress: Progress | None = None
 ) -> None:
+    """Stage encode: each job's policy encodes its tensor."""
+    for job in jobs:
+        job.encoded = job.policy.encode(job.q, job.settings, options)
+        _tick(progress, job, len(jobs))
+
+
+def _tick(progress: Progress | None, job: TensorJob, total: int) -> None:
+    if progress is not None:
+        progress(job.name, total)
+
+
+def search_stage(
+    model: onnx_io.SourceModel,
+    jobs: list[TensorJob],
+    options: CompressOptions,
+    stats: dict[str, calibrate.InputStats],
+    calib: str | Path | None,
+) -> search.SearchResult:
+    """Stage --max-drop (the smallest blob within the drop) or --max-bits-per-weight (the most
+    accurate blob within the size): search the policy's knob; fills every job's encoding."""
+    flag = "--max-drop" if options.max_bits_per_weight is None else "--max-bits-per-weight"
+    if options.max_drop is not None and options.max_bits_per_weight is not None:
+        raise UsageError("give --max-drop or --max-bits-per-weight, not both")
+    policy = policies.get(options.policy)
+    knob = policy.search
+    if knob is None:
+        raise UsageError(
+            f"{flag} works with policy {' or '.join(policies.SEARCHABLE)}, not {policy.name!r}"
+        )
+    searched = [j.policy.name == policy.name for j in jobs]
+    fixed = [
+        None if s else j.policy.encode(j.q, j.settings, options)
+        for j, s in zip(jobs, searched, strict=True)
+    ]
+    codec_options = [j.policy.codec_options(j.settings, options) for j in jobs]
+    encode_at = knob.make([j.q for j in jobs], codec_options, fixed)
+    scale_bytes = sum(len(stored_scales(j.q, options)[1]) for j in jobs)
+    if options.max_bits_per_weight is not None:
+        n_weights = sum(j.q.values.size for j in jobs)
+        budget = int(options.max_bits_per_weight * n_weights / 8)
+        result = search.fit_size(knob.grid, encode_at, budget, scale_bytes, knob.name)
+    else:
+        trial = TrialSetup(knob, encode_at, scale_bytes)
+        result = _accuracy_search(model, jobs, options, stats, calib, trial)
+    for job, encoded in zip(jobs, result.encoded, strict=True):
+        job.encoded = encoded
+    return result
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What a search trial needs: the knob, the encoding at a knob value, the scales' bytes."""
+
+    knob: policies.SearchKnob
+    encode_at: policies.EncodeAt
+    scale_bytes: int
+
+
+def _accuracy_search(
+    model: onnx_io.SourceModel,
+    jobs: list[TensorJob],
+    options: CompressOptions,
+    stats: dict[str, calibrate.InputStats],
+    calib: str | Path | None,
+    trial: TrialSetup,
+) -> search.SearchResult:
+    """--max-drop: measure each trial on the calibration data, bias correction included."""
+    if calib is None:
+        raise UsageError("--max-drop needs --calib DATA.npz to measure the drop on")
+    if options.max_drop is None:
+        raise UsageError("an accuracy search needs --max-drop")
+    use_bias = bool(stats) and options.bias_correction
+
+    def biases(encoded: list[Encoded]) -> dict[str, np.ndarray]:
+        return corrected_biases(model, jobs, encoded, stats)[0] if use_bias else {}
+
+    quantized = [j.q for j in jobs]
+    probe = search.AccuracyProbe(model, calib, quantized, [j.weight.dtype for j in jobs], biases)
+    grid, name = trial.knob.grid, trial.knob.name
+    return search.search(grid, trial.encode_at, probe, options.max_drop, name, trial.scale_bytes)
+
+
+def bias_stage(
+    model: onnx_io.SourceModel, jobs: list[TensorJob], stats: dict[str, calibrate.InputStats]
+) -> dict[str, np.ndarray]:
     """Stage bias correction: remove the mean output shift the weight changes cause.
 
     The shift is measured against the original float weights, so it covers pruning,
-    quantization and the errors a lossy policy leaves. The corrected biases travel in the graph.
+    quantization and the errors a lossy policy leaves. Returns the corrected biases by name
+    (they travel in the stored graph) and marks the jobs whose bias was corrected.
     """
-    onnx_io.replace_initializers(model, corrected_biases(model, plan, quantized, encoded, stats))
+    new, corrected = corrected_biases(model, jobs, [j.enc for j in jobs], stats)
+    for job in jobs:
+        job.bias_corrected = job.name in corrected
+    return new
 
 
 def corrected_biases(
     model: onnx_io.SourceModel,
-    plan: list[PlannedTensor],
-    quantized: list[QuantTensor],
+    jobs: list[TensorJob],
     encoded: list[Encoded],
     stats: dict[str, calibrate.InputStats],
-) -> dict[str, np.ndarray]:
-    """The corrected bias of every layer that has one (marks `bias_corrected` in the stats)."""
+) -> tuple[dict[str, np.ndarray], set[str]]:
+    """The corrected bias of every layer that has one, and the weights whose bias it is.
+    A pure function of its arguments: a search trial calls it too."""
     new: dict[str, np.ndarray] = {}
-    for p, q, e in zip(plan, quantized, encoded, strict=True):
-        st = stats.get(q.name)
-        if st is None or st.layer.bias is None or p.weight.dtype == "int8":
+    corrected: set[str] = set()
+    for job, e in zip(jobs, encoded, strict=True):
+        st = stats.get(job.name)
+        if st is None or st.layer.bias is None or job.prequantized:
             continue
-        delta = dequantize(e.decoded, q.scales, q.axis).astype(np.float64) - p.weight.array
+        q = job.q
+        delta = dequantize(e.decoded, q.scales, q.axis).astype(np.float64) - job.weight.array
         shift = calibrate.bias_shift(st, delta)
         if shift is None:
             continue
@@ -305,8 +336,28 @@ def corrected_biases(
         if bias.shape != shift.shape:
             continue
         new[st.layer.bias] = bias - shift
-        e.stats["bias_corrected"] = True
-    return new
+        corrected.add(job.name)
+    return new, corrected
+
+
+FMAP_CALIB_INPUTS = 64
+
+
+def feature_map_stage(model: onnx_io.SourceModel, calib: str | Path) -> dict | None:
+    """Stage feature maps (a policy that records them, with --calib): activation quantization
+    and EBPC ratio per layer.
+
+    Deployment quantization (calibrated round-to-nearest, 8 bits) on up to FMAP_CALIB_INPUTS
+    calibration inputs; the datapath simulator counts feature-map traffic from it.
+    """
+    from xorc import activations
+
+    if not onnx_io.activation_outputs(onnx_io.serialize(model)):
+        return None
+    (result,) = activations.analyze_model(
+        model, calib, 8, ("deploy",), max_inputs=FMAP_CALIB_INPUTS
+    )
+    return activations.fmap_section(result)
 
 
 CODEC_NAMES = {c.value: c.name.lower() for c in CodecId}
@@ -320,43 +371,48 @@ def stored_scales(q: QuantTensor, options: CompressOptions) -> tuple[str, bytes]
     return dtype, encode_scales(q.scales, dtype)
 
 
+def tensor_record(job: TensorJob, scale_dtype: str, streams: tuple) -> TensorRecord:
+    """The container record of one finished job (docs/format.md §3.2)."""
+    q, e = job.q, job.enc
+    stats = {**e.stats, "bias_corrected": True} if job.bias_corrected else e.stats
+    return TensorRecord(
+        name=q.name,
+        shape=q.shape,
+        dtype=job.weight.dtype,
+        bits=q.bits,
+        axis=q.axis,
+        codec=int(e.codec),
+        codec_name=CODEC_NAMES.get(int(e.codec), str(e.codec)),
+        policy=job.policy.name,
+        params=e.params,
+        streams=streams,
+        n_weights=int(q.values.size),
+        n_nonzero=int(np.count_nonzero(e.decoded)),
+        digest=levels_digest(e.decoded),
+        stats=stats,
+        scale_dtype=scale_dtype,
+    )
+
+
 def assemble(
     model: onnx_io.SourceModel,
-    plan: list[PlannedTensor],
-    quantized: list[QuantTensor],
-    encoded: list[Encoded],
+    jobs: list[TensorJob],
     options: CompressOptions,
+    biases: dict[str, np.ndarray] | None = None,
     fmap: dict | None = None,
     extra_meta: dict | None = None,
 ) -> Container:
-    """Stage: records, payload and stripped graph into one container."""
-    scales = [stored_scales(q, options) for q in quantized]
+    """Stage: records, payload and stripped graph (with the corrected biases) into one
+    container."""
+    scales = [stored_scales(j.q, options) for j in jobs]
     streams = [
-        [(SCALES, data), *e.streams.items()] for (_, data), e in zip(scales, encoded, strict=True)
+        [(SCALES, data), *j.enc.streams.items()] for (_, data), j in zip(scales, jobs, strict=True)
     ]
     payload, refs = layout_payload(streams)
-    records = []
-    for p, q, e, r, (dtype, _) in zip(plan, quantized, encoded, refs, scales, strict=True):
-        records.append(
-            TensorRecord(
-                name=q.name,
-                shape=q.shape,
-                dtype=p.weight.dtype,
-                bits=q.bits,
-                axis=q.axis,
-                codec=int(e.codec),
-                codec_name=CODEC_NAMES.get(int(e.codec), str(e.codec)),
-                policy=p.settings.policy,
-                params=e.params,
-                streams=r,
-                n_weights=int(q.values.size),
-                n_nonzero=int(np.count_nonzero(e.decoded)),
-                digest=levels_digest(e.decoded),
-                stats=e.stats,
-                scale_dtype=dtype,
-            )
-        )
-    graph = onnx_io.strip_weights(model, {q.name: i for i, q in enumerate(quantized)})
+    records = tuple(
+        tensor_record(j, dtype, r) for j, (dtype, _), r in zip(jobs, scales, refs, strict=True)
+    )
+    graph = onnx_io.strip_weights(model, {j.name: i for i, j in enumerate(jobs)}, biases)
     meta = {
         "format": "xorc",
         "tool": "xorc",
@@ -366,4 +422,4 @@ def assemble(
         "options": {**options.to_json(), "config_sha256": options.digest()},
         **(extra_meta or {}),
     }
-    return Container(meta, tuple(records), graph, payload, fmap)
+    return Container(meta, records, graph, payload, fmap)

@@ -36,12 +36,6 @@ from xorc.quantize import dequantize
 from xorc.tensor import Encoded, QuantTensor
 from xorc.verify import compare_outputs
 
-XOR_BUDGETS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
-DICT_TOLERANCES = (0.0, *(float(f"{10 ** (e / 4):.3g}") for e in range(-20, 9)))
-"""0, then 1e-5 to 100 in steps of 10^(1/4): the relative level error of tensors of 10^6 weights
-and more; smaller tensors get proportionally less, every tensor at most 1
-(docs/codecs/dictionary.md), so small models can reach small sizes too."""
-
 
 @dataclass(frozen=True)
 class Trial:

@@ -1,7 +1,8 @@
 """Plain data passed between the pipeline stages and the codecs.
 
-A codec sees a `QuantTensor` (integers, never floats) and returns an `Encoded`; its decoder sees
-only what the container stores: the shape, the bit width, the codec parameters and the streams.
+A codec's encoder sees a `QuantTensor` (integers, never floats) and the codec's own frozen
+options (`xorc/codecs/<name>/options.py`), and returns an `Encoded`; its decoder sees only what
+the container stores: the shape, the bit width, the codec parameters and the streams.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class QuantTensor:
         importance: optional per-weight non-negative importance, same shape as `values`; an
             error at a weight costs `importance * |change|`. None means all weights weigh 1.
         exact: optional unrounded levels (the float weight over its scale), same shape as
-            `values`; with `moment`, lets an encoder compensate errors (dictionary, 7.3).
+            `values`; with `moment`, lets an encoder compensate errors (the pipeline fills
+            both for a policy whose record says `uses_moment`; the dictionary uses them, 7.3).
         moment: optional [C, C] second moment E[x x^T] of the layer's input over calibration
             data, C the size of all axes but `axis` (the input features each output channel
             reads; only for layers where that holds: Gemm, MatMul, 1x1 Conv).
@@ -54,34 +56,6 @@ class QuantTensor:
     @property
     def mask(self) -> NDArray[np.bool_]:
         return self.values != 0
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    """Every knob an encoder may read. Defaults are the CLI's defaults.
-
-    Attributes:
-        seed: seed for anything random in an encoder (recorded in the blob).
-        effort: XOR solver restarts (1 = a single pass).
-        patch_policy: XOR error correction: "all" or "importance".
-        error_budget: with "importance", how many XOR errors may stay uncorrected, as a
-            multiple f of the number E the correct-all encoding patches: at most f x E are left
-            (f may exceed 1: a lower rate makes more errors; useful range about 1 to 20). None
-            or 0 corrects all. docs/codecs/xor.md documents it.
-        dict_size: dictionary codec: number of codebook entries K (None: automatic).
-        dict_group: dictionary codec: output channels per codebook (None: one per tensor).
-        ebpc_word_width: EBPC word width W (8 or 16).
-        ebpc_block_size: EBPC block size N (8 or 16, N <= W).
-    """
-
-    seed: int = 0
-    effort: int = 1
-    patch_policy: str = "all"
-    error_budget: float | None = None
-    dict_size: int | None = None
-    dict_group: int | None = None
-    ebpc_word_width: int = 8
-    ebpc_block_size: int = 8
 
 
 @dataclass(frozen=True)

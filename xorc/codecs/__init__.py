@@ -4,7 +4,8 @@ A codec lives in its own package `xorc/codecs/<name>/` with an `encode.py` and a
 `decode.py` never imports `encode.py` (tests/test_layering.py). Codec ids are pinned in
 docs/format.md ("Codec ids") and never reused.
 
-Encoder: ``encode(q: QuantTensor, options: EncodeOptions) -> Encoded``
+Encoder: ``encode(q: QuantTensor, options) -> Encoded``, `options` being the codec's own frozen
+options class (`xorc/codecs/<name>/options.py`)
 Decoder: ``decode(shape, bits, params, streams) -> NDArray[np.int16]``; raises
 `xorc.errors.CorruptStream` (or `BadRecord`) on anything inconsistent, never IndexError.
 """
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import IntEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc.tensor import JSON, Encoded, EncodeOptions, QuantTensor
+from xorc.tensor import JSON, Encoded, QuantTensor
 
 
 class CodecId(IntEnum):
@@ -31,7 +32,7 @@ class CodecId(IntEnum):
 
 
 class Encoder(Protocol):
-    def __call__(self, q: QuantTensor, options: EncodeOptions) -> Encoded: ...
+    def __call__(self, q: QuantTensor, options: Any) -> Encoded: ...
 
 
 class Decoder(Protocol):

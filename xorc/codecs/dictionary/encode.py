@@ -20,7 +20,8 @@ from xorc.codecs.dictionary.compensate import Compensator
 from xorc.codecs.dictionary.decode import LENGTH_BITS, MAX_K, MAX_RICE_K
 from xorc.codecs.dictionary.huffman_build import code_lengths, encode_symbols, huffman_bits
 from xorc.codecs.dictionary.kmeans import LevelKMeans
-from xorc.tensor import JSON, Encoded, EncodeOptions, QuantTensor
+from xorc.codecs.dictionary.options import DictionaryOptions
+from xorc.tensor import JSON, Encoded, QuantTensor
 
 AUTO_TOLERANCE = 0.01
 """dict_size None: target weighted squared level error, as a fraction of the weighted signal,
@@ -46,7 +47,7 @@ def _nbytes(nbits: int) -> int:
 class Prepared:
     """One tensor in coded order with per-group histograms and k-means, reusable across K."""
 
-    def __init__(self, q: QuantTensor, options: EncodeOptions) -> None:
+    def __init__(self, q: QuantTensor, options: DictionaryOptions) -> None:
         self.q = q
         self.top = (1 << (q.bits - 1)) - 1
         values = np.asarray(q.values)
@@ -351,13 +352,13 @@ def encode_prepared(
     return _emit(prep, _best(plans))
 
 
-def encode(q: QuantTensor, options: EncodeOptions) -> Encoded:
+def encode(q: QuantTensor, options: DictionaryOptions) -> Encoded:
     """Trim the levels onto per-group codebooks and store the indices (section 7)."""
     return encode_prepared(Prepared(q, options), options.dict_size)
 
 
 def candidates(
-    q: QuantTensor, options: EncodeOptions, ks: Iterable[int | None]
+    q: QuantTensor, options: DictionaryOptions, ks: Iterable[int | None]
 ) -> dict[int | None, Encoded]:
     """Encode `q` at every dictionary size in `ks` (None = automatic), sharing the work.
 
@@ -369,7 +370,7 @@ def candidates(
 
 
 def tolerance_candidates(
-    q: QuantTensor, options: EncodeOptions, tolerances: Iterable[float]
+    q: QuantTensor, options: DictionaryOptions, tolerances: Iterable[float]
 ) -> dict[float, Encoded]:
     """Encode `q` with entropy-constrained codebooks at each tolerance (the automatic mode
     with AUTO_TOLERANCE replaced): the rate-distortion knob of a search."""

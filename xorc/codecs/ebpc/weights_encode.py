@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from xorc.codecs import CodecId
 from xorc.codecs.ebpc.core_encode import encode_transmissions
+from xorc.codecs.ebpc.options import EbpcOptions
 from xorc.codecs.ebpc.streams import MAX_ZERO_RUN, format_error
 from xorc.errors import UsageError
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.tensor import Encoded, QuantTensor
 
 
-def encode(q: QuantTensor, options: EncodeOptions) -> Encoded:
-    """EBPC-code the levels with W = options.ebpc_word_width and N = options.ebpc_block_size.
+def encode(q: QuantTensor, options: EbpcOptions) -> Encoded:
+    """EBPC-code the levels with W = options.word_width and N = options.block_size.
 
     Raises:
         UsageError: W/N is not an RTL format, or the levels do not fit W bits.
     """
-    w, n = options.ebpc_word_width, options.ebpc_block_size
+    w, n = options.word_width, options.block_size
     problem = format_error(w, n, False)
     if problem:
         raise UsageError(f"ebpc: {problem}")

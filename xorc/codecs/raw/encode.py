@@ -5,10 +5,11 @@ from __future__ import annotations
 from xorc import bits as bitio
 from xorc.codecs import CodecId
 from xorc.codecs.common import to_sign_magnitude
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.codecs.raw.options import RawOptions
+from xorc.tensor import Encoded, QuantTensor
 
 
-def encode(q: QuantTensor, options: EncodeOptions) -> Encoded:
+def encode(q: QuantTensor, options: RawOptions) -> Encoded:
     """Store the levels as Q-bit fields, with a mask bitmap when that is smaller."""
     flat = q.values.ravel()
     mask = flat != 0

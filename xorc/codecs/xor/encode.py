@@ -38,6 +38,7 @@ from xorc import bits as bitio
 from xorc.codecs import CodecId
 from xorc.codecs.common import from_sign_magnitude, to_sign_magnitude
 from xorc.codecs.raw.encode import encode as raw_encode
+from xorc.codecs.raw.options import RawOptions
 from xorc.codecs.xor.decode import VARIANT
 from xorc.codecs.xor.mask import encode_mask
 from xorc.codecs.xor.network import (
@@ -47,9 +48,10 @@ from xorc.codecs.xor.network import (
     network_crc32,
     xor_outputs,
 )
+from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.patches import encode_patches, patch_run_length
 from xorc.codecs.xor.solve import solve_group
-from xorc.tensor import Encoded, EncodeOptions, QuantTensor
+from xorc.tensor import Encoded, QuantTensor
 
 N_OUT_CHOICES = (64, 128, 256, 512, 1024)
 MAX_MEAN_CARE = 52
@@ -63,7 +65,6 @@ NEAR = 2
 """The full solve evaluates the scan's best rate +- NEAR exactly."""
 LOW_RATES = (7 / 8, 3 / 4, 5 / 8, 1 / 2, 1 / 4, 0.0)
 """Reduced rates (fractions of the best correct-all rate) offered to policy "importance"."""
-POLICIES = ("all", "importance")
 GRID = 48
 """Policy "importance": trade-off points evaluated per tensor (log-spaced lam)."""
 
@@ -110,7 +111,7 @@ class SolvedTensor:
     """
 
     q: QuantTensor
-    options: EncodeOptions
+    options: XorOptions
     n_out: int
     m_seed: int
     n_slices: int
@@ -287,10 +288,8 @@ def _rates_to_try(best: int, policy: str) -> list[int]:
     return sorted(near)
 
 
-def solve_tensor(q: QuantTensor, options: EncodeOptions) -> SolvedTensor:
+def solve_tensor(q: QuantTensor, options: XorOptions) -> SolvedTensor:
     """Run the expensive part of the encoder (module docstring): rates, eliminations, errors."""
-    if options.patch_policy not in POLICIES:
-        raise ValueError(f"unknown patch policy {options.patch_policy!r}; expected {POLICIES}")
     restarts = max(1, int(options.effort))
     rng = np.random.default_rng(options.seed)
     flat = q.values.ravel()
@@ -529,7 +528,7 @@ def finish(
     encoded = Encoded(CodecId.XOR, params, streams, decoded, stats)
     if not fallback:
         return encoded
-    raw = raw_encode(q, solved.options)
+    raw = raw_encode(q, RawOptions())
     xor_bytes = sum(len(s) for s in streams.values())
     raw_bytes = sum(len(s) for s in raw.streams.values())
     if raw_bytes <= xor_bytes:
@@ -539,7 +538,7 @@ def finish(
     return encoded
 
 
-def encode(q: QuantTensor, options: EncodeOptions) -> Encoded:
+def encode(q: QuantTensor, options: XorOptions) -> Encoded:
     """Encode one tensor with codec `xor` (or `raw` when that is not larger)."""
     budget = options.error_budget if options.patch_policy == "importance" else None
     return finish(solve_tensor(q, options), budget)
