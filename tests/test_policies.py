@@ -11,6 +11,7 @@ import pytest
 from models import tiny_cnn, tiny_inputs
 
 from xorc import api, onnx_io, pipeline, policies
+from xorc.assemble import assemble
 from xorc.codecs import CodecId
 from xorc.config import CompressOptions
 from xorc.errors import ConfigError, UsageError
@@ -93,7 +94,7 @@ def test_compress_leaves_the_source_model_unchanged(tmp_path: Path) -> None:
     pipeline.encode_stage(jobs, options)
     biases = pipeline.bias_stage(source, jobs, stats)
     assert biases and any(j.bias_corrected for j in jobs)
-    container = pipeline.assemble(source, jobs, options, biases)
+    container = assemble(source, jobs, options, biases)
     assert source.proto.SerializeToString(deterministic=True) == before
     stored = onnx.load_from_string(container.graph)
     name = next(iter(biases))

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xorc.errors import ConfigError
 from xorc import policies
+from xorc.errors import ConfigError
 
 SCOPES = ("tensor", "global")
 SCALE_DTYPES = ("bfloat16", "float32")

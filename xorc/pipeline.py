@@ -17,18 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import __version__, calibrate, onnx_io, policies, search
-from xorc.codecs import CodecId
+from xorc import calibrate, onnx_io, policies, search
+from xorc.assemble import assemble, stored_scales
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UnsupportedModel, UsageError
-from xorc.format import Container, TensorRecord, levels_digest
-from xorc.format.container import SCALES, encode_scales, layout_payload
+from xorc.format import Container
 from xorc.policies import Policy
 from xorc.quantize import (
     along,
     dequantize,
     global_threshold,
-    is_bfloat16,
     max_level,
     prune_below,
     prune_to,
@@ -358,68 +356,3 @@ def feature_map_stage(model: onnx_io.SourceModel, calib: str | Path) -> dict | N
         model, calib, 8, ("deploy",), max_inputs=FMAP_CALIB_INPUTS
     )
     return activations.fmap_section(result)
-
-
-CODEC_NAMES = {c.value: c.name.lower() for c in CodecId}
-
-
-def stored_scales(q: QuantTensor, options: CompressOptions) -> tuple[str, bytes]:
-    """The record's `scale_dtype` and `scales` stream: bfloat16 when asked for and exact
-    (docs/format.md §3.4), float32 otherwise."""
-    exact = options.scale_dtype == "bfloat16" and is_bfloat16(q.scales)
-    dtype = "bfloat16" if exact else "float32"
-    return dtype, encode_scales(q.scales, dtype)
-
-
-def tensor_record(job: TensorJob, scale_dtype: str, streams: tuple) -> TensorRecord:
-    """The container record of one finished job (docs/format.md §3.2)."""
-    q, e = job.q, job.enc
-    stats = {**e.stats, "bias_corrected": True} if job.bias_corrected else e.stats
-    return TensorRecord(
-        name=q.name,
-        shape=q.shape,
-        dtype=job.weight.dtype,
-        bits=q.bits,
-        axis=q.axis,
-        codec=int(e.codec),
-        codec_name=CODEC_NAMES.get(int(e.codec), str(e.codec)),
-        policy=job.policy.name,
-        params=e.params,
-        streams=streams,
-        n_weights=int(q.values.size),
-        n_nonzero=int(np.count_nonzero(e.decoded)),
-        digest=levels_digest(e.decoded),
-        stats=stats,
-        scale_dtype=scale_dtype,
-    )
-
-
-def assemble(
-    model: onnx_io.SourceModel,
-    jobs: list[TensorJob],
-    options: CompressOptions,
-    biases: dict[str, np.ndarray] | None = None,
-    fmap: dict | None = None,
-    extra_meta: dict | None = None,
-) -> Container:
-    """Stage: records, payload and stripped graph (with the corrected biases) into one
-    container."""
-    scales = [stored_scales(j.q, options) for j in jobs]
-    streams = [
-        [(SCALES, data), *j.enc.streams.items()] for (_, data), j in zip(scales, jobs, strict=True)
-    ]
-    payload, refs = layout_payload(streams)
-    records = tuple(
-        tensor_record(j, dtype, r) for j, (dtype, _), r in zip(jobs, scales, refs, strict=True)
-    )
-    graph = onnx_io.strip_weights(model, {j.name: i for i, j in enumerate(jobs)}, biases)
-    meta = {
-        "format": "xorc",
-        "tool": "xorc",
-        "tool_version": __version__,
-        "source_sha256": model.sha256,
-        "source_bytes": len(onnx_io.serialize(model)),
-        "options": {**options.to_json(), "config_sha256": options.digest()},
-        **(extra_meta or {}),
-    }
-    return Container(meta, records, graph, payload, fmap)
