@@ -158,7 +158,7 @@ _POLICIES = (
         _xor_importance,
         lossless=False,
         uses_sensitivity=True,
-        search=SearchKnob("error_budget", XOR_BUDGETS, "xorc.search:xor_encoder_at"),
+        search=SearchKnob("error_budget", XOR_BUDGETS, "xorc.codecs.xor.encode:encoder_at"),
         direct_knob="error_budget",
     ),
     Policy(
@@ -170,7 +170,7 @@ _POLICIES = (
         lossless=False,
         uses_sensitivity=True,
         uses_moment=True,
-        search=SearchKnob("tolerance", DICT_TOLERANCES, "xorc.search:dictionary_encoder_at"),
+        search=SearchKnob("tolerance", DICT_TOLERANCES, "xorc.codecs.dictionary.encode:encoder_at"),
     ),
     Policy(
         "ebpc",

@@ -152,46 +152,6 @@ def search(
     )
 
 
-def xor_encoder_at(quantized: list[QuantTensor], options: list, fixed: list[Encoded | None]):  # type: ignore[no-untyped-def]
-    """encode_at(f) for policy importance: solve once per tensor, finish per budget."""
-    from xorc.codecs.xor.encode import finish, solve_tensor
-
-    solved = [
-        solve_tensor(q, o) if f is None else None
-        for q, o, f in zip(quantized, options, fixed, strict=True)
-    ]
-
-    def encode_at(budget: float) -> list[Encoded]:
-        return [
-            f if f is not None else finish(s, budget)  # type: ignore[arg-type]
-            for s, f in zip(solved, fixed, strict=True)
-        ]
-
-    return encode_at
-
-
-def dictionary_encoder_at(quantized: list[QuantTensor], options: list, fixed: list[Encoded | None]):  # type: ignore[no-untyped-def]
-    """encode_at(t) for policy dictionary: entropy-constrained codebooks at relative error t.
-
-    Each tensor is prepared once (histograms, k-means programmes); a trial encodes every
-    tensor at the trial's tolerance (docs/codecs/dictionary.md, automatic mode).
-    """
-    from xorc.codecs.dictionary.encode import Prepared, encode_prepared
-
-    prepared = [
-        Prepared(q, o) if f is None else None
-        for q, o, f in zip(quantized, options, fixed, strict=True)
-    ]
-
-    def encode_at(tolerance: float) -> list[Encoded]:
-        return [
-            f if f is not None else encode_prepared(p, None, tolerance=tolerance)  # type: ignore[arg-type]
-            for p, f in zip(prepared, fixed, strict=True)
-        ]
-
-    return encode_at
-
-
 SIZE_REFINE_STEPS = 6
 """`fit_size`: bisections between the two grid points around the target (the knob's grid is
 about 1.8x per step; 6 steps bring that to about 1 %)."""

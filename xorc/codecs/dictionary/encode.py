@@ -7,7 +7,7 @@ sharing the histogram and k-means work, for the accuracy search.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -376,3 +376,23 @@ def tolerance_candidates(
     with AUTO_TOLERANCE replaced): the rate-distortion knob of a search."""
     prep = Prepared(q, options)
     return {t: encode_prepared(prep, None, tolerance=t) for t in tolerances}
+
+
+def encoder_at(
+    quantized: list[QuantTensor], options: list[DictionaryOptions], fixed: list[Encoded | None]
+) -> Callable[[float], list[Encoded]]:
+    """A search's trial function over the relative error tolerance t (policy dictionary,
+    xorc/policies.py): each tensor not `fixed` is prepared once (histograms, k-means
+    programmes), and a trial encodes it at the trial's tolerance (automatic mode)."""
+    work: list[Prepared | Encoded] = [
+        Prepared(q, o) if f is None else f
+        for q, o, f in zip(quantized, options, fixed, strict=True)
+    ]
+
+    def encode_at(tolerance: float) -> list[Encoded]:
+        return [
+            encode_prepared(w, None, tolerance=tolerance) if isinstance(w, Prepared) else w
+            for w in work
+        ]
+
+    return encode_at

@@ -28,6 +28,7 @@ has only the correct-all point.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -282,3 +283,19 @@ def encode(q: QuantTensor, options: XorOptions) -> Encoded:
     """Encode one tensor with codec `xor` (or `raw` when that is not larger)."""
     budget = options.error_budget if options.patch_policy == "importance" else None
     return finish(solve_tensor(q, options), budget)
+
+
+def encoder_at(
+    quantized: list[QuantTensor], options: list[XorOptions], fixed: list[Encoded | None]
+) -> Callable[[float], list[Encoded]]:
+    """A search's trial function over the error budget f (policy importance, xorc/policies.py):
+    each tensor not `fixed` is solved once here, and every trial only finishes it."""
+    work: list[SolvedTensor | Encoded] = [
+        solve_tensor(q, o) if f is None else f
+        for q, o, f in zip(quantized, options, fixed, strict=True)
+    ]
+
+    def encode_at(budget: float) -> list[Encoded]:
+        return [finish(w, budget) if isinstance(w, SolvedTensor) else w for w in work]
+
+    return encode_at
