@@ -141,6 +141,32 @@ def _ranks(slice_of: NDArray[np.int64], counts: NDArray[np.int64], key: NDArray)
     return rank
 
 
+def _chunk_system(
+    rows: NDArray[np.int64],
+    lb: NDArray[np.int64],
+    size: tuple[int, int],
+    ranks: list[NDArray[np.int64]],
+    words: NDArray[np.uint64],
+    targets: NDArray[np.uint8],
+    weights: NDArray[np.float32] | None,
+    by_weight: dict[int, NDArray[np.bool_]] | None,
+) -> tuple[NDArray[np.uint64], NDArray[np.uint8], NDArray[np.float32] | None]:
+    """The stacked systems of one chunk of slices, one copy per restart, rows in pivot order:
+    M words, targets and (for `by_weight`) error weights, shape (restarts x slices, rows)."""
+    bc, kc = size
+    n = len(ranks) * bc
+    coef = np.zeros((n, kc), dtype=np.uint64)
+    rhs = np.zeros((n, kc), dtype=np.uint8)
+    wts = None if by_weight is None else np.zeros((n, kc), dtype=np.float32)
+    for r, rank in enumerate(ranks):
+        at = (r * bc + lb, rank[rows])
+        coef[at] = words[rows]
+        rhs[at] = targets[rows]
+        if wts is not None and weights is not None:
+            wts[at] = weights[rows]
+    return coef, rhs, wts
+
+
 def solve_group(
     slice_of: NDArray[np.int64],
     words: NDArray[np.uint64],
@@ -182,16 +208,9 @@ def solve_group(
         local[:] = -1
         local[chunk] = np.arange(bc)
         rows = np.flatnonzero(local[slice_of] >= 0)
-        lb = local[slice_of[rows]]
-        coef = np.zeros((n_restarts * bc, kc), dtype=np.uint64)
-        rhs = np.zeros((n_restarts * bc, kc), dtype=np.uint8)
-        wts = None if by_weight is None else np.zeros((n_restarts * bc, kc), dtype=np.float32)
-        for r in range(n_restarts):
-            at = (r * bc + lb, ranks[r][rows])
-            coef[at] = words[rows]
-            rhs[at] = targets[rows]
-            if wts is not None and weights is not None:
-                wts[at] = weights[rows]
+        coef, rhs, wts = _chunk_system(
+            rows, local[slice_of[rows]], (bc, kc), ranks, words, targets, weights, by_weight
+        )
         snaps = eliminate(coef, rhs, wts, rates, n_planes, with_seeds)
         for n, (sd, cnt, ws) in snaps.items():
             cnt = cnt.reshape(n_restarts, bc, n_planes)
