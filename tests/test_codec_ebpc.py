@@ -18,8 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xorc.codecs.ebpc as ebpc
-import xorc.codecs.ebpc.core_decode as core_decode
+import xorc.codecs.ebpc.bpc_parse as bpc_parse
 import xorc.codecs.ebpc.parse_jit as parse_jit
+import xorc.codecs.ebpc.znz_decode as znz_decode
 from xorc.codecs import CodecId
 from xorc.codecs.ebpc import EbpcStreams, decode, decode_many, encode, encode_transmissions
 from xorc.codecs.ebpc.options import EbpcOptions
@@ -292,8 +293,8 @@ def test_parallel_parser_with_many_lanes(
     """Tiny segments force lanes that start mid-symbol, guess wrong and resynchronise, across
     several streams decoded together; both ways of reading the windows (precomputed per bit
     for small buffers, peeked per step for large ones)."""
-    monkeypatch.setattr(core_decode, "_segment_bits", lambda total: segment)
-    monkeypatch.setattr(core_decode, "_SMALL_STREAM_BITS", 1 << 40 if per_bit_windows else 0)
+    monkeypatch.setattr(bpc_parse, "lane_segment_bits", lambda total: segment)
+    monkeypatch.setattr(bpc_parse, "_SMALL_STREAM_BITS", 1 << 40 if per_bit_windows else 0)
     rng = np.random.default_rng(segment + w + n)
     top = 1 << (w - 1)
     inputs = [
@@ -335,7 +336,7 @@ def test_compiled_parser_matches_numpy_parser() -> None:
         parsed = []
         for parser in PARSERS:
             with use_parser(parser):
-                parsed.append(core_decode.parse_bpc(buf, starts, ends, w, n, False, 256))
+                parsed.append(bpc_parse.parse_bpc(buf, starts, ends, w, n, False, 256))
         np.testing.assert_array_equal(parsed[0][0], parsed[1][0])
         np.testing.assert_array_equal(parsed[0][1], parsed[1][1])
 
@@ -621,12 +622,12 @@ def test_chain_maps_matches_a_sequential_walk() -> None:
         for k in range(n):
             expected.append(s)
             s = int(maps[k, s])
-        np.testing.assert_array_equal(core_decode.chain_maps(maps, 2 % states), expected)
+        np.testing.assert_array_equal(znz_decode.chain_maps(maps, 2 % states), expected)
 
 
 def test_znz_general_composition_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the shortcut for constant chunks disabled, the map composition decodes alike."""
-    monkeypatch.setattr(core_decode, "_ZNZ_RESOLVE_ROUNDS", 0)
+    monkeypatch.setattr(znz_decode, "_ZNZ_RESOLVE_ROUNDS", 0)
     rng = np.random.default_rng(12)
     for x in ([0, 5] * 3000, rng.integers(-2, 3, 20000), [0] * 100 + [1] + [0] * 17):
         np.testing.assert_array_equal(decode(encode(x)), x)

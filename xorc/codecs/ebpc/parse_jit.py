@@ -1,12 +1,12 @@
 """Optional compiled BPC parser: one sequential walk per stream, compiled with numba.
 
-The numpy parser in `core_decode` finds the symbol boundaries by speculative parallel parsing.
+The numpy parser in `bpc_parse` finds the symbol boundaries by speculative parallel parsing.
 Its cost is a few hundred sequential numpy steps per call, however small the stream, which caps
 one `decode` call per feature map at about 15-20 MB/s (docs/codecs/ebpc.md §12).
 A sequential walk is the obvious algorithm, but in Python it would be 1000 times too slow.
 Compiled, it takes a few nanoseconds per step.
 
-When numba is installed (`pip install 'xorc[fast]'`), `core_decode.parse_bpc` uses this walk
+When numba is installed (`pip install 'xorc[fast]'`), `bpc_parse.parse_bpc` uses this walk
 instead. It uses the same step table and records the same keys, so the output, the checks and
 the error messages are identical. numba is optional: xorc's runtime dependencies stay click,
 numpy, onnx, onnxruntime and tqdm. Set the environment variable XORC_JIT=0 to use the numpy
@@ -79,7 +79,7 @@ def _walk_steps(
     to `out` and the step count of each stream to `steps`. Returns the total number of keys, or
     -1 if `out` is too small.
 
-    This is the loop body of `core_decode._run_round0` for a single lane. numba compiles it."""
+    This is the loop body of `bpc_parse._run_round0` for a single lane. numba compiles it."""
     n = 0
     for i in range(starts.size):
         pos = starts[i]
@@ -94,8 +94,8 @@ def _walk_steps(
             out[n] = key
             n += 1
             t = table[key]
-            pos += t & 0x1F  # core_decode._LEN_MASK
-            state = t & ~0xFFFF  # core_decode._STATE_MASK
+            pos += t & 0x1F  # bpc_tables.LEN_MASK
+            state = t & ~0xFFFF  # bpc_tables.STATE_MASK
         steps[i] = n - first
     return n
 
