@@ -13,6 +13,7 @@ from conftest import GOLDEN
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xorc import bits as bitio
 from xorc import errors
 from xorc.decode import decode_levels
 from xorc.format import Container, TensorRecord, read_bytes, v1
@@ -243,3 +244,26 @@ def test_lone_surrogate_in_a_name_is_a_bad_record() -> None:
     bodies[1] = (bodies[1][0], bodies[1][1], dumps(doc))
     with pytest.raises(errors.BadRecord, match="'name'"):
         read_bytes(v1.write_sections(bodies, layout.required_flags))
+
+
+FORMAT_MD = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text()
+
+
+def test_rice_code_example_of_the_spec() -> None:
+    """docs/format.md §1.1: 5, 0, 9 with k = 2 is `100110` `010001`, bytes `99 10`."""
+    assert "`100110` `010001`" in FORMAT_MD and "bytes `99 10`" in FORMAT_MD
+    code = bitio.rice_encode([5, 0, 9], 2)
+    assert "".join(map(str, code.tolist())) == "100110" + "010001"
+    assert bitio.pack_bits(code) == bytes([0x99, 0x10])
+    assert bitio.rice_length(np.array([5, 0, 9], dtype=np.uint64), 2) == 12
+    values, used = bitio.rice_decode(code, 3, 2)
+    assert values.tolist() == [5, 0, 9] and used == 12
+
+
+def test_every_option_compress_records_is_documented() -> None:
+    """The `options` table of docs/format.md §3.1 lists exactly what `compress` writes."""
+    from xorc.config import CompressOptions
+
+    section = FORMAT_MD.split("#### `options`", 1)[1].split("\n### ", 1)[0]
+    documented = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    assert documented == {*CompressOptions().to_json(), "config_sha256"}
