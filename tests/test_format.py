@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from conftest import GOLDEN
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xorc import bits as bitio
 from xorc import errors
 from xorc.decode import decode_levels
 from xorc.format import Container, TensorRecord, read_bytes, v1
@@ -18,6 +21,7 @@ from xorc.format.container import (
     SCALE_DTYPES,
     SCALES,
     decode_scales,
+    dumps,
     encode_scales,
     layout_payload,
     levels_digest,
@@ -176,3 +180,90 @@ def test_malformed_corpus_is_current(tmp_path: Path) -> None:
     """Every manifest entry has its file and every file its entry."""
     files = {p.name for p in MALFORMED.glob("*.xorc")}
     assert files == set(MANIFEST)
+
+
+def with_records(data: bytes, **changes: Any) -> bytes:
+    """The blob with every record's fields changed, rewritten by the writer (CRCs, footer)."""
+    container = read_bytes(data)
+    tensors = tuple(dataclasses.replace(t, **changes) for t in container.tensors)
+    return v1.write(dataclasses.replace(container, tensors=tensors))
+
+
+def cli_json(*args: str) -> tuple[int, dict]:
+    from click.testing import CliRunner
+
+    from xorc.cli import cli
+
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    return result.exit_code, json.loads(result.stdout) if result.exit_code == 0 else {}
+
+
+def test_unknown_policy_still_reads_inspects_and_verifies(tmp_path: Path) -> None:
+    """`policy` is informational (docs/format.md §3.2): a reader never refuses one it does not
+    know."""
+    blob = tmp_path / "future.xorc"
+    blob.write_bytes(with_records(TINY, policy="future-policy-x"))
+    container = read_bytes(blob.read_bytes())
+    assert {t.policy for t in container.tensors} == {"future-policy-x"}
+    expected = json.loads((GOLDEN / "containers" / "tiny_raw.levels.json").read_text())
+    for t in container.tensors:
+        assert decode_levels(container, t).ravel().tolist() == expected[t.name]
+    code, doc = cli_json("inspect", str(blob))
+    assert code == 0 and {r["policy"] for r in doc["tensors"]} == {"future-policy-x"}
+    code, doc = cli_json("verify", str(blob))
+    assert code == 0 and doc["bit_exact"] and doc["passed"]
+
+
+def test_unknown_codec_id_is_listed_but_refused_when_decoding(tmp_path: Path) -> None:
+    blob = tmp_path / "future_codec.xorc"
+    blob.write_bytes(with_records(TINY, policy="future-policy-x", codec=99))
+    container = read_bytes(blob.read_bytes())
+    with pytest.raises(errors.BadRecord, match="99"):
+        decode_levels(container, container.tensors[0])
+    assert cli_json("inspect", str(blob))[0] == 0
+    assert cli_json("verify", str(blob))[0] == errors.ExitCode.BAD_BLOB
+
+
+@pytest.mark.parametrize("policy", ["", "a\nb", "\x00", "x" * 257, 7, None])
+def test_policy_must_be_a_short_printable_string(policy: object) -> None:
+    layout = v1.read_layout(TINY)
+    bodies = [(s.kind, s.flags, TINY[s.offset : s.offset + s.length]) for s in layout.sections]
+    doc = json.loads(bodies[1][2])
+    doc["tensors"][0]["policy"] = policy
+    bodies[1] = (bodies[1][0], bodies[1][1], dumps(doc))
+    with pytest.raises(errors.BadRecord, match="'policy'"):
+        read_bytes(v1.write_sections(bodies, layout.required_flags))
+
+
+def test_lone_surrogate_in_a_name_is_a_bad_record() -> None:
+    """JSON may escape a lone surrogate ("\\ud800"); it is no tensor name."""
+    layout = v1.read_layout(TINY)
+    bodies = [(s.kind, s.flags, TINY[s.offset : s.offset + s.length]) for s in layout.sections]
+    doc = json.loads(bodies[1][2])
+    doc["tensors"][0]["name"] = "\ud800"
+    bodies[1] = (bodies[1][0], bodies[1][1], dumps(doc))
+    with pytest.raises(errors.BadRecord, match="'name'"):
+        read_bytes(v1.write_sections(bodies, layout.required_flags))
+
+
+FORMAT_MD = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text()
+
+
+def test_rice_code_example_of_the_spec() -> None:
+    """docs/format.md §1.1: 5, 0, 9 with k = 2 is `100110` `010001`, bytes `99 10`."""
+    assert "`100110` `010001`" in FORMAT_MD and "bytes `99 10`" in FORMAT_MD
+    code = bitio.rice_encode([5, 0, 9], 2)
+    assert "".join(map(str, code.tolist())) == "100110" + "010001"
+    assert bitio.pack_bits(code) == bytes([0x99, 0x10])
+    assert bitio.rice_length(np.array([5, 0, 9], dtype=np.uint64), 2) == 12
+    values, used = bitio.rice_decode(code, 3, 2)
+    assert values.tolist() == [5, 0, 9] and used == 12
+
+
+def test_every_option_compress_records_is_documented() -> None:
+    """The `options` table of docs/format.md §3.1 lists exactly what `compress` writes."""
+    from xorc.config import CompressOptions
+
+    section = FORMAT_MD.split("#### `options`", 1)[1].split("\n### ", 1)[0]
+    documented = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    assert documented == {*CompressOptions().to_json(), "config_sha256"}

@@ -1,11 +1,15 @@
-"""Decoding a container: levels per tensor, float weights, and the rebuilt ONNX model."""
+"""Decoding a container (docs/format.md §5 step 7): levels per tensor, float weights, and the
+rebuilt ONNX model.
+
+Decoding levels needs only the blob: importing this module loads neither onnx nor onnxruntime
+(tests/test_layering.py). `to_weights` and `rebuild_model` import `xorc.onnx_io` when called.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc import onnx_io
 from xorc.codecs.decoders import decoder_for
 from xorc.errors import BadRecord, CorruptStream
 from xorc.format import Container, TensorRecord
@@ -28,6 +32,8 @@ def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int1
 
 def to_weights(container: Container, record: TensorRecord, levels: NDArray[np.int16]) -> NDArray:
     """Float (or int8) weights of decoded levels, in the record's dtype."""
+    from xorc import onnx_io
+
     dtype = onnx_io.dtype_of(record.dtype)
     if record.dtype == "int8":
         return levels.astype(np.int8)
@@ -37,6 +43,8 @@ def to_weights(container: Container, record: TensorRecord, levels: NDArray[np.in
 
 def rebuild_model(container: Container, levels: list[NDArray[np.int16]]) -> bytes:
     """The runnable ONNX model (serialized) with decoded, dequantized weights."""
+    from xorc import onnx_io
+
     refs = onnx_io.referenced_indices(container.graph)
     if sorted(refs) != list(range(len(container.tensors))):
         raise BadRecord(

@@ -97,20 +97,22 @@ def _ratio(a: float, b: float) -> float:
 
 
 def summarize(data: bytes) -> Summary:
-    """Read header, table and records; check each section's CRC without failing on payloads."""
-    layout = v1.read_layout(data)
-    meta, tensors = v1.read_records(data, layout)
+    """The blob's header, sections (with CRC status), footer status and records: docs/format.md
+    §5 steps 1 to 6 as `inspect` walks them (a damaged GRAPH, PAYLOAD or FMAP is reported, not
+    raised: `xorc.format.v1.walk`)."""
+    reading = v1.walk(data, inspect=True)
+    layout = reading.layout
     sections = [
-        SectionStatus(s.name, s.offset, s.length, v1.section_crc_ok(data, s))
-        for s in layout.sections
+        SectionStatus(s.name, s.offset, s.length, ok)
+        for s, ok in zip(layout.sections, reading.crc_ok, strict=True)
     ]
     return Summary(
         f"{layout.version[0]}.{layout.version[1]}",
         layout.file_size,
-        meta,
-        tensors,
+        reading.meta,
+        reading.tensors,
         sections,
-        v1.footer_ok(data, layout),
+        reading.footer_ok,
     )
 
 

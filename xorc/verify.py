@@ -1,9 +1,10 @@
 """`verify`: every decoder against the encoder's intended values, then accuracy in onnxruntime.
 
 Bit-exactness needs only the blob: each record carries the SHA-256 of the levels the encoder
-intended (docs/format.md §3.2 `digest`). The accuracy gate runs the original model and the
-rebuilt one on the same data: with labels it compares top-1 accuracy, without labels it reports
-top-1 agreement with the original (`metric` = "agreement", `original` = 100).
+intended (docs/format.md §3.2 `digest`), and checking it loads neither onnx nor onnxruntime
+(tests/test_layering.py); only the accuracy gate does. The accuracy gate runs the original
+model and the rebuilt one on the same data: with labels it compares top-1 accuracy, without
+labels it reports top-1 agreement with the original (`metric` = "agreement", `original` = 100).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from xorc import onnx_io
 from xorc.decode import decode_levels, rebuild_model
 from xorc.errors import UsageError
 from xorc.format import Container, levels_digest
@@ -166,12 +166,22 @@ def verify_container(
         return report
     if model_path is None:
         raise UsageError("--accuracy needs --model ORIGINAL.onnx to compare against")
+    report.accuracy = accuracy_gate(container, levels, model_path, data_path)
+    report.max_drop = max_drop
+    return report
+
+
+def accuracy_gate(
+    container: Container, levels: list[np.ndarray], model_path: str | Path, data_path: str | Path
+) -> Accuracy:
+    """The original model (checked against the blob's `source_sha256`) and the model rebuilt
+    from `levels`, run on the data."""
+    from xorc import onnx_io
+
     source = onnx_io.load_model(model_path)
     if source.sha256 != container.meta.get("source_sha256"):
         raise UsageError(
             f"{model_path}: not the model this blob was made from (SHA-256 differs from the blob's)"
         )
     rebuilt = rebuild_model(container, levels)
-    report.accuracy = measure_accuracy(onnx_io.serialize(source), rebuilt, data_path)
-    report.max_drop = max_drop
-    return report
+    return measure_accuracy(onnx_io.serialize(source), rebuilt, data_path)

@@ -1,8 +1,10 @@
-"""Byte layout of container version 1 (docs/format.md §2, §3, §5).
+"""Container version 1: its byte layout (docs/format.md §2, §3), the writer, and the reading
+order (§5).
 
-`write` lays out a `Container`; `read_layout` validates the header, the section table and the
-layout (steps 1 to 4 of §5) without looking inside sections; `read` goes on to check every CRC,
-the footer and the records (steps 5 and 6).
+`walk` is the one place that reads a blob: it calls one function per step of §5, in the
+document's order (steps 1 to 4 in `read_layout`, then the CRCs, the footer, and the records of
+`xorc.format.records`). `read` (verify, decompress) and `xorc.report.summarize` (inspect) are
+both `walk`. Decoding the streams (step 7) is `xorc.decode`'s, on the returned container.
 """
 
 from __future__ import annotations
@@ -13,11 +15,8 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-import numpy as np
-
 from xorc.errors import (
     BadMagic,
-    BadRecord,
     BadSectionTable,
     FileDigestMismatch,
     HeaderChecksumMismatch,
@@ -26,7 +25,9 @@ from xorc.errors import (
     Truncated,
     UnsupportedVersion,
 )
-from xorc.format.container import Container, dumps, loads, parse_meta, parse_tensors
+from xorc.format import records
+from xorc.format.container import Container, TensorRecord, dumps
+from xorc.tensor import JSON
 
 MAGIC = b"\x89XORC\r\n\x1a"
 VERSION = (1, 1)
@@ -139,14 +140,76 @@ def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0
     return body + hashlib.sha256(body).digest()
 
 
+# --- reading: docs/format.md §5, one function per step, called in order by `walk` ------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What `walk` found: the layout, each section's CRC status (table order), the footer's, and
+    the records; `container` is the whole blob, None after an inspection."""
+
+    layout: Layout
+    crc_ok: tuple[bool, ...]
+    footer_ok: bool
+    meta: dict[str, JSON]
+    tensors: tuple[TensorRecord, ...]
+    container: Container | None = None
+
+
+def walk(data: bytes | memoryview, inspect: bool = False) -> Reading:
+    """Read a blob in the order of docs/format.md §5; the first failure raises its error.
+
+    With `inspect` (`xorc inspect`), a section other than META and TENSORS whose CRC does not
+    match, and a footer that does not match, are recorded in the result instead of raised, and
+    the sections that hold no records (GRAPH, PAYLOAD, FMAP) are not read: a blob whose payload
+    is damaged can still be listed.
+    """
+    layout = read_layout(data)  # steps 1 to 4
+    crc_ok = _check_section_crcs(data, layout, inspect)  # step 5
+    footer_ok = _check_footer(data, layout, inspect)  # step 5
+    meta, tensors = _read_records(data, layout)  # step 6: META, TENSORS
+    if inspect:
+        return Reading(layout, crc_ok, footer_ok, meta, tensors)
+    container = _read_contents(data, layout, meta, tensors)  # step 6: PAYLOAD, FMAP, GRAPH
+    return Reading(layout, crc_ok, footer_ok, meta, tensors, container)
+
+
+def read(data: bytes | memoryview) -> Container:
+    """Fully validate a blob (docs/format.md §5 steps 1 to 6) and return its container."""
+    container = walk(data).container
+    assert container is not None  # walk without `inspect` always reads the contents
+    return container
+
+
 def read_layout(data: bytes | memoryview) -> Layout:
-    """Validate header, section table and layout (docs/format.md §5 steps 1-4)."""
-    size = len(data)
-    if size < HEADER.size + FOOTER_SIZE:
-        if bytes(data[:8]) != MAGIC[: min(8, size)] or size < 8:
-            _check_magic(data)
-        raise Truncated(f"file is {size} bytes, shorter than the {HEADER.size}-byte header")
-    _check_magic(data)
+    """Header, section table and layout (docs/format.md §5 steps 1 to 4), in order; nothing
+    inside a section is looked at."""
+    _check_magic_and_size(data)  # step 1
+    header = _read_header(data)  # step 2
+    _check_file_size(data, header.file_size)  # step 3
+    sections = _read_table(data, header)  # step 4
+    return Layout(header.version, header.file_size, sections, header.required_flags)
+
+
+@dataclass(frozen=True)
+class _Header:
+    version: tuple[int, int]
+    required_flags: int
+    file_size: int
+    section_count: int
+    table_crc32: int
+
+
+def _check_magic_and_size(data: bytes | memoryview) -> None:
+    """Step 1: the magic, then room for a header and a footer."""
+    if bytes(data[:8]) != MAGIC:
+        raise BadMagic("not an xorc blob (magic bytes do not match)")
+    if len(data) < HEADER.size + FOOTER_SIZE:
+        raise Truncated(f"file is {len(data)} bytes, shorter than the {HEADER.size}-byte header")
+
+
+def _read_header(data: bytes | memoryview) -> _Header:
+    """Step 2: version, header CRC, then the fields version 1 fixes."""
     (_, major, minor, header_size, req_flags, _opt, file_size, count, table_crc, reserved,
      header_crc) = HEADER.unpack_from(data, 0)  # fmt: skip
     if major != VERSION[0]:
@@ -160,53 +223,34 @@ def read_layout(data: bytes | memoryview) -> Layout:
             f"header: header_size {header_size}, required_flags {req_flags:#x} or reserved bytes "
             "not as version 1 requires"
         )
-    if file_size > size:
-        raise Truncated(f"file is {size} bytes, header says {file_size}")
-    if file_size < size:
-        raise TrailingBytes(f"file is {size} bytes, header says {file_size}: trailing bytes")
+    return _Header((major, minor), req_flags, file_size, count, table_crc)
+
+
+def _check_file_size(data: bytes | memoryview, file_size: int) -> None:
+    """Step 3: the header's `file_size` against the real length."""
+    if file_size > len(data):
+        raise Truncated(f"file is {len(data)} bytes, header says {file_size}")
+    if file_size < len(data):
+        raise TrailingBytes(f"file is {len(data)} bytes, header says {file_size}: trailing bytes")
+
+
+def _read_table(data: bytes | memoryview, header: _Header) -> tuple[Section, ...]:
+    """Step 4: section count, the table's extent and CRC, every entry, then the footer's place."""
+    count, file_size = header.section_count, header.file_size
     if not 1 <= count <= MAX_SECTIONS:
         raise BadSectionTable(f"header: section_count {count} not in [1, {MAX_SECTIONS}]")
     table_end = HEADER.size + ENTRY.size * count
-    if table_end + FOOTER_SIZE > size:
+    if table_end + FOOTER_SIZE > file_size:
         raise Truncated(f"section table of {count} entries runs past the end of the file")
-    if zlib.crc32(data[HEADER.size : table_end]) != table_crc:
+    if zlib.crc32(data[HEADER.size : table_end]) != header.table_crc32:
         raise HeaderChecksumMismatch("section table CRC32 does not match")
-    sections = _read_table(data, count, table_end, file_size)
-    return Layout((major, minor), file_size, sections, req_flags)
-
-
-def _check_magic(data: bytes | memoryview) -> None:
-    if bytes(data[:8]) != MAGIC:
-        raise BadMagic("not an xorc blob (magic bytes do not match)")
-
-
-def _read_table(
-    data: bytes | memoryview, count: int, table_end: int, file_size: int
-) -> tuple[Section, ...]:
     sections: list[Section] = []
     pos = table_end
-    seen: set[int] = set()
     for i in range(count):
-        kind, flags, offset, length, crc, reserved = ENTRY.unpack_from(data, HEADER.size + i * 32)
-        where = f"section #{i} (kind {kind})"
-        known = kind in Kind._value2member_map_
-        if flags & ~FLAG_REQUIRED or reserved:
-            raise BadSectionTable(f"{where}: reserved flags or bytes set")
-        if not known and flags & FLAG_REQUIRED:
-            raise BadSectionTable(f"{where}: unknown required section kind")
-        if kind in seen:
-            raise BadSectionTable(f"{where}: kind appears twice")
-        seen.add(kind)
-        if offset != _align(pos):
-            raise BadSectionTable(f"{where}: offset {offset}, layout requires {_align(pos)}")
-        if known and length > LENGTH_CAP[Kind(kind)]:
-            raise BadSectionTable(f"{where}: length {length} over the cap {LENGTH_CAP[Kind(kind)]}")
-        if offset + length + FOOTER_SIZE > file_size:
-            raise Truncated(f"{where}: ends at {offset + length}, past the end of the file")
-        if any(data[pos:offset]):
-            raise BadSectionTable(f"{where}: padding before the section is not zero")
-        sections.append(Section(kind, flags, offset, length, crc))
-        pos = offset + length
+        section = _read_entry(data, i, pos, file_size, {s.kind for s in sections})
+        sections.append(section)
+        pos = section.offset + section.length
+    seen = {s.kind for s in sections}
     for kind in REQUIRED_KINDS:
         if kind not in seen:
             raise BadSectionTable(f"required section {kind.name} is missing")
@@ -219,61 +263,86 @@ def _read_table(
     return tuple(sections)
 
 
-def section_crc_ok(data: bytes | memoryview, section: Section) -> bool:
-    """Whether a section's bytes match its CRC32."""
-    return zlib.crc32(data[section.offset : section.offset + section.length]) == section.crc32
+def _read_entry(
+    data: bytes | memoryview, i: int, pos: int, file_size: int, seen: set[int]
+) -> Section:
+    """Entry `i` of the table, the previous section (or the table) ending at `pos`."""
+    kind, flags, offset, length, crc, reserved = ENTRY.unpack_from(data, HEADER.size + i * 32)
+    where = f"section #{i} (kind {kind})"
+    known = kind in Kind._value2member_map_
+    if flags & ~FLAG_REQUIRED or reserved:
+        raise BadSectionTable(f"{where}: reserved flags or bytes set")
+    if not known and flags & FLAG_REQUIRED:
+        raise BadSectionTable(f"{where}: unknown required section kind")
+    if kind in seen:
+        raise BadSectionTable(f"{where}: kind appears twice")
+    if offset != _align(pos):
+        raise BadSectionTable(f"{where}: offset {offset}, layout requires {_align(pos)}")
+    if known and length > LENGTH_CAP[Kind(kind)]:
+        raise BadSectionTable(f"{where}: length {length} over the cap {LENGTH_CAP[Kind(kind)]}")
+    if offset + length + FOOTER_SIZE > file_size:
+        raise Truncated(f"{where}: ends at {offset + length}, past the end of the file")
+    if any(data[pos:offset]):
+        raise BadSectionTable(f"{where}: padding before the section is not zero")
+    return Section(kind, flags, offset, length, crc)
 
 
-def footer_ok(data: bytes | memoryview, layout: Layout) -> bool:
-    """Whether the whole-file SHA-256 in the footer matches."""
+RECORD_KINDS = (Kind.META, Kind.TENSORS)  # inspect needs these intact
+
+
+def _check_section_crcs(
+    data: bytes | memoryview, layout: Layout, inspect: bool
+) -> tuple[bool, ...]:
+    """Step 5: every section's CRC32, in table order."""
+    crc_ok: list[bool] = []
+    for s in layout.sections:
+        ok = zlib.crc32(data[s.offset : s.offset + s.length]) == s.crc32
+        if not ok and (not inspect or s.kind in RECORD_KINDS):
+            raise SectionChecksumMismatch(f"section {s.name}: CRC32 does not match")
+        crc_ok.append(ok)
+    return tuple(crc_ok)
+
+
+def _check_footer(data: bytes | memoryview, layout: Layout, inspect: bool) -> bool:
+    """Step 5: the SHA-256 of everything before the footer."""
     end = layout.file_size - FOOTER_SIZE
-    return hashlib.sha256(data[:end]).digest() == bytes(data[end:])
-
-
-def section_bytes(data: bytes | memoryview, section: Section, check: bool = True) -> bytes:
-    """A section's bytes, CRC-checked unless `check` is false."""
-    if check and not section_crc_ok(data, section):
-        raise SectionChecksumMismatch(f"section {section.name}: CRC32 does not match")
-    return bytes(data[section.offset : section.offset + section.length])
-
-
-def read_records(data: bytes | memoryview, layout: Layout) -> tuple[dict, tuple]:
-    """META and the tensor records, CRC-checked and validated, without reading payload bytes."""
-    meta = parse_meta(loads(section_bytes(data, _need(layout, Kind.META)), "META"))
-    payload = _need(layout, Kind.PAYLOAD)
-    doc = loads(section_bytes(data, _need(layout, Kind.TENSORS)), "TENSORS")
-    return meta, parse_tensors(doc, payload.length, bool(layout.required_flags & BF16_SCALES))
-
-
-def read(data: bytes | memoryview) -> Container:
-    """Fully validate a blob and return its container (docs/format.md §5 steps 1-6)."""
-    layout = read_layout(data)
-    for section in layout.sections:
-        if not section_crc_ok(data, section):
-            raise SectionChecksumMismatch(f"section {section.name}: CRC32 does not match")
-    if not footer_ok(data, layout):
+    ok = hashlib.sha256(data[:end]).digest() == bytes(data[end:])
+    if not ok and not inspect:
         raise FileDigestMismatch("footer SHA-256 does not match the file")
-    meta, tensors = read_records(data, layout)
-    payload = section_bytes(data, _need(layout, Kind.PAYLOAD), check=False)
-    _check_stream_padding(payload, tensors)
-    fmap_section = layout.section(Kind.FMAP)
-    fmap = loads(section_bytes(data, fmap_section, False), "FMAP") if fmap_section else None
-    graph = section_bytes(data, _need(layout, Kind.GRAPH), check=False)
-    return Container(meta, tensors, graph, payload, fmap)
+    return ok
 
 
-def _need(layout: Layout, kind: Kind) -> Section:
+def _section(layout: Layout, kind: Kind) -> Section:
     section = layout.section(kind)
     if section is None:  # read_layout guarantees required kinds; keep the type checker honest
         raise BadSectionTable(f"required section {kind.name} is missing")
     return section
 
 
-def _check_stream_padding(payload: bytes, tensors: tuple) -> None:
-    buf = np.frombuffer(payload, dtype=np.uint8)
-    covered = np.zeros(buf.size, dtype=bool)
-    for t in tensors:
-        for s in t.streams:
-            covered[s.offset : s.offset + s.length] = True
-    if buf[~covered].any():
-        raise BadRecord("section PAYLOAD: padding between streams is not zero")
+def _body(data: bytes | memoryview, section: Section) -> bytes:
+    return bytes(data[section.offset : section.offset + section.length])
+
+
+def _read_records(
+    data: bytes | memoryview, layout: Layout
+) -> tuple[dict[str, JSON], tuple[TensorRecord, ...]]:
+    """Step 6, first part: META, then the tensor records and their stream layout."""
+    meta = records.parse_meta(records.loads(_body(data, _section(layout, Kind.META)), "META"))
+    doc = records.loads(_body(data, _section(layout, Kind.TENSORS)), "TENSORS")
+    payload_length = _section(layout, Kind.PAYLOAD).length
+    bf16 = bool(layout.required_flags & BF16_SCALES)
+    return meta, records.parse_tensors(doc, payload_length, bf16)
+
+
+def _read_contents(
+    data: bytes | memoryview,
+    layout: Layout,
+    meta: dict[str, JSON],
+    tensors: tuple[TensorRecord, ...],
+) -> Container:
+    """Step 6, second part: PAYLOAD padding between streams, FMAP's JSON, the GRAPH bytes."""
+    payload = _body(data, _section(layout, Kind.PAYLOAD))
+    records.check_stream_padding(payload, tensors)
+    fmap_section = layout.section(Kind.FMAP)
+    fmap = None if fmap_section is None else records.loads(_body(data, fmap_section), "FMAP")
+    return Container(meta, tensors, _body(data, _section(layout, Kind.GRAPH)), payload, fmap)
