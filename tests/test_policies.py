@@ -104,7 +104,6 @@ def test_compress_leaves_the_source_model_unchanged(tmp_path: Path) -> None:
     assert corrected == {j.name for j in jobs if j.bias_corrected}
 
 
-@pytest.mark.xfail(strict=True, reason="the container reader still checks policy names")
 def test_a_new_policy_is_one_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A policy registered in POLICIES alone compresses, is recorded in the blob, and the blob
     reads and verifies (readers never interpret the policy's name)."""
