@@ -126,7 +126,7 @@ def _block_words(base: int, planes: list[int], w: int, n: int) -> list[int]:
     words = [base]
     for i in range(m):
         d = sum(((p >> (m - 1 - i)) & 1) << b for b, p in enumerate(planes))
-        d -= (d >> w) << (w + 1)  # bit W is the sign
+        d -= (d >> w) << (w + 1)  # bit W is the sign (no effect modulo 2**W, §6)
         words.append((words[-1] + d) % (1 << w))
     return [(x + half) % (1 << w) - half for x in words]
 
