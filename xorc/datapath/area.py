@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xorc.codecs import CodecId
+from xorc.codecs.dictionary import schema as dictionary_schema
+from xorc.codecs.xor import schema as xor_schema
 from xorc.codecs.xor.network import network
 from xorc.datapath.config import DatapathConfig
-from xorc.datapath.units import codebook, xor
 from xorc.errors import BadRecord
 from xorc.format import Container
 from xorc.tensor import JSON
@@ -101,7 +102,7 @@ def _xor_units(container: Container, config: DatapathConfig) -> dict[str, dict[s
     for r in container.tensors:
         if r.codec == CodecId.XOR:
             try:
-                recs.append((r, xor.parse(r.shape, r.bits, r.params)))
+                recs.append((r, xor_schema.parse(r.shape, r.bits, r.params)))
             except BadRecord as exc:
                 raise BadRecord(f"tensor {r.name!r}: {exc}") from None
     if not recs:
@@ -161,7 +162,7 @@ def _dictionary_units(container: Container, config: DatapathConfig) -> dict[str,
     for r in container.tensors:
         if r.codec == CodecId.DICTIONARY:
             try:
-                recs.append((r, codebook.parse(r.shape, r.bits, r.params)))
+                recs.append((r, dictionary_schema.parse(r.shape, r.bits, r.params)))
             except BadRecord as exc:
                 raise BadRecord(f"tensor {r.name!r}: {exc}") from None
     if not recs:

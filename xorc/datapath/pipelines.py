@@ -13,14 +13,18 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc.codecs.common import param_bool, stream
+from xorc.codecs.common import stream
+from xorc.codecs.dictionary import schema as dictionary_schema
+from xorc.codecs.ebpc import schema as ebpc_schema
+from xorc.codecs.raw import schema as raw_schema
+from xorc.codecs.xor import schema as xor_schema
 from xorc.codecs.xor.network import network, network_crc32
 from xorc.datapath import fields
 from xorc.datapath.config import DatapathConfig
 from xorc.datapath.dram import DramReader
 from xorc.datapath.units import codebook, ebpc, huffman, mask, patch, rice, xor
 from xorc.datapath.units.patch import PatchTiming
-from xorc.errors import BadRecord, CorruptStream
+from xorc.errors import CorruptStream
 from xorc.tensor import JSON
 
 Streams = Mapping[str, bytes]
@@ -54,15 +58,16 @@ def run_raw(
 ) -> tuple[NDArray[np.int16], Timing]:
     """Raw path: field unpacker (DIM Q-bit fields per cycle) and, when masked, zero insertion
     (docs/format.md §4.1)."""
+    rec = raw_schema.parse((n,), bits, params)
     keep = None
     n_kept = n
-    if param_bool(params, "masked"):
+    if rec.masked:
         bus = dram.fetch("mask", stream(streams, "mask"))
-        fields.sized_stream(bus, (n + 7) // 8, "mask")
+        fields.sized_stream(bus, rec.mask_bytes, "mask")
         keep = mask.bitmap(bus, n)
         n_kept = int(np.count_nonzero(keep))
     bus = dram.fetch("values", stream(streams, "values"))
-    fields.sized_stream(bus, (n_kept * bits + 7) // 8, "values")
+    fields.sized_stream(bus, rec.values_bytes(n_kept), "values")
     codes = fields.narrow_fields(bus, n_kept, bits)
     kept = xor.sign_magnitude_table(bits)[codes]
     bounds = {"unpack": -(-n_kept // config.dim), "write": _rows(n, config)}
@@ -90,10 +95,9 @@ def run_xor(
     config: DatapathConfig,
 ) -> tuple[NDArray[np.int16], Timing]:
     """Mask unit, XOR array, patch unit, reassembly (docs/codecs/xor.md)."""
-    rec = xor.parse(shape, bits, params)
+    rec = xor_schema.parse(shape, bits, params)
     crc, array = _array(rec.m_seed, rec.n_out)
-    if crc != rec.m_crc32:
-        raise BadRecord("codec parameter 'm_crc32' does not match the XOR network of 'm_seed'")
+    rec.check_network(crc)
     keep, mask_cycles = mask.xor_mask(
         dram.fetch("mask", stream(streams, "mask")),
         n, rec.n_kept, rec.mask_coding, rec.mask_k, rec.mask_bits,
@@ -106,9 +110,7 @@ def run_xor(
         rec.patch_bits,
         n,
     )
-    extra = set(streams) - {"mask", "seeds", "patches"}
-    if extra:
-        raise CorruptStream(f"unexpected stream(s) {sorted(extra)!r}")
+    xor_schema.check_streams(streams)
     n_slices = -(-n // rec.n_out)
     busy = xor.busy_slices(keep, rec.n_out)
     n_busy = int(np.count_nonzero(busy))
@@ -170,10 +172,8 @@ def run_dictionary(
 ) -> tuple[NDArray[np.int16], Timing]:
     """Codebook load, mask unit, index unpacker or Huffman decoder, lookup
     (docs/codecs/dictionary.md)."""
-    rec = codebook.parse(tuple(shape), bits, params)
-    unexpected = sorted(set(streams) - set(rec.stream_names()))
-    if unexpected:
-        raise CorruptStream(f"unexpected stream {unexpected[0]!r} for this dictionary layout")
+    rec = dictionary_schema.parse(tuple(shape), bits, params)
+    rec.check_streams(streams)
     table = codebook.read_table(dram.fetch("codebook", stream(streams, "codebook")), rec)
     keep = None
     mask_cycles = 0
@@ -230,12 +230,12 @@ def run_ebpc(
     config: DatapathConfig,
 ) -> tuple[NDArray[np.int16], Timing]:
     """EBPC decompressor, one RTL transmission after the other (shared/notes/ebpc.md §4)."""
-    rec = ebpc.parse(n, params)
+    rec = ebpc_schema.parse((n,), bits, params)
     w, b = rec.word_width, rec.block_size
     znz = dram.fetch("znz", stream(streams, "znz"))
-    fields.sized_stream(znz, sum(rec.padded(x) for x in rec.znz_bitlen), "znz")
+    fields.sized_stream(znz, rec.znz_bytes, "znz")
     bpc = dram.fetch("bpc", stream(streams, "bpc"))
-    fields.sized_stream(bpc, sum(rec.padded(x) for x in rec.bpc_bitlen), "bpc")
+    fields.sized_stream(bpc, rec.bpc_bytes, "bpc")
     parts = []
     bounds = {"ebpc_bpc": 0, "ebpc_out": 0}
     blocks = nonzero = 0
@@ -252,9 +252,7 @@ def run_ebpc(
         blocks, nonzero = blocks + t.blocks, nonzero + t.nonzero
         zo, bo = zo + rec.padded(zbits), bo + rec.padded(bbits)
     levels = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    limit = (1 << (bits - 1)) - 1
-    if levels.size and int(np.abs(levels).max()) > limit:
-        raise CorruptStream(f"ebpc streams decode levels outside +-{limit} for {bits}-bit weights")
+    ebpc_schema.check_levels(levels, bits)
     bounds["write"] = _rows(n, config)
     info: dict[str, JSON] = {
         "transmissions": len(rec.n_words),
