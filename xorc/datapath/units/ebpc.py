@@ -22,6 +22,7 @@ from functools import cache
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc import bits as bitio
 from xorc.codecs.ebpc.streams import MAX_ZERO_RUN
 from xorc.datapath import fields, parser
 from xorc.datapath.bitops import transpose_bytes
@@ -104,7 +105,8 @@ def decode_znz(bus: BusStream, bitlen: int, n_words: int) -> tuple[NDArray[np.in
     exits, start_bits = _znz_bytes()
     data = bus.words.reshape(-1)[: (bitlen + 7) >> 3]
     entry = _chain(exits[data], 0)
-    starts = np.flatnonzero(np.unpackbits(start_bits[data, entry]))
+    marks = start_bits[data, entry]
+    starts = np.flatnonzero(bitio.unpack_bits(marks, 8 * marks.size))
     pos = starts[starts < bitlen]
     head = fields.peek(fields.windows(bus), pos, 5).astype(np.int64)
     nonzero = head >= 16

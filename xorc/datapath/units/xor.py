@@ -91,14 +91,14 @@ class XorArray:
 
 def plane_bytes(y: NDArray[np.uint64], n_out: int, n: int) -> NDArray[np.uint8]:
     """Concatenate the slices of one plane into ceil(n / 8) bytes; bit t of byte j is the plane
-    bit of weight 8j + t (LSB-first)."""
+    bit of weight 8j + t (LSB-first: the `xorc.bits` word layout, viewed as bytes)."""
     n_slices, words = y.shape
-    raw = np.ascontiguousarray(y, dtype="<u8").view(np.uint8).reshape(n_slices, 8 * words)
     if n_out % 8 == 0:
+        raw = np.ascontiguousarray(y, dtype="<u8").view(np.uint8).reshape(n_slices, 8 * words)
         flat = raw[:, : n_out // 8].reshape(-1)
     else:
-        bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :n_out]
-        flat = np.packbits(bits.reshape(-1), bitorder="little")
+        row = bitio.from_words(y, n_out).reshape(-1)
+        flat = bitio.to_words(row).astype("<u8").view(np.uint8)
     nb = -(-n // 8)
     if flat.size >= nb:
         return np.ascontiguousarray(flat[:nb])
