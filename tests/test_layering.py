@@ -37,6 +37,8 @@ def test_decoding_loads_no_encoder() -> None:
     code = (
         "import json, sys\n"
         "import xorc.codecs.decoders, xorc.decode, xorc.format, xorc.report\n"
+        "from xorc.codecs.registry import CODECS\n"
+        "decoders = [spec.decode.load() for spec in CODECS.values()]  # hooks load lazily\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('xorc'))))\n"
     )
     out = subprocess.run(

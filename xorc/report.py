@@ -185,24 +185,13 @@ def render_text(summary: Summary) -> str:
 
 
 def _notes(details: dict[str, Any]) -> str:
-    """A short line of codec details for the text table (the JSON has them all)."""
+    """A short line of codec details for the text table (the JSON has them all): each
+    registered codec's `notes` hook, in codec id order (xorc.codecs.registry)."""
+    from xorc.codecs.registry import CODECS
+
     if details.get("fallback"):
         return f"fallback {details['fallback']}"
-    parts = []
-    if "n_in" in details:  # xor
-        split = details.get("bits_per_weight", {})
-        parts.append(f"n_out={details['n_out']} n_in={'/'.join(map(str, details['n_in']))}")
-        parts.append(f"patches={sum(details.get('patches', []))}")
-        parts.append(f"left={sum(details.get('errors_left', []))}")
-        if split:
-            parts.append(
-                f"planes/patches/mask={split['planes']:.2f}/{split['patches']:.2f}/"
-                f"{split['mask']:.2f} b/w"
-            )
-    if "k" in details:  # dictionary
-        parts.append(f"K={details['k']} idx={details.get('index_bits')}b")
-        parts.append(f"codebook={details.get('codebook_bytes')}B")
-        parts.append("huffman" if details.get("entropy_coded") else "fixed-width")
+    parts = [part for spec in CODECS.values() if spec.notes for part in spec.notes(details)]
     if details.get("bias_corrected"):
         parts.append("bias-corrected")
     return " ".join(parts)

@@ -1,24 +1,14 @@
-"""Decoder registry: codec id -> decode function. Imports decoders only, never encoders."""
+"""Decoder lookup: codec id -> reference decoder, from the codec registry
+(`xorc.codecs.registry`). Imports decoders only, never encoders."""
 
 from __future__ import annotations
 
-from xorc.codecs import CodecId, Decoder
-from xorc.codecs.dictionary.decode import decode as dictionary_decode
-from xorc.codecs.ebpc.weights_decode import decode as ebpc_decode
-from xorc.codecs.raw.decode import decode as raw_decode
-from xorc.codecs.xor.decode import decode as xor_decode
-from xorc.errors import BadRecord
+from xorc.codecs import Decoder
+from xorc.codecs.registry import CODECS, codec_for
 
-DECODERS: dict[int, Decoder] = {
-    CodecId.RAW: raw_decode,
-    CodecId.XOR: xor_decode,
-    CodecId.DICTIONARY: dictionary_decode,
-    CodecId.EBPC: ebpc_decode,
-}
+DECODERS: dict[int, Decoder] = {codec: spec.decode for codec, spec in CODECS.items()}
 
 
 def decoder_for(codec: int, tensor: str) -> Decoder:
     """The decoder of a codec id, or BadRecord naming the tensor."""
-    if codec not in DECODERS:
-        raise BadRecord(f"tensor {tensor!r}: unknown codec id {codec}")
-    return DECODERS[codec]
+    return codec_for(codec, tensor).decode

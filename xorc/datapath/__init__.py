@@ -11,15 +11,9 @@ traffic and cycles. It never imports an encoder.
 
 from xorc.datapath.area import AreaEstimate, area_estimate, render_area
 from xorc.datapath.config import PRESETS, DatapathConfig, get_preset, load_config
-from xorc.datapath.sim import (
-    FmapLayer,
-    SimResult,
-    TensorCounters,
-    TensorReport,
-    render_text,
-    simulate,
-    simulate_tensor,
-)
+from xorc.datapath.fmap_traffic import FmapLayer
+from xorc.datapath.render import render_text
+from xorc.datapath.sim import SimResult, TensorCounters, TensorReport, simulate, simulate_tensor
 
 __all__ = [
     "PRESETS",

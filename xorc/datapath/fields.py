@@ -1,8 +1,9 @@
 """Reading MSB-first fields out of the bus words a unit receives (docs/format.md §1).
 
-The stream order is the one `xorc.bits` defines; these helpers only read at arbitrary bit
-positions of a delivered buffer (`BusStream.buffer`, zero guard bytes at the end), vectorised
-over many positions at once.
+The datapath's only reader of stream bits (docs/datapath.md §3.1): the bit order is the one
+`xorc.bits` defines and every read goes through its functions (`unpack_bits`, `bit_windows`,
+`byte_windows` / `peek_fields`); these helpers only apply them to a delivered buffer
+(`BusStream`, zero guard bytes after the last beat) and check stream lengths and pad bits.
 """
 
 from __future__ import annotations
@@ -41,11 +42,10 @@ def fields(win: Windows, start: int, count: int, width: int) -> NDArray[np.uint6
 
 
 def bits(bus: BusStream, nbits: int, offset: int = 0) -> NDArray[np.uint8]:
-    """Bits offset .. offset + nbits - 1 of a delivered stream, one uint8 (0/1) per bit."""
-    first, last = offset >> 3, (offset + nbits + 7) >> 3
-    raw = np.unpackbits(bus.words.reshape(-1)[first:last], bitorder="big")
-    start = offset - 8 * first
-    return raw[start : start + nbits]
+    """Bits offset .. offset + nbits - 1 of a delivered stream, one uint8 (0/1) per bit (fewer
+    when the beats end first)."""
+    words = bus.words.reshape(-1)
+    return bitio.unpack_bits(words, max(0, min(nbits, 8 * words.size - offset)), offset)
 
 
 def exact_stream(bus: BusStream, nbits: int, what: str) -> None:
@@ -81,7 +81,4 @@ def narrow_fields(bus: BusStream, count: int, width: int) -> NDArray[np.uint16]:
     if width == 8:
         return buf[:count].astype(np.uint16)
     pos = np.arange(count, dtype=np.int64) * width
-    byte = pos >> 3
-    pair = (buf[byte].astype(np.uint16) << np.uint16(8)) | buf[byte + 1]
-    shift = (16 - width - (pos & 7)).astype(np.uint16)
-    return (pair >> shift) & np.uint16((1 << width) - 1)
+    return bitio.bit_windows(buf, width, pos).astype(np.uint16)

@@ -2,9 +2,11 @@
 (docs/datapath.md §4-§5).
 
 `simulate_tensor` fetches the streams through the DRAM reader, runs the codec's pipeline of
-units and combines the units' cycle counts (kept apart from the values) into the tensor's
-counters. `simulate` does that for every record of a container, adds the scales, the per-layer
-comparison against the compute time, the totals and the feature-map traffic.
+units (its `CodecSpec.datapath` hook in `xorc.codecs.registry`, `pipelines/<name>.py`) and
+combines the units' cycle counts (kept apart from the values) into the tensor's counters.
+`simulate` does that for every record of a container, adds the scales, the per-layer comparison
+against the compute time, the totals and the feature-map traffic (`fmap_traffic.py`). The text
+report is `render.py`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc.codecs import CodecId
 from xorc.codecs.common import n_elements
-from xorc.datapath import pipelines
+from xorc.codecs.registry import CODECS
 from xorc.datapath.config import DatapathConfig
 from xorc.datapath.dram import DramReader
+from xorc.datapath.fmap_traffic import FmapLayer, fmap_layers, ratio
+from xorc.datapath.timing import Timing, write_rows
 from xorc.errors import BadRecord, CorruptStream
 from xorc.format import Container
 from xorc.format.container import levels_digest
@@ -78,7 +81,7 @@ class TensorCounters:
             "dram_requests": self.dram_requests,
             "uncompressed_bytes": self.uncompressed_bytes,
             "uncompressed_cycles": self.uncompressed_cycles,
-            "traffic_ratio": _ratio(self.uncompressed_bytes, self.dram_bytes),
+            "traffic_ratio": ratio(self.uncompressed_bytes, self.dram_bytes),
             "cycles": self.cycles,
             "write_cycles": self.write_cycles,
             "stall_cycles": self.stall_cycles,
@@ -93,16 +96,11 @@ class TensorCounters:
         }
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 4) if b else None
-
-
 def uncompressed_cycles(n: int, config: DatapathConfig) -> int:
     """Loading n int8 weights without compression: bus beats vs one row write per cycle."""
     beats = -(-n * config.input_bits // config.dma_bus_bits)
     bus = int(np.ceil(beats * config.bus_bytes / config.dram_bytes_per_cycle)) if beats else 0
-    rows = -(-n // (config.dim * config.sp_write_rows))
-    return config.dram_latency * (n > 0) + max(bus, rows)
+    return config.dram_latency * (n > 0) + max(bus, write_rows(n, config))
 
 
 def simulate_tensor(
@@ -129,33 +127,24 @@ def simulate_tensor(
     dram = DramReader(config)
     if scale_bytes:
         dram.account("scales", scale_bytes)
-    if codec == CodecId.RAW:
-        flat, timing = pipelines.run_raw(n, bits, params, streams, dram, config)
-        levels = flat.reshape(shape)
-    elif codec == CodecId.XOR:
-        flat, timing = pipelines.run_xor(shape, n, bits, params, streams, dram, config)
-        levels = flat.reshape(shape)
-    elif codec == CodecId.DICTIONARY:
-        levels, timing = pipelines.run_dictionary(shape, bits, params, streams, dram, config)
-    elif codec == CodecId.EBPC:
-        flat, timing = pipelines.run_ebpc(n, bits, params, streams, dram, config)
-        levels = flat.reshape(shape)
-    else:
+    spec = CODECS.get(codec)
+    if spec is None:
         raise BadRecord(f"unknown codec id {codec!r}")
+    if spec.datapath is None:
+        raise BadRecord(f"codec {spec.name!r} has no datapath model (host-only)")
+    levels, timing = spec.datapath(shape, bits, params, streams, dram, config)
     if levels.shape != shape:
         raise CorruptStream(f"decoded shape {levels.shape} is not the record's {shape}")
     return levels, _counters(n, dram, timing, config)
 
 
-def _counters(
-    n: int, dram: DramReader, timing: pipelines.Timing, config: DatapathConfig
-) -> TensorCounters:
+def _counters(n: int, dram: DramReader, timing: Timing, config: DatapathConfig) -> TensorCounters:
     bounds = {"bus": dram.bus_cycles(), **timing.bounds}
     bound = max(bounds, key=lambda k: (bounds[k], k == "write"))
     streaming = bounds[bound]
     latency = config.dram_latency if dram.beats else 0
     cycles = latency + timing.setup + streaming
-    write = bounds.get("write", -(-n // (config.dim * config.sp_write_rows)))
+    write = bounds.get("write", write_rows(n, config))
     p = timing.patch
     return TensorCounters(
         n_weights=n,
@@ -233,31 +222,6 @@ class TensorReport:
 
 
 @dataclass(frozen=True)
-class FmapLayer:
-    """Feature-map traffic of one activation tensor (docs/format.md §3.5)."""
-
-    name: str
-    bits: int
-    raw_bytes: float
-    compressed_bytes: float
-    raw_dram_bytes: int
-    compressed_dram_bytes: int
-    ebpc_cycles: int
-
-    def to_json(self) -> dict[str, JSON]:
-        return {
-            "name": self.name,
-            "bits": self.bits,
-            "raw_bytes": self.raw_bytes,
-            "compressed_bytes": self.compressed_bytes,
-            "ratio": _ratio(self.raw_bytes, self.compressed_bytes),
-            "raw_dram_bytes": self.raw_dram_bytes,
-            "compressed_dram_bytes": self.compressed_dram_bytes,
-            "ebpc_cycles": self.ebpc_cycles,
-        }
-
-
-@dataclass(frozen=True)
 class SimResult:
     """Everything `simulate` measured. `levels` is filled only when asked for."""
 
@@ -280,7 +244,7 @@ class SimResult:
             "stream_bytes": sum(c.stream_bytes for c in ts),
             "dram_bytes": sum(c.dram_bytes for c in ts),
             "uncompressed_bytes": sum(c.uncompressed_bytes for c in ts),
-            "traffic_ratio": _ratio(
+            "traffic_ratio": ratio(
                 sum(c.uncompressed_bytes for c in ts), sum(c.dram_bytes for c in ts)
             ),
             "weight_load_cycles": sum(c.cycles for c in ts),
@@ -315,54 +279,6 @@ class SimResult:
             "totals": self.totals(),
             "fmap": None if self.fmap is None else [f.to_json() for f in self.fmap],
         }
-
-
-def _fmap_layers(fmap: Mapping[str, JSON], config: DatapathConfig) -> tuple[FmapLayer, ...]:
-    """Traffic per activation tensor and inference: written once by its layer and read once by
-    the next, both through the EBPC codec (one word per cycle), against the same without
-    compression. Bit counts summed over the section's `n_inputs` calibration inputs (as
-    `xorc.fmap` writes them) are divided by it."""
-    layers = fmap.get("layers")
-    if not isinstance(layers, list):
-        raise BadRecord("section FMAP: 'layers' must be a list")
-    inputs = fmap.get("n_inputs", 1)
-    if type(inputs) is not int or inputs < 1:
-        raise BadRecord(f"section FMAP: 'n_inputs' must be a positive integer, got {inputs!r}")
-    out = []
-    for i, entry in enumerate(layers):
-        if not isinstance(entry, dict):
-            raise BadRecord(f"section FMAP: layer #{i} must be an object")
-        name = entry.get("name")
-        bits = entry.get("bits")
-        raw = entry.get("raw_bits")
-        comp = entry.get("compressed_bits")
-        if not isinstance(name, str) or type(bits) is not int or not 1 <= bits <= 32:
-            raise BadRecord(f"section FMAP: layer #{i} needs a string 'name' and an integer 'bits'")
-        for key, value in (("raw_bits", raw), ("compressed_bits", comp)):
-            if type(value) not in (int, float) or not value >= 0 or value != value:
-                raise BadRecord(
-                    f"section FMAP: layer {name!r}: {key!r} must be a non-negative number"
-                )
-        raw_bytes = float(raw) / 8 / inputs  # type: ignore[arg-type]
-        comp_bytes = float(comp) / 8 / inputs  # type: ignore[arg-type]
-        width = config.bus_bytes
-
-        def beats(b: float, width: int = width) -> int:
-            return int(np.ceil(b / width)) * width
-
-        words = int(np.ceil(float(raw) / inputs / bits))  # type: ignore[arg-type]
-        out.append(
-            FmapLayer(
-                name=name,
-                bits=bits,
-                raw_bytes=raw_bytes,
-                compressed_bytes=comp_bytes,
-                raw_dram_bytes=2 * beats(raw_bytes),
-                compressed_dram_bytes=2 * beats(comp_bytes),
-                ebpc_cycles=-(-words // config.ebpc_words_per_cycle),
-            )
-        )
-    return tuple(out)
 
 
 def simulate(
@@ -409,99 +325,5 @@ def simulate(
         )
         if keep_levels:
             levels_out[rec.name] = levels
-    fmap = None if container.fmap is None else _fmap_layers(container.fmap, config)
+    fmap = None if container.fmap is None else fmap_layers(container.fmap, config)
     return SimResult(config, tuple(reports), fmap, levels_out)
-
-
-_COLUMNS = (
-    ("tensor", 32),
-    ("codec", -10),
-    ("weights", 9),
-    ("DRAM B", 9),
-    ("int8 B", 9),
-    ("ratio", 6),
-    ("cycles", 9),
-    ("stalls", 8),
-    ("fifo", 4),
-    ("compute", 9),
-    ("bound", -12),
-    ("exact", -5),
-)
-"""Table columns: header and width (negative: left-aligned; the first column is too)."""
-
-
-def _row(cells: list[object]) -> str:
-    out = []
-    for k, ((_, width), cell) in enumerate(zip(_COLUMNS, cells, strict=True)):
-        text = str(cell)
-        out.append(text.ljust(abs(width)) if width < 0 or k == 0 else text.rjust(width))
-    return " ".join(out).rstrip()
-
-
-def _fmt(value: object, digits: int = 2) -> str:
-    if value is None:
-        return "?"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def _tensor_row(t: TensorReport) -> list[object]:
-    c = t.counters
-    ratio = c.uncompressed_bytes / c.dram_bytes if c.dram_bytes else None
-    verdict = {None: c.bound, True: f"load:{c.bound}", False: "compute"}
-    bound = verdict[t.load_bound]
-    name = t.name if len(t.name) <= 32 else "…" + t.name[-31:]
-    return [
-        name, t.codec_name, c.n_weights, c.dram_bytes, c.uncompressed_bytes, _fmt(ratio),
-        c.cycles, c.stall_cycles, c.patch_fifo_peak, _fmt(t.compute_cycles), bound,
-        "yes" if t.digest_match else "NO",
-    ]  # fmt: skip
-
-
-def _fmap_lines(result: SimResult, tot: dict[str, JSON]) -> list[str]:
-    head = f"{'raw B':>11} {'EBPC B':>11} {'ratio':>6} {'DRAM raw':>11} {'DRAM EBPC':>11}"
-    lines = [f"{'feature map':<32} {head}"]
-    for f in result.fmap or ():
-        r = f.raw_bytes / f.compressed_bytes if f.compressed_bytes else None
-        lines.append(
-            f"{f.name[-32:]:<32} {f.raw_bytes:>11.0f} {f.compressed_bytes:>11.0f} {_fmt(r):>6} "
-            f"{f.raw_dram_bytes:>11} {f.compressed_dram_bytes:>11}"
-        )
-    lines.append(
-        f"feature-map traffic (write + read): {tot['fmap_compressed_dram_bytes']} B with EBPC "
-        f"vs {tot['fmap_raw_dram_bytes']} B raw"
-    )
-    return lines
-
-
-def render_text(result: SimResult) -> str:
-    """The per-layer table and the totals, for people."""
-    cfg = result.config
-    lines = [
-        f"datapath {cfg.name}: {cfg.dim}x{cfg.dim} int8 array, {cfg.dma_bus_bits}-bit DMA bus, "
-        f"{cfg.xor_arrays} XOR array(s), patch unit P={cfg.patch_per_cycle} "
-        f"D={cfg.patch_fifo_depth}",
-        _row([h for h, _ in _COLUMNS]),
-    ]
-    lines += [_row(_tensor_row(t)) for t in result.tensors]
-    tot = result.totals()
-    lines.append(
-        _row([
-            "total", "", tot["n_weights"], tot["dram_bytes"], tot["uncompressed_bytes"],
-            _fmt(tot["traffic_ratio"]), tot["weight_load_cycles"], tot["stall_cycles"],
-            tot["patch_fifo_peak"], _fmt(tot["compute_cycles"]), "",
-            "yes" if tot["bit_exact"] else "NO",
-        ])
-    )  # fmt: skip
-    lines.append(
-        f"weight loading: {tot['weight_load_cycles']} cycles compressed, "
-        f"{tot['uncompressed_load_cycles']} as int8"
-    )
-    if tot["compute_cycles"] is not None:
-        lines.append(
-            f"layers with MACs: {tot['layers_with_macs']}, load-bound: "
-            f"{tot['load_bound_layers']}; sum of max(load, compute): {tot['layer_cycles']} "
-            f"cycles, {tot['uncompressed_layer_cycles']} as int8"
-        )
-    if result.fmap is not None:
-        lines += _fmap_lines(result, tot)
-    return "\n".join(lines)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from xorc.codecs.dictionary.encode import Prepared, encode_prepared
-from xorc.tensor import EncodeOptions, QuantTensor
+from xorc.codecs.dictionary.options import DictionaryOptions
+from xorc.tensor import QuantTensor
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,7 +31,9 @@ def case(
     zeros: str | None,
 ) -> dict:
     q = QuantTensor(name, values.astype(np.int16), bits, np.ones(1, dtype=np.float32), axis)
-    e = encode_prepared(Prepared(q, EncodeOptions(dict_size=k, dict_group=group)), k, zeros=zeros)
+    e = encode_prepared(
+        Prepared(q, DictionaryOptions(dict_size=k, dict_group=group)), k, zeros=zeros
+    )
     return {
         "name": name,
         "shape": list(values.shape),

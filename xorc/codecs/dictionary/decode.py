@@ -1,100 +1,24 @@
 """Decoder of codec `dictionary` (docs/codecs/dictionary.md, sections 1 to 6).
 
-Never imports the encoder (`encode.py`, `kmeans.py`, `huffman_build.py`).
+The record's params are checked by `schema.parse`, which the datapath model shares. Never
+imports the encoder (`encode.py`, `kmeans.py`, `huffman_build.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from xorc import bits as bitio
-from xorc.codecs.common import from_sign_magnitude, n_elements, param_bool, param_int, stream
+from xorc.codecs.common import from_sign_magnitude, stream
 from xorc.codecs.dictionary import huffman
-from xorc.errors import BadRecord, CorruptStream
+from xorc.codecs.dictionary.schema import LENGTH_BITS, DictionaryParams, parse
+from xorc.codecs.dictionary.schema import MAX_K as MAX_K
+from xorc.codecs.dictionary.schema import MAX_RICE_K as MAX_RICE_K
+from xorc.errors import CorruptStream
 from xorc.tensor import JSON
-
-PARAM_KEYS = frozenset({"k", "axis", "group", "zeros", "huffman"})
-RUN_KEYS = frozenset({"nonzero", "rice_k"})
-ZERO_LAYOUTS = ("none", "entry", "mask", "runs")
-MAX_K = 256
-LENGTH_BITS = 4
-MAX_RICE_K = 24
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Everything the params and the shape imply (section 1 and 2)."""
-
-    shape: tuple[int, ...]
-    bits: int
-    k: int
-    axis: int
-    group: int
-    zeros: str
-    huffman: bool
-    rows: int
-    cols: int
-    nonzero: int = 0
-    rice_k: int = 0
-
-    @property
-    def n(self) -> int:
-        return self.rows * self.cols
-
-    @property
-    def groups(self) -> int:
-        return -(-self.rows // self.group)
-
-    @property
-    def entries(self) -> int:
-        """Stored entries per codebook (E)."""
-        return self.k - 1 if self.zeros == "entry" else self.k
-
-    @property
-    def index_bits(self) -> int:
-        """Fixed index width b = ceil(log2 K)."""
-        return (self.k - 1).bit_length()
-
-    def stream_names(self) -> list[str]:
-        names = ["codebook"]
-        if self.zeros in ("mask", "runs"):
-            names.append(self.zeros)
-        if self.huffman:
-            names.append("code_lengths")
-        names.append("indices")
-        return names
-
-
-def read_layout(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> Layout:
-    """Validate the params against the shape (section 2), or raise BadRecord."""
-    if not all(type(d) is int and d >= 0 for d in shape):
-        raise BadRecord(f"shape {shape!r} must be non-negative integers")
-    if type(bits) is not int or not 2 <= bits <= 8:
-        raise BadRecord(f"bits must be an integer in [2, 8], got {bits!r}")
-    zeros = params.get("zeros")
-    if zeros not in ZERO_LAYOUTS:
-        raise BadRecord(f"codec parameter 'zeros' must be one of {ZERO_LAYOUTS}, got {zeros!r}")
-    extra = sorted(set(params) - PARAM_KEYS - (RUN_KEYS if zeros == "runs" else set()))
-    if extra:
-        raise BadRecord(f"unknown dictionary codec parameter {extra[0]!r}")
-    k = param_int(params, "k", 1, MAX_K)
-    axis = param_int(params, "axis", 0, max(len(shape) - 1, 0))
-    rows = shape[axis] if shape else 1
-    group = param_int(params, "group", 1, max(rows, 1))
-    coded_huffman = param_bool(params, "huffman")
-    if coded_huffman and k < 2:
-        raise BadRecord("codec parameter 'huffman' needs k >= 2")
-    n = n_elements(shape)
-    cols = n // rows if rows else 0
-    nonzero = param_int(params, "nonzero", 0, n) if zeros == "runs" else 0
-    rice_k = param_int(params, "rice_k", 0, MAX_RICE_K) if zeros == "runs" else 0
-    return Layout(
-        shape, bits, k, axis, group, str(zeros), coded_huffman, rows, cols, nonzero, rice_k
-    )
 
 
 def _sized(streams: Mapping[str, bytes], name: str, nbits: int) -> bytes:
@@ -118,7 +42,7 @@ def _fields(streams: Mapping[str, bytes], name: str, count: int, width: int) -> 
     return bitio.bit_windows(data, width, starts).astype(np.int64)
 
 
-def read_codebooks(lay: Layout, streams: Mapping[str, bytes]) -> NDArray[np.int16]:
+def read_codebooks(lay: DictionaryParams, streams: Mapping[str, bytes]) -> NDArray[np.int16]:
     """The G x K lookup table: stored entries, with the implicit zero first for `entry`."""
     codes = _fields(streams, "codebook", lay.groups * lay.entries, lay.bits)
     if (codes & ((1 << (lay.bits - 1)) - 1) == 0).any():
@@ -129,7 +53,9 @@ def read_codebooks(lay: Layout, streams: Mapping[str, bytes]) -> NDArray[np.int1
     return entries
 
 
-def read_indices(lay: Layout, streams: Mapping[str, bytes], count: int) -> NDArray[np.int64]:
+def read_indices(
+    lay: DictionaryParams, streams: Mapping[str, bytes], count: int
+) -> NDArray[np.int64]:
     """The `count` indices, fixed width or Huffman coded; each checked to be < K."""
     if not lay.huffman:
         idx = _fields(streams, "indices", count, lay.index_bits)
@@ -148,7 +74,7 @@ def read_indices(lay: Layout, streams: Mapping[str, bytes], count: int) -> NDArr
     return idx
 
 
-def read_runs(lay: Layout, streams: Mapping[str, bytes]) -> NDArray[np.bool_]:
+def read_runs(lay: DictionaryParams, streams: Mapping[str, bytes]) -> NDArray[np.bool_]:
     """The nonzero mask from the Rice-coded zero runs (section 4)."""
     data = stream(streams, "runs")
     bits = bitio.unpack_bits(data, 8 * len(data))
@@ -172,11 +98,8 @@ def decode(
     shape: tuple[int, ...], bits: int, params: Mapping[str, JSON], streams: Mapping[str, bytes]
 ) -> NDArray[np.int16]:
     """Rebuild the signed levels of a `dictionary` tensor (section 6)."""
-    lay = read_layout(tuple(shape), bits, params)
-    expected = lay.stream_names()
-    unexpected = sorted(set(streams) - set(expected))
-    if unexpected:
-        raise CorruptStream(f"unexpected stream {unexpected[0]!r} for this dictionary layout")
+    lay = parse(tuple(shape), bits, params)
+    lay.check_streams(streams)
     lut = read_codebooks(lay, streams)
     keep = None
     if lay.zeros == "mask":
@@ -199,5 +122,4 @@ def decode(
         flat[keep] = values
     if not lay.shape:
         return flat.reshape(())
-    moved = (lay.shape[lay.axis], *lay.shape[: lay.axis], *lay.shape[lay.axis + 1 :])
-    return np.ascontiguousarray(np.moveaxis(flat.reshape(moved), 0, lay.axis))
+    return np.ascontiguousarray(np.moveaxis(flat.reshape(lay.coded_shape), 0, lay.axis))

@@ -1,4 +1,7 @@
-"""Decoder of codec `raw` (docs/format.md, "Codec raw")."""
+"""Decoder of codec `raw` (docs/format.md, "Codec raw").
+
+The record's params are checked by `schema.parse`, which the datapath model shares.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc import bits as bitio
-from xorc.codecs.common import from_sign_magnitude, n_elements, param_bool, stream
+from xorc.codecs.common import from_sign_magnitude, stream
+from xorc.codecs.raw import schema
 from xorc.tensor import JSON
 
 
@@ -16,14 +20,15 @@ def decode(
     shape: tuple[int, ...], bits: int, params: Mapping[str, JSON], streams: Mapping[str, bytes]
 ) -> NDArray[np.int16]:
     """Rebuild the signed levels of a `raw` tensor."""
-    n = n_elements(shape)
-    if param_bool(params, "masked"):
-        mask = bitio.unpack_bits(stream(streams, "mask", (n + 7) // 8), n).astype(bool)
+    p = schema.parse(shape, bits, params)
+    n = p.n
+    if p.masked:
+        mask = bitio.unpack_bits(stream(streams, "mask", p.mask_bytes), n).astype(bool)
         n_kept = int(mask.sum())
     else:
         mask = None
         n_kept = n
-    data = stream(streams, "values", (n_kept * bits + 7) // 8)
+    data = stream(streams, "values", p.values_bytes(n_kept))
     codes = bitio.bits_to_fields(bitio.unpack_bits(data, n_kept * bits), bits, n_kept)
     kept = from_sign_magnitude(codes, bits)
     if mask is None:

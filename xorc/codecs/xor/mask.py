@@ -10,9 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc import bits as bitio
+from xorc.codecs.xor.schema import MASK_CODINGS as MASK_CODINGS
 from xorc.errors import CorruptStream
-
-MASK_CODINGS = ("all", "bitmap", "rice-kept", "rice-pruned")
 
 
 def positions_to_gaps(positions: NDArray[np.int64]) -> NDArray[np.uint64]:

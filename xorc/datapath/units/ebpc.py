@@ -16,24 +16,19 @@ Values are computed here from the bus words with the lane parser for symbol boun
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc.codecs.common import param_int
+from xorc import bits as bitio
+from xorc.codecs.ebpc.streams import MAX_ZERO_RUN
 from xorc.datapath import fields, parser
 from xorc.datapath.bitops import transpose_bytes
 from xorc.datapath.dram import BusStream
-from xorc.errors import BadRecord, CorruptStream
-from xorc.tensor import JSON
+from xorc.errors import CorruptStream
 
-MAX_ZERO_RUN = 16
-RTL_MAX_WORDS = 1 << 24
-WORD_WIDTHS = (8, 16)
-BLOCK_SIZES = (8, 16)
 KEEP, INVERT, ZERO, XOR = 0, 1, 2, 3
 WINDOW = 16
 
@@ -110,7 +105,8 @@ def decode_znz(bus: BusStream, bitlen: int, n_words: int) -> tuple[NDArray[np.in
     exits, start_bits = _znz_bytes()
     data = bus.words.reshape(-1)[: (bitlen + 7) >> 3]
     entry = _chain(exits[data], 0)
-    starts = np.flatnonzero(np.unpackbits(start_bits[data, entry]))
+    marks = start_bits[data, entry]
+    starts = np.flatnonzero(bitio.unpack_bits(marks, 8 * marks.size))
     pos = starts[starts < bitlen]
     head = fields.peek(fields.windows(bus), pos, 5).astype(np.int64)
     nonzero = head >= 16
@@ -292,54 +288,6 @@ def cycles(t: EbpcTiming, word_width: int, block_size: int, words_per_cycle: int
     per_block = max(word_width + 2, block_size)
     bpc = t.blocks * per_block + (block_size if t.blocks else 0)
     return {"ebpc_bpc": bpc, "ebpc_out": -(-t.n_words // words_per_cycle)}
-
-
-# --- the weight record (codec id 3) -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EbpcRecord:
-    """A checked `ebpc` weight record: W, N and one (n_words, znz_bitlen, bpc_bitlen) per RTL
-    transmission; the transmissions' streams are concatenated, each padded to whole W-bit words."""
-
-    word_width: int
-    block_size: int
-    n_words: list[int]
-    znz_bitlen: list[int]
-    bpc_bitlen: list[int]
-
-    def padded(self, bitlen: int) -> int:
-        """Bytes of a stream of `bitlen` bits padded to whole W-bit words."""
-        return -(-bitlen // self.word_width) * self.word_width // 8
-
-
-def _int_list(params: Mapping[str, JSON], key: str, count: int | None, hi: int) -> list[int]:
-    value = params.get(key)
-    ok = isinstance(value, list) and bool(value) and (count is None or len(value) == count)
-    if not ok or any(type(v) is not int or not 0 <= v <= hi for v in value):  # type: ignore[union-attr]
-        raise BadRecord(f"codec parameter {key!r} must be a list of integers in [0, {hi}]")
-    return list(value)  # type: ignore[arg-type]
-
-
-def parse(n: int, params: Mapping[str, JSON]) -> EbpcRecord:
-    """Check the params of an `ebpc` record holding n words.
-
-    Raises:
-        BadRecord: a param is missing, of the wrong type, out of range or inconsistent.
-    """
-    w = param_int(params, "word_width", 8, 16)
-    b = param_int(params, "block_size", 8, 16)
-    if w not in WORD_WIDTHS or b not in BLOCK_SIZES or b > w:
-        raise BadRecord(f"codec parameters word_width={w}, block_size={b} are not an RTL format")
-    param_int(params, "max_zero_run", MAX_ZERO_RUN, MAX_ZERO_RUN)
-    words = _int_list(params, "n_words", None, RTL_MAX_WORDS)
-    znz = _int_list(params, "znz_bitlen", len(words), 5 * RTL_MAX_WORDS)
-    bpc = _int_list(params, "bpc_bitlen", len(words), 20 * RTL_MAX_WORDS)
-    if sum(words) != n:
-        raise BadRecord(f"codec parameter 'n_words' sums to {sum(words)}, the shape holds {n}")
-    if len(words) > 1 and min(words) == 0:
-        raise BadRecord("codec parameter 'n_words' has an empty transmission")
-    return EbpcRecord(w, b, words, znz, bpc)
 
 
 def check_padding(bus: BusStream, bitlen: int, what: str) -> None:

@@ -15,8 +15,6 @@ from xorc.datapath.dram import BusStream
 from xorc.datapath.units import rice
 from xorc.errors import CorruptStream
 
-XOR_CODINGS = ("all", "bitmap", "rice-kept", "rice-pruned")
-
 
 def bitmap(bus: BusStream, n: int) -> NDArray[np.bool_]:
     """A plain n-bit bitmap (bit t = weight t is kept); the caller checks the stream length."""

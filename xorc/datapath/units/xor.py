@@ -13,82 +13,14 @@ codes (modelled as 8 x 8 bit-matrix transposes), then the mask zeroes pruned wei
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import NDArray
 
 from xorc import bits as bitio
-from xorc.codecs.common import from_sign_magnitude, n_elements, param_int
-from xorc.codecs.xor.network import MAX_N_IN, MAX_N_OUT
+from xorc.codecs.common import from_sign_magnitude
 from xorc.datapath import fields
 from xorc.datapath.bitops import transpose_bytes
 from xorc.datapath.dram import BusStream
-from xorc.datapath.units.mask import XOR_CODINGS
-from xorc.errors import BadRecord
-from xorc.tensor import JSON
-
-VARIANT = 1
-BIG = 1 << 62
-
-
-@dataclass(frozen=True)
-class XorRecord:
-    """The params of an `xor` record (docs/codecs/xor.md §8), checked."""
-
-    n_out: int
-    m_seed: int
-    m_crc32: int
-    n_in: list[int]
-    n_kept: int
-    mask_coding: str
-    mask_k: int
-    mask_bits: int
-    patches: list[int]
-    patch_k: list[int]
-    patch_bits: list[int]
-
-
-def _int_list(params: Mapping[str, JSON], key: str, length: int, lo: int, hi: int) -> list[int]:
-    value = params.get(key)
-    ok = isinstance(value, list) and len(value) == length
-    if not ok or any(type(v) is not int or not lo <= v <= hi for v in value):  # type: ignore[union-attr]
-        raise BadRecord(
-            f"codec parameter {key!r} must be {length} integers in [{lo}, {hi}], got {value!r}"
-        )
-    return list(value)  # type: ignore[arg-type]
-
-
-def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> XorRecord:
-    """Check the params against the shape and bit width.
-
-    Raises:
-        BadRecord: a param is missing, of the wrong type or out of range.
-    """
-    if type(bits) is not int or not 2 <= bits <= 8:
-        raise BadRecord(f"bit width must be an integer in [2, 8], got {bits!r}")
-    n = n_elements(shape)
-    param_int(params, "variant", VARIANT, VARIANT)
-    coding = params.get("mask_coding")
-    if coding not in XOR_CODINGS:
-        raise BadRecord(
-            f"codec parameter 'mask_coding' must be one of {XOR_CODINGS}, got {coding!r}"
-        )
-    n_kept = param_int(params, "n_kept", 0, n)
-    return XorRecord(
-        n_out=param_int(params, "n_out", 1, MAX_N_OUT),
-        m_seed=param_int(params, "m_seed", 0, 2**32 - 1),
-        m_crc32=param_int(params, "m_crc32", 0, 2**32 - 1),
-        n_in=_int_list(params, "n_in", bits, 0, MAX_N_IN),
-        n_kept=n_kept,
-        mask_coding=str(coding),
-        mask_k=param_int(params, "mask_k", 0, 32),
-        mask_bits=param_int(params, "mask_bits", 0, BIG),
-        patches=_int_list(params, "patches", bits, 0, n_kept),
-        patch_k=_int_list(params, "patch_k", bits, 0, 32),
-        patch_bits=_int_list(params, "patch_bits", bits, 0, BIG),
-    )
 
 
 def busy_slices(keep: NDArray[np.bool_], n_out: int) -> NDArray[np.bool_]:
@@ -159,14 +91,14 @@ class XorArray:
 
 def plane_bytes(y: NDArray[np.uint64], n_out: int, n: int) -> NDArray[np.uint8]:
     """Concatenate the slices of one plane into ceil(n / 8) bytes; bit t of byte j is the plane
-    bit of weight 8j + t (LSB-first)."""
+    bit of weight 8j + t (LSB-first: the `xorc.bits` word layout, viewed as bytes)."""
     n_slices, words = y.shape
-    raw = np.ascontiguousarray(y, dtype="<u8").view(np.uint8).reshape(n_slices, 8 * words)
     if n_out % 8 == 0:
+        raw = np.ascontiguousarray(y, dtype="<u8").view(np.uint8).reshape(n_slices, 8 * words)
         flat = raw[:, : n_out // 8].reshape(-1)
     else:
-        bits = np.unpackbits(raw, axis=1, bitorder="little")[:, :n_out]
-        flat = np.packbits(bits.reshape(-1), bitorder="little")
+        row = bitio.from_words(y, n_out).reshape(-1)
+        flat = bitio.to_words(row).astype("<u8").view(np.uint8)
     nb = -(-n // 8)
     if flat.size >= nb:
         return np.ascontiguousarray(flat[:nb])

@@ -1,0 +1,192 @@
+"""XOR path: mask unit, XOR array, patch unit, reassembly (docs/codecs/xor.md; docs/datapath.md
+§3.3-§3.5), and the area of those units (§6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc.codecs.common import n_elements, stream
+from xorc.codecs.xor import schema
+from xorc.codecs.xor.network import network, network_crc32
+from xorc.codecs.xor.schema import XorParams
+from xorc.datapath.config import DatapathConfig
+from xorc.datapath.dram import DramReader
+from xorc.datapath.gates import (
+    GE_AND2,
+    GE_DFF,
+    GE_XOR2,
+    Units,
+    index_bits,
+    parsed,
+    rice_decoder_ge,
+)
+from xorc.datapath.timing import Timing, write_rows
+from xorc.datapath.units import mask, patch, xor
+from xorc.errors import CorruptStream
+from xorc.format import Container, TensorRecord
+from xorc.tensor import JSON
+
+
+@lru_cache(maxsize=16)
+def _array(m_seed: int, n_out: int) -> tuple[int, xor.XorArray]:
+    rows = network(m_seed, n_out)
+    return network_crc32(rows), xor.XorArray(rows)
+
+
+def run(
+    shape: tuple[int, ...],
+    bits: int,
+    params: Mapping[str, JSON],
+    streams: Mapping[str, bytes],
+    dram: DramReader,
+    config: DatapathConfig,
+) -> tuple[NDArray[np.int16], Timing]:
+    """The levels of an `xor` tensor and the cycles of its units."""
+    rec = schema.parse(shape, bits, params)
+    n = n_elements(shape)
+    crc, array = _array(rec.m_seed, rec.n_out)
+    rec.check_network(crc)
+    keep, mask_cycles = mask.xor_mask(
+        dram.fetch("mask", stream(streams, "mask")),
+        n, rec.n_kept, rec.mask_coding, rec.mask_k, rec.mask_bits,
+        config.rice_codes_per_cycle, config.dim,
+    )  # fmt: skip
+    flips = patch.decode(
+        dram.fetch("patches", stream(streams, "patches")),
+        rec.patches,
+        rec.patch_k,
+        rec.patch_bits,
+        n,
+    )
+    schema.check_streams(streams)
+    busy = xor.busy_slices(keep, rec.n_out)
+    n_busy = int(np.count_nonzero(busy))
+    seeds = xor.read_seeds(dram.fetch("seeds", stream(streams, "seeds")), n_busy, rec.n_in)
+    for where in flips:
+        if where.size and not keep[where].all():
+            raise CorruptStream("stream 'patches' patches a pruned position")
+    planes = [
+        xor.plane_bytes(xor.scatter_slices(array.plane(s, w), busy), rec.n_out, n)
+        for s, w in zip(seeds, rec.n_in, strict=True)
+    ]
+    slice_flips = np.zeros(busy.size, dtype=np.int64)
+    for plane, where in zip(planes, flips, strict=True):
+        if where.size:
+            xor.flip(plane, where)
+            slice_flips += np.bincount(where // rec.n_out, minlength=busy.size)
+    codes = xor.reassemble(planes, n)
+    levels = np.where(keep, xor.sign_magnitude_table(bits)[codes], np.int16(0)).astype(np.int16)
+    return levels.reshape(shape), _timing(rec, n, busy, slice_flips, mask_cycles, config)
+
+
+def _timing(
+    rec: XorParams,
+    n: int,
+    busy: NDArray[np.bool_],
+    slice_flips: NDArray[np.int64],
+    mask_cycles: int,
+    config: DatapathConfig,
+) -> Timing:
+    """A busy slice takes Q / arrays XOR cycles and N_out / DIM row writes, whichever is longer;
+    an empty slice only its (all-zero) row writes; the patch unit may stall the array."""
+    n_busy = int(np.count_nonzero(busy))
+    planes = len(rec.n_in)  # Q: one seed width per plane
+    xor_cycles = -(-planes // config.xor_arrays)
+    write_cycles = -(-rec.n_out // (config.dim * config.sp_write_rows))
+    period = np.where(busy, max(xor_cycles, write_cycles), write_cycles)
+    timing = patch.timing(
+        slice_flips,
+        period,
+        config.patch_per_cycle,
+        config.patch_fifo_depth,
+        config.rice_codes_per_cycle,
+    )
+    bounds = {
+        "mask": mask_cycles,
+        "xor_array": n_busy * xor_cycles,
+        "patch_decode": timing.decode_cycles,
+        "xor_patch": int(period.sum()) + timing.stall_cycles,
+        "write": write_rows(n, config),
+    }
+    extra: dict[str, JSON] = {
+        "n_out": rec.n_out,
+        "n_in": rec.n_in,
+        "slices": int(busy.size),
+        "busy_slices": n_busy,
+    }
+    return Timing(bounds, 0, timing, extra)
+
+
+# --- area -------------------------------------------------------------------------------------
+
+
+def xor_network_gates(m_seed: int, n_out: int, n_in: int) -> int:
+    """XOR2 gates of the network's output trees over seed columns 0 .. n_in - 1."""
+    rows = network(m_seed, n_out)
+    used = rows & np.uint64((1 << n_in) - 1 if n_in < 64 else 2**64 - 1)
+    taps = np.bitwise_count(used).astype(np.int64)
+    return int(np.maximum(taps - 1, 0).sum())
+
+
+def area(records: Sequence[TensorRecord], container: Container, config: DatapathConfig) -> Units:
+    """XOR networks (exact from M), seed registers, transpose buffer, patch unit, mask decoder."""
+    recs = parsed(records, schema.parse)
+    if not recs:
+        return {}
+    n_out = max(p.n_out for _, p in recs)
+    n_in = max(max(p.n_in) for _, p in recs)
+    q = max(r.bits for r, _ in recs)
+    seeds = sorted({p.m_seed for _, p in recs})
+    arrays = config.xor_arrays
+    gates = sum(xor_network_gates(s, n_out, n_in) for s in seeds)
+    gates_full = sum(xor_network_gates(s, n_out, config.xor_max_n_in) for s in seeds)
+    units: Units = {
+        "xor_network": {
+            "ge": arrays * gates * GE_XOR2,
+            "xor2": arrays * gates,
+            "n_out": n_out,
+            "n_in": n_in,
+            "networks": len(seeds) * arrays,
+            "xor2_at_config_n_in": arrays * gates_full,
+            "rule_of_thumb_xor2": arrays * len(seeds) * n_out * (n_in // 2 - 1),
+            "formula": "sum over rows of (taps in the first n_in columns - 1), exact from M",
+        },
+        "xor_seed_and_gating": {
+            "ge": arrays * n_in * (GE_DFF + GE_AND2),
+            "formula": "n_in seed flip-flops + n_in AND2 tie-offs (rate prefixes) per array",
+        },
+        "transpose_buffer": {
+            "ge": q * n_out * GE_DFF,
+            "bits": q * n_out,
+            "formula": "Q x n_out flip-flops (plane slices to weight rows)",
+        },
+    }
+    n_max = max(int(np.prod(r.shape, dtype=np.int64)) for r, _ in recs)
+    units["patch_unit"] = _patch_unit(q, n_out, n_max, config)
+    if any(p.mask_coding.startswith("rice") for _, p in recs):
+        units["mask_rice_decoder"] = {"ge": rice_decoder_ge(2), "formula": "one Rice decoder"}
+    return units
+
+
+def _patch_unit(q: int, n_out: int, n_max: int, config: DatapathConfig) -> dict[str, JSON]:
+    pos_bits = index_bits(n_max)
+    depth, per = config.patch_fifo_depth, config.patch_per_cycle
+    fifo = depth * (index_bits(q) + pos_bits) * GE_DFF
+    applier = (
+        per * (n_out * GE_AND2 + (pos_bits - index_bits(n_out)) * (GE_XOR2 + GE_AND2))
+        + n_out * GE_XOR2
+    )
+    return {
+        "ge": fifo + applier + rice_decoder_ge(2 * q),
+        "fifo_entries": depth,
+        "entry_bits": index_bits(q) + pos_bits,
+        "formula": (
+            "FIFO depth x (plane + position bits) flip-flops; per flip port a one-hot offset "
+            "decoder (n_out AND2) and a slice comparator; n_out XOR2 flippers; Rice decoder with "
+            "2 pointers per plane"
+        ),
+    }
