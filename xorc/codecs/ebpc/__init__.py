@@ -13,7 +13,9 @@ Public API (this package):
 The weight-codec adapter (codec id 3, policy ``ebpc``) lives in the modules
 ``xorc.codecs.ebpc.weights_encode`` and ``xorc.codecs.ebpc.weights_decode`` (not `encode.py` and
 `decode.py` as in the other codecs: the package's `encode` and `decode` are the stream API
-above, as docs/api.md fixes them).
+above, as docs/api.md fixes them), with ``options`` (encoder knobs), ``schema`` (the record's
+params checked, shared by the reference decoder and the datapath model) and ``spec`` (the
+`CodecSpec`).
 
 Importing the package or the decoder never imports encoder code (the entry points below import
 their implementation on first call).

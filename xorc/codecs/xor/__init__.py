@@ -2,6 +2,8 @@
 
 Spec: docs/codecs/xor.md. Modules:
 
+* `options` - the encoder's knobs (`XorOptions`); `schema` - the record's params checked
+  (`parse`), shared by the reference decoder and the datapath model; `spec` - the `CodecSpec`.
 * `network` - the XOR network M (SplitMix64 rows) and its evaluation; shared.
 * `mask`, `patches` - the mask and patch stream formats; shared.
 * `decode` - the reference decoder (imports only the shared modules).
