@@ -19,14 +19,14 @@ subgraphs, or read by more than one node, are left alone (sensitivity 1, no corr
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc import onnx_io, runtime
+from xorc import hessian, onnx_io, runtime
 
 MAX_CALIB_SAMPLES = 512
 MAX_MOMENT_FEATURES = 4096
@@ -41,15 +41,25 @@ class InputStats:
     mean: NDArray[np.float64]
     mean_square: NDArray[np.float64]
     moment: NDArray[np.float64] | None = None  # [C, C] E[x x^T], when asked for
+    hessian: hessian.Hessian | None = None  # per-row features' E[x x^T] (xorc/hessian.py)
 
 
 def input_stats(
-    model: onnx_io.SourceModel, calib_path: str | Path, moments: Collection[str] = ()
+    model: onnx_io.SourceModel,
+    calib_path: str | Path,
+    moments: Collection[str] = (),
+    hessians: Mapping[str, tuple[tuple[int, ...], int | None]] | None = None,
 ) -> dict[str, InputStats]:
     """Run the model on the calibration data; statistics of every layer input, by weight name.
     The weights named in `moments` also get their input's second moment (channels-last
-    features; inputs of at most MAX_MOMENT_FEATURES channels)."""
+    features; inputs of at most MAX_MOMENT_FEATURES channels); those in `hessians` (name ->
+    (shape, output axis)) the H of their rows' features (xorc/hessian.py)."""
     layers = onnx_io.layers(model)
+    accs = {
+        name: hessian.Accumulator(layers[name], shape, axis)
+        for name, (shape, axis) in (hessians or {}).items()
+        if name in layers
+    }
     taps = sorted({layer.data for layer in layers.values()})
     wanted = {f"{_kind(layers[w])}:{layers[w].data}" for w in moments if w in layers}
     second: dict[str, list] = {}  # (layer kind, tap) -> [feature vectors, X^T X]
@@ -69,13 +79,18 @@ def input_stats(
                 acc[2] = acc[2] + (x64 * x64).sum(axis=axes)
                 if f"{kind}:{tap}" in wanted:
                     _add_moment(second, f"{kind}:{tap}", x64, kind)
+            for acc_h in (a for a in accs.values() if a.layer.data == tap):
+                acc_h.add(x)
     out = {}
     for name, layer in layers.items():
         acc = sums.get(f"{_kind(layer)}:{layer.data}")
+        h = accs[name].result() if name in accs else None
         if acc is not None and acc[0]:
             mom = second.get(f"{_kind(layer)}:{layer.data}") if name in moments else None
             moment = mom[1] / mom[0] if mom is not None and mom[0] else None
-            out[name] = InputStats(layer, acc[1] / acc[0], acc[2] / acc[0], moment)
+            out[name] = InputStats(layer, acc[1] / acc[0], acc[2] / acc[0], moment, h)
+        elif h is not None:  # no per-channel statistics (MatMul's first operand), but an H
+            out[name] = InputStats(layer, np.zeros(0), np.zeros(0), None, h)
     return out
 
 

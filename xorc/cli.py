@@ -53,8 +53,8 @@ def cli() -> None:
 @click.option(
     "--sparsity",
     type=click.FloatRange(0, 1, max_open=True),
-    help="Magnitude-prune each tensor (or all, see --sparsity-scope) to this fraction "
-    "of zeros; zeros already in the model count [default: 0].",
+    help="Prune each tensor (or all, see --sparsity-scope) to at least this fraction "
+    "of zeros (see --prune); zeros already in the model count [default: 0].",
 )
 @click.option(
     "--sparsity-scope",
@@ -91,6 +91,23 @@ def cli() -> None:
     type=click.Path(dir_okay=False),
     help="Calibration .npz: bias correction, input statistics for policies importance and "
     "dictionary (error-compensated assignment), and the data --max-drop measures on.",
+)
+@click.option(
+    "--reconstruct",
+    type=click.Choice(["gptq", "none"]),
+    help="Quantize with GPTQ on each layer's input H from --calib, or round to nearest "
+    "[default: gptq with --calib, else none].",
+)
+@click.option(
+    "--prune",
+    type=click.Choice(["magnitude", "obs"]),
+    help="Pruning: smallest magnitudes, or OBS saliency with weight updates from --calib "
+    "(SparseGPT) [default: obs with --calib, else magnitude].",
+)
+@click.option(
+    "--prune-pattern",
+    metavar="N:M",
+    help="Structured pruning: at most N nonzeros in every M consecutive input weights (2:4).",
 )
 @click.option(
     "--bias-correction/--no-bias-correction",

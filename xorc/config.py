@@ -12,15 +12,17 @@ import fnmatch
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from xorc import policies
-from xorc.errors import ConfigError
+from xorc.errors import ConfigError, UsageError
 
 SCOPES = ("tensor", "global")
 SCALE_DTYPES = ("bfloat16", "float32")
+RECONSTRUCT = ("auto", "gptq", "none")
+PRUNE = ("auto", "magnitude", "obs")
 LAYER_KEYS = ("bits", "sparsity", "policy", "skip", "per_channel", "dict_size")
 
 
@@ -67,6 +69,11 @@ class CompressOptions:
     ebpc_word_width: int = 8
     ebpc_block_size: int = 8
     bias_correction: bool = True
+    reconstruct: str = "auto"
+    prune: str = "auto"
+    prune_pattern: str | None = None
+    act_order: bool = True
+    damp: float = 0.01
     layers: tuple[LayerRule, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -89,6 +96,38 @@ class CompressOptions:
         check(self.ebpc_word_width, "ebpc_word_width", lambda v: v in (8, 16), "8 or 16")
         check(self.ebpc_block_size, "ebpc_block_size", lambda v: v in (8, 16), "8 or 16")
         check(self.bias_correction, "bias_correction", lambda v: type(v) is bool, "true or false")
+        check(self.reconstruct, "reconstruct", lambda v: v in RECONSTRUCT, " or ".join(RECONSTRUCT))
+        check(self.prune, "prune", lambda v: v in PRUNE, " or ".join(PRUNE))
+        check(self.act_order, "act_order", lambda v: type(v) is bool, "true or false")
+        check(self.damp, "damp", lambda v: _num(v) and 0 < v <= 10, "a number in (0, 10]")
+        if self.prune_pattern is not None:
+            check(self.prune_pattern, "prune_pattern", _is_pattern, "N:M with 1 <= N < M <= 64")
+            if self.sparsity > 0:
+                raise ConfigError("give sparsity or prune_pattern, not both")
+
+    @property
+    def pattern(self) -> tuple[int, int] | None:
+        """--prune-pattern N:M as (N, M): at most N nonzeros in every M input features."""
+        if self.prune_pattern is None:
+            return None
+        n, m = self.prune_pattern.split(":")
+        return int(n), int(m)
+
+    def resolved(self, has_calib: bool) -> CompressOptions:
+        """The options with "auto" methods decided: with calibration data, GPTQ and OBS
+        pruning (magnitude with --sparsity-scope global, which needs one threshold)."""
+        recon = self.reconstruct
+        if recon == "auto":
+            recon = "gptq" if has_calib else "none"
+        prune = self.prune
+        if prune == "auto":
+            prune = "obs" if has_calib and self.sparsity_scope == "tensor" else "magnitude"
+        if not has_calib and (recon == "gptq" or prune == "obs"):
+            flag = "--reconstruct gptq" if recon == "gptq" else "--prune obs"
+            raise UsageError(f"{flag} needs --calib DATA.npz")
+        if prune == "obs" and self.sparsity_scope == "global":
+            raise UsageError("--prune obs prunes each layer; use --sparsity-scope tensor")
+        return replace(self, reconstruct=recon, prune=prune)
 
     def settings_for(self, tensor: str, nodes: list[str]) -> TensorSettings:
         values: dict[str, Any] = {
@@ -138,6 +177,13 @@ def _is_fraction(v: Any) -> bool:
 
 def _is_policy(v: Any) -> bool:
     return isinstance(v, str) and v in policies.POLICIES
+
+
+def _is_pattern(v: Any) -> bool:
+    if not isinstance(v, str) or v.count(":") != 1:
+        return False
+    n, m = v.split(":")
+    return n.isdigit() and m.isdigit() and 1 <= int(n) < int(m) <= 64
 
 
 def _is_dict_size(v: Any) -> bool:

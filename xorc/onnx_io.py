@@ -455,6 +455,10 @@ class Layer:
         trans_b: Gemm's transB when the weight is input B (the weight is then [out, in]).
         bias: the bias initializer's name when the node adds one (Conv, Gemm input 2) and
             nothing else reads it; else None.
+        trans_data: Gemm only: the data operand is transposed (transA when the weight is B,
+            transB when the weight is A).
+        conv: Conv/ConvTranspose attributes (strides, dilations, pads, auto_pad, kernel_shape),
+            as the node states them (absent ones absent).
     """
 
     weight: str
@@ -464,6 +468,8 @@ class Layer:
     weight_index: int
     trans_b: bool
     bias: str | None
+    trans_data: bool = False
+    conv: dict[str, tuple[int, ...] | str] = field(default_factory=dict, hash=False)
 
 
 def layers(model: SourceModel) -> dict[str, Layer]:
@@ -494,7 +500,22 @@ def layers(model: SourceModel) -> dict[str, Layer]:
                 weight_index=i,
                 trans_b=bool(attrs.get("transB", 0)) and i == 1,
                 bias=bias if i == 1 else None,
+                trans_data=bool(attrs.get("transA" if i == 1 else "transB", 0)),
+                conv=_conv_attributes(node),
             )
+    return out
+
+
+def _conv_attributes(node: onnx.NodeProto) -> dict[str, tuple[int, ...] | str]:
+    """The geometry attributes of a Conv or ConvTranspose node ({} for other ops)."""
+    if node.op_type not in ("Conv", "ConvTranspose"):
+        return {}
+    out: dict[str, tuple[int, ...] | str] = {}
+    for a in node.attribute:
+        if a.name in ("strides", "dilations", "pads", "kernel_shape"):
+            out[a.name] = tuple(int(v) for v in a.ints)
+        elif a.name == "auto_pad":
+            out[a.name] = a.s.decode()
     return out
 
 

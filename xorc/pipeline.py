@@ -12,12 +12,12 @@ never changed (corrected biases go into the stored graph's copy).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from xorc import calibrate, onnx_io, policies, search
+from xorc import calibrate, onnx_io, policies, reconstruct, search
 from xorc.assemble import assemble, stored_scales
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UnsupportedModel, UsageError
@@ -29,6 +29,7 @@ from xorc.quantize import (
     global_threshold,
     max_level,
     prune_below,
+    prune_pattern,
     prune_to,
     quantize,
 )
@@ -49,6 +50,7 @@ class TensorJob:
         quantized: integer levels and scales (quantize).
         encoded: what the codec stores (encode, or the search).
         bias_corrected: its layer's bias was corrected (bias correction).
+        reconstruction: how GPTQ / OBS treated it, or why not (quantize; None: not asked).
     """
 
     weight: onnx_io.WeightInfo
@@ -57,6 +59,7 @@ class TensorJob:
     quantized: QuantTensor | None = field(default=None, repr=False)
     encoded: Encoded | None = field(default=None, repr=False)
     bias_corrected: bool = False
+    reconstruction: dict | None = None
 
     @property
     def name(self) -> str:
@@ -95,8 +98,9 @@ def compress_model(
         progress: optional callback, once per encoded tensor.
     """
     model = onnx_io.load_model(model_path)
+    options = options.resolved(calib is not None)
     jobs = plan_tensors(model, options)
-    stats = calibration_stage(model, jobs, calib)
+    stats = calibration_stage(model, jobs, calib, options)
     quantize_stage(jobs, options, stats)
     extra: dict = {}
     if options.max_drop is not None or options.max_bits_per_weight is not None:
@@ -105,6 +109,11 @@ def compress_model(
             _tick(progress, job, len(jobs))
     else:
         encode_stage(jobs, options, progress)
+    for job in jobs:
+        if job.reconstruction is not None:
+            job.encoded = replace(
+                job.enc, stats={**job.enc.stats, "reconstruction": job.reconstruction}
+            )
     biases = bias_stage(model, jobs, stats) if stats and options.bias_correction else {}
     fmap = None
     if policies.get(options.policy).records_fmap and calib is not None:
@@ -144,14 +153,31 @@ def _check_prequantized(model: onnx_io.SourceModel, job: TensorJob) -> None:
 
 
 def calibration_stage(
-    model: onnx_io.SourceModel, jobs: list[TensorJob], calib: str | Path | None
+    model: onnx_io.SourceModel,
+    jobs: list[TensorJob],
+    calib: str | Path | None,
+    options: CompressOptions | None = None,
 ) -> dict[str, calibrate.InputStats]:
     """Stage calibrate (with --calib): every layer input's statistics, by weight name; the
-    second moment for the tensors whose policy compensates errors with it."""
+    second moment for the tensors whose policy compensates errors with it; the H of the
+    tensors that GPTQ / OBS pruning reconstructs (resolved `options`; none without them)."""
     if calib is None:
         return {}
     moments = [j.name for j in jobs if j.policy.uses_moment]
-    return calibrate.input_stats(model, calib, moments)
+    hessians = {
+        j.name: (j.weight.array.shape, j.weight.axis)
+        for j in jobs
+        if options is not None and _reconstructs(j, options)
+    }
+    return calibrate.input_stats(model, calib, moments, hessians)
+
+
+def _reconstructs(job: TensorJob, options: CompressOptions) -> bool:
+    """Whether GPTQ or OBS pruning applies to a job (float weight, a policy that uses it)."""
+    if job.prequantized or not job.policy.reconstructs:
+        return False
+    pruning = job.settings.sparsity > 0 or options.pattern is not None
+    return options.reconstruct == "gptq" or (options.prune == "obs" and pruning)
 
 
 def quantize_stage(
@@ -176,13 +202,20 @@ def quantize_job(
     w, s = job.weight, job.settings
     if job.prequantized:
         return QuantTensor(w.name, w.array.astype(np.int16), 8, np.ones(1, np.float32), None)
-    values = w.array.astype(np.float32)
-    if options.sparsity_scope == "global" and s.sparsity == options.sparsity:
-        values = prune_below(values, threshold)
-    elif s.sparsity > 0:
-        values = prune_to(values, s.sparsity)
+    original = w.array.astype(np.float32)
+    values = _magnitude_pruned(original, w.axis, s.sparsity, options, threshold)
     axis = w.axis if s.per_channel else None
-    levels, scales = quantize(values, s.bits, axis, options.scale_dtype)
+    done = None
+    if _reconstructs(job, options):
+        hess = st.hessian if st is not None else None
+        method = reconstruct.Method(
+            s.bits, s.sparsity, options.pattern, options.prune,
+            options.reconstruct == "gptq", options.act_order, options.damp, options.scale_dtype,
+        )  # fmt: skip
+        done, job.reconstruction = reconstruct.for_tensor(
+            original, values, w.axis, s.per_channel, hess, method
+        )
+    levels, scales = done or quantize(values, s.bits, axis, options.scale_dtype)
     imp = None
     if job.policy.uses_sensitivity:
         sens = calibrate.sensitivity(st, w.array.shape) if st is not None else None
@@ -193,6 +226,21 @@ def quantize_job(
         exact = np.clip(values / along(scales, axis, values.ndim), -top, top)
         moment = st.moment
     return QuantTensor(w.name, levels, s.bits, scales, axis, imp, exact, moment)
+
+
+def _magnitude_pruned(
+    values: np.ndarray,
+    out_axis: int | None,
+    sparsity: float,
+    options: CompressOptions,
+    threshold: float,
+) -> np.ndarray:
+    """The weights after magnitude pruning (global threshold, per tensor, or N:M)."""
+    if options.pattern is not None and out_axis is not None:
+        return prune_pattern(values, out_axis, *options.pattern)
+    if options.sparsity_scope == "global" and sparsity == options.sparsity:
+        return prune_below(values, threshold)
+    return prune_to(values, sparsity) if sparsity > 0 else values
 
 
 def error_weight(

@@ -77,6 +77,8 @@ class Policy:
         direct_knob: the CompressOptions field that sets the knob by hand (`error_budget`), if
             any: without it and without a search the policy behaves like its lossless twin.
         records_fmap: with `--calib`, `compress` records per-layer feature-map figures.
+        reconstructs: with `--calib`, the uniform quantizer's levels come from GPTQ / OBS
+            pruning (xorc/reconstruct.py) instead of round-to-nearest.
     """
 
     name: str
@@ -90,6 +92,7 @@ class Policy:
     search: SearchKnob | None = None
     direct_knob: str | None = None
     records_fmap: bool = False
+    reconstructs: bool = False
 
     def encode(self, q: QuantTensor, settings: TensorSettings, options: CompressOptions) -> Encoded:
         """Run this policy's encoder on one tensor."""
@@ -141,6 +144,7 @@ _POLICIES = (
         "xorc.codecs.raw.encode:encode",
         _raw,
         lossless=True,
+        reconstructs=True,
     ),
     Policy(
         "all",
@@ -149,6 +153,7 @@ _POLICIES = (
         "xorc.codecs.xor.encode:encode",
         _xor_all,
         lossless=True,
+        reconstructs=True,
     ),
     Policy(
         "importance",
@@ -160,6 +165,7 @@ _POLICIES = (
         uses_sensitivity=True,
         search=SearchKnob("error_budget", XOR_BUDGETS, "xorc.codecs.xor.encode:encoder_at"),
         direct_knob="error_budget",
+        reconstructs=True,
     ),
     Policy(
         "dictionary",
@@ -180,6 +186,7 @@ _POLICIES = (
         _ebpc,
         lossless=True,
         records_fmap=True,
+        reconstructs=True,
     ),
 )
 

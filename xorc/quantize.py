@@ -108,3 +108,22 @@ def prune_below(weights: NDArray[np.floating], threshold: float) -> NDArray[np.f
     if threshold <= 0:
         return weights
     return np.where(np.abs(weights) <= threshold, 0, weights).astype(weights.dtype)
+
+
+def prune_pattern(
+    weights: NDArray[np.floating], out_axis: int, n: int, m: int
+) -> NDArray[np.floating]:
+    """N:M magnitude pruning: in every M consecutive input features of an output channel (the
+    weight with `out_axis` first, the other axes flattened in C order; a shorter group at the
+    end), all but the N largest magnitudes become zero. Ties go by position."""
+    moved = np.moveaxis(weights, out_axis, 0)
+    rows = moved.reshape(moved.shape[0], -1)
+    width = rows.shape[1]
+    padded = np.zeros((rows.shape[0], -(-width // m) * m), rows.dtype)
+    padded[:, :width] = rows  # the zero padding sorts after every real weight of a group
+    groups = padded.reshape(rows.shape[0], -1, m)
+    order = np.argsort(-np.abs(groups), axis=2, kind="stable")
+    drop = np.zeros(groups.shape, bool)
+    np.put_along_axis(drop, order[:, :, n:], True, axis=2)
+    out = np.where(drop, 0, groups).reshape(rows.shape[0], -1)[:, :width]
+    return np.moveaxis(out.reshape(moved.shape), 0, out_axis).astype(weights.dtype)

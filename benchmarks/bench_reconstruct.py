@@ -1,0 +1,146 @@
+"""Round-to-nearest, today's bias correction and GPTQ / OBS pruning side by side (issue 13).
+
+Every row compresses a sample model three ways, in one run, and measures on held-out data only:
+
+* `rtn`: no calibration data (round-to-nearest, magnitude pruning);
+* `bias`: `--calib`, `--reconstruct none --prune magnitude` (bias correction only, as before);
+* `gptq`: `--calib` with the defaults (GPTQ, OBS pruning, then bias correction).
+
+EfficientNet-Lite0 is calibrated on sample_models/efficientnet_calib.npz and evaluated on
+photos.npz (no image in common); fashion_cnn is calibrated on fashion_calib.npz (training
+images) and evaluated on fashion_test.npz. Each compress runs in its own process, so its wall
+time and peak resident memory are its own.
+
+    python benchmarks/bench_reconstruct.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_models"
+EFFNET = (SAMPLES / "efficientnet_lite0.onnx", SAMPLES / "efficientnet_calib.npz")
+FASHION = (SAMPLES / "fashion_cnn.onnx", SAMPLES / "fashion_calib.npz")
+EVAL = {EFFNET[0]: SAMPLES / "photos.npz", FASHION[0]: SAMPLES / "fashion_test.npz"}
+METHODS = {
+    "rtn": (False, []),
+    "bias": (True, ["--reconstruct", "none", "--prune", "magnitude"]),
+    "gptq": (True, []),
+}
+SETTINGS = [
+    ("EfficientNet-Lite0 4-bit", EFFNET, ["--bits", "4", "--policy", "raw"]),
+    ("EfficientNet-Lite0 8-bit", EFFNET, ["--bits", "8", "--policy", "raw"]),
+    ("EffNet S=0.5 8-bit raw", EFFNET, ["--bits", "8", "--sparsity", "0.5", "--policy", "raw"]),
+    ("EffNet S=0.5 8-bit all", EFFNET, ["--bits", "8", "--sparsity", "0.5", "--policy", "all"]),
+    ("fashion_cnn 4-bit S=0.5 all", FASHION, ["--bits", "4", "--sparsity", "0.5"]),
+    ("fashion_cnn 3-bit S=0.75 all", FASHION, ["--bits", "3", "--sparsity", "0.75"]),
+]
+TARGETS = {
+    "EfficientNet-Lite0 4-bit": "cos >= 0.99, agreement >= 90 %",
+    "EfficientNet-Lite0 8-bit": "drop <= 2.5 pp, cos >= 0.998",
+    "EffNet S=0.5 8-bit raw": "cos >= 0.99",
+    "EffNet S=0.5 8-bit all": "cos >= 0.99; bits/w all vs raw",
+    "fashion_cnn 4-bit S=0.5 all": "<= 1.5 bits/w within 0.5 pp",
+    "fashion_cnn 3-bit S=0.75 all": "<= 1.5 bits/w within 0.5 pp",
+}
+
+
+def _run(args: list[str]) -> str:
+    """Run `python -m xorc ARGS` in a child; its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "xorc", *args], capture_output=True, env=env)
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"xorc {' '.join(args)} failed: {proc.stderr.decode()[-400:]}")
+    return proc.stdout.decode()
+
+
+def _compress(model: Path, calib: Path | None, flags: list[str], blob: Path) -> dict:
+    args = ["compress", str(model), "-o", str(blob), "--json", *flags]
+    if calib is not None:
+        args += ["--calib", str(calib)]
+    code = (
+        "import json, resource, sys, time; from xorc.cli import cli; t = time.perf_counter()\n"
+        "try:\n    cli.main(sys.argv[1:], standalone_mode=False)\n"
+        "finally:\n    sys.stderr.write(json.dumps({'wall': time.perf_counter() - t, "
+        "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, env=env, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"compress {flags} failed: {proc.stderr.decode()[-400:]}")
+    usage = json.loads(proc.stderr.decode().strip().splitlines()[-1])
+    summary = json.loads(proc.stdout)
+    totals = summary["totals"]
+    bits = totals["bits_per_weight"]
+    return {"bits_per_weight": bits, "wall_s": usage["wall"], "peak_rss": usage["rss"]}
+
+
+def _verify(blob: Path, model: Path) -> dict:
+    args = ["verify", str(blob), "--model", str(model), "--accuracy", "--data", str(EVAL[model])]
+    out = _run([*args, "--max-drop", "100", "--decoder", "reference", "--json"])
+    return json.loads(out)["accuracy"]
+
+
+def largest_h_bytes(model: Path) -> tuple[str, int]:
+    """The layer whose H is largest, and its bytes (float64, all groups)."""
+    sys.path.insert(0, str(ROOT))
+    from xorc import onnx_io
+
+    source = onnx_io.load_model(model)
+    shapes = {w.name: w.array.shape for w in onnx_io.find_weights(source)}
+    best = ("", 0)
+    for name, layer in onnx_io.layers(source).items():
+        shape = shapes[name]
+        if layer.op_type == "Conv":
+            size = layer.group * int(np.prod(shape[1:])) ** 2 * 8
+        elif len(shape) == 2:
+            size = int(min(shape)) ** 2 * 8
+        else:
+            continue
+        best = max(best, (name, size), key=lambda t: t[1])
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fashion_cnn rows only")
+    settings = [s for s in SETTINGS if not parser.parse_args().quick or "fashion" in s[0]]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, (model, calib), flags in settings:
+            for method, (with_calib, extra) in METHODS.items():
+                blob = Path(tmp) / f"{len(rows)}.xorc"
+                c = _compress(model, calib if with_calib else None, flags + extra, blob)
+                acc = _verify(blob, model)
+                rows.append((label, method, c, acc))
+                print(f"# {label} {method}: {c} {acc}", file=sys.stderr, flush=True)
+    print(
+        "| setting | method | bits/w | output cosine | top-1 (agreement or accuracy) | drop pp "
+        "| compress s | peak RSS MiB | target |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for label, method, c, acc in rows:
+        top = acc.get("top1_agreement", acc.get("compressed"))
+        print(
+            f"| {label} | {method} | {c['bits_per_weight']:.3f} | {acc['output_cosine']:.4f} "
+            f"| {top} | {acc['drop_pp']} | {c['wall_s']:.1f} | {c['peak_rss'] / 2**20:.0f} "
+            f"| {TARGETS[label] if method == 'gptq' else ''} |"
+        )
+    for model in sorted({s[1][0] for s in settings}):
+        name, size = largest_h_bytes(model)
+        print(f"largest H of {model.name}: {name}, {size / 2**20:.2f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Input second moments H = E[x x^T] of the features each weight row reads (GPTQ, OBS pruning).
+
+A weight is seen as a matrix [rows, features]: its output-channel axis first, every other axis
+flattened in C order (`matrix_form`). Each row multiplies a feature vector x of the layer's
+input, and H is the mean of x x^T over the calibration samples and positions:
+
+* Gemm / MatMul (2-D weight, either operand): x is a row (or, for the first operand, a column)
+  of the data operand, with Gemm's transA / transB applied;
+* Conv (any kernel, stride, dilation, padding, groups): x is an im2col patch over the group's
+  input channels, in (channel, kernel...) order, so there is one H per group; depthwise
+  convolutions get one kernel-sized H per channel;
+* ConvTranspose is not handled (each output pixel reads a kernel-dependent subset of input
+  pixels): its weights are rounded to nearest, and the reason is recorded.
+
+Accumulation is float64, streamed batch by batch; the patches of one step are kept under
+PATCH_ELEMENTS values, and H itself under MAX_H_BYTES (bigger layers fall back, with a reason).
+See docs/reconstruction.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
+
+from xorc.onnx_io import Layer
+
+MAX_FEATURES = 8192
+"""Feature vectors longer than this get no H (a float64 H would take 8 F^2 bytes)."""
+MAX_H_BYTES = 256 << 20
+"""The most memory one layer's H (all its groups) may take."""
+PATCH_ELEMENTS = 1 << 22
+"""Input samples are unfolded in chunks of about this many patch values (32 MiB in float64)."""
+
+
+@dataclass(frozen=True)
+class Hessian:
+    """E[x x^T] per group of a layer's weight rows, or why there is none.
+
+    Attributes:
+        moment: [groups, F, F] float64, the mean of x x^T over `n_samples` feature vectors
+            (rows of group g read features of H[g]); None when `reason` says why not.
+        n_samples: how many feature vectors were averaged (samples x positions).
+        reason: why the layer has no H (unsupported layer kind, too large, no data).
+    """
+
+    moment: NDArray[np.float64] | None
+    n_samples: int
+    reason: str | None = None
+
+
+def matrix_form(weight: NDArray, out_axis: int) -> NDArray:
+    """The weight as [rows, features]: the output-channel axis first, the rest flattened."""
+    moved = np.moveaxis(weight, out_axis, 0)
+    return moved.reshape(moved.shape[0], -1)
+
+
+def unsupported(layer: Layer, shape: tuple[int, ...], out_axis: int | None) -> str | None:
+    """Why a layer's weight of this shape gets no H, or None when it does."""
+    if layer.op_type == "ConvTranspose":
+        return "ConvTranspose: reconstruction not supported"
+    if out_axis is None:
+        return "no output-channel axis"
+    if layer.op_type in ("Gemm", "MatMul") and len(shape) != 2:
+        return f"{layer.op_type} weight of rank {len(shape)}: reconstruction needs a matrix"
+    groups = max(layer.group, 1) if layer.op_type == "Conv" else 1
+    if layer.op_type == "Conv" and (len(shape) < 3 or out_axis != 0 or shape[0] % groups):
+        return "Conv weight shape does not fit its groups"
+    features = int(np.prod(shape)) // max(int(shape[out_axis]), 1)
+    if features > MAX_FEATURES:
+        return f"{features} input features per row exceed {MAX_FEATURES}"
+    if groups * features * features * 8 > MAX_H_BYTES:
+        return f"H would take {groups * features * features * 8 >> 20} MiB"
+    return None
+
+
+def features(layer: Layer, x: NDArray, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """[groups, vectors, F]: the feature vectors of one batch of the layer's data input."""
+    if layer.op_type == "Conv":
+        return _conv_features(layer, x, shape)
+    if layer.op_type == "Gemm":
+        if layer.weight_index == 1:
+            rows = x.T if layer.trans_data else x
+        else:
+            rows = x if layer.trans_data else x.T
+    elif layer.weight_index == 1:
+        rows = x.reshape(-1, x.shape[-1])
+    else:
+        rows = x.reshape(1, -1) if x.ndim == 1 else np.moveaxis(x, -2, -1).reshape(-1, x.shape[-2])
+    return np.asarray(rows, dtype=np.float64)[None]
+
+
+def _conv_features(layer: Layer, x: NDArray, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """im2col of a Conv input [N, C, spatial...]: [groups, N x positions, C/groups x kernel]."""
+    kernel = tuple(int(k) for k in shape[2:])
+    nd = len(kernel)
+    strides = _ints(layer.conv.get("strides"), nd, 1)
+    dilations = _ints(layer.conv.get("dilations"), nd, 1)
+    begin, end = _pads(layer, x.shape[2:], kernel, strides, dilations)
+    xp = np.pad(x, [(0, 0), (0, 0), *zip(begin, end, strict=True)])
+    window = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilations, strict=True))
+    view = sliding_window_view(xp, window, axis=tuple(range(2, 2 + nd)))
+    view = view[(slice(None), slice(None), *(slice(None, None, s) for s in strides))]
+    view = view[(..., *(slice(None, None, d) for d in dilations))]
+    n, c = x.shape[:2]
+    groups = max(layer.group, 1)
+    positions = view.shape[2 : 2 + nd]
+    split = view.reshape(n, groups, c // groups, *positions, *kernel)
+    order = (1, 0, *range(3, 3 + nd), 2, *range(3 + nd, 3 + 2 * nd))
+    out = split.transpose(order).reshape(groups, -1, (c // groups) * int(np.prod(kernel)))
+    return out.astype(np.float64)
+
+
+def _ints(value: object, nd: int, default: int) -> tuple[int, ...]:
+    if isinstance(value, tuple) and len(value) == nd:
+        return value
+    return (default,) * nd
+
+
+def _pads(
+    layer: Layer,
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Padding at the start and the end of each spatial axis (explicit pads or auto_pad)."""
+    nd = len(kernel)
+    auto = layer.conv.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        total = [
+            max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True)
+        ]
+        small = tuple(t // 2 for t in total)
+        big = tuple(t - t // 2 for t in total)
+        return (small, big) if auto == "SAME_UPPER" else (big, small)
+    pads = layer.conv.get("pads")
+    if auto == "VALID" or not isinstance(pads, tuple) or len(pads) != 2 * nd:
+        return (0,) * nd, (0,) * nd
+    return pads[:nd], pads[nd:]
+
+
+class Accumulator:
+    """Streams batches of one layer's input into its H (sum of x x^T and the vector count)."""
+
+    def __init__(self, layer: Layer, shape: tuple[int, ...], out_axis: int | None) -> None:
+        self.layer = layer
+        self.shape = shape
+        self.reason = unsupported(layer, shape, out_axis)
+        self.width = int(np.prod(shape)) // max(int(shape[out_axis or 0]), 1)
+        self.total: NDArray[np.float64] | None = None
+        self.count = 0
+
+    def add(self, x: NDArray) -> None:
+        """Add one batch of the layer's data input (samples along the first axis)."""
+        if self.reason is not None:
+            return
+        step = x.shape[0]
+        if self.layer.op_type == "Conv" and x.ndim > 2:
+            per_sample = int(np.prod(x.shape[1:])) * int(np.prod(self.shape[2:]))
+            step = max(1, PATCH_ELEMENTS // max(per_sample, 1))
+        for start in range(0, x.shape[0], step):
+            f = features(self.layer, x[start : start + step], self.shape)
+            if f.shape[2] != self.width:
+                self.reason = f"input features {f.shape[2]} do not match the weight's {self.width}"
+                return
+            if not np.isfinite(f).all():
+                self.reason = "non-finite calibration inputs"
+                return
+            part = np.matmul(f.transpose(0, 2, 1), f)
+            self.total = part if self.total is None else self.total + part
+            self.count += f.shape[1]
+
+    def result(self) -> Hessian:
+        if self.reason is not None or self.total is None or self.count == 0:
+            return Hessian(None, self.count, self.reason or "no calibration inputs reached it")
+        return Hessian(self.total / self.count, self.count)

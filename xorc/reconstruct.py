@@ -1,0 +1,260 @@
+"""Layer-wise reconstruction: GPTQ quantization and SparseGPT-style OBS pruning, in numpy.
+
+A layer's output error for a weight change dW of its rows is dW H dW^T, H = E[x x^T] over the
+calibration inputs (xorc/hessian.py). GPTQ (Frantar et al., 2022) quantizes one input column at
+a time and spreads each column's rounding error over the columns not yet quantized with the row
+of the upper Cholesky factor U of H^-1 (H^-1 = U^T U); columns go in blocks of BLOCK with lazy
+updates of the rest. OBS pruning (SparseGPT, Frantar & Alistarh, 2023) chooses, per block of
+columns, the weights of least saliency w^2 / U_jj^2 and updates the others the same way, jointly
+with quantization: unstructured (at least S zeros) or N:M (at most N nonzeros in each M
+consecutive input features of a row).
+
+Scales are xorc's own (`quantize.quantize`: max|w| per output channel over the original weights,
+bfloat16 rounding included) and stay fixed; the levels land in the same range as
+round-to-nearest, so every codec downstream is unchanged. Everything runs over all output
+channels and all groups of a layer at once. See docs/reconstruction.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc.hessian import Hessian, matrix_form
+from xorc.quantize import max_level, quantize
+
+BLOCK = 128
+DAMP_TRIES = 6
+
+
+@dataclass(frozen=True)
+class Method:
+    """How one tensor is pruned and quantized with its H.
+
+    Attributes:
+        bits: Q.
+        sparsity: at least this fraction of zeros (unstructured), when `pattern` is None.
+        pattern: (N, M): at most N nonzeros in every M consecutive input features, or None.
+        prune: "obs" (saliency from H, with updates) or "magnitude" (a fixed mask up front).
+        rounding: True: GPTQ (errors of rounding are compensated); False: OBS updates only,
+            then round to nearest.
+        act_order: columns by decreasing diag(H) when only quantizing (pruning keeps the
+            natural order, as SparseGPT does; an N:M pattern needs it).
+        damp: dampening, as a fraction of the mean of diag(H).
+        scale_dtype: "float32" or "bfloat16", as `quantize`.
+    """
+
+    bits: int
+    sparsity: float = 0.0
+    pattern: tuple[int, int] | None = None
+    prune: str = "obs"
+    rounding: bool = True
+    act_order: bool = True
+    damp: float = 0.01
+    scale_dtype: str = "bfloat16"
+
+
+def reconstruct(
+    weight: NDArray[np.floating],
+    out_axis: int,
+    per_channel: bool,
+    hess: Hessian,
+    method: Method,
+    mask: NDArray[np.bool_] | None = None,
+) -> tuple[NDArray[np.int16], NDArray[np.float32], dict]:
+    """Levels and scales of `weight` (as `quantize` returns them) and what was done.
+
+    `mask` (same shape, True = pruned) are weights that end up zero in any case (magnitude
+    pruning's choice, or zeros of the model); with `method.prune` "obs" the OBS saliency
+    chooses the rest up to the sparsity or pattern. Raises ValueError when H does not fit.
+    """
+    if hess.moment is None:
+        raise ValueError(f"no H: {hess.reason}")
+    w = np.asarray(weight, np.float64)
+    _, scales = quantize(w, method.bits, out_axis if per_channel else None, method.scale_dtype)
+    rows = matrix_form(w, out_axis)
+    groups, width = hess.moment.shape[0], hess.moment.shape[1]
+    if rows.shape[1] != width or rows.shape[0] % groups:
+        raise ValueError(f"H of {groups} x {width} features does not fit a weight {w.shape}")
+    per_row = (
+        np.broadcast_to(scales.astype(np.float64), (rows.shape[0],)) if scales.size == 1 else scales
+    )
+    shape3 = (groups, rows.shape[0] // groups, width)
+    fixed = None if mask is None else matrix_form(mask, out_axis).reshape(shape3)
+    levels3, info = _solve(rows.reshape(shape3), per_row.reshape(shape3[:2]), hess, method, fixed)
+    moved = np.moveaxis(w, out_axis, 0).shape
+    levels = np.moveaxis(levels3.reshape(moved), 0, out_axis).astype(np.int16)
+    info["n_samples"] = hess.n_samples
+    return np.ascontiguousarray(levels), scales, info
+
+
+def _solve(
+    w: NDArray[np.float64],
+    scales: NDArray[np.float64],
+    hess: Hessian,
+    method: Method,
+    fixed: NDArray[np.bool_] | None,
+) -> tuple[NDArray[np.int16], dict]:
+    """[groups, rows, F] levels by GPTQ / OBS, in the original column order."""
+    h = np.array(hess.moment, dtype=np.float64)
+    order = _column_order(h, method)
+    idx = np.arange(h.shape[0])[:, None]
+    w = np.take_along_axis(w, order[:, None, :], axis=2).copy()
+    h = h[idx[:, :, None], order[:, :, None], order[:, None, :]]
+    if fixed is not None:
+        fixed = np.take_along_axis(fixed, order[:, None, :], axis=2)
+    u, damp = _inverse_factor(h, method.damp)
+    levels = _columns(w, scales[:, :, None], u, method, fixed)
+    out = np.empty_like(levels)
+    np.put_along_axis(out, np.broadcast_to(order[:, None, :], out.shape), levels, axis=2)
+    info = {
+        "method": "gptq" if method.rounding else "none",
+        "prune": None if (method.sparsity <= 0 and method.pattern is None) else method.prune,
+        "damp": damp,
+        "act_order": _act_order(method),
+    }
+    return out, info
+
+
+def _act_order(method: Method) -> bool:
+    return method.act_order and method.pattern is None and method.sparsity <= 0
+
+
+def _column_order(h: NDArray[np.float64], method: Method) -> NDArray[np.intp]:
+    """Per group, the order the columns are processed in (stable, so deterministic)."""
+    diag = np.diagonal(h, axis1=1, axis2=2)
+    if _act_order(method):
+        return np.argsort(-diag, axis=1, kind="stable")
+    return np.broadcast_to(np.arange(h.shape[1]), diag.shape).copy()
+
+
+def _inverse_factor(h: NDArray[np.float64], damp: float) -> tuple[NDArray[np.float64], float]:
+    """Upper Cholesky factor U of (H + lambda I)^-1 per group, lambda = damp x mean diag(H)
+    (raised tenfold while H + lambda I is not positive definite); and the damp used."""
+    diag = np.diagonal(h, axis1=1, axis2=2)
+    mean = diag.mean(axis=1)
+    mean = np.where(mean > 0, mean, 1.0)  # a group that never saw a nonzero input: RTN
+    h = h.copy()
+    dead = diag <= 0
+    gi, ci = np.nonzero(dead)
+    h[gi, ci, ci] = mean[gi]  # an input that is always zero: its column is rounded to nearest
+    eye = np.eye(h.shape[1])
+    for _ in range(DAMP_TRIES):
+        try:
+            lower = np.linalg.cholesky(h + (damp * mean)[:, None, None] * eye)
+            inv_lower = np.linalg.inv(lower)
+            hinv = np.matmul(inv_lower.transpose(0, 2, 1), inv_lower)
+            u = np.linalg.cholesky(hinv).transpose(0, 2, 1)
+            if np.isfinite(u).all():
+                return u, float(damp)
+        except np.linalg.LinAlgError:
+            pass
+        damp *= 10
+    raise ValueError(f"H is not positive definite even with dampening {damp / 10:g}")
+
+
+def _columns(
+    w: NDArray[np.float64],
+    scales: NDArray[np.float64],
+    u: NDArray[np.float64],
+    method: Method,
+    fixed: NDArray[np.bool_] | None,
+) -> NDArray[np.int16]:
+    """The GPTQ / SparseGPT loop over blocks of columns, lazy updates between blocks."""
+    top = float(max_level(method.bits))
+    width = w.shape[2]
+    block = (
+        BLOCK if method.pattern is None else method.pattern[1] * max(1, BLOCK // method.pattern[1])
+    )
+    levels = np.zeros(w.shape, np.int16)
+    for i1 in range(0, width, block):
+        i2 = min(i1 + block, width)
+        w1 = w[:, :, i1:i2].copy()
+        u1 = u[:, i1:i2, i1:i2]
+        pruned = _block_mask(w1, u1, method, None if fixed is None else fixed[:, :, i1:i2])
+        diag = np.diagonal(u1, axis1=1, axis2=2)
+        err = np.zeros_like(w1)
+        for i in range(i2 - i1):
+            if method.pattern is not None and method.prune == "obs" and i % method.pattern[1] == 0:
+                j = slice(i, i + method.pattern[1])
+                pruned[:, :, j] = _pattern_mask(
+                    w1[:, :, j], diag[:, j], method.pattern[0], pruned[:, :, j]
+                )
+            col = w1[:, :, i]
+            q = np.clip(np.rint(col / scales[:, :, 0]), -top, top) if method.rounding else col
+            q = np.where(pruned[:, :, i], 0.0, q)
+            deq = q * scales[:, :, 0] if method.rounding else q
+            e = (col - deq) / u1[:, i, i][:, None]
+            w1[:, :, i:] -= e[:, :, None] * u1[:, None, i, i:]
+            w1[:, :, i] = deq
+            err[:, :, i] = e
+        q_block = np.clip(np.rint(w1 / scales), -top, top)  # GPTQ: w1 holds q x scale already
+        levels[:, :, i1:i2] = np.where(pruned, 0, q_block).astype(np.int16)
+        w[:, :, i2:] -= np.matmul(err, u[:, i1:i2, i2:])
+    return levels
+
+
+def _block_mask(
+    w1: NDArray[np.float64],
+    u1: NDArray[np.float64],
+    method: Method,
+    fixed: NDArray[np.bool_] | None,
+) -> NDArray[np.bool_]:
+    """Pruned weights of one block: the `fixed` ones, and with unstructured OBS pruning, per
+    group, the ceil(S x block) weights of least saliency w^2 / U_jj^2 (fixed ones first; the
+    sum over blocks is at least S of all weights)."""
+    mask = np.zeros(w1.shape, bool) if fixed is None else fixed.copy()
+    if method.pattern is not None or method.sparsity <= 0 or method.prune != "obs":
+        return mask
+    diag = np.diagonal(u1, axis1=1, axis2=2)[:, None, :]
+    saliency = np.where(mask, -1.0, w1 * w1 / (diag * diag)).reshape(w1.shape[0], -1)
+    k = int(np.ceil(method.sparsity * saliency.shape[1] - 1e-9))
+    if k > 0:
+        least = np.argsort(saliency, axis=1, kind="stable")[:, :k]
+        flat = mask.reshape(w1.shape[0], -1)
+        np.put_along_axis(flat, least, True, axis=1)
+    return mask
+
+
+def _pattern_mask(
+    w: NDArray[np.float64], diag: NDArray[np.float64], n: int, fixed: NDArray[np.bool_]
+) -> NDArray[np.bool_]:
+    """N:M mask of M columns (fewer at the end): per row, all but the N of most saliency
+    w^2 / U_jj^2 (`diag`: [groups, columns] of U); `fixed` weights are pruned in any case."""
+    mask = fixed.copy()
+    drop = w.shape[2] - n
+    if drop <= 0:
+        return mask
+    saliency = np.where(fixed, -1.0, w * w / (diag * diag)[:, None, :])
+    least = np.argsort(saliency, axis=2, kind="stable")[:, :, :drop]
+    np.put_along_axis(mask, least, True, axis=2)
+    return mask
+
+
+def for_tensor(
+    values: NDArray[np.float32],
+    pruned: NDArray[np.float32],
+    out_axis: int | None,
+    per_channel: bool,
+    hess: Hessian | None,
+    method: Method,
+) -> tuple[tuple[NDArray[np.int16], NDArray[np.float32]] | None, dict]:
+    """One tensor through GPTQ / OBS, or why not (then the caller rounds to nearest).
+
+    `values` are the model's weights, `pruned` the same after magnitude pruning (its zeros are
+    kept as zeros with `method.prune` "magnitude"; with "obs" only the model's own zeros are).
+    Returns ((levels, scales) or None, the record's `reconstruction` entry).
+    """
+    if hess is None or hess.moment is None or out_axis is None:
+        reason = "no output-channel axis" if out_axis is None else "no calibration statistics"
+        return None, {"method": "none", "reason": hess.reason if hess and hess.reason else reason}
+    if not np.isfinite(values).all() or not np.isfinite(hess.moment).all():
+        return None, {"method": "none", "reason": "non-finite weights or H"}
+    mask = (pruned if method.prune == "magnitude" else values) == 0
+    try:
+        levels, scales, info = reconstruct(values, out_axis, per_channel, hess, method, mask)
+    except ValueError as exc:
+        return None, {"method": "none", "reason": str(exc)}
+    return (levels, scales), info
