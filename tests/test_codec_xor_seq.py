@@ -232,3 +232,18 @@ def test_wrong_stream_len_decodes_differently(sample: tuple[QuantTensor, Encoded
     q, e = sample
     out = decode(q.shape, q.bits, {**e.params, "stream_len": 1}, e.streams)
     assert not np.array_equal(out, q.values)
+
+
+def test_inspect_notes_show_variant_stages_and_efficiency(
+    sample: tuple[QuantTensor, Encoded],
+) -> None:
+    from xorc.codecs.xor.spec import notes
+
+    _, e = sample
+    text = " ".join(notes(e.stats))
+    assert text.startswith("variant=2")
+    assert f"N_s={'/'.join(map(str, e.params['stages']))}" in text
+    assert "eff=" in text and "modes=" in text
+    assert " ".join(notes(xor_only(make_q((30, 50), 6, 0.75, 13), XorOptions()).stats)).startswith(
+        "variant=1"
+    )
