@@ -247,3 +247,29 @@ def test_inspect_notes_show_variant_stages_and_efficiency(
     assert " ".join(notes(xor_only(make_q((30, 50), 6, 0.75, 13), XorOptions()).stats)).startswith(
         "variant=1"
     )
+
+
+def test_compiled_solver_matches_numpy() -> None:
+    """The numba kernel (xorc[fast]) and the numpy solver give the same seeds and errors."""
+    from xorc.codecs.xor.seqsolve import solve_lanes_numpy
+    from xorc.codecs.xor.seqsolve_jit import compiled_solver
+
+    if compiled_solver() is None:
+        pytest.skip("numba is not installed (or XORC_JIT=0): no compiled solver")
+    rng = np.random.default_rng(7)
+    n_lanes, steps, n_out = 8, 25, 32
+    n_in = rng.integers(1, 20, n_lanes)
+    n_in[:2] = (64, 1)
+    stages = np.array([rng.integers(1, 64 // n + 1) for n in n_in])
+    care = rng.random((n_lanes, steps, n_out)) < 0.5
+    counts = care.sum(axis=2)
+    coef = np.zeros((n_lanes, steps, int(counts.max())), np.uint64)
+    rhs = np.zeros(coef.shape, np.uint8)
+    lane, t, r = np.nonzero(care)
+    rank = np.cumsum(care, axis=2)[lane, t, r] - 1
+    coef[lane, t, rank] = network(DEFAULT_M_SEED, n_out)[r] & low_mask(n_in * stages)[lane]
+    rhs[lane, t, rank] = rng.integers(0, 256, lane.size).astype(np.uint8)
+    lanes = Lanes(coef, rhs, counts, n_in, stages)
+    fast, slow = solve_lanes(lanes, 8), solve_lanes_numpy(lanes, 8)
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+    assert np.array_equal(_decode_lanes(fast[0], lanes), fast[1])

@@ -36,16 +36,19 @@ from xorc.codecs.xor.seqsolve import Lanes, low_mask, solve_lanes
 from xorc.codecs.xor.solve import _ranks
 from xorc.tensor import QuantTensor
 
-N_OUT_CHOICES = (32, 64, 128, 256, 512, 1024)
-CARE_TARGETS = (14.0, 28.0)
-"""The scan tries the `n_out` whose mean care count per busy slice is nearest to each."""
+N_OUT_STEP = 8
+"""Slice lengths are multiples of 8 (whole bytes of a plane per slice)."""
+MAX_N_OUT_ENC = 1024
+CARE_TARGETS = (15.6, 20.5, 31.2)
+"""The scan tries the `n_out` whose mean care count is about each: rates 13, 16, 21 and 32
+with 4, 4, 3 and 2 stages fill 52, 64, 63 and 64 of the network's 64 columns."""
 SCAN_RATES = (0.94, 0.98, 1.02, 1.05, 1.08)
 """Scanned rates, as fractions of the mean care count per busy slice."""
-SCAN_STREAMS = 16
-SCAN_LEN = 96
+SCAN_STREAMS = 4
+SCAN_LEN = 256
 """The scan solves at most SCAN_STREAMS evenly spaced streams of SCAN_LEN busy slices."""
-MIN_STREAM = 256
-STREAM_LANES = 64
+MIN_STREAM = 1024
+STREAM_LANES = 16
 """Stream length T = min(B, max(MIN_STREAM, ceil(B / STREAM_LANES))) busy slices."""
 
 
@@ -125,10 +128,14 @@ def _solve(
 
 
 def _n_out_choices(n: int, kept: NDArray[np.int64]) -> list[int]:
-    cap = max(32, 1 << max(0, (n - 1).bit_length()))
-    allowed = [c for c in N_OUT_CHOICES if c <= cap]
-    mean = {c: kept.size / max(np.unique(kept // c).size, 1) for c in allowed}
-    picks = {min(allowed, key=lambda c: (abs(mean[c] - t), c)) for t in CARE_TARGETS}
+    """Multiples of N_OUT_STEP whose mean care count per busy slice is nearest each of
+    CARE_TARGETS (windows of almost 64 bits), not above the tensor size rounded up."""
+    cap = max(N_OUT_STEP, -(-n // N_OUT_STEP) * N_OUT_STEP)
+    density = max(kept.size, 1) / max(n, 1)
+    picks = set()
+    for target in CARE_TARGETS:
+        guess = round(target / density / N_OUT_STEP) * N_OUT_STEP
+        picks.add(int(min(cap, MAX_N_OUT_ENC, max(N_OUT_STEP, guess))))
     return sorted(picks)
 
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc.codecs.xor.seqsolve_jit import compiled_solver
+
 ONE = np.uint64(1)
 ZERO64 = np.uint64(0)
 
@@ -150,7 +152,29 @@ def _back_substitute(basis: _Basis, x: NDArray[np.uint64], lo: int, hi: int, n_p
 
 
 def solve_lanes(lanes: Lanes, n_planes: int) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """Seeds (L, T, P) (decoder blocks x_t, n_in bits each) and error counts (L, P)."""
+    """Seeds (L, T, P) (decoder blocks x_t, n_in bits each) and error counts (L, P); with numba
+    the compiled kernel of `seqsolve_jit` (the same result), else numpy."""
+    kernel = compiled_solver()
+    if kernel is None:
+        return solve_lanes_numpy(lanes, n_planes)
+    n_lanes, steps, _ = lanes.coef.shape
+    seeds = np.zeros((n_lanes, steps, n_planes), dtype=np.uint64)
+    errors = np.zeros((n_lanes, n_planes), dtype=np.int64)
+    kernel(
+        np.ascontiguousarray(lanes.coef),
+        np.ascontiguousarray(lanes.rhs),
+        np.ascontiguousarray(lanes.counts, dtype=np.int64),
+        np.ascontiguousarray(lanes.n_in, dtype=np.int64),
+        np.ascontiguousarray(lanes.stages, dtype=np.int64),
+        n_planes,
+        seeds,
+        errors,
+    )
+    return seeds, errors
+
+
+def solve_lanes_numpy(lanes: Lanes, n_planes: int) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """`solve_lanes` in numpy, vectorised over lanes."""
     n_lanes, steps, _ = lanes.coef.shape
     n_in, stages = lanes.n_in, lanes.stages
     width = int((n_in * stages).max()) if n_lanes else 0
@@ -201,7 +225,7 @@ def _seeds(
         seeds[li, t[li]] = val[li]
     wmask = low_mask(n_in * stages)[:, None]
     for t in range(steps - 2, -1, -1):
-        x = (x << n) & wmask
+        x = np.where(n >= 64, ZERO64, (x << np.minimum(n, 63)) & wmask)
         _back_substitute(retired[t], x, 0, int(n_in.max()), n_planes)
         b = t - stages + 1
         li = np.flatnonzero(b >= 0)
