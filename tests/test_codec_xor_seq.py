@@ -273,3 +273,46 @@ def test_compiled_solver_matches_numpy() -> None:
     fast, slow = solve_lanes(lanes, 8), solve_lanes_numpy(lanes, 8)
     assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
     assert np.array_equal(_decode_lanes(fast[0], lanes), fast[1])
+
+
+def _both(q: QuantTensor, params: dict, streams: dict) -> list[np.ndarray]:
+    """Decode with the reference decoder and the datapath model."""
+    from xorc.datapath import DatapathConfig, simulate_tensor
+
+    ref = decode(q.shape, q.bits, params, streams)
+    sim = simulate_tensor(q.shape, q.bits, CodecId.XOR, params, streams, DatapathConfig())[0]
+    return [ref, sim]
+
+
+def test_datapath_matches_reference(sample: tuple[QuantTensor, Encoded]) -> None:
+    q, e = sample
+    ref, sim = _both(q, dict(e.params), dict(e.streams))
+    assert np.array_equal(ref, q.values) and np.array_equal(sim, q.values)
+    # a different stream length is a different (valid) record: both models agree on it
+    ref, sim = _both(q, {**e.params, "stream_len": 3}, dict(e.streams))
+    assert np.array_equal(ref, sim)
+
+
+@pytest.mark.parametrize("name", ["mask", "seeds", "patches"])
+@pytest.mark.parametrize("change", ["truncate", "extend"])
+def test_bad_stream_length(sample: tuple[QuantTensor, Encoded], name: str, change: str) -> None:
+    from xorc.datapath import DatapathConfig, simulate_tensor
+    from xorc.errors import CorruptStream
+
+    q, e = sample
+    streams = dict(e.streams)
+    streams[name] = streams[name][:-1] if change == "truncate" else streams[name] + b"\x00"
+    with pytest.raises(CorruptStream, match=name):
+        decode(q.shape, q.bits, e.params, streams)
+    with pytest.raises(CorruptStream):
+        simulate_tensor(q.shape, q.bits, CodecId.XOR, e.params, streams, DatapathConfig())
+
+
+def test_flipped_seed_bits_agree_in_both_models(sample: tuple[QuantTensor, Encoded]) -> None:
+    q, e = sample
+    data = e.streams["seeds"]
+    for i in range(0, sum(e.stats["plane_bits"]), 97):  # not the pad bits
+        bad = bytearray(data)
+        bad[i // 8] ^= 0x80 >> (i % 8)
+        ref, sim = _both(q, dict(e.params), {**e.streams, "seeds": bytes(bad)})
+        assert np.array_equal(ref, sim)
