@@ -47,6 +47,8 @@ SCAN_RATES = (0.94, 0.98, 1.02, 1.05, 1.08)
 SCAN_STREAMS = 4
 SCAN_LEN = 256
 """The scan solves at most SCAN_STREAMS evenly spaced streams of SCAN_LEN busy slices."""
+NEAR = 0
+"""The full solve also tries the scan's best rate +- NEAR; `finish` picks on exact bits."""
 MIN_STREAM = 1024
 STREAM_LANES = 16
 """Stream length T = min(B, max(MIN_STREAM, ceil(B / STREAM_LANES))) busy slices."""
@@ -190,7 +192,8 @@ def _scan(
 def _rates_for(best: list[int], planes: list[int], policy: str) -> dict[int, list[int]]:
     out = {}
     for i in planes:
-        r = {best[i]} if best[i] else set()
+        r = {x for x in range(best[i] - NEAR, best[i] + NEAR + 1) if 1 <= x <= MAX_N_IN}
+        r = r if best[i] else set()
         if policy == "importance" and best[i]:
             r |= {max(1, round(best[i] * f)) for f in LOW_RATES if f > 0}
         out[i] = sorted(r)
