@@ -316,3 +316,15 @@ def test_flipped_seed_bits_agree_in_both_models(sample: tuple[QuantTensor, Encod
         bad[i // 8] ^= 0x80 >> (i % 8)
         ref, sim = _both(q, dict(e.params), {**e.streams, "seeds": bytes(bad)})
         assert np.array_equal(ref, sim)
+
+
+def test_blobs_do_not_depend_on_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same input and options give byte-identical streams with and without the compiled
+    solver (XORC_JIT=0 forces numpy)."""
+    q = laplace_q(20_000, 8, 0.9, seed=4)
+    o = XorOptions(variant=2, effort=2)
+    monkeypatch.setenv("XORC_JIT", "1")
+    a = encode(q, o)
+    monkeypatch.setenv("XORC_JIT", "0")
+    b = encode(q, o)
+    assert a.params == b.params and a.streams == b.streams
