@@ -11,10 +11,11 @@ Weight sets:
   `xorc.quantize.quantize`; zeros in the model are the pruning mask. Its layers' MACs come from
   ONNX shape inference (batch 1), for the load-versus-compute columns.
 
-Each registered policy (raw, all, importance with error budget 0.9, dictionary, ebpc when
-registered) encodes every tensor; then the simulator (`simulate_tensor`) and the reference
-decoder (`xorc.codecs.decoders`) decode all of them, best of --repeat runs each, single process
-(numpy is single-threaded here). Both are checked against the encoder's intended values.
+Each registered policy (raw, all, importance with error budget 0.9, all-v2 = all with XOR
+variant 2, dictionary, ebpc when registered) encodes every tensor; then the simulator
+(`simulate_tensor`) and the reference decoder (`xorc.codecs.decoders`) decode all of them, best
+of --repeat runs each, single process (numpy is single-threaded here). Both are checked against
+the encoder's intended values.
 
 Columns: bits/w counts every codec stream (not the scales); `load cyc` are the weight-load
 cycles on the chosen preset, `row-rate` on `gemmini-row-rate` (front ends as wide as a
@@ -55,6 +56,7 @@ from xorc.tensor import Encoded, QuantTensor
 
 ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = {name: p.encode_with for name, p in REGISTERED_POLICIES.items()}
+ENCODERS["all-v2"] = ENCODERS["all"]  # codec xor variant 2 (docs/codecs/xor.md §11)
 DECODERS = dict(REGISTERED_DECODERS)
 ROW_RATE = get_preset("gemmini-row-rate")
 LATENCY = get_preset("gemmini-dram-latency")
@@ -63,6 +65,7 @@ POLICIES: dict[str, Any] = {
     "raw": RawOptions(),
     "all": XorOptions(),
     "importance": XorOptions(patch_policy="importance", error_budget=0.9),
+    "all-v2": XorOptions(variant=2),
     "dictionary": DictionaryOptions(),
     "ebpc": EbpcOptions(),
 }

@@ -10,7 +10,8 @@ Printed per configuration: bits/weight of planes, patches and mask next to their
 bytes, encode and decode time and throughput (single process), peak memory, alternative patch
 formats measured on the same patches, and for --budgets the `importance` policy trade-off.
 
-    python benchmarks/bench_xor.py                 # S = 0.8 and 0.9, effort 1 and 4
+    python benchmarks/bench_xor.py                 # S = 0.8 and 0.9, effort 1 and 4, variants 1, 2
+    python benchmarks/bench_xor.py --sparsity 0.5,0.7,0.9,0.95 --effort 1 --variants 1,2
     python benchmarks/bench_xor.py --quick         # a 1.4 M-weight subset, S = 0.9, effort 1
     python benchmarks/bench_xor.py --onnx model.onnx --budgets 0.9,0.98
 """
@@ -115,12 +116,18 @@ def patch_formats(t: QuantTensor, e: Encoded) -> PatchFormats:
     return f
 
 
-def run(tensors: list[QuantTensor], label: str, effort: int, budgets: list[float]) -> None:
+SUMMARY: list[str] = []
+"""One line per run, printed together at the end."""
+
+
+def run(
+    tensors: list[QuantTensor], label: str, effort: int, budgets: list[float], variant: int = 1
+) -> None:
     n = sum(t.values.size for t in tensors)
     q = tensors[0].bits
     kept = sum(int((t.values != 0).sum()) for t in tensors)
     s = 1 - kept / n
-    options = XorOptions(effort=effort)
+    options = XorOptions(effort=effort, variant=variant)
     t0 = time.perf_counter()
     encoded = [encode(t, options) for t in tensors]
     t_enc = time.perf_counter() - t0
@@ -159,7 +166,7 @@ def run(tensors: list[QuantTensor], label: str, effort: int, budgets: list[float
     nx = max(n_xor, 1)
     sx = 1 - kept_xor / nx
     print(f"\n## {label}: {len(tensors)} tensors, {n:,} weights, S = {s:.3f}, Q = {q}, "
-          f"effort {effort}")  # fmt: skip
+          f"effort {effort}, variant {variant}")  # fmt: skip
     print(f"xor-coded tensors: {n_xor:,} weights (S = {sx:.3f}); fallbacks to raw: "
           f"{len(fallbacks)} tensors, {n - n_xor:,} weights")  # fmt: skip
     print(
@@ -188,6 +195,13 @@ def run(tensors: list[QuantTensor], label: str, effort: int, budgets: list[float
           f"{formats.per_slice / nx:.4f} bits/weight")  # fmt: skip
     if fallbacks:
         print(f"fallbacks to raw: {', '.join(fallbacks)}")
+    pp = (plane + patch) / nx / (q * (1 - sx)) if sx < 1 else float("nan")
+    SUMMARY.append(
+        f"{label[:34]:<34}{s:7.3f}{effort:4d}{variant:4d}{pp:9.3f}"
+        f"{(plane + patch + mask) / nx:9.4f}"
+        f"{total / n:9.4f}{zstd / n:9.4f}{total / zstd:8.3f}{len(fallbacks):5d}"
+        f"{n / t_enc / 1e6:8.2f}{n / t_dec / 1e6:8.1f}"
+    )
     print(f"encode {t_enc:.2f} s ({n / t_enc / 1e6:.2f} M weights/s, "
           f"{q * n / t_enc / 1e6:.1f} Mbit/s of planes); decode {t_dec:.2f} s "
           f"({n / t_dec / 1e6:.1f} M weights/s, {q * n / t_dec / 1e6:.0f} Mbit/s)")  # fmt: skip
@@ -230,24 +244,32 @@ def main() -> None:
     ap.add_argument("--sparsity", default="0.8,0.9", help="synthetic model sparsities")
     ap.add_argument("--effort", default="1,4", help="restart counts to run")
     ap.add_argument("--budgets", default="", help="importance budgets, e.g. 0.9,0.98")
+    ap.add_argument("--variants", default="1,2", help="XOR variants to run (docs/codecs/xor.md)")
     ap.add_argument("--onnx", type=Path, help="bench this model's initializers instead")
     ap.add_argument("--bits", type=int, default=8, help="--onnx: quantization bits")
     ap.add_argument("--prune", type=float, help="--onnx: magnitude-prune to this sparsity")
     args = ap.parse_args()
     efforts = [1] if args.quick else [int(x) for x in args.effort.split(",")]
+    variants = [int(x) for x in args.variants.split(",")]
     budgets = [float(x) for x in args.budgets.split(",") if x]
     print(f"numpy {np.__version__}; bit order per xorc.bits ({bitio.__name__})")
     if args.onnx:
         tensors = from_onnx(args.onnx, args.bits, args.prune)
         for effort in efforts:
-            run(tensors, f"{args.onnx.name}", effort, budgets)
-        return
-    sparsities = [0.9] if args.quick else [float(x) for x in args.sparsity.split(",")]
-    for s in sparsities:
-        tensors = synthetic(s, args.quick)
-        for effort in efforts:
-            name = "ResNet-18-shaped synthetic" + (" (quick subset)" if args.quick else "")
-            run(tensors, name, effort, budgets)
+            for v in variants:
+                run(tensors, f"{args.onnx.name}", effort, budgets, v)
+    else:
+        sparsities = [0.9] if args.quick else [float(x) for x in args.sparsity.split(",")]
+        for s in sparsities:
+            tensors = synthetic(s, args.quick)
+            for effort in efforts:
+                name = "ResNet-18-shaped synthetic" + (" (quick subset)" if args.quick else "")
+                for v in variants:
+                    run(tensors, name, effort, budgets, v)
+    print("\n## summary (planes+patches / Q(1-S) over the xor-coded tensors; bits/weight)")
+    print(f"{'model':<34}{'S':>7}{'eff':>4}{'var':>4}{'pp/bound':>9}{'xor tot':>9}"
+          f"{'all':>9}{'zstd19':>9}{'/zstd':>8}{'raw':>5}{'enc M/s':>8}{'dec M/s':>8}")  # fmt: skip
+    print("\n".join(SUMMARY))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,11 @@ ENCODER_SPECS: dict[str, tuple[str, Any]] = {
     "raw": ("raw", RawOptions()),
     "xor-all": ("all", XorOptions()),
     "xor-importance": ("importance", XorOptions(patch_policy="importance", error_budget=0.9)),
+    "xor2-all": ("all", XorOptions(variant=2)),
+    "xor2-importance": (
+        "importance",
+        XorOptions(patch_policy="importance", error_budget=0.9, variant=2),
+    ),
     "dictionary": ("dictionary", DictionaryOptions()),
     "dictionary-k6-g2": ("dictionary", DictionaryOptions(dict_size=6, dict_group=2)),
     "ebpc": ("ebpc", EbpcOptions()),

@@ -50,16 +50,19 @@ def test_decoding_loads_no_encoder() -> None:
 
 
 def test_numba_is_optional_and_loaded_only_to_parse() -> None:
-    """Only parse_jit imports numba, and only when a BPC stream is parsed: importing the
-    package, the CLI or the EBPC decoder does not load it."""
+    """Only parse_jit (BPC parsing) and seqsolve_jit (the XOR variant-2 solver) import numba,
+    and only when used: importing the package, the CLI, the EBPC decoder or the XOR encoder
+    and decoder does not load it."""
     offenders = [
         str(p.relative_to(PACKAGE))
         for p in PACKAGE.rglob("*.py")
-        if p.name != "parse_jit.py" and any(n.split(".")[0] == "numba" for n in imports_of(p))
+        if p.name not in ("parse_jit.py", "seqsolve_jit.py")
+        and any(n.split(".")[0] == "numba" for n in imports_of(p))
     ]
     assert offenders == []
     code = (
         "import sys, xorc.api, xorc.cli, xorc.codecs.ebpc.core_decode\n"
+        "import xorc.codecs.xor.encode, xorc.codecs.xor.decode\n"
         "print('numba' in sys.modules)\n"
     )
     out = subprocess.run(

@@ -133,6 +133,12 @@ def cli() -> None:
     "policy `all` patches (F may exceed 1; try 2 to 20).",
 )
 @click.option("--effort", type=click.IntRange(1, 64), help="XOR solver restarts [default: 1].")
+@click.option(
+    "--xor-variant",
+    type=click.IntRange(1, 2),
+    help="XOR codec variant: 1 non-sequential, 2 shift-register (docs/codecs/xor.md §11) "
+    "[default: 1].",
+)
 @click.option("--dict-size", type=click.IntRange(1, 256), help="Dictionary codebook size K.")
 @click.option("--dict-group", type=click.IntRange(1), help="Output channels per codebook.")
 @click.option("--seed", type=int, help="Seed for the encoders [default: 0].")

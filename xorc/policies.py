@@ -113,11 +113,15 @@ def _raw(settings: TensorSettings, options: CompressOptions) -> RawOptions:
 
 
 def _xor_all(settings: TensorSettings, options: CompressOptions) -> XorOptions:
-    return XorOptions(seed=options.seed, effort=options.effort, patch_policy="all")
+    return XorOptions(
+        seed=options.seed, effort=options.effort, patch_policy="all", variant=options.xor_variant
+    )
 
 
 def _xor_importance(settings: TensorSettings, options: CompressOptions) -> XorOptions:
-    return XorOptions(options.seed, options.effort, "importance", options.error_budget)
+    return XorOptions(
+        options.seed, options.effort, "importance", options.error_budget, options.xor_variant
+    )
 
 
 def _dictionary(settings: TensorSettings, options: CompressOptions) -> DictionaryOptions:

@@ -1,4 +1,4 @@
-"""Reference decoder of codec `xor` (docs/codecs/xor.md).
+"""Reference decoder of codec `xor` (docs/codecs/xor.md; variant 2: §11).
 
 Imports only the shared modules (`schema`, `network`, `mask`, `patches`), never the solver or
 encoder. The record's params are checked by `schema.parse`, which the datapath model shares.
@@ -47,6 +47,22 @@ def read_seeds(data: bytes, n_slices: int, n_in: list[int]) -> NDArray[np.uint64
     return seeds
 
 
+def seed_windows(
+    seeds: NDArray[np.uint64], n_in: list[int], stages: list[int], stream_len: int
+) -> NDArray[np.uint64]:
+    """Variant 2 (docs/codecs/xor.md §11.1): the register contents (planes, busy slices) after
+    each busy slice's shift: bits k n .. (k+1) n - 1 hold the seed of busy slice m - k, or 0
+    where m - k precedes the first busy slice of m's stream."""
+    out = seeds.copy()
+    n_busy = seeds.shape[1]
+    u = np.arange(n_busy, dtype=np.int64) % max(stream_len, 1)
+    for i, (width, depth) in enumerate(zip(n_in, stages, strict=True)):
+        for k in range(1, depth if width else 1):
+            live = np.flatnonzero(u >= k)
+            out[i, live] |= seeds[i, live - k] << np.uint64(k * width)
+    return out
+
+
 def care_indices(kept: NDArray[np.int64], positions: NDArray[np.int64]) -> NDArray[np.int64]:
     """Ranks among the kept positions of patch positions, which must all be kept.
 
@@ -64,16 +80,20 @@ def kept_codes(
     seed_index: NDArray[np.int64],
     row_words: NDArray[np.uint64],
     flips: list[NDArray[np.int64]],
+    invert: list[int] | None = None,
 ) -> NDArray[np.uint16]:
-    """Sign-magnitude codes of the kept weights: XOR-network outputs, then patch flips.
+    """Sign-magnitude codes of the kept weights: XOR-network outputs (inverted where `invert`
+    says), then patch flips.
 
-    `seeds` is (planes, busy slices); kept weight c uses seed column `seed_index[c]` and M row
-    word `row_words[c]`.
+    `seeds` is (planes, busy slices) (variant 2: the register windows); kept weight c uses seed
+    column `seed_index[c]` and M row word `row_words[c]`.
     """
     q = seeds.shape[0]
     codes = np.zeros(seed_index.size, dtype=np.uint16)
     for i in range(q):
         plane = xor_outputs(seeds[i][seed_index], row_words)
+        if invert is not None and invert[i]:
+            plane ^= np.uint8(1)
         plane[flips[i]] ^= np.uint8(1)
         codes |= plane.astype(np.uint16) << np.uint16(q - 1 - i)
     return codes
@@ -93,8 +113,10 @@ def decode(
     kept = np.flatnonzero(mask)
     n_busy, seed_index = busy_slices(kept, p.n_out)
     seeds = read_seeds(stream(streams, "seeds"), n_busy, p.n_in)
+    if p.variant == schema.VARIANT_SEQ:
+        seeds = seed_windows(seeds, p.n_in, p.plane_stages(), p.stream_len)
     flips = [care_indices(kept, pos) for pos in patched]
-    codes = kept_codes(seeds, seed_index, rows[kept % p.n_out], flips)
+    codes = kept_codes(seeds, seed_index, rows[kept % p.n_out], flips, p.plane_invert())
     out = np.zeros(n, dtype=np.int16)
     out[kept] = from_sign_magnitude(codes, bits)
     return out.reshape(shape)

@@ -225,6 +225,10 @@ def _rates_to_try(best: int, policy: str) -> list[int]:
 
 def solve_tensor(q: QuantTensor, options: XorOptions) -> SolvedTensor:
     """Run the expensive part of the encoder (module docstring): rates, eliminations, errors."""
+    if options.variant == 2:
+        from xorc.codecs.xor.seqencode import solve_tensor_seq  # it imports this module
+
+        return solve_tensor_seq(q, options)
     restarts = max(1, int(options.effort))
     rng = np.random.default_rng(options.seed)
     flat = q.values.ravel()

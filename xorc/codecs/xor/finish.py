@@ -21,6 +21,7 @@ from xorc.codecs.xor.decode import VARIANT
 from xorc.codecs.xor.network import network, network_crc32
 from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.patches import encode_patches, patch_run_length
+from xorc.codecs.xor.schema import VARIANT_SEQ
 from xorc.tensor import JSON, Encoded, QuantTensor
 
 GRID = 48
@@ -38,6 +39,8 @@ class Candidate:
         by_imp: the errors in ascending importance (indices into `err`, int32).
         imp_sorted: their importances, ascending (float32).
         all_bits: exact patch-run bits when every error is patched.
+        stages, invert: variant 2's register stages and output inversion (docs/codecs/xor.md
+            §11; 1 and 0 for variant 1).
     """
 
     n_in: int
@@ -46,6 +49,8 @@ class Candidate:
     by_imp: NDArray[np.int32]
     imp_sorted: NDArray[np.float32]
     all_bits: int
+    stages: int = 1
+    invert: int = 0
 
     @property
     def patch_cost(self) -> float:
@@ -66,6 +71,8 @@ class SolvedTensor:
         best_rate: per plane, the scan's best rate for correct-all.
         mask_coding, mask_k, mask_bits, mask_stream: the coded mask.
         cache: trade-off points computed by `finish` (filled on first use).
+        variant: 1 or 2 (docs/codecs/xor.md §11); stream_len: variant 2's register stream
+            length in busy slices.
     """
 
     q: QuantTensor
@@ -83,6 +90,8 @@ class SolvedTensor:
     mask_bits: int
     mask_stream: bytes
     cache: dict[str, list[_Option]] = field(default_factory=dict, compare=False, repr=False)
+    variant: int = VARIANT
+    stream_len: int = 0
 
 
 # --- finish: rate and patch choice for a budget --------------------------------------------------
@@ -222,6 +231,12 @@ def finish(
     busy = np.unique(solved.kept // solved.n_out)
     seeds_stream = _seeds_stream([c.seeds[busy] for c in chosen], n_in, busy.size)
     params = _params(solved, n_in, counts, ks, lengths)
+    if solved.variant == VARIANT_SEQ:
+        params |= {
+            "stages": [c.stages for c in chosen],
+            "invert": [c.invert for c in chosen],
+            "stream_len": solved.stream_len,
+        }
     streams = {"mask": solved.mask_stream, "seeds": seeds_stream, "patches": patch_stream}
     decoded = np.zeros(q.values.size, dtype=np.int16)
     decoded[solved.kept] = from_sign_magnitude(solved.codes ^ flips, q.bits)
@@ -232,6 +247,8 @@ def finish(
         "forced": forced,
     }
     stats = _stats(solved, n_in, counts, lengths, errors)
+    if solved.variant == VARIANT_SEQ:
+        stats |= _seq_stats(solved, chosen, lengths)
     encoded = Encoded(CodecId.XOR, params, streams, decoded.reshape(q.values.shape), stats)
     return _raw_if_not_larger(encoded, q) if fallback else encoded
 
@@ -241,7 +258,7 @@ def _params(
 ) -> dict[str, JSON]:
     """The record's codec parameters (docs/codecs/xor.md §7)."""
     return {
-        "variant": VARIANT,
+        "variant": solved.variant,
         "n_out": solved.n_out,
         "m_seed": solved.m_seed,
         "m_crc32": network_crc32(network(solved.m_seed, solved.n_out)),
@@ -286,6 +303,26 @@ def _stats(
             "mask": round(solved.mask_bits / n, 5),
         },
         "fallback": None,
+    }
+
+
+def _seq_stats(
+    solved: SolvedTensor, chosen: list[Candidate], lengths: list[int]
+) -> dict[str, JSON]:
+    """Variant 2's stats (docs/codecs/xor.md §11.2): register shape, plane modes, efficiency."""
+    care = int(solved.kept.size)
+    modes, eff = [], []
+    for c, patch_bits in zip(chosen, lengths, strict=True):
+        modes.append("seeds" if c.n_in else ("zeros" if c.invert else "ones"))
+        stored = c.n_in * solved.n_busy + patch_bits
+        eff.append(round(care / stored, 4) if stored else None)
+    return {
+        "variant": solved.variant,
+        "stages": [c.stages for c in chosen],
+        "invert": [c.invert for c in chosen],
+        "stream_len": solved.stream_len,
+        "plane_mode": modes,
+        "efficiency": eff,
     }
 
 

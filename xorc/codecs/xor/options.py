@@ -6,6 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PATCH_POLICIES = ("all", "importance")
+VARIANTS = (1, 2)
+DEFAULT_VARIANT = 1
+"""Variant 1 stays the default: variant 2 is smaller on every benchmark row, but its encoder needs
+the optional compiled solver (numba, `xorc[fast]`) to be fast; the numpy solver it falls back
+to is about 50 x slower (docs/codecs/xor.md §11.4, README "Measured")."""
 
 
 @dataclass(frozen=True)
@@ -19,14 +24,19 @@ class XorOptions:
             may leave some uncorrected within `error_budget`.
         error_budget: with "importance", at most f x E errors stay uncorrected, E being the
             number the correct-all encoding patches (f may exceed 1; None or 0 corrects all).
+        variant: 1 (non-sequential network) or 2 (shift-register windows, docs/codecs/xor.md
+            §11).
     """
 
     seed: int = 0
     effort: int = 1
     patch_policy: str = "all"
     error_budget: float | None = None
+    variant: int = DEFAULT_VARIANT
 
     def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown XOR variant {self.variant!r}; expected one of {VARIANTS}")
         if self.patch_policy not in PATCH_POLICIES:
             raise ValueError(
                 f"unknown patch policy {self.patch_policy!r}; expected one of {PATCH_POLICIES}"

@@ -1,4 +1,4 @@
-"""The record schema of codec `xor` (docs/codecs/xor.md §8): params checked into `XorParams`.
+"""The record schema of codec `xor` (docs/codecs/xor.md §8, §11.2): params checked into `XorParams`.
 
 Shared by the reference decoder (`decode.py`) and the datapath model
 (`xorc/datapath/pipelines/xor.py`), so one check serves both; everything after the record
@@ -16,6 +16,11 @@ from xorc.errors import BadRecord, CorruptStream
 from xorc.tensor import JSON
 
 VARIANT = 1
+"""The non-sequential variant (docs/codecs/xor.md §1-§9)."""
+VARIANT_SEQ = 2
+"""The sequential (shift-register) variant (docs/codecs/xor.md §11)."""
+VARIANTS = (VARIANT, VARIANT_SEQ)
+MAX_STREAM_LEN = 2**31 - 1
 MASK_CODINGS = ("all", "bitmap", "rice-kept", "rice-pruned")
 STREAMS = ("mask", "seeds", "patches")
 MAX_BITS = 1 << 62
@@ -37,6 +42,18 @@ class XorParams:
     patches: list[int]
     patch_k: list[int]
     patch_bits: list[int]
+    variant: int = VARIANT
+    stages: list[int] | None = None
+    invert: list[int] | None = None
+    stream_len: int = 0
+
+    def plane_stages(self) -> list[int]:
+        """Register stages per plane (1 everywhere for variant 1)."""
+        return list(self.stages) if self.stages is not None else [1] * len(self.n_in)
+
+    def plane_invert(self) -> list[int]:
+        """Output inversion per plane (0 everywhere for variant 1)."""
+        return list(self.invert) if self.invert is not None else [0] * len(self.n_in)
 
     def check_network(self, crc: int) -> None:
         """`crc` is the CRC32 of the network M that `m_seed` and `n_out` generate.
@@ -82,18 +99,22 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> XorP
     if type(bits) is not int or not 2 <= bits <= 8:
         raise BadRecord(f"bit width must be an integer in [2, 8], got {bits!r}")
     n = n_elements(shape)
-    param_int(params, "variant", VARIANT, VARIANT)
+    variant = param_int(params, "variant", VARIANT, VARIANT_SEQ)
     coding = params.get("mask_coding")
     if coding not in MASK_CODINGS:
         raise BadRecord(
             f"codec parameter 'mask_coding' must be one of {MASK_CODINGS}, got {coding!r}"
         )
     n_kept = param_int(params, "n_kept", 0, n)
+    n_in = _int_list(params, "n_in", bits, 0, MAX_N_IN)
+    seq: dict[str, object] = {}
+    if variant == VARIANT_SEQ:
+        seq = _sequential(params, bits, n_in)
     return XorParams(
         n_out=param_int(params, "n_out", 1, MAX_N_OUT),
         m_seed=param_int(params, "m_seed", 0, 2**32 - 1),
         m_crc32=param_int(params, "m_crc32", 0, 2**32 - 1),
-        n_in=_int_list(params, "n_in", bits, 0, MAX_N_IN),
+        n_in=n_in,
         n_kept=n_kept,
         mask_coding=str(coding),
         mask_k=param_int(params, "mask_k", 0, 32),
@@ -101,4 +122,26 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> XorP
         patches=_int_list(params, "patches", bits, 0, n_kept),
         patch_k=_int_list(params, "patch_k", bits, 0, 32),
         patch_bits=_int_list(params, "patch_bits", bits, 0, MAX_BITS),
+        variant=variant,
+        **seq,  # type: ignore[arg-type]
     )
+
+
+def _sequential(params: Mapping[str, JSON], bits: int, n_in: list[int]) -> dict[str, object]:
+    """The variant-2 keys (docs/codecs/xor.md §11.2).
+
+    Raises:
+        BadRecord: missing, out of range, or a window wider than 64 bits.
+    """
+    stages = _int_list(params, "stages", bits, 1, MAX_N_IN)
+    for i, (s, w) in enumerate(zip(stages, n_in, strict=True)):
+        if s * w > MAX_N_IN:
+            raise BadRecord(
+                f"codec parameters 'stages' x 'n_in' of plane {i} is {s} x {w} = {s * w} "
+                f"window bits, more than {MAX_N_IN}"
+            )
+    return {
+        "stages": stages,
+        "invert": _int_list(params, "invert", bits, 0, 1),
+        "stream_len": param_int(params, "stream_len", 1, MAX_STREAM_LEN),
+    }

@@ -20,6 +20,15 @@ def notes(details: Mapping[str, Any]) -> list[str]:
         f"patches={sum(details.get('patches', []))}",
         f"left={sum(details.get('errors_left', []))}",
     ]
+    if details.get("variant", 1) == 2:
+        eff = [f"{e:.2f}" if isinstance(e, int | float) else "-" for e in details["efficiency"]]
+        parts.insert(0, "variant=2")
+        parts.append(
+            f"N_s={'/'.join(map(str, details['stages']))} T={details['stream_len']} "
+            f"modes={'/'.join(m[0] for m in details['plane_mode'])} eff={'/'.join(eff)}"
+        )
+    elif "n_in" in details:
+        parts.insert(0, "variant=1")
     if split:
         parts.append(
             f"planes/patches/mask={split['planes']:.2f}/{split['patches']:.2f}/"

@@ -18,6 +18,7 @@ from xorc.datapath.dram import DramReader
 from xorc.datapath.gates import (
     GE_AND2,
     GE_DFF,
+    GE_MUX2,
     GE_XOR2,
     Units,
     index_bits,
@@ -69,10 +70,19 @@ def run(
     for where in flips:
         if where.size and not keep[where].all():
             raise CorruptStream("stream 'patches' patches a pruned position")
+    stages, invert = rec.plane_stages(), rec.plane_invert()
+    if rec.variant == schema.VARIANT_SEQ:
+        seeds = [
+            xor.shift_register(s, w, st, rec.stream_len)
+            for s, w, st in zip(seeds, rec.n_in, stages, strict=True)
+        ]
     planes = [
-        xor.plane_bytes(xor.scatter_slices(array.plane(s, w), busy), rec.n_out, n)
-        for s, w in zip(seeds, rec.n_in, strict=True)
+        xor.plane_bytes(xor.scatter_slices(array.plane(s, w * st), busy), rec.n_out, n)
+        for s, w, st in zip(seeds, rec.n_in, stages, strict=True)
     ]
+    for plane, inv in zip(planes, invert, strict=True):
+        if inv:
+            np.bitwise_xor(plane, np.uint8(0xFF), out=plane)
     slice_flips = np.zeros(busy.size, dtype=np.int64)
     for plane, where in zip(planes, flips, strict=True):
         if where.size:
@@ -118,6 +128,8 @@ def _timing(
         "slices": int(busy.size),
         "busy_slices": n_busy,
     }
+    if rec.variant == schema.VARIANT_SEQ:
+        extra |= {"variant": rec.variant, "stages": rec.stages, "stream_len": rec.stream_len}
     return Timing(bounds, 0, timing, extra)
 
 
@@ -138,7 +150,7 @@ def area(records: Sequence[TensorRecord], container: Container, config: Datapath
     if not recs:
         return {}
     n_out = max(p.n_out for _, p in recs)
-    n_in = max(max(p.n_in) for _, p in recs)
+    n_in = max(max(w * s for w, s in zip(p.n_in, p.plane_stages(), strict=True)) for _, p in recs)
     q = max(r.bits for r, _ in recs)
     seeds = sorted({p.m_seed for _, p in recs})
     arrays = config.xor_arrays
@@ -165,11 +177,32 @@ def area(records: Sequence[TensorRecord], container: Container, config: Datapath
             "formula": "Q x n_out flip-flops (plane slices to weight rows)",
         },
     }
+    if any(p.variant == schema.VARIANT_SEQ for _, p in recs):
+        units["xor_shift_registers"] = _shift_registers(recs, arrays)
     n_max = max(int(np.prod(r.shape, dtype=np.int64)) for r, _ in recs)
     units["patch_unit"] = _patch_unit(q, n_out, n_max, config)
     if any(p.mask_coding.startswith("rice") for _, p in recs):
         units["mask_rice_decoder"] = {"ge": rice_decoder_ge(2), "formula": "one Rice decoder"}
     return units
+
+
+def _shift_registers(recs: list[tuple[TensorRecord, XorParams]], arrays: int) -> dict[str, JSON]:
+    """Variant 2: per plane the (stages - 1) x n_in history bits of its register (planes share an
+    array in turn, so each keeps its own), a load mux per bit, and per array a 64-bit barrel
+    shifter (shift by n_in, 6 levels), window gating and the output inverters."""
+    history = max(
+        sum((s - 1) * w for w, s in zip(p.n_in, p.plane_stages(), strict=True)) for _, p in recs
+    )
+    n_out = max(p.n_out for _, p in recs)
+    per_array = 64 * 6 * GE_MUX2 + 64 * GE_AND2 + n_out * GE_XOR2
+    return {
+        "ge": history * (GE_DFF + GE_MUX2) + arrays * per_array,
+        "register_bits": history,
+        "formula": (
+            "sum over planes of (stages - 1) x n_in flip-flops, each with a load mux; per array a "
+            "64-bit 6-level barrel shifter (MUX2), 64 AND2 window gates and n_out XOR2 inverters"
+        ),
+    }
 
 
 def _patch_unit(q: int, n_out: int, n_max: int, config: DatapathConfig) -> dict[str, JSON]:

@@ -62,6 +62,27 @@ def read_seeds(bus: BusStream, n_slices: int, n_in: list[int]) -> list[NDArray[n
     return out
 
 
+def shift_register(
+    seeds: NDArray[np.uint64], n_in: int, stages: int, stream_len: int
+) -> NDArray[np.uint64]:
+    """Variant 2 (docs/codecs/xor.md §11.1): the register of one plane after each busy slice's
+    shift, R <- ((R << n_in) | x) & (2^(stages n_in) - 1), reset to 0 at every stream start.
+
+    Modelled over a (streams, stream_len) grid of busy slices: stage k of the register holds the
+    seed k slices back in the same stream row."""
+    if stages <= 1 or n_in == 0 or seeds.size == 0:
+        return seeds
+    b = seeds.size
+    t = max(1, min(stream_len, b))
+    grid = np.zeros(-(-b // t) * t, dtype=np.uint64)
+    grid[:b] = seeds
+    grid = grid.reshape(-1, t)
+    reg = grid.copy()
+    for k in range(1, min(stages, t)):
+        reg[:, k:] |= grid[:, :-k] << np.uint64(k * n_in)
+    return reg.reshape(-1)[:b]
+
+
 class XorArray:
     """The XOR network of one (m_seed, n_out): byte tables of the XOR of column subsets."""
 

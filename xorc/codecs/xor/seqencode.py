@@ -1,0 +1,287 @@
+"""Encoder of codec `xor`, variant 2 (sequential, docs/codecs/xor.md §11.4): the expensive part,
+from a tensor to a `SolvedTensor` that `finish` turns into streams exactly as for variant 1.
+
+Per tensor: the rate scan (a sample of register streams, every candidate `n_out` and rate as
+lanes of one solve), each plane's mode (seeds, rate 0 with its ones patched, or rate 0 inverted
+with its zeros patched), then one full solve per plane group over every register stream, with
+the distinct chosen rates (and, for policy importance, the reduced rates) as lanes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc.codecs.common import to_sign_magnitude
+from xorc.codecs.xor.decode import busy_slices, seed_windows
+from xorc.codecs.xor.encode import (
+    LOW_RATES,
+    _error_importance,
+    _Group,
+    _groups,
+    _keys,
+    _patch_estimate,
+    _plane_targets,
+)
+from xorc.codecs.xor.finish import Candidate, SolvedTensor
+from xorc.codecs.xor.mask import encode_mask
+from xorc.codecs.xor.network import DEFAULT_M_SEED, MAX_N_IN, network, xor_outputs
+from xorc.codecs.xor.options import XorOptions
+from xorc.codecs.xor.patches import patch_run_length
+from xorc.codecs.xor.schema import VARIANT_SEQ
+from xorc.codecs.xor.seqsolve import Lanes, low_mask, solve_lanes
+from xorc.codecs.xor.solve import _ranks
+from xorc.tensor import QuantTensor
+
+N_OUT_STEP = 8
+"""Slice lengths are multiples of 8 (whole bytes of a plane per slice)."""
+MAX_N_OUT_ENC = 1024
+CARE_TARGETS = (15.6, 20.5, 31.2)
+"""The scan tries the `n_out` whose mean care count is about each: rates 13, 16, 21 and 32
+with 4, 4, 3 and 2 stages fill 52, 64, 63 and 64 of the network's 64 columns."""
+SCAN_RATES = (0.94, 0.98, 1.02, 1.05, 1.08)
+"""Scanned rates, as fractions of the mean care count per busy slice."""
+SCAN_STREAMS = 4
+SCAN_LEN = 256
+"""The scan solves at most SCAN_STREAMS evenly spaced streams of SCAN_LEN busy slices."""
+NEAR = 0
+"""The full solve also tries the scan's best rate +- NEAR; `finish` picks on exact bits."""
+MIN_STREAM = 1024
+STREAM_LANES = 16
+"""Stream length T = min(B, max(MIN_STREAM, ceil(B / STREAM_LANES))) busy slices."""
+
+
+def stream_length(n_busy: int) -> int:
+    """Busy slices per register stream (docs/codecs/xor.md §11.4)."""
+    return max(1, min(n_busy, max(MIN_STREAM, -(-n_busy // STREAM_LANES))))
+
+
+def stages_for(n_in: int) -> int:
+    """The widest register the 64-column network allows at this rate."""
+    return max(1, MAX_N_IN // n_in) if n_in else 1
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The care rows of one slicing: busy index, M word and target bits of each kept weight."""
+
+    busy: NDArray[np.int64]
+    words: NDArray[np.uint64]
+    targets: NDArray[np.uint8]
+    n_busy: int
+
+
+def _rows(kept: NDArray[np.int64], n_out: int, targets: NDArray[np.uint8]) -> _Rows:
+    n_busy, index = busy_slices(kept, n_out)
+    words = network(DEFAULT_M_SEED, n_out)[kept % n_out]
+    return _Rows(index.astype(np.int64), words, targets, n_busy)
+
+
+def _lanes(
+    rows: _Rows, ranks: Sequence[NDArray[np.int64]], rates: Sequence[int], length: int
+) -> tuple[Lanes, int]:
+    """Lanes (rate, restart, stream) of every stream of `length` busy slices; and the stream
+    count S. Lane (c, r, s) is index (c * R + r) * S + s."""
+    n_streams = -(-rows.n_busy // length) if rows.n_busy else 0
+    counts = np.bincount(rows.busy, minlength=n_streams * length).reshape(n_streams, length)
+    k = int(counts.max()) if counts.size else 0
+    n_r = len(ranks)
+    n_lanes = len(rates) * n_r * n_streams
+    coef = np.zeros((n_lanes, length, max(k, 1)), dtype=np.uint64)
+    rhs = np.zeros((n_lanes, length, max(k, 1)), dtype=np.uint8)
+    s_of, t_of = rows.busy // length, rows.busy % length
+    for c, rate in enumerate(rates):
+        word = rows.words & low_mask(np.array(rate * stages_for(rate)))
+        for r, rank in enumerate(ranks):
+            lane = (c * n_r + r) * n_streams + s_of
+            coef[lane, t_of, rank] = word
+            rhs[lane, t_of, rank] = rows.targets
+    all_counts = np.tile(counts, (len(rates) * n_r, 1))
+    n_in = np.repeat(np.asarray(rates, dtype=np.int64), n_r * n_streams)
+    stages = np.array([stages_for(int(r)) for r in n_in], dtype=np.int64)
+    return Lanes(coef, rhs, all_counts, n_in, stages), n_streams
+
+
+def _solve(
+    rows: _Rows,
+    ranks: Sequence[NDArray[np.int64]],
+    rates: Sequence[int],
+    length: int,
+    n_planes: int,
+) -> tuple[dict[int, NDArray[np.uint64]], dict[int, NDArray[np.int64]]]:
+    """Per rate: the seeds of every busy slice (B, P), best restart per stream and plane, and
+    the errors per stream (S, P)."""
+    lanes, n_streams = _lanes(rows, ranks, rates, length)
+    seeds, errors = solve_lanes(lanes, n_planes)
+    n_r = len(ranks)
+    out_seeds, out_err = {}, {}
+    for c, rate in enumerate(rates):
+        at = slice(c * n_r * n_streams, (c + 1) * n_r * n_streams)
+        err = errors[at].reshape(n_r, n_streams, n_planes)
+        best = err.argmin(axis=0)  # (S, P)
+        sd = seeds[at].reshape(n_r, n_streams, length, n_planes)
+        pick = np.take_along_axis(sd, best[None, :, None, :], axis=0)[0]
+        out_seeds[rate] = pick.reshape(n_streams * length, n_planes)[: rows.n_busy]
+        out_err[rate] = np.take_along_axis(err, best[None], axis=0)[0]
+    return out_seeds, out_err
+
+
+def _n_out_choices(n: int, kept: NDArray[np.int64]) -> list[int]:
+    """Multiples of N_OUT_STEP whose mean care count per busy slice is nearest each of
+    CARE_TARGETS (windows of almost 64 bits), not above the tensor size rounded up."""
+    cap = max(N_OUT_STEP, -(-n // N_OUT_STEP) * N_OUT_STEP)
+    density = max(kept.size, 1) / max(n, 1)
+    picks = set()
+    for target in CARE_TARGETS:
+        guess = round(target / density / N_OUT_STEP) * N_OUT_STEP
+        picks.add(int(min(cap, MAX_N_OUT_ENC, max(N_OUT_STEP, guess))))
+    return sorted(picks)
+
+
+def _sample(rows: _Rows) -> _Rows:
+    """At most SCAN_STREAMS evenly spaced runs of SCAN_LEN busy slices, renumbered."""
+    n_runs = -(-rows.n_busy // SCAN_LEN)
+    if n_runs <= SCAN_STREAMS:
+        return rows
+    pick = (np.arange(SCAN_STREAMS) * n_runs) // SCAN_STREAMS
+    run_rank = np.full(n_runs, -1, dtype=np.int64)
+    run_rank[pick] = np.arange(pick.size)
+    rank = run_rank[rows.busy // SCAN_LEN]
+    sel = np.flatnonzero(rank >= 0)
+    busy = rank[sel] * SCAN_LEN + rows.busy[sel] % SCAN_LEN
+    return _Rows(busy, rows.words[sel], rows.targets[sel], int(pick.size) * SCAN_LEN)
+
+
+def _rate_zero_costs(codes: NDArray[np.uint16], bits: int, n: int) -> NDArray[np.float64]:
+    """(planes, 2): estimated patch bits of rate 0 plain (ones) and inverted (zeros)."""
+    out = np.zeros((bits, 2))
+    for i in range(bits):
+        ones = float(((codes >> np.uint16(bits - 1 - i)) & np.uint16(1)).sum())
+        out[i] = _patch_estimate(np.array([ones, codes.size - ones]), n)
+    return out
+
+
+def _scan(
+    kept: NDArray[np.int64], codes: NDArray[np.uint16], bits: int, n: int, n_out: int
+) -> tuple[float, list[int]]:
+    """Estimated bits and best rate per plane (0: a rate-0 mode) for `n_out`, policy all."""
+    rows = _rows(kept, n_out, _plane_targets(codes, bits, list(range(bits))))
+    sample = _sample(rows)
+    mean = kept.size / max(rows.n_busy, 1)
+    rates = sorted({min(MAX_N_IN, max(1, round(mean * f))) for f in SCAN_RATES})
+    scale = rows.n_busy / max(sample.n_busy, 1)
+    rank = _ranks(sample.busy, np.bincount(sample.busy), np.arange(sample.busy.size))
+    length = min(SCAN_LEN, sample.n_busy)
+    _, err = _solve(sample, [rank], rates, length, bits)
+    cost = np.stack(
+        [r * rows.n_busy + _patch_estimate(err[r].sum(axis=0) * scale, n) for r in rates]
+    )  # (rates, P)
+    zero = _rate_zero_costs(codes, bits, n).min(axis=1)
+    best, total = [], 0.0
+    for i in range(bits):
+        j = int(cost[:, i].argmin())
+        seeded = float(cost[j, i]) < zero[i]
+        best.append(rates[j] if seeded else 0)
+        total += min(float(cost[j, i]), float(zero[i]))
+    return total, best
+
+
+def _rates_for(best: list[int], planes: list[int], policy: str) -> dict[int, list[int]]:
+    out = {}
+    for i in planes:
+        r = {x for x in range(best[i] - NEAR, best[i] + NEAR + 1) if 1 <= x <= MAX_N_IN}
+        r = r if best[i] else set()
+        if policy == "importance" and best[i]:
+            r |= {max(1, round(best[i] * f)) for f in LOW_RATES if f > 0}
+        out[i] = sorted(r)
+    return out
+
+
+def _candidate(
+    kept: NDArray[np.int64],
+    n_in: int,
+    seeds: NDArray[np.uint64],
+    truth: NDArray[np.uint8],
+    ctx: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint64], int, int],
+    importance: NDArray[np.float64],
+    invert: int = 0,
+) -> Candidate:
+    """Decode one plane at one rate (seeds per busy slice) and record its errors."""
+    busy_ids, index, row_words, stream_len, n_slices = ctx
+    stages = stages_for(n_in)
+    win = seed_windows(seeds[None, :], [n_in], [stages], stream_len)[0]
+    got = xor_outputs(win[index], row_words) ^ np.uint8(invert)
+    err = np.flatnonzero(got != truth)
+    imp = importance[err].astype(np.float32)
+    by_imp = np.argsort(imp, kind="stable").astype(np.int32)
+    _, bits = patch_run_length(kept[err])
+    full = np.zeros(n_slices, dtype=np.uint64)
+    full[busy_ids] = seeds
+    return Candidate(n_in, full, err.astype(np.int32), by_imp, imp[by_imp], bits, stages, invert)
+
+
+def _plane_candidates(
+    q: QuantTensor,
+    options: XorOptions,
+    kept: NDArray[np.int64],
+    codes: NDArray[np.uint16],
+    groups: list[_Group],
+    best: list[int],
+    n_out: int,
+) -> tuple[list[list[Candidate]], int, int]:
+    """Every plane's candidates (its seeded rates, rate 0 and rate 0 inverted); stream length
+    and busy slices."""
+    restarts = max(1, int(options.effort))
+    rng = np.random.default_rng(options.seed)
+    n_slices = -(-q.values.size // n_out)
+    n_busy, index = busy_slices(kept, n_out)
+    length = stream_length(n_busy)
+    row_words = network(DEFAULT_M_SEED, n_out)[kept % n_out]
+    busy_ids = np.unique(kept // n_out)
+    ctx = (busy_ids, index, row_words, length, n_slices)
+    importance = _error_importance(q, kept)
+    cands: list[list[Candidate]] = [[] for _ in range(q.bits)]
+    seeds_at: dict[int, NDArray[np.uint64]] = {}
+    for g in groups:
+        tries = _rates_for(best, g.planes, options.patch_policy)
+        rates = sorted(set().union(*tries.values()))
+        if rates and kept.size:
+            rows = _Rows(index, row_words, _plane_targets(codes, q.bits, g.planes), n_busy)
+            keys = _keys(g.base, kept.size, restarts, rng)
+            counts = np.bincount(index, minlength=n_busy)
+            ranks = [_ranks(index, counts, key) for key in keys]
+            seeds_at, _ = _solve(rows, ranks, rates, length, len(g.planes))
+        for j, i in enumerate(g.planes):
+            truth = ((codes >> np.uint16(q.bits - 1 - i)) & np.uint16(1)).astype(np.uint8)
+            for r in tries[i]:
+                sd = np.ascontiguousarray(seeds_at[r][:, j])
+                cands[i].append(_candidate(kept, r, sd, truth, ctx, importance[i]))
+            zero = np.zeros(n_busy, dtype=np.uint64)
+            for inv in (0, 1):
+                cands[i].append(_candidate(kept, 0, zero, truth, ctx, importance[i], inv))
+    return cands, length, n_busy
+
+
+def solve_tensor_seq(q: QuantTensor, options: XorOptions) -> SolvedTensor:
+    """Variant 2's `solve_tensor` (docs/codecs/xor.md §11.4)."""
+    flat = q.values.ravel()
+    n = flat.size
+    kept = np.flatnonzero(flat != 0).astype(np.int64)
+    codes = to_sign_magnitude(flat[kept], q.bits)
+    groups = _groups(q, kept, options.patch_policy)
+    choices = _n_out_choices(n, kept)
+    if kept.size == 0:
+        n_out, best = choices[-1], [0] * q.bits
+    else:
+        scans = [(*_scan(kept, codes, q.bits, n, c), c) for c in choices]
+        _, best, n_out = min(scans, key=lambda s: (s[0], -s[2]))
+    cands, length, n_busy = _plane_candidates(q, options, kept, codes, groups, best, n_out)
+    coding, mask_k, mask_bits, mask_stream = encode_mask(flat != 0)
+    return SolvedTensor(
+        q, options, n_out, DEFAULT_M_SEED, -(-n // n_out), n_busy, kept, codes,
+        cands, best,
+        coding, mask_k, mask_bits, mask_stream, variant=VARIANT_SEQ, stream_len=length,
+    )  # fmt: skip
