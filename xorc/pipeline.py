@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import calibrate, onnx_io, policies, reconstruct, search
+from xorc import calibrate, fidelity, onnx_io, policies, reconstruct, search
 from xorc.assemble import assemble, stored_scales
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UnsupportedModel, UsageError
@@ -97,6 +97,18 @@ def compress_model(
         calib: optional calibration .npz (input sensitivity, bias correction).
         progress: optional callback, once per encoded tensor.
     """
+    return compress_and_measure(model_path, options, calib, progress, None)[0]
+
+
+def compress_and_measure(
+    model_path: str | Path,
+    options: CompressOptions,
+    calib: str | Path | None = None,
+    progress: Progress | None = None,
+    min_fidelity: float | None = fidelity.DEFAULT_MIN_COSINE,
+) -> tuple[Container, fidelity.Fidelity | None]:
+    """`compress_model`, then (unless `min_fidelity` is None) the fidelity check of the
+    compressed model against the original (xorc/fidelity.py), with that threshold."""
     model = onnx_io.load_model(model_path)
     options = options.resolved(calib is not None)
     jobs = plan_tensors(model, options)
@@ -118,7 +130,13 @@ def compress_model(
     fmap = None
     if policies.get(options.policy).records_fmap and calib is not None:
         fmap = feature_map_stage(model, calib)
-    return assemble(model, jobs, options, biases, fmap, extra_meta=extra)
+    container = assemble(model, jobs, options, biases, fmap, extra_meta=extra)
+    if min_fidelity is None:
+        return container, None
+    check = fidelity.check(model, container, jobs, stats, calib, min_fidelity)
+    if fidelity.lossy_without_data(jobs, options.pattern, calib):
+        check.notes.append(fidelity.LOW_BITS_NOTE)
+    return container, check
 
 
 def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[TensorJob]:
