@@ -146,3 +146,21 @@ def test_inspect_has_no_fidelity(tmp_path: Path) -> None:
     assert run("compress", sample("digits_mlp.onnx"), "-o", blob)[0] == 0
     code, out, _ = run("inspect", blob, "--json")
     assert code == 0 and json.loads(out)["fidelity"] is None
+
+
+def test_bias_correction_is_kept_only_where_it_helps(tmp_path: Path) -> None:
+    """fashion_cnn at 3 bits, 75 % magnitude pruning: bias correction lowers the cosine on the
+    calibration inputs, so the blob keeps the original biases (and says so)."""
+    model, calib = sample("fashion_cnn.onnx"), sample("fashion_calib.npz")
+    flags = ["--bits", "3", "--sparsity", "0.75", "--reconstruct", "none", "--prune", "magnitude"]
+    code, out, _ = run(
+        "compress", model, "-o", tmp_path / "f.xorc", *flags, "--calib", calib, "--json"
+    )
+    doc = json.loads(out)
+    guard = doc["fidelity"]["bias_correction"]
+    assert code == 0 and guard["kept"] is False and guard["cosine_without"] > guard["cosine_with"]
+    assert doc["fidelity"]["min_cosine"] == guard["cosine_without"]
+    assert not any(t["details"].get("bias_corrected") for t in doc["tensors"])
+    code, out, _ = run("compress", model, "-o", tmp_path / "g.xorc", "--calib", calib, "--json")
+    guard = json.loads(out)["fidelity"]["bias_correction"]
+    assert code == 0 and guard["kept"] is (guard["cosine_with"] >= guard["cosine_without"])

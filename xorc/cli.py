@@ -105,6 +105,13 @@ def cli() -> None:
     "(SparseGPT) [default: obs with --calib, else magnitude].",
 )
 @click.option(
+    "--reconstruct-order",
+    type=click.Choice(["parallel", "sequential"]),
+    help="GPTQ / OBS: every layer's H from the original model's inputs, or layers in graph "
+    "order, each on the inputs the already compressed layers produce (slower) "
+    "[default: parallel].",
+)
+@click.option(
     "--prune-pattern",
     metavar="N:M",
     help="Structured pruning: at most N nonzeros in every M consecutive input weights (2:4).",

@@ -19,7 +19,7 @@ layers after it amplify the error. See docs/reconstruction.md, "Fidelity check".
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ class Fidelity:
     layers: list[dict[str, Any]]
     threshold: float
     notes: list[str] = field(default_factory=list)
+    bias_correction: dict[str, Any] | None = None  # kept or not, cosine with and without
 
     @property
     def min_cosine(self) -> float | None:
@@ -94,6 +95,7 @@ class Fidelity:
             "worst_layers": [w["name"] for w in self.layers[:WORST_LAYERS]],
             "layers": self.layers,
             "notes": self.notes,
+            "bias_correction": self.bias_correction,
         }
 
 
@@ -266,3 +268,30 @@ def check(
     compressed = rebuild_model(container, [j.enc.decoded for j in jobs])
     layers = ranked_layers(jobs, stats)
     return measure(onnx_io.serialize(model), compressed, calib, layers, threshold)
+
+
+def keep_bias_if_better(
+    model: onnx_io.SourceModel,
+    corrected: Container,
+    uncorrected: Callable[[], Container],
+    jobs: Sequence[TensorJob],
+    stats: dict[str, calibrate.InputStats],
+    calib: str | Path | None,
+    threshold: float,
+) -> tuple[Container, Fidelity]:
+    """Bias correction, kept only when it does not lower the worst output cosine on the
+    calibration inputs: the container kept and its fidelity (with `bias_correction`: whether
+    it was kept and both cosines). `uncorrected` builds the container without corrected
+    biases (and clears the jobs' flags); called only when it is needed."""
+    flags = [j.bias_corrected for j in jobs]
+    with_bias = check(model, corrected, jobs, stats, calib, threshold)
+    plain = uncorrected()
+    without_bias = check(model, plain, jobs, stats, calib, threshold)
+    a, b = with_bias.min_cosine, without_bias.min_cosine
+    keep = a is None or b is None or a >= b
+    chosen, result = (corrected, with_bias) if keep else (plain, without_bias)
+    if keep:
+        for job, flag in zip(jobs, flags, strict=True):
+            job.bias_corrected = flag
+    result.bias_correction = {"kept": keep, "cosine_with": a, "cosine_without": b}
+    return chosen, result

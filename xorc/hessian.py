@@ -14,9 +14,10 @@ input, and H is the mean of x x^T over the calibration samples and positions:
 
 Streamed batch by batch: the feature vectors of one step (at most PATCH_ELEMENTS values) are
 multiplied in float32 and each step's X^T X is added to a float64 total, so rounding error
-stays that of one step. A convolution uses at most MAX_POSITIONS output positions per sample:
-a regular grid, every t-th position along each spatial axis, its offset moving from batch to
-batch (deterministic). H itself is kept under MAX_H_BYTES (bigger layers fall back, with a
+stays that of one step. A convolution uses at most MAX_POSITIONS output positions per
+sample (fewer for wide patches, MAX_SAMPLE_VALUES, but at least MIN_POSITIONS): a regular
+grid, every t-th position along each spatial axis, its offset moving from batch to batch
+(deterministic). H itself is kept under MAX_H_BYTES (bigger layers fall back, with a
 reason). See docs/reconstruction.md.
 """
 
@@ -38,6 +39,11 @@ PATCH_ELEMENTS = 1 << 22
 """Input samples are unfolded in chunks of about this many patch values (16 MiB in float32)."""
 MAX_POSITIONS = 1024
 """A convolution's H averages at most about this many output positions of each sample."""
+MAX_SAMPLE_VALUES = 1 << 18
+"""... and at most about this many patch values (positions x groups x features) of each sample
+(a depthwise layer's small H needs few positions)."""
+MIN_POSITIONS = 16
+"""... but never fewer than this many positions of each sample (when it has them)."""
 
 
 @dataclass(frozen=True)
@@ -162,8 +168,10 @@ def position_step(layer: Layer, x_shape: tuple[int, ...], shape: tuple[int, ...]
     nd = len(x_shape) - 2
     strides = _ints(layer.conv.get("strides"), nd, 1)
     positions = int(np.prod([-(-size // s) for size, s in zip(x_shape[2:], strides, strict=True)]))
+    width = max(layer.group, 1) * int(np.prod(shape[1:]))  # patch values per position
+    cap = max(min(MAX_POSITIONS, MAX_SAMPLE_VALUES // max(width, 1)), MIN_POSITIONS)
     step = 1
-    while positions / step**nd > MAX_POSITIONS:
+    while positions / (step + 1) ** nd >= cap and positions / step**nd > cap:
         step += 1
     return step
 
