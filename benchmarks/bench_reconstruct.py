@@ -4,7 +4,11 @@ Every row compresses a sample model three ways, in one run, and measures on held
 
 * `rtn`: no calibration data (round-to-nearest, magnitude pruning);
 * `bias`: `--calib`, `--reconstruct none --prune magnitude` (bias correction only, as before);
-* `gptq`: `--calib` with the defaults (GPTQ, OBS pruning, then bias correction).
+* `gptq`: `--calib` with the defaults (GPTQ, OBS pruning, then bias correction where it helps);
+* `seq`: as `gptq` with `--reconstruct-order sequential` (a few rows).
+
+"calib fidelity" is compress's own fidelity check (worst output cosine on 64 calibration
+inputs). Then the time of GPTQ on 256 calibration inputs.
 
 EfficientNet-Lite0 is calibrated on sample_models/efficientnet_calib.npz and evaluated on
 photos.npz (no image in common); fashion_cnn is calibrated on fashion_calib.npz (training
@@ -35,15 +39,25 @@ METHODS = {
     "rtn": (False, []),
     "bias": (True, ["--reconstruct", "none", "--prune", "magnitude"]),
     "gptq": (True, []),
+    "seq": (True, ["--reconstruct-order", "sequential"]),
 }
-SETTINGS = [
-    ("EfficientNet-Lite0 4-bit", EFFNET, ["--bits", "4", "--policy", "raw"]),
-    ("EfficientNet-Lite0 8-bit", EFFNET, ["--bits", "8", "--policy", "raw"]),
-    ("EffNet S=0.5 8-bit raw", EFFNET, ["--bits", "8", "--sparsity", "0.5", "--policy", "raw"]),
-    ("EffNet S=0.5 8-bit all", EFFNET, ["--bits", "8", "--sparsity", "0.5", "--policy", "all"]),
-    ("fashion_cnn 4-bit S=0.5 all", FASHION, ["--bits", "4", "--sparsity", "0.5"]),
-    ("fashion_cnn 3-bit S=0.75 all", FASHION, ["--bits", "3", "--sparsity", "0.75"]),
-]
+SEQUENTIAL_ROWS = (
+    "EfficientNet-Lite0 4-bit",
+    "EffNet S=0.5 8-bit raw",
+    "fashion_cnn 3-bit S=0.75 all",
+)
+ALL = ("rtn", "bias", "gptq")
+SETTINGS = [  # (label, model and calibration data, flags, methods run on the row)
+    ("EfficientNet-Lite0 4-bit", EFFNET, ["--bits", "4", "--policy", "raw"], (*ALL, "seq")),
+    ("EfficientNet-Lite0 8-bit", EFFNET, ["--bits", "8", "--policy", "raw"], ALL),
+    ("EffNet S=0.5 8-bit raw", EFFNET, ["--bits", "8", "--sparsity", "0.5", "--policy", "raw"],
+     ("rtn", "gptq")),
+    ("EffNet S=0.5 8-bit all", EFFNET, ["--bits", "8", "--sparsity", "0.5", "--policy", "all"],
+     ("gptq",)),
+    ("fashion_cnn 4-bit S=0.5 all", FASHION, ["--bits", "4", "--sparsity", "0.5"], ALL),
+    ("fashion_cnn 3-bit S=0.75 all", FASHION, ["--bits", "3", "--sparsity", "0.75"],
+     (*ALL, "seq")),
+]  # fmt: skip
 TARGETS = {
     "EfficientNet-Lite0 4-bit": "cos >= 0.99, agreement >= 90 %",
     "EfficientNet-Lite0 8-bit": "drop <= 2.5 pp, cos >= 0.998",
@@ -71,7 +85,9 @@ def _compress(model: Path, calib: Path | None, flags: list[str], blob: Path) -> 
         "import json, resource, sys, time; from xorc.cli import cli; t = time.perf_counter()\n"
         "try:\n    cli.main(sys.argv[1:], standalone_mode=False)\n"
         "finally:\n    sys.stderr.write(json.dumps({'wall': time.perf_counter() - t, "
-        "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
+        "'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "
+        "'cpu': resource.getrusage(resource.RUSAGE_SELF).ru_utime "
+        "+ resource.getrusage(resource.RUSAGE_SELF).ru_stime}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
@@ -83,7 +99,13 @@ def _compress(model: Path, calib: Path | None, flags: list[str], blob: Path) -> 
     summary = json.loads(proc.stdout)
     totals = summary["totals"]
     bits = totals["bits_per_weight"]
-    return {"bits_per_weight": bits, "wall_s": usage["wall"], "peak_rss": usage["rss"]}
+    return {
+        "bits_per_weight": bits,
+        "wall_s": usage["wall"],
+        "cpu_s": usage["cpu"],
+        "peak_rss": usage["rss"],
+        "fidelity": summary["fidelity"]["min_cosine"],
+    }
 
 
 def _verify(blob: Path, model: Path) -> dict:
@@ -92,14 +114,14 @@ def _verify(blob: Path, model: Path) -> dict:
     return json.loads(out)["accuracy"]
 
 
-def largest_h_bytes(model: Path) -> tuple[str, int]:
-    """The layer whose H is largest, and its bytes (float64, all groups)."""
+def largest_h_bytes(model: Path) -> tuple[str, int, int]:
+    """The layer whose H is largest, its bytes (float64, all groups), and all layers' bytes."""
     sys.path.insert(0, str(ROOT))
     from xorc import onnx_io
 
     source = onnx_io.load_model(model)
     shapes = {w.name: w.array.shape for w in onnx_io.find_weights(source)}
-    best = ("", 0)
+    best, total = ("", 0), 0
     for name, layer in onnx_io.layers(source).items():
         shape = shapes[name]
         if layer.op_type == "Conv":
@@ -109,7 +131,28 @@ def largest_h_bytes(model: Path) -> tuple[str, int]:
         else:
             continue
         best = max(best, (name, size), key=lambda t: t[1])
-    return best
+        total += size
+    return (*best, total)
+
+
+def timing(settings: list) -> None:
+    """GPTQ on 256 calibration inputs (the 128 of efficientnet_calib.npz and their mirror
+    images, still disjoint from photos.npz): compress wall and CPU seconds, peak RSS (the
+    table's rtn rows are the baseline of the same run)."""
+    if not any(s[1] == EFFNET for s in settings):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        with np.load(EFFNET[1]) as npz:
+            x = npz["input"]
+        calib = Path(tmp) / "calib256.npz"
+        np.savez(calib, input=np.concatenate([x, x[..., ::-1]]))
+        flags = ["--bits", "8", "--policy", "raw"]
+        for label, data in (("gptq, 256 inputs", calib),):
+            c = _compress(EFFNET[0], data, flags, Path(tmp) / "t.xorc")
+            print(
+                f"EfficientNet-Lite0 8-bit {label}: compress {c['wall_s']:.1f} s wall, "
+                f"{c['cpu_s']:.1f} s CPU, peak RSS {c['peak_rss'] / 2**20:.0f} MiB"
+            )
 
 
 def main() -> None:
@@ -118,8 +161,9 @@ def main() -> None:
     settings = [s for s in SETTINGS if not parser.parse_args().quick or "fashion" in s[0]]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, (model, calib), flags in settings:
-            for method, (with_calib, extra) in METHODS.items():
+        for label, (model, calib), flags, methods in settings:
+            for method in methods:
+                with_calib, extra = METHODS[method]
                 blob = Path(tmp) / f"{len(rows)}.xorc"
                 c = _compress(model, calib if with_calib else None, flags + extra, blob)
                 acc = _verify(blob, model)
@@ -127,19 +171,24 @@ def main() -> None:
                 print(f"# {label} {method}: {c} {acc}", file=sys.stderr, flush=True)
     print(
         "| setting | method | bits/w | output cosine | top-1 (agreement or accuracy) | drop pp "
-        "| compress s | peak RSS MiB | target |"
+        "| calib fidelity | compress s (CPU s) | peak RSS MiB | target |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for label, method, c, acc in rows:
         top = acc.get("top1_agreement", acc.get("compressed"))
         print(
             f"| {label} | {method} | {c['bits_per_weight']:.3f} | {acc['output_cosine']:.4f} "
-            f"| {top} | {acc['drop_pp']} | {c['wall_s']:.1f} | {c['peak_rss'] / 2**20:.0f} "
+            f"| {top} | {acc['drop_pp']} | {c['fidelity']} | {c['wall_s']:.1f} ({c['cpu_s']:.0f}) "
+            f"| {c['peak_rss'] / 2**20:.0f} "
             f"| {TARGETS[label] if method == 'gptq' else ''} |"
         )
+    timing(settings)
     for model in sorted({s[1][0] for s in settings}):
-        name, size = largest_h_bytes(model)
-        print(f"largest H of {model.name}: {name}, {size / 2**20:.2f} MiB")
+        name, size, total = largest_h_bytes(model)
+        print(
+            f"largest H of {model.name}: {name}, {size / 2**20:.2f} MiB; all layers' H "
+            f"together {total / 2**20:.1f} MiB"
+        )
 
 
 if __name__ == "__main__":

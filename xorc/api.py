@@ -39,15 +39,22 @@ def compress(
     options: CompressOptions | None = None,
     calib: PathLike | None = None,
     progress: Callable[[str, int], None] | None = None,
+    min_fidelity: float | None = 0.99,
 ) -> Summary:
-    """Compress `model` into the blob `out` (written atomically); returns its summary."""
+    """Compress `model` into the blob `out` (written atomically); returns its summary, with
+    the fidelity check against the original (`Summary.fidelity`; docs/reconstruction.md) at
+    threshold `min_fidelity` (None: no check)."""
     _check_output([model, calib], out)
-    from xorc.pipeline import compress_model
+    from xorc.pipeline import compress_and_measure
 
-    container = compress_model(model, options or CompressOptions(), calib, progress)
+    container, check = compress_and_measure(
+        model, options or CompressOptions(), calib, progress, min_fidelity
+    )
     data = v1.write(container)
     atomic_write(out, data)
-    return summarize(data)
+    summary = summarize(data)
+    summary.fidelity = None if check is None else check.to_json()
+    return summary
 
 
 def inspect(blob: PathLike) -> Summary:

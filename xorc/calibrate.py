@@ -72,13 +72,12 @@ def input_stats(
                 axes = _sample_axes(kind, x)
                 if axes is None:
                     continue
-                x64 = x.astype(np.float64)
                 acc = sums.setdefault(f"{kind}:{tap}", [0, 0.0, 0.0])
                 acc[0] += int(np.prod([x.shape[a] for a in axes]))
-                acc[1] = acc[1] + x64.sum(axis=axes)
-                acc[2] = acc[2] + (x64 * x64).sum(axis=axes)
+                acc[1] = acc[1] + x.sum(axis=axes, dtype=np.float64)
+                acc[2] = acc[2] + np.square(x).sum(axis=axes, dtype=np.float64)
                 if f"{kind}:{tap}" in wanted:
-                    _add_moment(second, f"{kind}:{tap}", x64, kind)
+                    _add_moment(second, f"{kind}:{tap}", x.astype(np.float64), kind)
             for acc_h in (a for a in accs.values() if a.layer.data == tap):
                 acc_h.add(x)
     out = {}

@@ -35,7 +35,7 @@ def cli() -> None:
       xorc inspect model.xorc
       xorc verify model.xorc --model model.onnx --accuracy --data test.npz
 
-    Exit codes: 0 ok, 1 internal error, 2 usage, 3 verify gate failed,
+    Exit codes: 0 ok, 1 internal error, 2 usage, 3 verify gate (or compress --strict) failed,
     4 invalid or corrupt blob, 5 invalid or unsupported model.
     """
 
@@ -105,6 +105,13 @@ def cli() -> None:
     "(SparseGPT) [default: obs with --calib, else magnitude].",
 )
 @click.option(
+    "--reconstruct-order",
+    type=click.Choice(["parallel", "sequential"]),
+    help="GPTQ / OBS: every layer's H from the original model's inputs, or layers in graph "
+    "order, each on the inputs the already compressed layers produce (slower) "
+    "[default: parallel].",
+)
+@click.option(
     "--prune-pattern",
     metavar="N:M",
     help="Structured pruning: at most N nonzeros in every M consecutive input weights (2:4).",
@@ -142,6 +149,15 @@ def cli() -> None:
 @click.option("--dict-size", type=click.IntRange(1, 256), help="Dictionary codebook size K.")
 @click.option("--dict-group", type=click.IntRange(1), help="Output channels per codebook.")
 @click.option("--seed", type=int, help="Seed for the encoders [default: 0].")
+@click.option(
+    "--min-fidelity",
+    type=click.FloatRange(-1, 1),
+    default=0.99,
+    show_default=True,
+    help="Warn (one line, naming the worst layers) when an output's cosine to the original's, "
+    "on --calib or synthetic inputs, is below this.",
+)
+@click.option("--strict", is_flag=True, help="Exit 3 when the fidelity is below --min-fidelity.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
 def compress(
@@ -151,9 +167,12 @@ def compress(
     calib: str | None,
     as_json: bool,
     per_tensor: bool | None,
+    min_fidelity: float,
+    strict: bool,
     **flags: Any,
 ) -> None:
-    """Compress MODEL.onnx into a blob and print its per-tensor summary."""
+    """Compress MODEL.onnx into a blob, print its per-tensor summary and how close the
+    compressed model's outputs are to the original's."""
     options = build_options(
         config_file, per_channel=None if per_tensor is None else not per_tensor, **flags
     )
@@ -173,7 +192,7 @@ def compress(
                 err=True,
             )
     with progress_bar("compress", "tensor") as tick:
-        summary = api.compress(model, target, options, calib=calib, progress=tick)
+        summary = api.compress(model, target, options, calib, tick, min_fidelity)
     search = summary.meta.get("search")
     if isinstance(search, dict) and not search.get("met", True):
         if search.get("goal") == "size":
@@ -190,6 +209,7 @@ def compress(
             "compress; the blob holds the graph only",
             err=True,
         )
+    problem = _fidelity_warnings(summary.fidelity)
     if as_json:
         emit_json(summary.to_json())
     else:
@@ -197,6 +217,25 @@ def compress(
 
         click.echo(render_text(summary))
         click.echo(f"wrote {target}")
+    if strict and problem is not None:
+        from xorc.errors import FidelityBelowThreshold
+
+        raise FidelityBelowThreshold(f"{target}: {problem} (--strict)")
+
+
+def _fidelity_warnings(fid: dict[str, Any] | None) -> str | None:
+    """Print the fidelity check's notes and warning on stderr; the warning, if any."""
+    if fid is None:
+        return None
+    for note in fid["notes"]:
+        click.echo(f"xorc: note: {note}", err=True)
+    if fid["passed"]:
+        return None
+    from xorc.fidelity import Fidelity
+
+    line = Fidelity(fid["inputs"], fid["outputs"], fid["layers"], fid["threshold"]).warning()
+    click.echo(f"xorc: warning: {line}", err=True)
+    return line
 
 
 @cli.command()

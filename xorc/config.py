@@ -23,6 +23,7 @@ SCOPES = ("tensor", "global")
 SCALE_DTYPES = ("bfloat16", "float32")
 RECONSTRUCT = ("auto", "gptq", "none")
 PRUNE = ("auto", "magnitude", "obs")
+ORDERS = ("parallel", "sequential")
 LAYER_KEYS = ("bits", "sparsity", "policy", "skip", "per_channel", "dict_size")
 
 
@@ -75,6 +76,7 @@ class CompressOptions:
     prune_pattern: str | None = None
     act_order: bool = True
     damp: float = 0.01
+    reconstruct_order: str = "parallel"
     layers: tuple[LayerRule, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -102,6 +104,9 @@ class CompressOptions:
         check(self.prune, "prune", lambda v: v in PRUNE, " or ".join(PRUNE))
         check(self.act_order, "act_order", lambda v: type(v) is bool, "true or false")
         check(self.damp, "damp", lambda v: _num(v) and 0 < v <= 10, "a number in (0, 10]")
+        check(
+            self.reconstruct_order, "reconstruct_order", lambda v: v in ORDERS, " or ".join(ORDERS)
+        )
         if self.prune_pattern is not None:
             check(self.prune_pattern, "prune_pattern", _is_pattern, "N:M with 1 <= N < M <= 64")
             if self.sparsity > 0:

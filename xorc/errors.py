@@ -2,7 +2,7 @@
 
 The exit codes are a contract with scripts and CI (README.md, "Exit codes"):
 
-    0 ok · 1 internal error · 2 usage · 3 verify gate failed
+    0 ok · 1 internal error · 2 usage · 3 verify gate (or compress --strict) failed
     4 invalid or corrupt blob · 5 invalid or unsupported model
 
 Messages are one line and name the file, tensor, section or field at fault.
@@ -58,6 +58,11 @@ class BitMismatch(VerifyError):
 
 class AccuracyBelowThreshold(VerifyError):
     """The compressed model lost more accuracy than allowed."""
+
+
+class FidelityBelowThreshold(VerifyError):
+    """compress --strict: the compressed model's outputs are further from the original's than
+    --min-fidelity allows."""
 
 
 # --- blobs -------------------------------------------------------------------------------------

@@ -12,9 +12,13 @@ input, and H is the mean of x x^T over the calibration samples and positions:
 * ConvTranspose is not handled (each output pixel reads a kernel-dependent subset of input
   pixels): its weights are rounded to nearest, and the reason is recorded.
 
-Accumulation is float64, streamed batch by batch; the patches of one step are kept under
-PATCH_ELEMENTS values, and H itself under MAX_H_BYTES (bigger layers fall back, with a reason).
-See docs/reconstruction.md.
+Streamed batch by batch: the feature vectors of one step (at most PATCH_ELEMENTS values) are
+multiplied in float32 and each step's X^T X is added to a float64 total, so rounding error
+stays that of one step. A convolution uses at most MAX_POSITIONS output positions per
+sample (fewer for wide patches, MAX_SAMPLE_VALUES, but at least MIN_POSITIONS): a regular
+grid, every t-th position along each spatial axis, its offset moving from batch to batch
+(deterministic). H itself is kept under MAX_H_BYTES (bigger layers fall back, with a
+reason). See docs/reconstruction.md.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ MAX_FEATURES = 8192
 MAX_H_BYTES = 256 << 20
 """The most memory one layer's H (all its groups) may take."""
 PATCH_ELEMENTS = 1 << 22
-"""Input samples are unfolded in chunks of about this many patch values (32 MiB in float64)."""
+"""Input samples are unfolded in chunks of about this many patch values (16 MiB in float32)."""
+MAX_POSITIONS = 1024
+"""A convolution's H averages at most about this many output positions of each sample."""
+MAX_SAMPLE_VALUES = 1 << 18
+"""... and at most about this many patch values (positions x groups x features) of each sample
+(a depthwise layer's small H needs few positions)."""
+MIN_POSITIONS = 16
+"""... but never fewer than this many positions of each sample (when it has them)."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +87,13 @@ def unsupported(layer: Layer, shape: tuple[int, ...], out_axis: int | None) -> s
     return None
 
 
-def features(layer: Layer, x: NDArray, shape: tuple[int, ...]) -> NDArray[np.float64]:
-    """[groups, vectors, F]: the feature vectors of one batch of the layer's data input."""
+def features(
+    layer: Layer, x: NDArray, shape: tuple[int, ...], step: int = 1, offset: int = 0
+) -> NDArray[np.float32]:
+    """[groups, vectors, F]: the feature vectors of one batch of the layer's data input (a
+    convolution's output positions every `step`-th along each spatial axis, from `offset`)."""
     if layer.op_type == "Conv":
-        return _conv_features(layer, x, shape)
+        return _conv_features(layer, x, shape, step, offset)
     if layer.op_type == "Gemm":
         if layer.weight_index == 1:
             rows = x.T if layer.trans_data else x
@@ -89,10 +103,12 @@ def features(layer: Layer, x: NDArray, shape: tuple[int, ...]) -> NDArray[np.flo
         rows = x.reshape(-1, x.shape[-1])
     else:
         rows = x.reshape(1, -1) if x.ndim == 1 else np.moveaxis(x, -2, -1).reshape(-1, x.shape[-2])
-    return np.asarray(rows, dtype=np.float64)[None]
+    return np.asarray(rows, dtype=np.float32)[None]
 
 
-def _conv_features(layer: Layer, x: NDArray, shape: tuple[int, ...]) -> NDArray[np.float64]:
+def _conv_features(
+    layer: Layer, x: NDArray, shape: tuple[int, ...], step: int = 1, offset: int = 0
+) -> NDArray[np.float32]:
     """im2col of a Conv input [N, C, spatial...]: [groups, N x positions, C/groups x kernel]."""
     kernel = tuple(int(k) for k in shape[2:])
     nd = len(kernel)
@@ -104,13 +120,16 @@ def _conv_features(layer: Layer, x: NDArray, shape: tuple[int, ...]) -> NDArray[
     view = sliding_window_view(xp, window, axis=tuple(range(2, 2 + nd)))
     view = view[(slice(None), slice(None), *(slice(None, None, s) for s in strides))]
     view = view[(..., *(slice(None, None, d) for d in dilations))]
+    if step > 1:
+        starts = [(offset // step**a) % step for a in range(nd)]  # the grid moves per batch
+        view = view[(slice(None), slice(None), *(slice(o, None, step) for o in starts))]
     n, c = x.shape[:2]
     groups = max(layer.group, 1)
     positions = view.shape[2 : 2 + nd]
     split = view.reshape(n, groups, c // groups, *positions, *kernel)
     order = (1, 0, *range(3, 3 + nd), 2, *range(3 + nd, 3 + 2 * nd))
     out = split.transpose(order).reshape(groups, -1, (c // groups) * int(np.prod(kernel)))
-    return out.astype(np.float64)
+    return out.astype(np.float32, copy=False)
 
 
 def _ints(value: object, nd: int, default: int) -> tuple[int, ...]:
@@ -143,6 +162,20 @@ def _pads(
     return pads[:nd], pads[nd:]
 
 
+def position_step(layer: Layer, x_shape: tuple[int, ...], shape: tuple[int, ...]) -> int:
+    """Every how many output positions (along each spatial axis) a convolution's H samples, so
+    that a sample contributes at most about MAX_POSITIONS positions."""
+    nd = len(x_shape) - 2
+    strides = _ints(layer.conv.get("strides"), nd, 1)
+    positions = int(np.prod([-(-size // s) for size, s in zip(x_shape[2:], strides, strict=True)]))
+    width = max(layer.group, 1) * int(np.prod(shape[1:]))  # patch values per position
+    cap = max(min(MAX_POSITIONS, MAX_SAMPLE_VALUES // max(width, 1)), MIN_POSITIONS)
+    step = 1
+    while positions / (step + 1) ** nd >= cap and positions / step**nd > cap:
+        step += 1
+    return step
+
+
 class Accumulator:
     """Streams batches of one layer's input into its H (sum of x x^T and the vector count)."""
 
@@ -153,26 +186,33 @@ class Accumulator:
         self.width = int(np.prod(shape)) // max(int(shape[out_axis or 0]), 1)
         self.total: NDArray[np.float64] | None = None
         self.count = 0
+        self.batches = 0
 
     def add(self, x: NDArray) -> None:
         """Add one batch of the layer's data input (samples along the first axis)."""
         if self.reason is not None:
             return
-        step = x.shape[0]
+        x = np.asarray(x, dtype=np.float32)
+        chunk, step = x.shape[0], 1
         if self.layer.op_type == "Conv" and x.ndim > 2:
-            per_sample = int(np.prod(x.shape[1:])) * int(np.prod(self.shape[2:]))
-            step = max(1, PATCH_ELEMENTS // max(per_sample, 1))
-        for start in range(0, x.shape[0], step):
-            f = features(self.layer, x[start : start + step], self.shape)
+            step = position_step(self.layer, x.shape, self.shape)
+            per_sample = (
+                int(np.prod(x.shape[1:])) * int(np.prod(self.shape[2:])) // step ** (x.ndim - 2)
+            )
+            chunk = max(1, PATCH_ELEMENTS // max(per_sample, 1))
+        for start in range(0, x.shape[0], chunk):
+            f = features(self.layer, x[start : start + chunk], self.shape, step, self.batches)
             if f.shape[2] != self.width:
                 self.reason = f"input features {f.shape[2]} do not match the weight's {self.width}"
                 return
             if not np.isfinite(f).all():
                 self.reason = "non-finite calibration inputs"
                 return
-            part = np.matmul(f.transpose(0, 2, 1), f)
+            part = (f[0].T @ f[0])[None] if f.shape[0] == 1 else np.matmul(f.transpose(0, 2, 1), f)
+            part = part.astype(np.float64)
             self.total = part if self.total is None else self.total + part
             self.count += f.shape[1]
+        self.batches += 1
 
     def result(self) -> Hessian:
         if self.reason is not None or self.total is None or self.count == 0:

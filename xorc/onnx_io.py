@@ -530,3 +530,32 @@ def initializer(model: SourceModel, name: str) -> NDArray[np.generic]:
 def serialize(model: SourceModel) -> bytes:
     """The (external-data-inlined) source model as bytes."""
     return model.proto.SerializeToString(deterministic=True)
+
+
+def prefix(model: SourceModel, output: str, arrays: dict[str, NDArray[np.generic]]) -> bytes:
+    """The main-graph nodes that `output` depends on, with it as the only graph output, and the
+    named initializers' data replaced by `arrays` (sequential reconstruction: a layer's input
+    from the layers already compressed). A graph with subgraphs is kept whole (a subgraph may
+    read outer names its node does not list)."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    graph = proto.graph
+    if not any(next(_subgraphs(node), None) for node in graph.node):
+        needed, keep = {output}, []
+        for node in reversed(graph.node):
+            if any(o in needed for o in node.output):
+                keep.append(node)
+                needed.update(i for i in node.input if i)
+        nodes = list(reversed(keep))
+        del graph.node[:]
+        graph.node.extend(nodes)
+        listed = {i.name for i in graph.input}
+        kept = [t for t in graph.initializer if t.name in needed or t.name in listed]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+    del graph.output[:]
+    graph.output.append(onnx.ValueInfoProto(name=output))
+    for tensor in graph.initializer:
+        if tensor.name in arrays:
+            _set_data(tensor, arrays[tensor.name])
+    return proto.SerializeToString(deterministic=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import calibrate, onnx_io, policies, reconstruct, search
+from xorc import calibrate, fidelity, onnx_io, policies, reconstruct, search
 from xorc.assemble import assemble, stored_scales
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UnsupportedModel, UsageError
@@ -97,11 +97,24 @@ def compress_model(
         calib: optional calibration .npz (input sensitivity, bias correction).
         progress: optional callback, once per encoded tensor.
     """
+    return compress_and_measure(model_path, options, calib, progress, None)[0]
+
+
+def compress_and_measure(
+    model_path: str | Path,
+    options: CompressOptions,
+    calib: str | Path | None = None,
+    progress: Progress | None = None,
+    min_fidelity: float | None = fidelity.DEFAULT_MIN_COSINE,
+) -> tuple[Container, fidelity.Fidelity | None]:
+    """`compress_model`, then (unless `min_fidelity` is None) the fidelity check of the
+    compressed model against the original (xorc/fidelity.py), with that threshold."""
     model = onnx_io.load_model(model_path)
     options = options.resolved(calib is not None)
     jobs = plan_tensors(model, options)
-    stats = calibration_stage(model, jobs, calib, options)
-    quantize_stage(jobs, options, stats)
+    sequential = options.reconstruct_order == "sequential" and calib is not None
+    stats = calibration_stage(model, jobs, calib, None if sequential else options)
+    quantize_stage(jobs, options, stats, (model, calib) if sequential else None)
     extra: dict = {}
     if options.max_drop is not None or options.max_bits_per_weight is not None:
         extra["search"] = search_stage(model, jobs, options, stats, calib).to_json()
@@ -118,7 +131,25 @@ def compress_model(
     fmap = None
     if policies.get(options.policy).records_fmap and calib is not None:
         fmap = feature_map_stage(model, calib)
-    return assemble(model, jobs, options, biases, fmap, extra_meta=extra)
+    container = assemble(model, jobs, options, biases, fmap, extra_meta=extra)
+    check = None
+    if biases and "search" not in extra:  # bias correction stays only where it helps
+        threshold = fidelity.DEFAULT_MIN_COSINE if min_fidelity is None else min_fidelity
+
+        def without() -> Container:
+            for job in jobs:
+                job.bias_corrected = False
+            return assemble(model, jobs, options, {}, fmap, extra_meta=extra)
+
+        container, check = fidelity.keep_bias_if_better(
+            model, container, without, jobs, stats, calib, threshold
+        )
+    if min_fidelity is None:
+        return container, None
+    check = check or fidelity.check(model, container, jobs, stats, calib, min_fidelity)
+    if fidelity.lossy_without_data(jobs, options.pattern, calib):
+        check.notes.append(fidelity.LOW_BITS_NOTE)
+    return container, check
 
 
 def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[TensorJob]:
@@ -181,13 +212,26 @@ def _reconstructs(job: TensorJob, options: CompressOptions) -> bool:
 
 
 def quantize_stage(
-    jobs: list[TensorJob], options: CompressOptions, stats: dict[str, calibrate.InputStats]
+    jobs: list[TensorJob],
+    options: CompressOptions,
+    stats: dict[str, calibrate.InputStats],
+    sequential_on: tuple[onnx_io.SourceModel, str | Path] | None = None,
 ) -> None:
-    """Stages prune and quantize: integer levels and scales for every job."""
+    """Stages prune and quantize: integer levels and scales for every job; with
+    `sequential_on` (model, calibration data), reconstructed layers in graph order, each on
+    the inputs of the layers compressed before it (xorc/sequential.py)."""
     threshold = 0.0
     if options.sparsity_scope == "global":
         floats = [j.weight.array for j in jobs if not j.prequantized]
         threshold = global_threshold(floats, options.sparsity)
+    if sequential_on is not None:
+        from xorc import sequential
+
+        sequential.reconstruct_in_order(
+            *sequential_on[:1], jobs, lambda j: _reconstructs(j, options), stats, sequential_on[1],
+            lambda j, st: quantize_job(j, options, threshold, st),
+        )  # fmt: skip
+        return
     for job in jobs:
         job.quantized = quantize_job(job, options, threshold, stats.get(job.name))
 

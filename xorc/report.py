@@ -30,6 +30,7 @@ class Summary:
     tensors: tuple[TensorRecord, ...]
     sections: list[SectionStatus] = field(default_factory=list)
     footer_ok: bool = True
+    fidelity: dict[str, Any] | None = None  # compress's fidelity check (None from inspect)
 
     @property
     def damaged(self) -> list[str]:
@@ -89,6 +90,7 @@ class Summary:
             "damaged": self.damaged,
             "tensors": self.tensor_rows(),
             "totals": self.totals(),
+            "fidelity": self.fidelity,
         }
 
 
@@ -181,7 +183,27 @@ def render_text(summary: Summary) -> str:
         )
     )
     lines.extend(f"DAMAGED: {problem}" for problem in summary.damaged)
+    if summary.fidelity is not None:
+        lines.append(_fidelity_line(summary.fidelity))
     return "\n".join(lines)
+
+
+def _fidelity_line(fid: dict[str, Any]) -> str:
+    """compress's one summary line of the fidelity check."""
+    inputs = fid["inputs"]
+    if not inputs.get("measured"):
+        return f"fidelity: not measured ({inputs.get('reason')})"
+    parts = []
+    for o in fid["outputs"]:
+        if "cosine" not in o:
+            parts.append(f"{o['name']} match {o['match']:.4f}")
+            continue
+        cos = "non-finite" if o["cosine"] is None else f"cosine {o['cosine']:.4f}"
+        sqnr = "" if o["sqnr_db"] is None else f", SQNR {o['sqnr_db']:.1f} dB"
+        if o["cosine"] is not None and o["sqnr_db"] is None:
+            sqnr = ", identical"
+        parts.append(f"{o['name']} {cos}{sqnr}")
+    return f"fidelity on {inputs['n_samples']} {inputs['source']} inputs: " + "; ".join(parts)
 
 
 def _notes(details: dict[str, Any]) -> str:

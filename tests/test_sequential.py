@@ -1,0 +1,91 @@
+"""Sequential reconstruction (xorc/sequential.py) and the graph prefix it runs (onnx_io.prefix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from xorc import api, onnx_io, runtime
+from xorc.config import CompressOptions
+from xorc.errors import ConfigError
+from xorc.format import read_bytes, read_file
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def _two_layers(path: Path) -> Path:
+    """x -> Conv 3x3 (w1) -> Relu (r1) -> Conv 1x1 (w2) -> y; an unrelated branch z."""
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(6, 3, 3, 3)).astype(np.float32)
+    w2 = rng.normal(size=(16, 6, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["y"]),
+        helper.make_node("Neg", ["x"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, None),
+        ],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=OPSET), path)
+    return path
+
+
+def _calib(path: Path, n: int = 24, seed: int = 1) -> Path:
+    x = np.random.default_rng(seed).normal(size=(n, 3, 8, 8)).cumsum(axis=3) / 2 + 0.3
+    np.savez(path, x=x.astype(np.float32))
+    return path
+
+
+def test_prefix_computes_the_tap_with_the_given_weights(tmp_path: Path) -> None:
+    model = onnx_io.load_model(_two_layers(tmp_path / "m.onnx"))
+    x = {"x": np.random.default_rng(2).normal(size=(2, 3, 8, 8)).astype(np.float32)}
+    full = runtime.session(onnx_io.with_outputs(onnx_io.serialize(model), ["r1"]), "full")
+    (want,) = full.run(["r1"], x)
+    part = onnx.load_model_from_string(onnx_io.prefix(model, "r1", {}))
+    assert [n.op_type for n in part.graph.node] == ["Conv", "Relu"]
+    assert [o.name for o in part.graph.output] == ["r1"]
+    assert [t.name for t in part.graph.initializer] == ["w1"]
+    (got,) = runtime.session(part.SerializeToString(), "part").run(None, x)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    w1 = onnx_io.initializer(model, "w1")
+    doubled = onnx_io.prefix(model, "r1", {"w1": 2 * w1})
+    (twice,) = runtime.session(doubled, "doubled").run(None, x)
+    np.testing.assert_allclose(twice, 2 * want, rtol=1e-5, atol=1e-5)  # Relu(2z) = 2 Relu(z)
+
+
+def test_sequential_reconstructs_later_layers_on_compressed_inputs(tmp_path: Path) -> None:
+    """The first layer reads the model input, so both orders give it the same levels; the
+    second reads the compressed first layer's output in sequential mode, so its levels differ.
+    Sequential blobs are deterministic."""
+    model, calib = _two_layers(tmp_path / "m.onnx"), _calib(tmp_path / "c.npz")
+    levels = {}
+    for order in ("parallel", "sequential", "sequential"):
+        blob = tmp_path / f"{order}.xorc"
+        options = CompressOptions(bits=4, policy="raw", reconstruct_order=order)
+        api.compress(model, blob, options, calib=calib)
+        container = read_bytes(read_file(blob))
+        assert container.meta["options"]["reconstruct_order"] == order
+        assert all(t.stats["reconstruction"]["method"] == "gptq" for t in container.tensors)
+        if order in levels:
+            assert blob.read_bytes() == levels[order + "_bytes"]
+        levels[order] = {t.name: t.digest for t in container.tensors}
+        levels[order + "_bytes"] = blob.read_bytes()
+    assert levels["parallel"]["w1"] == levels["sequential"]["w1"]
+    assert levels["parallel"]["w2"] != levels["sequential"]["w2"]
+
+
+def test_reconstruct_order_is_checked() -> None:
+    with pytest.raises(ConfigError, match="reconstruct_order"):
+        CompressOptions(reconstruct_order="random")

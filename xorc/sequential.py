@@ -1,0 +1,101 @@
+"""Sequential reconstruction (`reconstruct_order = "sequential"`): each layer's H from the inputs
+the already compressed layers before it produce (the GPTQ paper's setting for deep networks).
+
+The layers GPTQ / OBS reconstructs are taken in graph order, grouped by the tensor they read
+(layers reading the same input form one step). For each step, the part of the graph that
+computes that input (`onnx_io.prefix`) runs on the calibration data with every weight compressed
+so far replaced by its dequantized value; the H of the step's layers is accumulated from it, and
+they are compressed at once. Weights that are not reconstructed (other policies, ConvTranspose,
+no H) are rounded to nearest first and enter every step as such. One forward pass of a prefix per
+step: on a chain of L layers about L/2 full passes more than the parallel mode. Per-channel
+means (bias correction, sensitivities) stay those of the original model. See
+docs/reconstruction.md, "Sequential mode".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from xorc import calibrate, hessian, onnx_io, runtime
+from xorc.quantize import dequantize
+from xorc.tensor import QuantTensor
+
+if TYPE_CHECKING:
+    from xorc.pipeline import TensorJob
+
+QuantizeOne = Callable[["TensorJob", "calibrate.InputStats | None"], QuantTensor]
+
+
+def reconstruct_in_order(
+    model: onnx_io.SourceModel,
+    jobs: list[TensorJob],
+    reconstructs: Callable[[TensorJob], bool],
+    stats: dict[str, calibrate.InputStats],
+    calib: str | Path,
+    quantize_one: QuantizeOne,
+) -> None:
+    """Fill `quantized` of every job: first those not reconstructed, then the reconstructed
+    ones step by step; `stats` (the original model's, without H) gains each H it uses."""
+    layers = onnx_io.layers(model)
+    done: dict[str, np.ndarray] = {}
+    later = [j for j in jobs if reconstructs(j) and j.name in layers]
+    for job in jobs:
+        if job not in later:
+            job.quantized = quantize_one(job, stats.get(job.name))
+            if not job.prequantized:
+                done[job.name] = _dequantized(job)
+    position = {name: i for i, name in enumerate(layers)}
+    taps: list[str] = []
+    for job in sorted(later, key=lambda j: position[j.name]):
+        if layers[job.name].data not in taps:
+            taps.append(layers[job.name].data)
+    for tap in taps:
+        step = [j for j in later if layers[j.name].data == tap]
+        found = _step_hessians(model, step, layers, tap, calib, done)
+        for job in step:
+            base = stats.get(job.name) or calibrate.InputStats(
+                layers[job.name], np.zeros(0), np.zeros(0)
+            )
+            stats[job.name] = replace(base, hessian=found[job.name])
+            job.quantized = quantize_one(job, stats[job.name])
+            done[job.name] = _dequantized(job)
+
+
+def _dequantized(job: TensorJob) -> np.ndarray:
+    q = job.q
+    return dequantize(q.values, q.scales, q.axis).astype(job.weight.array.dtype)
+
+
+def _step_hessians(
+    model: onnx_io.SourceModel,
+    step: list[TensorJob],
+    layers: dict[str, onnx_io.Layer],
+    tap: str,
+    calib: str | Path,
+    done: dict[str, np.ndarray],
+) -> dict[str, hessian.Hessian]:
+    """The H of the step's layers on their input computed with the compressed weights."""
+    accs = {
+        j.name: hessian.Accumulator(layers[j.name], j.weight.array.shape, j.weight.axis)
+        for j in step
+    }
+    if all(a.reason is not None for a in accs.values()):
+        return {name: a.result() for name, a in accs.items()}
+    if tap in {i.name for i in model.proto.graph.input}:  # a model input: nothing upstream
+        sess = runtime.session(onnx_io.serialize(model), model.path)
+        data = runtime.load_data(calib, sess).take(calibrate.MAX_CALIB_SAMPLES)
+        inputs = data.inputs[tap]
+        batches = iter([[inputs[i : i + 8]] for i in range(0, len(inputs), 8)])
+    else:
+        sess = runtime.session(onnx_io.prefix(model, tap, done), model.path)
+        data = runtime.load_data(calib, sess).take(calibrate.MAX_CALIB_SAMPLES)
+        batches = runtime.batches(sess, data, [tap], batch=8)
+    for (x,) in batches:
+        for acc in accs.values():
+            acc.add(x)
+    return {name: a.result() for name, a in accs.items()}
