@@ -74,6 +74,7 @@ class CompressOptions:
     prune_pattern: str | None = None
     act_order: bool = True
     damp: float = 0.01
+    requantize: bool = False
     layers: tuple[LayerRule, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,7 @@ class CompressOptions:
         check(self.reconstruct, "reconstruct", lambda v: v in RECONSTRUCT, " or ".join(RECONSTRUCT))
         check(self.prune, "prune", lambda v: v in PRUNE, " or ".join(PRUNE))
         check(self.act_order, "act_order", lambda v: type(v) is bool, "true or false")
+        check(self.requantize, "requantize", lambda v: type(v) is bool, "true or false")
         check(self.damp, "damp", lambda v: _num(v) and 0 < v <= 10, "a number in (0, 10]")
         if self.prune_pattern is not None:
             check(self.prune_pattern, "prune_pattern", _is_pattern, "N:M with 1 <= N < M <= 64")

@@ -18,6 +18,7 @@ import onnx
 from numpy.typing import NDArray
 from onnx import numpy_helper
 
+from xorc import weight_rules
 from xorc.errors import BadRecord, ExternalDataError, NotOnnx, UnsupportedModel
 
 XORC_LOCATION = "xorc:tensor/"
@@ -27,6 +28,7 @@ FLOAT_TYPES = {
     onnx.TensorProto.BFLOAT16: "bfloat16",
     onnx.TensorProto.DOUBLE: "float64",
 }
+INT_TYPES = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}
 # op type -> the input positions that hold a weight
 WEIGHT_INPUTS = {"Conv": (1,), "ConvTranspose": (1,), "Gemm": (0, 1), "MatMul": (0, 1)}
 QUANTIZED_WEIGHT_INPUTS = {
@@ -61,6 +63,9 @@ class WeightInfo:
         kind: "initializer" or "constant".
         graph: "main" or the path of the subgraph that holds it.
         axis: the output-channel axis for per-channel scales, None when none fits.
+        treatment: what xorc.weight_rules decided: "quantize", "prequantized" or "float".
+        role: the rule's kind ("conv", "embedding", "recurrent", ...).
+        reason: why it is left as it is (treatment "float"), or a note.
     """
 
     name: str
@@ -70,41 +75,18 @@ class WeightInfo:
     kind: str = "initializer"
     graph: str = "main"
     axis: int | None = None
+    treatment: str = weight_rules.FLOAT
+    role: str = "other"
+    reason: str = ""
 
     @property
     def compressible(self) -> bool:
-        """A weight input of Conv, ConvTranspose, Gemm or MatMul (float), or of a quantized op."""
-        table = QUANTIZED_WEIGHT_INPUTS if self.dtype == "int8" else WEIGHT_INPUTS
-        return self.array.ndim >= 1 and any(
-            c.input_index in table.get(c.op_type, ()) for c in self.consumers
-        )
+        """A weight by the rule table (xorc.weight_rules): float to quantize, or int8/uint8."""
+        return self.treatment != weight_rules.FLOAT
 
     @property
     def node_names(self) -> list[str]:
         return [c.node_name for c in self.consumers]
-
-    def channel_axis(self, gemm_trans: dict[str, tuple[int, int]]) -> int | None:
-        """The output-channel axis of the weight, or None when no per-channel axis fits."""
-        axes = {_output_axis(c, self.array.ndim, gemm_trans) for c in self.consumers}
-        axes.discard(None)
-        return axes.pop() if len(axes) == 1 else None
-
-
-def _output_axis(c: Consumer, ndim: int, gemm_trans: dict[str, tuple[int, int]]) -> int | None:
-    if ndim < 2:
-        return None
-    if c.op_type in ("Conv", "ConvInteger", "QLinearConv"):
-        return 0
-    if c.op_type == "ConvTranspose":
-        return 1
-    if c.op_type == "Gemm":
-        trans_a, trans_b = gemm_trans.get(c.node_name, (0, 0))
-        if c.input_index == 1:
-            return 0 if trans_b else 1
-        return 1 if trans_a else 0
-    if c.op_type in ("MatMul", "MatMulInteger", "QLinearMatMul"):
-        return ndim - 1 if c.input_index in (1, 3) else ndim - 2
-    return None
 
 
 @dataclass
@@ -230,51 +212,93 @@ def _located_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorP
 
 
 def find_weights(model: SourceModel) -> list[WeightInfo]:
-    """Every float or int8 constant tensor with its consumers, in graph order."""
+    """Every float, int8 or uint8 constant tensor with its consumers and what the rule table
+    (xorc.weight_rules) makes of it, in graph order."""
     consumers: dict[str, list[Consumer]] = {}
-    gemm_trans: dict[str, tuple[int, int]] = {}
     for node, _ in _nodes(model.proto.graph, "main"):
         for i, name in enumerate(node.input):
             if name:
                 consumers.setdefault(name, []).append(Consumer(node.op_type, node.name, i))
-        if node.op_type == "Gemm":
-            attrs = {a.name: a.i for a in node.attribute}
-            gemm_trans[node.name] = (attrs.get("transA", 0), attrs.get("transB", 0))
+    view = rule_graph(model)
     weights = []
     for name, tensor, kind, path in _located_tensors(model.proto.graph):
-        if tensor.data_type in FLOAT_TYPES:
-            dtype = FLOAT_TYPES[tensor.data_type]
-        elif tensor.data_type == onnx.TensorProto.INT8:
-            dtype = "int8"
-        else:
+        dtype = FLOAT_TYPES.get(tensor.data_type) or INT_TYPES.get(tensor.data_type)
+        if dtype is None:
             continue
         try:
             array = numpy_helper.to_array(tensor)
         except Exception as exc:
             raise NotOnnx(f"{model.path}: tensor {name!r} cannot be read ({exc})") from None
+        d = weight_rules.decide(view, name, tuple(int(x) for x in array.shape), dtype)
         info = WeightInfo(name, array, dtype, consumers.get(name, []), kind, path)
-        info.axis = info.channel_axis(gemm_trans)
+        info.axis, info.treatment, info.role, info.reason = d.axis, d.treatment, d.kind, d.reason
         weights.append(info)
     return weights
 
 
-def zero_point_is_zero(model: SourceModel, weight: str) -> bool:
-    """Whether every DequantizeLinear/QLinear op reading `weight` has a zero (or no) zero point."""
-    consts = {name: t for name, t, _, _ in _located_tensors(model.proto.graph)}
+def rule_graph(model: SourceModel) -> weight_rules.Graph:
+    """The model's operators (every graph) and small integer constants, as plain data."""
+    nodes = []
     for node, _ in _nodes(model.proto.graph, "main"):
-        if weight not in node.input:
+        attrs: weight_rules.Attrs = {}
+        for a in node.attribute:
+            if a.type in (onnx.AttributeProto.INT, onnx.AttributeProto.STRING):
+                v = onnx.helper.get_attribute_value(a)
+                attrs[a.name] = v.decode(errors="replace") if isinstance(v, bytes) else v
+            elif a.type == onnx.AttributeProto.INTS:
+                attrs[a.name] = tuple(int(x) for x in a.ints)
+        nodes.append(
+            weight_rules.Node(
+                node.op_type,
+                node.name,
+                tuple(node.input),
+                tuple(node.output),
+                attrs,
+                "" if node.domain == "ai.onnx" else node.domain,
+            )
+        )
+    ints: dict[str, tuple[int, ...]] = {}
+    for name, tensor, _, _ in _located_tensors(model.proto.graph):
+        n = int(np.prod(tensor.dims)) if tensor.dims else 1
+        if tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) and n <= 16:
+            ints[name] = tuple(int(x) for x in numpy_helper.to_array(tensor).reshape(-1))
+    return weight_rules.Graph(nodes, ints)
+
+
+def zero_point(
+    model: SourceModel, weight: WeightInfo
+) -> tuple[NDArray[np.generic] | None, int | None]:
+    """The zero point an already quantized weight is read with (None: none, i.e. zero) and the
+    weight axis a 1-D per-channel zero point runs along (xorc.weight_rules `qparams`)."""
+    view = rule_graph(model)
+    consts = {name: t for name, t, _, _ in _located_tensors(model.proto.graph)}
+    for use in view.uses(weight.name, tuple(weight.array.shape), weight.dtype):
+        rule = weight_rules.rule_for(use.node, use.index)
+        if rule is None or rule.treatment != weight_rules.PREQUANTIZED:
             continue
-        i = list(node.input).index(weight)
-        zp_index = {"DequantizeLinear": 2, "QLinearConv": 5, "QLinearMatMul": 5}.get(node.op_type)
-        if node.op_type in ("ConvInteger", "MatMulInteger"):
-            zp_index = 3
-        if zp_index is None or i not in QUANTIZED_WEIGHT_INPUTS.get(node.op_type, ()):
-            continue
-        if len(node.input) > zp_index and node.input[zp_index]:
-            zp = consts.get(node.input[zp_index])
-            if zp is None or numpy_helper.to_array(zp).any():
-                return False
-    return True
+        if rule.op_type == "Cast":  # weight-only: Cast, then Sub(zero point), then Mul(scale)
+            for reader, i in view.readers.get(use.node.outputs[0], []):
+                if reader.op_type == "Sub" and i == 0 and reader.inputs[1] in consts:
+                    return numpy_helper.to_array(consts[reader.inputs[1]]), None
+            return None, None
+        _, zp_index, axis = rule.qparams
+        if axis is None:
+            axis = int(use.node.attrs.get("axis", 1))  # type: ignore[arg-type]
+        ndim = weight.array.ndim
+        axis = axis + ndim if axis < 0 else axis
+        name = (
+            use.node.inputs[zp_index]
+            if zp_index is not None and zp_index < len(use.node.inputs)
+            else ""
+        )
+        if not name:
+            return None, axis
+        if name not in consts:
+            raise UnsupportedModel(
+                f"{model.path}: tensor {weight.name!r}: its zero point {name!r} is not a constant"
+            )
+        return numpy_helper.to_array(consts[name]), axis
+    return None, None
 
 
 def strip_weights(
@@ -407,7 +431,7 @@ def layer_macs(graph_bytes: bytes) -> dict[str, int]:
 
 def dtype_of(name: str) -> np.dtype:
     """The numpy dtype of a record's `dtype` name."""
-    code = {v: k for k, v in FLOAT_TYPES.items()}.get(name, onnx.TensorProto.INT8)
+    code = {v: k for k, v in {**FLOAT_TYPES, **INT_TYPES}.items()}[name]
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(code))
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import calibrate, onnx_io, policies, reconstruct, search
+from xorc import calibrate, onnx_io, policies, prequant, reconstruct, search
 from xorc.assemble import assemble, stored_scales
 from xorc.config import CompressOptions, TensorSettings
-from xorc.errors import UnsupportedModel, UsageError
+from xorc.errors import UsageError
 from xorc.format import Container
 from xorc.policies import Policy
 from xorc.quantize import (
@@ -51,6 +51,7 @@ class TensorJob:
         encoded: what the codec stores (encode, or the search).
         bias_corrected: its layer's bias was corrected (bias correction).
         reconstruction: how GPTQ / OBS treated it, or why not (quantize; None: not asked).
+        stored: an int8/uint8 weight's levels, scales and offsets (plan; xorc.prequant).
     """
 
     weight: onnx_io.WeightInfo
@@ -60,6 +61,7 @@ class TensorJob:
     encoded: Encoded | None = field(default=None, repr=False)
     bias_corrected: bool = False
     reconstruction: dict | None = None
+    stored: prequant.Stored | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -67,8 +69,8 @@ class TensorJob:
 
     @property
     def prequantized(self) -> bool:
-        """An int8 weight of an already quantized model: stored exactly as it is."""
-        return self.weight.dtype == "int8"
+        """An int8/uint8 weight of an already quantized model (xorc.prequant)."""
+        return self.weight.dtype in prequant.RANGES
 
     @property
     def q(self) -> QuantTensor:
@@ -99,10 +101,10 @@ def compress_model(
     """
     model = onnx_io.load_model(model_path)
     options = options.resolved(calib is not None)
-    jobs = plan_tensors(model, options)
+    jobs, left = plan_stage(model, options)
     stats = calibration_stage(model, jobs, calib, options)
     quantize_stage(jobs, options, stats)
-    extra: dict = {}
+    extra: dict = {"uncompressed": left}
     if options.max_drop is not None or options.max_bits_per_weight is not None:
         extra["search"] = search_stage(model, jobs, options, stats, calib).to_json()
         for job in jobs:
@@ -123,33 +125,65 @@ def compress_model(
 
 def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[TensorJob]:
     """Stage plan: a job for every compressible weight that is not skipped."""
-    jobs = []
+    return plan_stage(model, options)[0]
+
+
+def plan_stage(
+    model: onnx_io.SourceModel, options: CompressOptions
+) -> tuple[list[TensorJob], dict]:
+    """Stage plan: a job for every weight of the rule table (xorc.weight_rules) that is not
+    skipped, and what stays uncompressed and why (META `uncompressed`, docs/format.md §3.1)."""
+    jobs, left = [], []
     for w in onnx_io.find_weights(model):
-        if not w.compressible:
-            continue
         settings = options.settings_for(w.name, w.node_names)
-        if settings.skip:
-            continue
-        job = TensorJob(w, settings, policies.get(settings.policy))
-        if job.prequantized:
-            _check_prequantized(model, job)
-        jobs.append(job)
-    return jobs
+        reason = w.reason if not w.compressible else "skipped by the configuration"
+        if w.compressible and not settings.skip:
+            job = TensorJob(w, settings, policies.get(settings.policy))
+            reason = _plan_prequantized(model, job, options) if job.prequantized else ""
+            if not reason:
+                jobs.append(job)
+                continue
+        left.append((w, reason))
+    return jobs, uncompressed_summary(left)
 
 
-def _check_prequantized(model: onnx_io.SourceModel, job: TensorJob) -> None:
-    """An int8 weight of a quantized model is compressed as it is, losslessly, or refused."""
-    where = f"{model.path}: tensor {job.name!r} is already quantized (int8)"
-    if not job.policy.lossless:
-        raise UnsupportedModel(
-            f"{where}; xorc does not re-quantize it, and policy {job.policy.name!r} is lossy "
-            f"(use one of {', '.join(policies.LOSSLESS)}, or skip it in the config)"
+def _plan_prequantized(model: onnx_io.SourceModel, job: TensorJob, options: CompressOptions) -> str:
+    """Lossless levels of an int8/uint8 weight, or re-quantized ones with --requantize (fills
+    `job.stored`); a refusal for a lossy request without it; the reason when it stays as is."""
+    w = job.weight
+    where = f"{model.path}: tensor {w.name!r} ({w.dtype})"
+    prequant.check_request(where, job.settings.bits, job.policy.lossless, options.requantize)
+    zp, zp_axis = onnx_io.zero_point(model, w)
+    offsets, axis = prequant.per_channel(zp, tuple(w.array.shape), zp_axis, where)
+    if options.requantize:
+        job.stored = prequant.requantize(
+            w.array, offsets, axis, job.settings.bits, options.scale_dtype
         )
-    if (job.weight.array == -128).any() or not onnx_io.zero_point_is_zero(model, job.name):
-        raise UnsupportedModel(
-            f"{where} with level -128 or a nonzero zero point, which symmetric 8-bit "
-            "sign-magnitude cannot hold; skip it in the config"
+        return ""
+    job.stored = prequant.lossless(w.array, offsets, axis)
+    if job.stored is None:
+        return f"{w.dtype} using all 256 values: no lossless 8-bit levels (--requantize)"
+    return ""
+
+
+def uncompressed_summary(left: list[tuple[onnx_io.WeightInfo, str]]) -> dict:
+    """What stays as it is, grouped by reason: tensors, parameters, the largest names."""
+    groups: dict[str, list[onnx_io.WeightInfo]] = {}
+    for w, reason in left:
+        groups.setdefault(reason, []).append(w)
+    out = []
+    for reason, ws in groups.items():
+        ws = sorted(ws, key=lambda w: (-w.array.size, w.name))
+        out.append(
+            {
+                "reason": reason,
+                "n_tensors": len(ws),
+                "n_params": int(sum(w.array.size for w in ws)),
+                "largest": [w.name for w in ws[:5]],
+            }
         )
+    out.sort(key=lambda g: (-g["n_params"], g["reason"]))
+    return {"n_params": int(sum(g["n_params"] for g in out)), "groups": out}
 
 
 def calibration_stage(
@@ -200,8 +234,9 @@ def quantize_job(
 ) -> QuantTensor:
     """Prune and quantize one tensor, with the calibration data its policy uses."""
     w, s = job.weight, job.settings
-    if job.prequantized:
-        return QuantTensor(w.name, w.array.astype(np.int16), 8, np.ones(1, np.float32), None)
+    if job.stored is not None:
+        st_ = job.stored
+        return QuantTensor(w.name, st_.levels, st_.bits, st_.scales, st_.axis)
     original = w.array.astype(np.float32)
     values = _magnitude_pruned(original, w.axis, s.sparsity, options, threshold)
     axis = w.axis if s.per_channel else None
