@@ -152,7 +152,9 @@ def _plan_prequantized(model: onnx_io.SourceModel, job: TensorJob, options: Comp
     `job.stored`); a refusal for a lossy request without it; the reason when it stays as is."""
     w = job.weight
     where = f"{model.path}: tensor {w.name!r} ({w.dtype})"
-    prequant.check_request(where, job.settings.bits, job.policy.lossless, options.requantize)
+    prequant.check_request(
+        where, job.settings.bits, job.policy.name, job.policy.lossless, options.requantize
+    )
     zp, zp_axis = onnx_io.zero_point(model, w)
     offsets, axis = prequant.per_channel(zp, tuple(w.array.shape), zp_axis, where)
     if options.requantize:

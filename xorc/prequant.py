@@ -128,12 +128,12 @@ def decode(
     return np.clip(value, lo, hi).astype(dtype)
 
 
-def check_request(where: str, bits: int, lossless_policy: bool, requantize_flag: bool) -> None:
+def check_request(where: str, bits: int, policy: str, lossless_policy: bool, flag: bool) -> None:
     """Refuse fewer bits or a lossy policy on a quantized weight without --requantize."""
-    if requantize_flag or (bits == 8 and lossless_policy):
+    if flag or (bits == 8 and lossless_policy):
         return
-    asked = f"--bits {bits}" if bits != 8 else "a lossy policy"
+    asked = f"--bits {bits} would" if bits != 8 else f"policy {policy!r} is lossy and would"
     raise UnsupportedModel(
-        f"{where} is already quantized; {asked} would re-quantize it: add --requantize to "
+        f"{where} is already quantized; {asked} re-quantize it: add --requantize to "
         "do so (lossy), or use --bits 8 with a lossless policy to store it exactly"
     )
