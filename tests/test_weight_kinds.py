@@ -166,3 +166,33 @@ def test_cli_refusal_is_one_line_exit_5(tmp_path: Path, capsys) -> None:
     assert ok.exit_code == 0
     doc = json.loads(ok.stdout)
     assert doc["options"]["requantize"] is True and doc["totals"]["compression_ratio"] > 1
+
+
+def test_datapath_counts_embedding_rows_and_recurrent_steps(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from xorc import datapath
+    from xorc.format import v1 as fmt
+
+    onnx.save(embedding_block()[0], tmp_path / "e.onnx")
+    api.compress(tmp_path / "e.onnx", tmp_path / "e.xorc", CompressOptions(policy="raw"))
+    result, _ = api.simulate(tmp_path / "e.xorc")
+    emb = next(t for t in result.tensors if t.name == "emb")
+    assert emb.access["rows"] == 50 and emb.access["uncompressed_bytes_per_row"] == 16
+    assert emb.access["dram_bytes_per_row"] == round(emb.counters.dram_bytes / 50, 2)
+    assert next(t for t in result.tensors if t.name == "wq").access is None
+
+    onnx.save(recurrent("LSTM", True, hidden=40)[0], tmp_path / "l.onnx")  # W: 3,840 int8
+    api.compress(tmp_path / "l.onnx", tmp_path / "l.xorc", CompressOptions(policy="raw"))
+    container = fmt.read((tmp_path / "l.xorc").read_bytes())
+    big = datapath.simulate(container, datapath.load_config(None, None))
+    small_sp = replace(datapath.load_config(None, None), sp_kib=1)
+    small = datapath.simulate(container, small_sp)
+    w_big = next(t for t in big.tensors if t.name == "W").access
+    w_small = next(t for t in small.tensors if t.name == "W").access
+    assert w_big["fits_on_chip"] and w_big["dram_bytes_per_step"] == 0
+    assert not w_small["fits_on_chip"]
+    assert (
+        w_small["dram_bytes_per_step"]
+        == next(t for t in small.tensors if t.name == "W").counters.dram_bytes
+    )

@@ -72,11 +72,13 @@ def embedding_block(seed: int = 0) -> tuple[onnx.ModelProto, dict[str, np.ndarra
     return model, {"ids": r.integers(0, v, size=(2, t)).astype(np.int64)}
 
 
-def recurrent(op: str, bidirectional: bool, seed: int = 0) -> tuple[onnx.ModelProto, dict]:
+def recurrent(
+    op: str, bidirectional: bool, seed: int = 0, hidden: int = 10
+) -> tuple[onnx.ModelProto, dict]:
     """LSTM or GRU over [T, N, I] with W [dirs, G*H, I], R [dirs, G*H, H], B [dirs, 2*G*H]."""
     r = np.random.default_rng(seed)
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
-    dirs, t, b, i, h = (2 if bidirectional else 1), 7, 2, 12, 10
+    dirs, t, b, i, h = (2 if bidirectional else 1), 7, 2, 12, hidden
     inits = {
         "W": _w(r, dirs, gates * h, i, scale=0.3),
         "R": _w(r, dirs, gates * h, h, scale=0.3),
