@@ -121,6 +121,7 @@ class Summary:
             "integrity_ok": not self.damaged,
             "damaged": self.damaged,
             "tensors": self.tensor_rows(),
+            "uncompressed": self.uncompressed().get("groups"),
             "totals": self.totals(),
         }
 
