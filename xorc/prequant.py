@@ -10,7 +10,9 @@ levels l in a record of dtype int8/uint8 with `offsets` (docs/format.md §3.2):
 * `--requantize`: d = v − zero point (its own dequantization, up to its scale, which every
   channel shares with the re-quantization: per tensor or along the zero point's own axis) is
   quantized to Q bits as a float weight would be: l = round(d / s'), and decoding gives
-  v' = clip(round(l × s') + zero point) in the dtype's range. Lossy; the CLI warns.
+  v' = clip(round(l × s') + zero point) in the dtype's range. At 8 bits the tensor keeps its
+  exact levels when they fit, and otherwise only the values of its rarer extreme move, by one
+  step. Lossy; the CLI warns.
 
 A lossy policy or fewer than 8 bits without `--requantize` is refused (exit 5), naming the
 tensor: xorc never re-quantizes a quantized weight silently.
@@ -101,12 +103,27 @@ def lossless(v: NDArray[np.integer], zp: NDArray[np.int32], axis: int | None) ->
 def requantize(
     v: NDArray[np.integer], zp: NDArray[np.int32], axis: int | None, bits: int, scale_dtype: str
 ) -> Stored:
-    """Q-bit levels of v − zero point, per tensor or along the zero point's axis (docstring)."""
+    """Q-bit levels of v − zero point, per tensor or along the zero point's axis (docstring);
+    at 8 bits, only the values past the symmetric range move, by one step (`_saturated`)."""
+    if bits == 8:
+        near = lossless(v, zp, axis) or _saturated(v)
+        return Stored(near.levels, 8, near.scales, near.offsets, near.axis, "requantized")
     d = v.astype(np.float64) - _along(zp, axis, v.ndim)
     levels, scales = quantize(d, bits, axis, scale_dtype)
     n = 1 if axis is None else v.shape[axis]
     offsets = zp if zp.size == n else np.full(n, int(zp.reshape(-1)[0]), np.int32)
     return Stored(levels, bits, scales, offsets.astype(np.int32), axis, "requantized")
+
+
+def _saturated(v: NDArray[np.integer]) -> Stored:
+    """8-bit levels of a tensor that uses all 256 values: v − c clipped to [−127, 127], c
+    chosen so that fewer values clip (min + 127 clips the maximum, max − 127 the minimum):
+    each clipped value moves by one step, every other value stays exact."""
+    w = v.astype(np.int32)
+    lo, hi = int(w.min()), int(w.max())
+    c = lo + TOP if np.count_nonzero(w == hi) <= np.count_nonzero(w == lo) else hi - TOP
+    levels = np.clip(w - c, -TOP, TOP).astype(np.int16)
+    return Stored(levels, 8, np.ones(1, np.float32), np.array([c], np.int32), None, "requantized")
 
 
 def decode(
