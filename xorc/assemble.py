@@ -62,6 +62,22 @@ def tensor_record(job: TensorJob, scale_dtype: str, streams: tuple[StreamRef, ..
     )
 
 
+def uncompressed_summary(left: list[tuple[str, int, str]]) -> dict:
+    """META `uncompressed` (docs/format.md §3.1) from (name, elements, reason) of every tensor
+    left as it is: grouped by reason, largest first, with the five largest names."""
+    groups: dict[str, list[tuple[str, int, str]]] = {}
+    for item in left:
+        groups.setdefault(item[2], []).append(item)
+    out = []
+    for reason, items in groups.items():
+        items = sorted(items, key=lambda t: (-t[1], t[0]))
+        n = sum(t[1] for t in items)
+        out.append({"reason": reason, "n_tensors": len(items), "n_params": n,
+                    "largest": [t[0] for t in items[:5]]})  # fmt: skip
+    out.sort(key=lambda g: (-g["n_params"], g["reason"]))
+    return {"n_params": sum(g["n_params"] for g in out), "groups": out}
+
+
 def prequantized_note(job: TensorJob) -> dict:
     """What happened to an int8/uint8 weight (the record's `stats.prequantized`)."""
     st = job.stored

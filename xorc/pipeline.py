@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from xorc import calibrate, onnx_io, policies, prequant, reconstruct, search
-from xorc.assemble import assemble, stored_scales
+from xorc.assemble import assemble, stored_scales, uncompressed_summary
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UsageError
 from xorc.format import Container
@@ -143,49 +143,16 @@ def plan_stage(
             if not reason:
                 jobs.append(job)
                 continue
-        left.append((w, reason))
+        left.append((w.name, int(w.array.size), reason))
     return jobs, uncompressed_summary(left)
 
 
 def _plan_prequantized(model: onnx_io.SourceModel, job: TensorJob, options: CompressOptions) -> str:
-    """Lossless levels of an int8/uint8 weight, or re-quantized ones with --requantize (fills
-    `job.stored`); a refusal for a lossy request without it; the reason when it stays as is."""
-    w = job.weight
-    where = f"{model.path}: tensor {w.name!r} ({w.dtype})"
-    prequant.check_request(
-        where, job.settings.bits, job.policy.name, job.policy.lossless, options.requantize
-    )
-    zp, zp_axis = onnx_io.zero_point(model, w)
-    offsets, axis = prequant.per_channel(zp, tuple(w.array.shape), zp_axis, where)
-    if options.requantize:
-        job.stored = prequant.requantize(
-            w.array, offsets, axis, job.settings.bits, options.scale_dtype
-        )
-        return ""
-    job.stored = prequant.lossless(w.array, offsets, axis)
-    if job.stored is None:
-        return f"{w.dtype} using all 256 values: no lossless 8-bit levels (--requantize)"
-    return ""
-
-
-def uncompressed_summary(left: list[tuple[onnx_io.WeightInfo, str]]) -> dict:
-    """What stays as it is, grouped by reason: tensors, parameters, the largest names."""
-    groups: dict[str, list[onnx_io.WeightInfo]] = {}
-    for w, reason in left:
-        groups.setdefault(reason, []).append(w)
-    out = []
-    for reason, ws in groups.items():
-        ws = sorted(ws, key=lambda w: (-w.array.size, w.name))
-        out.append(
-            {
-                "reason": reason,
-                "n_tensors": len(ws),
-                "n_params": int(sum(w.array.size for w in ws)),
-                "largest": [w.name for w in ws[:5]],
-            }
-        )
-    out.sort(key=lambda g: (-g["n_params"], g["reason"]))
-    return {"n_params": int(sum(g["n_params"] for g in out)), "groups": out}
+    """Fill `job.stored` for an int8/uint8 weight (xorc.prequant.plan); the reason when it
+    stays as it is."""
+    s = job.settings
+    job.stored, reason = prequant.plan(model, job.weight, s.bits, job.policy, options)
+    return reason
 
 
 def calibration_stage(

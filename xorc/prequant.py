@@ -21,12 +21,18 @@ tensor: xorc never re-quantizes a quantized weight silently.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from xorc.errors import UnsupportedModel
 from xorc.quantize import quantize
+
+if TYPE_CHECKING:
+    from xorc.config import CompressOptions
+    from xorc.onnx_io import SourceModel, WeightInfo
+    from xorc.policies import Policy
 
 RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 TOP = 127  # symmetric 8-bit levels
@@ -42,6 +48,25 @@ class Stored:
     offsets: NDArray[np.int32]
     axis: int | None
     mode: str  # "lossless" or "requantized"
+
+
+def plan(
+    model: SourceModel, w: WeightInfo, bits: int, policy: Policy, options: CompressOptions
+) -> tuple[Stored | None, str]:
+    """How one int8/uint8 weight is stored, or why it stays as it is (module docstring):
+    refused without --requantize when the bits or the policy would change it."""
+    from xorc import onnx_io
+
+    where = f"{model.path}: tensor {w.name!r} ({w.dtype})"
+    check_request(where, bits, policy.name, policy.lossless, options.requantize)
+    zp, zp_axis = onnx_io.zero_point(model, w)
+    offsets, axis = per_channel(zp, tuple(w.array.shape), zp_axis, where)
+    if options.requantize:
+        return requantize(w.array, offsets, axis, bits, options.scale_dtype), ""
+    stored = lossless(w.array, offsets, axis)
+    if stored is None:
+        return None, f"{w.dtype} using all 256 values: no lossless 8-bit levels (--requantize)"
+    return stored, ""
 
 
 def per_channel(
