@@ -84,8 +84,12 @@ def per_channel(
         fits = [a for a in range(len(shape)) if shape[a] == z.size]
         if fits:
             return z, fits[0]
-    lead = z.shape == tuple(shape[: z.ndim])  # [dirs, 4H] of a [dirs, I, 4H] weight
-    z_full = z.reshape(z.shape + (1,) * (len(shape) - z.ndim)) if lead else z
+    if z.ndim == 2 and len(shape) == 3 and z.shape == (shape[0], shape[2]):
+        z_full = z[:, None, :]  # [dirs, 4H] of a [dirs, I, 4H] weight (DynamicQuantizeLSTM)
+    elif z.shape == tuple(shape[: z.ndim]):  # leading axes
+        z_full = z.reshape(z.shape + (1,) * (len(shape) - z.ndim))
+    else:
+        z_full = z
     try:
         full = np.broadcast_to(z_full, shape)
     except ValueError:
