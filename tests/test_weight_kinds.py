@@ -197,3 +197,14 @@ def test_datapath_counts_embedding_rows_and_recurrent_steps(tmp_path: Path) -> N
         w_small["dram_bytes_per_step"]
         == next(t for t in small.tensors if t.name == "W").counters.dram_bytes
     )
+
+
+def test_calibration_on_a_model_without_float_layers(tmp_path: Path) -> None:
+    """--calib on a weight-only int8 model: no layer to calibrate, no error."""
+    model, feeds = weight_only_int8()
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.concatenate([feeds["x"]] * 4))
+    summary = api.compress(
+        tmp_path / "m.onnx", tmp_path / "m.xorc", CompressOptions(), calib=tmp_path / "calib.npz"
+    )
+    assert [t.name for t in summary.tensors] == ["wq"]
