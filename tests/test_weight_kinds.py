@@ -128,9 +128,17 @@ def test_full_range_uint8_stays_or_is_requantized(tmp_path: Path) -> None:
     assert rec.stats["prequantized"]["mode"] == "requantized"
     w0, w1 = _initializers(src)["wq"].astype(int), _initializers(back)["wq"].astype(int)
     assert np.abs(w0 - w1).max() == 1  # 8 bits for 256 values: the rarer extreme moves a step
-    assert np.count_nonzero(w0 != w1) == 1
+    assert np.count_nonzero(w0 != w1) == 2 and np.unique(w0[w0 != w1]).size == 1
     for a, b in zip(_run(src, feeds), _run(back, feeds), strict=True):
         assert _rel_error(a, b) < 0.01
+
+
+def test_full_range_in_different_channels_is_exact_per_channel(tmp_path: Path) -> None:
+    model, _ = qdq_uint8_conv(full_range="channels")
+    summary, src, back = _round_trip(tmp_path, model, CompressOptions(policy="all"))
+    (rec,) = summary.tensors
+    assert rec.axis is not None and rec.offsets is not None and len(rec.offsets) > 1
+    np.testing.assert_array_equal(_initializers(back)["wq"], _initializers(src)["wq"])
 
 
 def test_fewer_bits_on_int8_needs_requantize(tmp_path: Path) -> None:

@@ -123,16 +123,20 @@ def weight_only_int8(seed: int = 0, zero_point: int = 0) -> tuple[onnx.ModelProt
     return model, {"x": r.normal(size=(3, k)).astype(np.float32)}
 
 
-def qdq_uint8_conv(seed: int = 0, full_range: bool = False) -> tuple[onnx.ModelProto, dict]:
+def qdq_uint8_conv(seed: int = 0, full_range: bool | str = False) -> tuple[onnx.ModelProto, dict]:
     """uint8 weight with per-channel zero points -> DequantizeLinear(axis 0) -> Conv. With
-    `full_range` the weight uses all 256 values (no lossless 8-bit levels)."""
+    `full_range` the weight uses all 256 values, in one channel of every axis (no lossless
+    8-bit levels), or ("channels") in different channels of some axis."""
     r = np.random.default_rng(seed)
     co, ci = 8, 3
     zp = r.integers(100, 156, size=co).astype(np.uint8)
     wq = np.clip(zp[:, None, None, None] + r.integers(-90, 90, size=(co, ci, 3, 3)), 0, 255)
     wq = wq.astype(np.uint8)
-    if full_range:
-        wq[0, 0, 0, 0], wq[1, 0, 0, 0] = 0, 255
+    if full_range == "channels":  # 0 and 255 in different channels of every axis but 0
+        wq[0, 0, 0, 0], wq[1, 1, 1, 1] = 0, 255
+    elif full_range:  # a channel of every axis uses all 256 values
+        wq[0, 0, 0, 0], wq[0, 0, 0, 1] = 0, 255
+        wq[1, 1, 1, 2], wq[2, 2, 2, 2] = 0, 255
     inits = {"wq": wq, "ws": (r.random(co) * 0.01 + 0.002).astype(np.float32), "wz": zp}
     n = helper.make_node
     nodes = [

@@ -5,8 +5,9 @@ levels l in a record of dtype int8/uint8 with `offsets` (docs/format.md §3.2):
 
 * lossless (the default): l = v − offset, scale 1, offset the model's own zero point when
   v − zero point fits the symmetric 8-bit levels [−127, 127], else one offset for the tensor
-  that centres its values. A tensor that uses all 256 values fits no offset: it stays in the
-  graph as it is, and the summary says why.
+  that centres its values, else one per channel along some axis. A tensor with a channel that
+  uses all 256 values on every axis fits none: it stays in the graph as it is, and the summary
+  says why.
 * `--requantize`: d = v − zero point (its own dequantization, up to its scale, which every
   channel shares with the re-quantization: per tensor or along the zero point's own axis) is
   quantized to Q bits as a float weight would be: l = round(d / s'), and decoding gives
@@ -115,18 +116,32 @@ def _along(values: NDArray, axis: int | None, ndim: int) -> NDArray:
 
 def lossless(v: NDArray[np.integer], zp: NDArray[np.int32], axis: int | None) -> Stored | None:
     """Levels v − offset in [−127, 127]: the zero point as offset, else the centre of the
-    tensor's values; None when no offset fits (the tensor uses all 256 values)."""
+    tensor's values, else one centre per channel along some axis; None when none fits (every
+    axis has a channel that uses all 256 values)."""
     w = v.astype(np.int32)
     d = w - _along(zp, axis, w.ndim)
     if int(np.abs(d).max(initial=0)) <= TOP:
         n = 1 if axis is None else w.shape[axis]
         return Stored(d.astype(np.int16), 8, np.ones(n, np.float32), zp, axis, "lossless")
     lo, hi = int(w.min()), int(w.max())
-    if hi - lo > 2 * TOP:
-        return None
-    c = 0 if lo >= -TOP and hi <= TOP else (lo + hi + 1) // 2
-    levels = (w - c).astype(np.int16)
-    return Stored(levels, 8, np.ones(1, np.float32), np.array([c], np.int32), None, "lossless")
+    if hi - lo <= 2 * TOP:
+        c = 0 if lo >= -TOP and hi <= TOP else (lo + hi + 1) // 2
+        levels = (w - c).astype(np.int16)
+        return Stored(levels, 8, np.ones(1, np.float32), np.array([c], np.int32), None, "lossless")
+    return _centred_channels(w)
+
+
+def _centred_channels(w: NDArray[np.int32]) -> Stored | None:
+    """One centring offset per channel, along the axis with the fewest channels on which every
+    channel spans at most 255 values (a table's rows or columns); None when no axis does."""
+    for a in sorted(range(w.ndim), key=lambda k: (w.shape[k], k)):
+        rows = np.moveaxis(w, a, 0).reshape(w.shape[a], -1)
+        lo, hi = rows.min(axis=1), rows.max(axis=1)
+        if rows.size and int((hi - lo).max()) <= 2 * TOP:
+            c = ((lo + hi + 1) // 2).astype(np.int32)
+            levels = (w - _along(c, a, w.ndim)).astype(np.int16)
+            return Stored(levels, 8, np.ones(w.shape[a], np.float32), c, a, "lossless")
+    return None
 
 
 def requantize(
