@@ -149,9 +149,8 @@ def requantize(
 ) -> Stored:
     """Q-bit levels of v − zero point, per tensor or along the zero point's axis (docstring);
     at 8 bits, only the values past the symmetric range move, by one step (`_saturated`)."""
-    if bits == 8:
-        near = lossless(v, zp, axis) or _saturated(v)
-        return Stored(near.levels, 8, near.scales, near.offsets, near.axis, "requantized")
+    if bits == 8:  # exact when the levels fit (mode "lossless"); else one extreme moves
+        return lossless(v, zp, axis) or _saturated(v)
     d = v.astype(np.float64) - _along(zp, axis, v.ndim)
     levels, scales = quantize(d, bits, axis, scale_dtype)
     n = 1 if axis is None else v.shape[axis]
