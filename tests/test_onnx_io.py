@@ -113,8 +113,10 @@ def test_prequantized_with_lossy_policy_is_refused(tmp_path: Path) -> None:
         api.compress(path, tmp_path / "q.xorc", CompressOptions(policy="importance"))
 
 
-def test_prequantized_with_asymmetric_zero_point_is_refused(tmp_path: Path) -> None:
+def test_prequantized_with_asymmetric_zero_point_is_kept_exact(tmp_path: Path) -> None:
     path = save(quantized_matmul(zero_point=3), tmp_path / "q.onnx")
-    with pytest.raises(errors.UnsupportedModel, match="zero point"):
-        api.compress(path, tmp_path / "q.xorc", CompressOptions(policy="raw"))
-    assert not (tmp_path / "q.xorc").exists()
+    api.compress(path, tmp_path / "q.xorc", CompressOptions(policy="raw"))
+    out = api.decompress(tmp_path / "q.xorc", tmp_path / "q2.onnx")
+    back = {i.name: numpy_helper.to_array(i) for i in onnx.load(out).graph.initializer}
+    orig = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    np.testing.assert_array_equal(back["wq"], orig["wq"])

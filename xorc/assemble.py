@@ -35,6 +35,13 @@ def tensor_record(job: TensorJob, scale_dtype: str, streams: tuple[StreamRef, ..
     """The container record of one finished job (docs/format.md §3.2)."""
     q, e = job.q, job.enc
     stats = {**e.stats, "bias_corrected": True} if job.bias_corrected else e.stats
+    stats = {**stats, "weight_kind": job.weight.role}
+    offsets = None
+    if job.stored is not None:
+        st = job.stored
+        exact = st.mode == "lossless" and not st.offsets.any()
+        offsets = None if exact else tuple(int(o) for o in st.offsets)
+        stats = {**stats, "prequantized": prequantized_note(job)}
     return TensorRecord(
         name=q.name,
         shape=q.shape,
@@ -51,7 +58,34 @@ def tensor_record(job: TensorJob, scale_dtype: str, streams: tuple[StreamRef, ..
         digest=levels_digest(e.decoded),
         stats=stats,
         scale_dtype=scale_dtype,
+        offsets=offsets,
     )
+
+
+def uncompressed_summary(left: list[tuple[str, int, str]]) -> dict:
+    """META `uncompressed` (docs/format.md §3.1) from (name, elements, reason) of every tensor
+    left as it is: grouped by reason, largest first, with the five largest names."""
+    groups: dict[str, list[tuple[str, int, str]]] = {}
+    for item in left:
+        groups.setdefault(item[2], []).append(item)
+    out = []
+    for reason, items in groups.items():
+        items = sorted(items, key=lambda t: (-t[1], t[0]))
+        n = sum(t[1] for t in items)
+        out.append({"reason": reason, "n_tensors": len(items), "n_params": n,
+                    "largest": [t[0] for t in items[:5]]})  # fmt: skip
+    out.sort(key=lambda g: (-g["n_params"], g["reason"]))
+    return {"n_params": sum(g["n_params"] for g in out), "groups": out}
+
+
+def prequantized_note(job: TensorJob) -> dict:
+    """What happened to an int8/uint8 weight (the record's `stats.prequantized`)."""
+    st = job.stored
+    assert st is not None
+    note = {"source_dtype": job.weight.dtype, "mode": st.mode, "bits": st.bits}
+    if job.settings.bits != st.bits:
+        note["requested_bits"] = job.settings.bits
+    return note
 
 
 def assemble(

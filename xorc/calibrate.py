@@ -61,6 +61,8 @@ def input_stats(
         if name in layers
     }
     taps = sorted({layer.data for layer in layers.values()})
+    if not taps:  # no float layer reads a weight directly (a weight-only int8 model, say)
+        return {}
     wanted = {f"{_kind(layers[w])}:{layers[w].data}" for w in moments if w in layers}
     second: dict[str, list] = {}  # (layer kind, tap) -> [feature vectors, X^T X]
     sess = runtime.session(onnx_io.with_outputs(onnx_io.serialize(model), taps), model.path)

@@ -139,6 +139,13 @@ def cli() -> None:
     help="Policy importance: leave up to F x E XOR errors uncorrected, E being the errors "
     "policy `all` patches (F may exceed 1; try 2 to 20).",
 )
+@click.option(
+    "--requantize",
+    is_flag=True,
+    default=None,
+    help="Re-quantize already quantized (int8/uint8) weights to --bits / a lossy policy, "
+    "from their own zero points (lossy; without it they are stored exactly).",
+)
 @click.option("--effort", type=click.IntRange(1, 64), help="XOR solver restarts [default: 1].")
 @click.option(
     "--xor-variant",
@@ -203,12 +210,8 @@ def compress(
             miss = f"--max-drop: no setting keeps the drop within {options.max_drop} points "
             miss += f"(the most accurate drops {search['drop_pp']}); kept the most accurate"
         click.echo(f"xorc: warning: {miss}", err=True)
-    if not summary.tensors:
-        click.echo(
-            f"xorc: warning: {model}: no weights of Conv, ConvTranspose, Gemm or MatMul to "
-            "compress; the blob holds the graph only",
-            err=True,
-        )
+    for line in summary.warnings():
+        click.echo(f"xorc: warning: {model}: {line}", err=True)
     problem = _fidelity_warnings(summary.fidelity)
     if as_json:
         emit_json(summary.to_json())

@@ -77,6 +77,7 @@ class CompressOptions:
     act_order: bool = True
     damp: float = 0.01
     reconstruct_order: str = "parallel"
+    requantize: bool = False
     layers: tuple[LayerRule, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -103,6 +104,7 @@ class CompressOptions:
         check(self.reconstruct, "reconstruct", lambda v: v in RECONSTRUCT, " or ".join(RECONSTRUCT))
         check(self.prune, "prune", lambda v: v in PRUNE, " or ".join(PRUNE))
         check(self.act_order, "act_order", lambda v: type(v) is bool, "true or false")
+        check(self.requantize, "requantize", lambda v: type(v) is bool, "true or false")
         check(self.damp, "damp", lambda v: _num(v) and 0 < v <= 10, "a number in (0, 10]")
         check(
             self.reconstruct_order, "reconstruct_order", lambda v: v in ORDERS, " or ".join(ORDERS)

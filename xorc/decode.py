@@ -31,13 +31,13 @@ def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int1
 
 
 def to_weights(container: Container, record: TensorRecord, levels: NDArray[np.int16]) -> NDArray:
-    """Float (or int8) weights of decoded levels, in the record's dtype."""
-    from xorc import onnx_io
+    """Float (or int8/uint8) weights of decoded levels, in the record's dtype."""
+    from xorc import onnx_io, prequant
 
     dtype = onnx_io.dtype_of(record.dtype)
-    if record.dtype == "int8":
-        return levels.astype(np.int8)
     scales = container.scales(record)
+    if record.dtype in prequant.RANGES:
+        return prequant.decode(levels, scales, record.offsets, record.axis, record.dtype)
     return dequantize(levels, scales, record.axis).astype(dtype)
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import calibrate, fidelity, onnx_io, policies, reconstruct, search
-from xorc.assemble import assemble, stored_scales
+from xorc import calibrate, fidelity, onnx_io, policies, prequant, reconstruct, search
+from xorc.assemble import assemble, stored_scales, uncompressed_summary
 from xorc.config import CompressOptions, TensorSettings
-from xorc.errors import UnsupportedModel, UsageError
+from xorc.errors import UsageError
 from xorc.format import Container
 from xorc.policies import Policy
 from xorc.quantize import (
@@ -51,6 +51,7 @@ class TensorJob:
         encoded: what the codec stores (encode, or the search).
         bias_corrected: its layer's bias was corrected (bias correction).
         reconstruction: how GPTQ / OBS treated it, or why not (quantize; None: not asked).
+        stored: an int8/uint8 weight's levels, scales and offsets (plan; xorc.prequant).
     """
 
     weight: onnx_io.WeightInfo
@@ -60,6 +61,7 @@ class TensorJob:
     encoded: Encoded | None = field(default=None, repr=False)
     bias_corrected: bool = False
     reconstruction: dict | None = None
+    stored: prequant.Stored | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -67,8 +69,8 @@ class TensorJob:
 
     @property
     def prequantized(self) -> bool:
-        """An int8 weight of an already quantized model: stored exactly as it is."""
-        return self.weight.dtype == "int8"
+        """An int8/uint8 weight of an already quantized model (xorc.prequant)."""
+        return self.weight.dtype in prequant.RANGES
 
     @property
     def q(self) -> QuantTensor:
@@ -111,11 +113,11 @@ def compress_and_measure(
     compressed model against the original (xorc/fidelity.py), with that threshold."""
     model = onnx_io.load_model(model_path)
     options = options.resolved(calib is not None)
-    jobs = plan_tensors(model, options)
+    jobs, left = plan_stage(model, options)
     sequential = options.reconstruct_order == "sequential" and calib is not None
     stats = calibration_stage(model, jobs, calib, None if sequential else options)
     quantize_stage(jobs, options, stats, (model, calib) if sequential else None)
-    extra: dict = {}
+    extra: dict = {"uncompressed": left}
     if options.max_drop is not None or options.max_bits_per_weight is not None:
         extra["search"] = search_stage(model, jobs, options, stats, calib).to_json()
         for job in jobs:
@@ -154,33 +156,34 @@ def compress_and_measure(
 
 def plan_tensors(model: onnx_io.SourceModel, options: CompressOptions) -> list[TensorJob]:
     """Stage plan: a job for every compressible weight that is not skipped."""
-    jobs = []
+    return plan_stage(model, options)[0]
+
+
+def plan_stage(
+    model: onnx_io.SourceModel, options: CompressOptions
+) -> tuple[list[TensorJob], dict]:
+    """Stage plan: a job for every weight of the rule table (xorc.weight_rules) that is not
+    skipped, and what stays uncompressed and why (META `uncompressed`, docs/format.md §3.1)."""
+    jobs, left = [], []
     for w in onnx_io.find_weights(model):
-        if not w.compressible:
-            continue
         settings = options.settings_for(w.name, w.node_names)
-        if settings.skip:
-            continue
-        job = TensorJob(w, settings, policies.get(settings.policy))
-        if job.prequantized:
-            _check_prequantized(model, job)
-        jobs.append(job)
-    return jobs
+        reason = w.reason if not w.compressible else "skipped by the configuration"
+        if w.compressible and not settings.skip:
+            job = TensorJob(w, settings, policies.get(settings.policy))
+            reason = _plan_prequantized(model, job, options) if job.prequantized else ""
+            if not reason:
+                jobs.append(job)
+                continue
+        left.append((w.name, int(w.array.size), reason))
+    return jobs, uncompressed_summary(left)
 
 
-def _check_prequantized(model: onnx_io.SourceModel, job: TensorJob) -> None:
-    """An int8 weight of a quantized model is compressed as it is, losslessly, or refused."""
-    where = f"{model.path}: tensor {job.name!r} is already quantized (int8)"
-    if not job.policy.lossless:
-        raise UnsupportedModel(
-            f"{where}; xorc does not re-quantize it, and policy {job.policy.name!r} is lossy "
-            f"(use one of {', '.join(policies.LOSSLESS)}, or skip it in the config)"
-        )
-    if (job.weight.array == -128).any() or not onnx_io.zero_point_is_zero(model, job.name):
-        raise UnsupportedModel(
-            f"{where} with level -128 or a nonzero zero point, which symmetric 8-bit "
-            "sign-magnitude cannot hold; skip it in the config"
-        )
+def _plan_prequantized(model: onnx_io.SourceModel, job: TensorJob, options: CompressOptions) -> str:
+    """Fill `job.stored` for an int8/uint8 weight (xorc.prequant.plan); the reason when it
+    stays as it is."""
+    s = job.settings
+    job.stored, reason = prequant.plan(model, job.weight, s.bits, job.policy, options)
+    return reason
 
 
 def calibration_stage(
@@ -244,8 +247,9 @@ def quantize_job(
 ) -> QuantTensor:
     """Prune and quantize one tensor, with the calibration data its policy uses."""
     w, s = job.weight, job.settings
-    if job.prequantized:
-        return QuantTensor(w.name, w.array.astype(np.int16), 8, np.ones(1, np.float32), None)
+    if job.stored is not None:
+        st_ = job.stored
+        return QuantTensor(w.name, st_.levels, st_.bits, st_.scales, st_.axis)
     original = w.array.astype(np.float32)
     values = _magnitude_pruned(original, w.axis, s.sparsity, options, threshold)
     axis = w.axis if s.per_channel else None

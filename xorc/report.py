@@ -9,7 +9,9 @@ from xorc.format import v1
 from xorc.format.container import SCALES, TensorRecord
 
 SCHEMA_VERSION = 1
-ORIGINAL_BYTES_PER_WEIGHT = 4  # totals compare against fp32
+FP32_BYTES = 4  # the second figure compares against fp32
+SOURCE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, "uint8": 1}
+"""Bytes per weight of each record dtype in the source model (the first ratio's base)."""
 
 
 @dataclass
@@ -50,7 +52,7 @@ class Summary:
                     "codec": t.codec_name,
                     "policy": t.policy,
                     "bits": t.bits,
-                    "sparsity": _ratio(t.n_weights - t.n_nonzero, t.n_weights),
+                    "sparsity": _ratio(t.n_weights - t.n_nonzero, t.n_weights) or 0.0,
                     "n_weights": t.n_weights,
                     "payload_bytes": payload,
                     "scale_bytes": next(s.length for s in t.streams if s.name == SCALES),
@@ -62,20 +64,51 @@ class Summary:
         return rows
 
     def totals(self) -> dict[str, Any]:
+        """Sizes and ratios; a ratio with nothing to divide by is None (JSON null)."""
         n = sum(t.n_weights for t in self.tensors)
         payload = sum(s.length for t in self.tensors for s in t.streams)
-        original = ORIGINAL_BYTES_PER_WEIGHT * n
+        original = sum(SOURCE_BYTES.get(t.dtype, FP32_BYTES) * t.n_weights for t in self.tensors)
+        left = self.uncompressed()
+        n_left = left.get("n_params", 0) if isinstance(left, dict) else 0
         return {
             "n_tensors": len(self.tensors),
             "n_weights": n,
             "original_bytes": original,
+            "fp32_bytes": FP32_BYTES * n,
             "blob_bytes": self.blob_bytes,
             "weight_payload_bytes": payload,
             "bits_per_weight": _ratio(8 * payload, n),
             "compression_ratio": _ratio(original, payload),
+            "compression_ratio_fp32": _ratio(FP32_BYTES * n, payload),
+            "uncompressed_params": n_left,
+            "share_compressed": _ratio(n, n + n_left) if "uncompressed" in self.meta else None,
             "source_model_bytes": self.meta.get("source_bytes"),
             "blob_ratio": _ratio(self.meta.get("source_bytes") or 0, self.blob_bytes),
         }
+
+    def uncompressed(self) -> dict[str, Any]:
+        """META `uncompressed` (docs/format.md §3.1): what stayed as it is, by reason; {} for
+        blobs written before it was recorded."""
+        left = self.meta.get("uncompressed")
+        return left if isinstance(left, dict) else {}
+
+    def warnings(self) -> list[str]:
+        """What `compress` should tell the user about this blob (stderr lines)."""
+        out = []
+        if not self.tensors:
+            out.append("no weight to compress; the blob holds the graph only")
+        requant = [t.name for t in self.tensors if _prequant(t).get("mode") == "requantized"]
+        if requant:
+            out.append(
+                f"--requantize re-quantized {len(requant)} already quantized tensor(s) "
+                f"(lossy), e.g. {requant[0]!r}"
+            )
+        out.extend(
+            f"{g['n_tensors']} tensor(s) left as they are: {g['reason']}, e.g. {g['largest'][0]!r}"
+            for g in self.uncompressed().get("groups", [])
+            if "--requantize" in str(g.get("reason"))
+        )
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,13 +122,19 @@ class Summary:
             "integrity_ok": not self.damaged,
             "damaged": self.damaged,
             "tensors": self.tensor_rows(),
+            "uncompressed": self.uncompressed().get("groups"),
             "totals": self.totals(),
             "fidelity": self.fidelity,
         }
 
 
-def _ratio(a: float, b: float) -> float:
-    return round(a / b, 4) if b else 0.0
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def _prequant(t: TensorRecord) -> dict[str, Any]:
+    note = t.stats.get("prequantized")
+    return note if isinstance(note, dict) else {}
 
 
 def summarize(data: bytes) -> Summary:
@@ -150,7 +189,7 @@ def render_text(summary: Summary) -> str:
             str(r["bits"]),
             f"{100 * r['sparsity']:.1f}%",
             _fmt_bytes(r["payload_bytes"]),
-            f"{r['bits_per_weight']:.3f}",
+            "n/a" if r["bits_per_weight"] is None else f"{r['bits_per_weight']:.3f}",
             _notes(r["details"]),
         )
         for r in rows
@@ -168,24 +207,50 @@ def render_text(summary: Summary) -> str:
     lines.extend(
         "  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body
     )
-    t = summary.totals()
     lines.append("")
-    lines.append(
-        f"totals: {t['n_tensors']} tensors, {t['n_weights']:,} weights; "
-        f"fp32 {_fmt_bytes(t['original_bytes'])} -> weight payload "
-        f"{_fmt_bytes(t['weight_payload_bytes'])} ({t['bits_per_weight']:.3f} bits/weight, "
-        f"{t['compression_ratio']:.2f}x); blob {_fmt_bytes(t['blob_bytes'])}"
+    lines.extend(_totals_lines(summary))
+    lines.extend(f"DAMAGED: {problem}" for problem in summary.damaged)
+    if summary.fidelity is not None:
+        lines.append(_fidelity_line(summary.fidelity))
+    return "\n".join(lines)
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.2f}x"
+
+
+def _totals_lines(summary: Summary) -> list[str]:
+    """The totals and the list of what stayed uncompressed, with its share of parameters."""
+    t = summary.totals()
+    bpw = "n/a" if t["bits_per_weight"] is None else f"{t['bits_per_weight']:.3f}"
+    lines = [
+        f"totals: {t['n_tensors']} tensors, {t['n_weights']:,} weights; source "
+        f"{_fmt_bytes(t['original_bytes'])} -> weight payload "
+        f"{_fmt_bytes(t['weight_payload_bytes'])} ({bpw} bits/weight, "
+        f"{_fmt_ratio(t['compression_ratio'])} its own bytes, "
+        f"{_fmt_ratio(t['compression_ratio_fp32'])} fp32); blob {_fmt_bytes(t['blob_bytes'])}"
         + (
             f"; source model {_fmt_bytes(t['source_model_bytes'])} "
             f"({t['blob_ratio']:.2f}x the blob)"
             if t["blob_ratio"]
             else ""
         )
-    )
-    lines.extend(f"DAMAGED: {problem}" for problem in summary.damaged)
-    if summary.fidelity is not None:
-        lines.append(_fidelity_line(summary.fidelity))
-    return "\n".join(lines)
+    ]
+    left = summary.uncompressed()
+    if t["share_compressed"] is not None:
+        total = t["n_weights"] + t["uncompressed_params"]
+        lines.append(
+            f"compressed {100 * t['share_compressed']:.1f}% of {total:,} parameters; "
+            f"left as they are: {t['uncompressed_params']:,}"
+        )
+        for g in left.get("groups", []):
+            share = 100 * g["n_params"] / total if total else 0.0
+            names = ", ".join(g["largest"][:3]) + (", ..." if g["n_tensors"] > 3 else "")
+            lines.append(
+                f"  {share:5.1f}%  {g['n_params']:,} in {g['n_tensors']} tensor(s): "
+                f"{g['reason']} ({names})"
+            )
+    return lines
 
 
 def _fidelity_line(fid: dict[str, Any]) -> str:
@@ -214,6 +279,9 @@ def _notes(details: dict[str, Any]) -> str:
     if details.get("fallback"):
         return f"fallback {details['fallback']}"
     parts = [part for spec in CODECS.values() if spec.notes for part in spec.notes(details)]
+    pre = details.get("prequantized")
+    if isinstance(pre, dict):
+        parts.append(f"{pre.get('source_dtype')} {pre.get('mode')}")
     if details.get("bias_corrected"):
         parts.append("bias-corrected")
     return " ".join(parts)

@@ -99,7 +99,7 @@ class AccuracyProbe:
     def drop(self, encoded: list[Encoded]) -> float:
         arrays: dict[str, np.ndarray] = {}
         for q, e, dtype in zip(self.quantized, encoded, self.dtypes, strict=True):
-            if dtype == "int8":
+            if dtype in ("int8", "uint8"):
                 continue
             arrays[q.name] = dequantize(e.decoded, q.scales, q.axis)
         arrays.update(self.biases(encoded))

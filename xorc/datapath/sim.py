@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from xorc.codecs.common import n_elements
 from xorc.codecs.registry import CODECS
+from xorc.datapath.access import access
 from xorc.datapath.config import DatapathConfig
 from xorc.datapath.dram import DramReader
 from xorc.datapath.fmap_traffic import FmapLayer, fmap_layers, ratio
@@ -185,6 +186,7 @@ class TensorReport:
     digest_match: bool
     macs: int | None
     compute_cycles: int | None
+    access: dict[str, JSON] | None = None
 
     @property
     def load_bound(self) -> bool | None:
@@ -218,6 +220,7 @@ class TensorReport:
             "digest_match": self.digest_match,
             "counters": c.to_json(),
             "layer": layer,
+            "access": self.access,
         }
 
 
@@ -321,6 +324,9 @@ def simulate(
                 digest_match=levels_digest(levels) == rec.digest,
                 macs=None if m is None else int(m),
                 compute_cycles=compute,
+                access=access(
+                    rec.stats.get("weight_kind"), tuple(rec.shape), counters.dram_bytes, config
+                ),
             )
         )
         if keep_levels:

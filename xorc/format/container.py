@@ -49,8 +49,10 @@ class TensorRecord:
     digest: str
     stats: dict[str, JSON] = field(default_factory=dict)
     scale_dtype: str = "float32"
+    offsets: tuple[int, ...] | None = None
 
     def to_json(self) -> dict[str, JSON]:
+        extra: dict[str, JSON] = {} if self.offsets is None else {"offsets": list(self.offsets)}
         return {
             "name": self.name,
             "shape": list(self.shape),
@@ -69,6 +71,7 @@ class TensorRecord:
             "n_nonzero": self.n_nonzero,
             "digest": self.digest,
             "stats": self.stats,
+            **extra,
         }
 
     @property

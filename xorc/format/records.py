@@ -24,7 +24,8 @@ MAX_WEIGHTS = 2**32
 MAX_NAME_BYTES = 4096
 MAX_POLICY_BYTES = 256
 MAX_STREAMS = 64
-DTYPES = ("float32", "float16", "bfloat16", "float64", "int8")
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int8", "uint8")
+INTEGER_DTYPES = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
 def _reject_constant(name: str) -> float:
@@ -111,10 +112,11 @@ def parse_meta(meta: dict[str, JSON]) -> dict[str, JSON]:
 
 
 def parse_tensors(
-    doc: dict[str, JSON], payload_length: int, bf16_scales: bool = False
+    doc: dict[str, JSON], payload_length: int, bf16_scales: bool = False, offsets: bool = False
 ) -> tuple[TensorRecord, ...]:
     """Check every tensor record and its stream layout (docs/format.md §3.2, §3.4);
-    `bf16_scales`: whether the header's required flag BF16_SCALES is set."""
+    `bf16_scales`, `offsets`: whether the header's required flags BF16_SCALES and INT_OFFSETS
+    are set."""
     raw = doc.get("tensors")
     if not isinstance(raw, list) or len(raw) > MAX_TENSORS:
         raise BadRecord(f"section TENSORS: 'tensors' must be a list of at most {MAX_TENSORS}")
@@ -124,7 +126,7 @@ def parse_tensors(
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise BadRecord(f"tensor #{i}: record must be an object")
-        rec = _parse_record(item, i, bf16_scales)
+        rec = _parse_record(item, i, bf16_scales, offsets)
         if rec.name in names:
             raise BadRecord(f"tensor {rec.name!r}: duplicate name")
         names.add(rec.name)
@@ -182,7 +184,9 @@ def _parse_shape(item: Mapping[str, Any], where: str) -> tuple[tuple[int, ...], 
     return shape, n_weights
 
 
-def _parse_record(item: dict[str, Any], i: int, bf16_scales: bool) -> TensorRecord:
+def _parse_record(
+    item: dict[str, Any], i: int, bf16_scales: bool, offsets_flag: bool = False
+) -> TensorRecord:
     name = _parse_name(item, i)
     where = f"tensor {name!r}"
     shape, n_weights = _parse_shape(item, where)
@@ -204,10 +208,12 @@ def _parse_record(item: dict[str, Any], i: int, bf16_scales: bool) -> TensorReco
             f"{where}: stream 'scales' is {streams[0].length} bytes, expected {expected} "
             f"({scale_dtype})"
         )
+    dtype = _str(item, "dtype", where, DTYPES)
+    offsets = _parse_offsets(item, where, dtype, 1 if axis is None else shape[axis], offsets_flag)
     return TensorRecord(
         name=name,
         shape=shape,
-        dtype=_str(item, "dtype", where, DTYPES),
+        dtype=dtype,
         bits=_int(item, "bits", 2, 8, where),
         axis=axis,
         codec=_int(item, "codec", 0, 2**31 - 1, where),
@@ -220,7 +226,26 @@ def _parse_record(item: dict[str, Any], i: int, bf16_scales: bool) -> TensorReco
         digest=digest,
         stats=_obj(item, "stats", where),
         scale_dtype=scale_dtype,
+        offsets=offsets,
     )
+
+
+def _parse_offsets(
+    item: Mapping[str, Any], where: str, dtype: str, n: int, flag: bool
+) -> tuple[int, ...] | None:
+    """The optional `offsets` of an int8/uint8 record (docs/format.md §3.2)."""
+    if "offsets" not in item:
+        return None
+    raw = item["offsets"]
+    if not flag:
+        raise BadRecord(f"{where}: field 'offsets', but required flag INT_OFFSETS is clear")
+    if dtype not in INTEGER_DTYPES or not isinstance(raw, list) or len(raw) not in (1, n):
+        raise BadRecord(
+            f"{where}: field 'offsets' must be a list of 1 or {n} integers of an int8/uint8 record"
+        )
+    if any(type(o) is not int or not -255 <= o <= 255 for o in raw):
+        raise BadRecord(f"{where}: field 'offsets' holds a value outside [-255, 255]")
+    return tuple(raw)
 
 
 def _parse_streams(raw: Any, where: str) -> tuple[StreamRef, ...]:

@@ -38,7 +38,8 @@ SECTION_ALIGN = 64
 MAX_SECTIONS = 64
 FLAG_REQUIRED = 1  # section entry flag (§2.2)
 BF16_SCALES = 1  # header required flag bit 0 (§2.4)
-KNOWN_REQUIRED_FLAGS = BF16_SCALES
+INT_OFFSETS = 2  # header required flag bit 1 (§2.4)
+KNOWN_REQUIRED_FLAGS = BF16_SCALES | INT_OFFSETS
 assert HEADER.size == 64 and ENTRY.size == 32
 
 
@@ -105,7 +106,8 @@ def write(container: Container) -> bytes:
     if container.fmap is not None:
         bodies.append((Kind.FMAP, 0, dumps(container.fmap)))
     bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
-    return write_sections(bodies, BF16_SCALES if bf16 else 0)
+    offsets = any(t.offsets is not None for t in container.tensors)
+    return write_sections(bodies, (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0))
 
 
 def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0) -> bytes:
@@ -331,7 +333,8 @@ def _read_records(
     doc = records.loads(_body(data, _section(layout, Kind.TENSORS)), "TENSORS")
     payload_length = _section(layout, Kind.PAYLOAD).length
     bf16 = bool(layout.required_flags & BF16_SCALES)
-    return meta, records.parse_tensors(doc, payload_length, bf16)
+    offsets = bool(layout.required_flags & INT_OFFSETS)
+    return meta, records.parse_tensors(doc, payload_length, bf16, offsets)
 
 
 def _read_contents(
