@@ -407,6 +407,15 @@ def simulate(blob: str, preset: str | None, config_file: str | None, as_json: bo
         sys.exit(int(ExitCode.GATE_FAILED))
 
 
+def _register() -> None:
+    from xorc.cli_analyze import analyze
+
+    cli.add_command(analyze)
+
+
+_register()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

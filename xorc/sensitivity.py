@@ -1,0 +1,439 @@
+"""Sensitivity analysis: the model-output error when only one layer is compressed.
+
+For every compressible layer and every setting of a grid (bits x sparsity, `BITS_GRID` x
+`SPARSITY_GRID` by default), the layer alone is pruned and quantized exactly as `compress`
+would do it (`pipeline.quantize_job`: GPTQ / OBS pruning with calibration data, bias correction
+included), encoded with the policy's encoder (its size in bits/weight, scales included), and the
+model is run on the first `samples` calibration inputs. Every float output is compared with the
+original model's: mean per-sample cosine, and SQNR = 10 log10(sum y^2 / sum (y - y')^2).
+
+Speed: the layers before the one under test are not re-run. One reference run records every
+tensor the rest of the graph reads (`onnx_io.suffix_model`); each layer gets one onnxruntime
+session of the graph from its node on, with its weight and bias as graph inputs, and every
+trial is one run of that session. No model is serialized per trial. See docs/sensitivity.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from xorc import calibrate, onnx_io, pipeline, reconstruct, runtime
+from xorc.assemble import stored_scales
+from xorc.config import CompressOptions
+from xorc.errors import UsageError
+from xorc.quantize import dequantize
+from xorc.tensor import Encoded, QuantTensor
+
+BITS_GRID = (2, 3, 4, 5, 6, 7, 8)
+SPARSITY_GRID = (0.0, 0.5, 0.75, 0.9)
+SAMPLES = 16
+"""Calibration inputs each trial runs on (the statistics for GPTQ use all of them)."""
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one layer is compressed: bits and sparsity, or None for both (left in float)."""
+
+    bits: int | None
+    sparsity: float = 0.0
+
+    @property
+    def label(self) -> str:
+        if self.bits is None:
+            return "float"
+        return f"{self.bits}b" if self.sparsity == 0 else f"{self.bits}b/s{self.sparsity:g}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"bits": self.bits, "sparsity": self.sparsity}
+
+
+FLOAT = Setting(None)
+
+
+@dataclass
+class Point:
+    """One setting of one layer, measured.
+
+    Attributes:
+        payload_bytes: the layer's streams and scales in the blob (float: its source bytes).
+        cosine, sqnr_db: per model output (sqnr None: exact).
+        nsr: the largest noise-to-signal ratio 10^(-SQNR/10) over the outputs (0: exact).
+    """
+
+    setting: Setting
+    payload_bytes: int
+    bits_per_weight: float
+    cosine: dict[str, float]
+    sqnr_db: dict[str, float | None]
+    nsr: float
+    quantized: QuantTensor | None = field(default=None, repr=False)
+    encoded: Encoded | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            **self.setting.to_json(),
+            "payload_bytes": self.payload_bytes,
+            "bits_per_weight": round(self.bits_per_weight, 4),
+            "nsr": float(f"{self.nsr:.6g}"),
+            "outputs": {
+                o: {"cosine": round(c, 6), "sqnr_db": self.sqnr_db[o]}
+                for o, c in self.cosine.items()
+            },
+        }
+
+
+@dataclass
+class LayerSensitivity:
+    """Every measured setting of one layer; `points[0]` is float (exact)."""
+
+    name: str
+    op_type: str
+    shape: tuple[int, ...]
+    n_weights: int
+    points: list[Point]
+
+    def at(self, setting: Setting) -> Point | None:
+        return next((p for p in self.points if p.setting == setting), None)
+
+    def rank_key(self, reference: Setting) -> float:
+        """How sensitive the layer is: its NSR at `reference` (else its worst)."""
+        p = self.at(reference)
+        return p.nsr if p is not None else max(q.nsr for q in self.points)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "op_type": self.op_type,
+            "shape": list(self.shape),
+            "n_weights": self.n_weights,
+            "settings": [p.to_json() for p in self.points],
+        }
+
+
+@dataclass
+class Analysis:
+    """The sensitivity of every analyzed layer; `skipped` are the layers it could not try."""
+
+    model: str
+    policy: str
+    samples: int
+    outputs: list[str]
+    layers: list[LayerSensitivity]
+    skipped: dict[str, str]
+    seconds: float
+    grid: dict[str, list[float]]
+    reference: Setting = Setting(4)
+
+    def ranked(self) -> list[LayerSensitivity]:
+        """Most sensitive first (NSR at the reference setting, 4 bits dense)."""
+        return sorted(self.layers, key=lambda ly: -ly.rank_key(self.reference))
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "policy": self.policy,
+            "samples": self.samples,
+            "outputs": self.outputs,
+            "grid": self.grid,
+            "rank_by": {**self.reference.to_json(), "metric": "nsr"},
+            "seconds": round(self.seconds, 2),
+            "layers": [ly.to_json() for ly in self.ranked()],
+            "skipped": self.skipped,
+        }
+
+
+def grid_settings(bits: Sequence[int], sparsity: Sequence[float]) -> list[Setting]:
+    """Float first, then every bits x sparsity setting, largest first."""
+    if not bits or any(not 2 <= b <= 8 for b in bits):
+        raise UsageError("analysis bits must be integers in [2, 8]")
+    if not sparsity or any(not 0 <= s < 1 for s in sparsity):
+        raise UsageError("analysis sparsities must be in [0, 1)")
+    grid = [Setting(b, float(s)) for s in sorted(set(sparsity)) for b in sorted(set(bits))[::-1]]
+    return [FLOAT, *grid]
+
+
+def analyze(
+    model_path: str | Path,
+    calib: str | Path,
+    options: CompressOptions | None = None,
+    bits: Sequence[int] = BITS_GRID,
+    sparsity: Sequence[float] = SPARSITY_GRID,
+    samples: int = SAMPLES,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Measure every compressible layer at every grid setting (see the module docstring)."""
+    start = time.perf_counter()
+    model = onnx_io.load_model(model_path)
+    opts = analysis_options(options or CompressOptions(), calib)
+    jobs = pipeline.plan_tensors(model, opts)
+    stats = layer_stats(model, jobs, calib, opts, max(sparsity, default=0.0))
+    settings = grid_settings(bits, sparsity)
+    layers, skipped = measure(model, jobs, opts, stats, calib, settings, samples, progress)
+    outputs = sorted({o for ly in layers for o in ly.points[0].cosine})
+    return Analysis(
+        str(model_path),
+        opts.policy,
+        min(samples, _n_samples(model, calib)),
+        outputs,
+        layers,
+        skipped,
+        time.perf_counter() - start,
+        {"bits": sorted(set(bits)), "sparsity": sorted(set(sparsity))},
+    )
+
+
+def analysis_options(options: CompressOptions, calib: str | Path | None) -> CompressOptions:
+    """The options every trial uses: per-tensor sparsity, "auto" methods resolved."""
+    from xorc import policies
+
+    if options.prune_pattern is not None:
+        raise UsageError("per-layer settings choose sparsity; leave out --prune-pattern")
+    if not policies.get(options.policy).per_layer:
+        per = ", ".join(policies.PER_LAYER)
+        raise UsageError(f"per-layer settings work with policy {per}, not {options.policy!r}")
+    return replace(options, sparsity_scope="tensor").resolved(calib is not None)
+
+
+def layer_stats(
+    model: onnx_io.SourceModel,
+    jobs: list[pipeline.TensorJob],
+    calib: str | Path,
+    options: CompressOptions,
+    sparsity: float,
+) -> dict[str, calibrate.InputStats]:
+    """Calibration statistics with an H for every layer that any grid setting reconstructs."""
+    probe = [replace(j, settings=replace(j.settings, sparsity=sparsity)) for j in jobs]
+    return pipeline.calibration_stage(model, probe, calib, options)
+
+
+def _n_samples(model: onnx_io.SourceModel, calib: str | Path) -> int:
+    sess = runtime.session(onnx_io.serialize(model), model.path)
+    return runtime.load_data(calib, sess).n_samples
+
+
+def trial(
+    job: pipeline.TensorJob,
+    setting: Setting,
+    options: CompressOptions,
+    st: calibrate.InputStats | None,
+) -> tuple[pipeline.TensorJob, int]:
+    """The job at one setting, quantized and encoded, and its payload bytes (scales too)."""
+    if setting.bits is None:
+        raise ValueError("a float setting is not encoded")
+    settings = replace(job.settings, bits=setting.bits, sparsity=setting.sparsity)
+    out = replace(job, settings=settings, quantized=None, encoded=None, reconstruction=None)
+    out.quantized = pipeline.quantize_job(out, options, 0.0, st)
+    out.encoded = out.policy.encode(out.q, settings, options)
+    streams = sum(len(s) for s in out.enc.streams.values())
+    return out, streams + len(stored_scales(out.q, options)[1])
+
+
+def measure(
+    model: onnx_io.SourceModel,
+    jobs: list[pipeline.TensorJob],
+    options: CompressOptions,
+    stats: dict[str, calibrate.InputStats],
+    calib: str | Path,
+    settings: list[Setting],
+    samples: int = SAMPLES,
+    progress: Progress | None = None,
+    keep: bool = False,
+) -> tuple[list[LayerSensitivity], dict[str, str]]:
+    """Each layer of `jobs` at each setting; `keep` keeps the quantized and encoded tensors
+    (mixed precision builds the blob from them). Returns the layers and, by name, why a layer
+    was not analyzed."""
+    skipped = {j.name: why for j in jobs if (why := _not_analyzable(j)) is not None}
+    todo = [j for j in jobs if j.name not in skipped]
+    names = {j.name: _layer_names(model, j, stats.get(j.name)) for j in todo}
+    runner = SuffixRunner(model, calib, samples, list(names.values()))
+    layers = []
+    for job in jobs:
+        if job.name in names:
+            with shared_factors():
+                layer = _measure_layer(
+                    model, job, options, stats, settings, runner, names[job.name]
+                )
+            layers.append(layer if keep else _dropped(layer))
+        if progress is not None:
+            progress(job.name, len(jobs))
+    return layers, skipped
+
+
+@contextmanager
+def shared_factors() -> Iterator[None]:
+    """While one layer is tried at every setting: GPTQ's factor of (H + lambda I)^-1 computed
+    once per H and column order, not once per setting (reconstruct.py computes it per call;
+    the settings of a layer share H, so the memo returns the same arrays, unchanged)."""
+    original = getattr(reconstruct, "_inverse_factor", None)
+    if original is None:
+        yield
+        return
+    memo: dict[tuple, tuple] = {}
+
+    def cached(h: NDArray[np.float64], damp: float) -> tuple:
+        key = (hashlib.blake2b(np.ascontiguousarray(h).data).digest(), h.shape, damp)
+        if key not in memo:
+            memo[key] = original(h, damp)
+        return memo[key]
+
+    reconstruct._inverse_factor = cached  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        reconstruct._inverse_factor = original  # type: ignore[attr-defined]
+
+
+def _not_analyzable(job: pipeline.TensorJob) -> str | None:
+    if job.prequantized:
+        return "already quantized (int8): stored as it is"
+    if job.weight.kind != "initializer" or job.weight.graph != "main":
+        return f"a {job.weight.kind} in graph {job.weight.graph!r}, not a main-graph initializer"
+    if len(job.weight.consumers) != 1:
+        return "read by more than one node"
+    return None
+
+
+def _layer_names(
+    model: onnx_io.SourceModel, job: pipeline.TensorJob, st: calibrate.InputStats | None
+) -> list[str]:
+    """The weight, and its layer's bias when that is an initializer (bias correction)."""
+    bias = st.layer.bias if st is not None else None
+    if bias is None:
+        return [job.name]
+    try:
+        onnx_io.initializer(model, bias)
+    except KeyError:
+        return [job.name]
+    return [job.name, bias]
+
+
+def _dropped(layer: LayerSensitivity) -> LayerSensitivity:
+    for p in layer.points:
+        p.quantized, p.encoded = None, None
+    return layer
+
+
+def _measure_layer(
+    model: onnx_io.SourceModel,
+    job: pipeline.TensorJob,
+    options: CompressOptions,
+    stats: dict[str, calibrate.InputStats],
+    settings: list[Setting],
+    runner: SuffixRunner,
+    names: list[str],
+) -> LayerSensitivity:
+    st = stats.get(job.name)
+    sess = runner.session_for(names)
+    n = int(job.weight.array.size)
+    points = []
+    for setting in settings:
+        if setting.bits is None:
+            exact = {o: 1.0 for o in runner.reference}
+            nbytes = n * job.weight.array.dtype.itemsize
+            points.append(Point(setting, nbytes, 8.0 * nbytes / n, exact, dict.fromkeys(exact), 0))
+            continue
+        done, nbytes = trial(job, setting, options, st)
+        arrays = {job.name: _dequantized(done)}
+        if options.bias_correction and st is not None:
+            arrays.update(pipeline.corrected_biases(model, [done], [done.enc], stats)[0])
+        cosine, sqnr, nsr = runner.errors(sess, names, arrays)
+        points.append(Point(setting, nbytes, 8.0 * nbytes / n, cosine, sqnr, nsr, done.q, done.enc))
+    layer = st.layer.op_type if st is not None else job.weight.consumers[0].op_type
+    return LayerSensitivity(job.name, layer, tuple(job.weight.array.shape), n, points)
+
+
+def _dequantized(job: pipeline.TensorJob) -> NDArray[np.generic]:
+    q = job.q
+    return dequantize(job.enc.decoded, q.scales, q.axis).astype(job.weight.array.dtype)
+
+
+FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
+
+
+class SuffixRunner:
+    """Runs the graph from one layer on, on recorded inputs, and compares with the original."""
+
+    def __init__(
+        self, model: onnx_io.SourceModel, calib: str | Path, samples: int, layers: list[list[str]]
+    ) -> None:
+        """`layers`: the weight (and bias) names of every layer that will be tried; one run of
+        the full model records every tensor their suffixes read, and every float output."""
+        self.model = model
+        full = runtime.session(onnx_io.serialize(model), model.path)
+        self.data = runtime.load_data(calib, full).take(max(1, samples))
+        fixed = full.get_inputs()[0].shape[0] if full.get_inputs() else None
+        self.step = fixed if isinstance(fixed, int) and fixed > 0 else self.data.n_samples
+        floats = [o.name for o in full.get_outputs() if o.type in FLOAT_TYPES]
+        cuts = {c for names in layers for c in onnx_io.suffix_model(model, names)[1]}
+        taps = sorted(cuts - set(self.data.inputs))
+        wanted = list(dict.fromkeys([*floats, *taps]))
+        sess = runtime.session(onnx_io.with_outputs(onnx_io.serialize(model), wanted), model.path)
+        values = dict(zip(wanted, runtime.run(sess, self.data, wanted, batch=8), strict=True))
+        self.reference = {o: np.asarray(values[o], np.float64) for o in floats}
+        self.cuts = {**values, **self.data.inputs}
+
+    def session_for(self, names: list[str]) -> tuple:
+        """The suffix session for a layer whose weight (and bias) are `names`."""
+        model_bytes, cut, outputs = onnx_io.suffix_model(self.model, names)
+        sess = runtime.session(model_bytes, f"{self.model.path} (from {names[0]})")
+        return sess, cut, outputs
+
+    def errors(
+        self, suffix: tuple, names: list[str], arrays: dict[str, NDArray[np.generic]]
+    ) -> tuple[dict[str, float], dict[str, float | None], float]:
+        """Cosine and SQNR of every float output with `arrays` in place of `names`."""
+        sess, cut, outputs = suffix
+        fixed = {}
+        for n in names:
+            original = onnx_io.initializer(self.model, n)
+            fixed[n] = np.asarray(arrays.get(n, original), dtype=original.dtype)
+        feeds = {c: self.cuts[c] for c in cut}
+        got = dict(zip(outputs, _run(sess, feeds, fixed, outputs, self.step), strict=True))
+        cosine, sqnr, nsr = {}, {}, 0.0
+        for name, ref in self.reference.items():
+            out = np.asarray(got.get(name, ref), np.float64)
+            cosine[name] = mean_cosine(ref, out)
+            noise = float(np.sum((ref - out) ** 2))
+            signal = float(np.sum(ref * ref))
+            ratio = noise / signal if signal > 0 else (0.0 if noise == 0 else 1.0)
+            sqnr[name] = None if ratio == 0 else round(-10 * np.log10(ratio), 3)
+            nsr = max(nsr, ratio)
+        return cosine, sqnr, nsr
+
+
+def _run(
+    sess: Any, feeds: dict, fixed: dict, outputs: list[str], step: int
+) -> list[NDArray[np.generic]]:
+    """The suffix session over the samples, `step` at a time (the last batch padded)."""
+    n = next(iter(feeds.values())).shape[0]
+    chunks = []
+    for start in range(0, n, step):
+        part = {k: v[start : start + step] for k, v in feeds.items()}
+        real = next(iter(part.values())).shape[0]
+        if real < step:
+            part = {
+                k: np.concatenate([v, np.repeat(v[-1:], step - real, 0)]) for k, v in part.items()
+            }
+        chunks.append([np.asarray(r)[:real] for r in sess.run(outputs, {**part, **fixed})])
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(outputs))]
+
+
+def mean_cosine(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    """Mean over samples of the cosine of the flattened outputs (as `verify` computes it)."""
+    n = a.shape[0] if a.ndim else 1
+    x, y = a.reshape(n, -1), b.reshape(n, -1)
+    denom = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    same = np.all(x == y, axis=1)
+    cos = np.where(denom > 0, (x * y).sum(axis=1) / np.maximum(denom, 1e-300), same * 1.0)
+    return float(np.mean(cos))
