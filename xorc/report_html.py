@@ -66,9 +66,10 @@ def error_plot(analysis: Analysis, choice: Choice) -> str:
     from matplotlib.figure import Figure
 
     layers = analysis.ranked()
-    rows = -(-len(layers) // GRID_COLUMNS)
-    fig = Figure(figsize=(2.6 * GRID_COLUMNS, 2.1 * max(rows, 1)))
-    axes = fig.subplots(max(rows, 1), GRID_COLUMNS, squeeze=False)
+    ncols = max(1, min(GRID_COLUMNS, len(layers)))
+    rows = max(1, -(-len(layers) // ncols))
+    fig = Figure(figsize=(2.6 * ncols + 0.8, 2.1 * rows + 0.6))
+    axes = fig.subplots(rows, ncols, squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k < len(layers):
             _layer_axes(ax, layers[k], choice)
@@ -76,7 +77,7 @@ def error_plot(analysis: Analysis, choice: Choice) -> str:
             ax.set_axis_off()
     axes.flat[0].legend(fontsize=6)
     fig.supxlabel("bits/weight (streams and scales)")
-    fig.supylabel("SQNR of the worst output, dB (only this layer compressed)")
+    fig.supylabel("SQNR, worst output (dB)")
     fig.tight_layout()
     return _svg(fig)
 
