@@ -193,3 +193,19 @@ def test_per_layer_size_target_needs_calibration(tiny_model: Path, tmp_path: Pat
     code, _, err = run("compress", tiny_model, "-o", tmp_path / "t.xorc", "--policy", "raw",
                        "--max-bits-per-weight", "4")  # fmt: skip
     assert code == 2 and "needs --calib" in err
+
+
+def test_defaults_agree() -> None:
+    """api.analyze and the analyze command default to the documented grid and sample count."""
+    import inspect
+
+    params = inspect.signature(api.analyze).parameters
+    assert params["bits"].default == sensitivity.BITS_GRID
+    assert params["sparsity"].default == sensitivity.SPARSITY_GRID
+    assert params["samples"].default == sensitivity.SAMPLES
+    from xorc.cli_analyze import analyze
+
+    opts = {p.name: p.default for p in analyze.params}
+    assert opts["bits_grid"] == ",".join(map(str, sensitivity.BITS_GRID))
+    assert [float(s) for s in opts["sparsity_grid"].split(",")] == list(sensitivity.SPARSITY_GRID)
+    assert opts["samples"] == sensitivity.SAMPLES

@@ -72,7 +72,7 @@ def analyze(
     as_json: bool,
 ) -> None:
     """Measure each layer's effect on the model outputs at every bits x sparsity setting."""
-    from xorc import analysis_report, sensitivity
+    from xorc import analysis_report, api
 
     bits = _numbers(bits_grid, int, "--bits-grid")
     sparsity = _numbers(sparsity_grid, float, "--sparsity-grid")
@@ -84,7 +84,7 @@ def analyze(
         if Path(html).resolve() in (Path(model).resolve(), Path(calib).resolve()):
             raise UsageError(f"{html}: the report would overwrite an input; choose another name")
     with progress_bar("analyze", "layer") as tick:
-        result = sensitivity.analyze(model, calib, options, bits, sparsity, samples, tick)
+        result = api.analyze(model, calib, options, bits, sparsity, samples, tick)
     choice = analysis_report.choose(result, max_bits_per_weight)
     if html is not None:
         from xorc.report_html import write_html

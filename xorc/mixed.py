@@ -31,7 +31,7 @@ from xorc.config import CompressOptions
 from xorc.errors import UsageError
 from xorc.quantize import dequantize
 from xorc.sensitivity import LayerSensitivity, Point
-from xorc.verify import compare_outputs
+from xorc.verify import Accuracy, compare_outputs
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def search_stage(
     if options.max_bits_per_weight is not None:
         result = _fit_size(layers, fixed, jobs, options, probe)
     else:
-        result = _within_drop(layers, options, probe)
+        result = within_drop(layers, options, probe)
     result.skipped = skipped
     _apply(jobs, layers, result.chosen)
     result.seconds = time.perf_counter() - began
@@ -211,7 +211,7 @@ def _fit_size(
     return MixedResult(goal, size <= budget, chosen, {}, n_steps, k, [trial])
 
 
-def _within_drop(
+def within_drop(
     layers: list[LayerSensitivity], options: CompressOptions, probe: Probe
 ) -> MixedResult:
     """The last state on the path whose measured drop is within --max-drop."""
@@ -307,6 +307,10 @@ class Probe:
         self.metric = "top1" if self.data.labels is not None else "agreement"
 
     def drop(self, chosen: dict[str, Point]) -> float:
+        return self.compare(chosen).drop_pp
+
+    def compare(self, chosen: dict[str, Point]) -> Accuracy:
+        """Accuracy figures of the model with `chosen` (float points: the original layer)."""
         trial_jobs, encoded, arrays = [], [], {}
         for name, point in chosen.items():
             if point.setting.bits is None:
@@ -321,4 +325,4 @@ class Probe:
             arrays.update(pipeline.corrected_biases(self.model, trial_jobs, encoded, self.stats)[0])
         sess = runtime.session(onnx_io.substitute(self.model, arrays), "candidate model")
         (out,) = runtime.run(sess, self.data, [self.output])
-        return compare_outputs(self.reference, out, self.data.labels).drop_pp
+        return compare_outputs(self.reference, out, self.data.labels)

@@ -1,0 +1,136 @@
+"""Per-layer mixed precision against the best uniform setting at the same size (issue 13.4).
+
+For each model: one sensitivity analysis on the calibration data (xorc/sensitivity.py, every
+layer at every grid setting, its time printed), then for each size target B:
+
+* `mixed`: the greedy per-layer choice that `compress --max-bits-per-weight B` makes;
+* `uniform`: the best single (bits, sparsity) for all layers that fits B: per sparsity of the
+  grid the most bits that fit, and of those the one with the highest output cosine on the
+  calibration data (chosen without looking at the evaluation data);
+* `mixed drop<=PP`: what `compress --max-drop PP` chooses (measured back-off on calib data).
+
+Both are exactly what `compress` stores (same quantizer, GPTQ, encoder, bias correction; the
+sizes are the encoded streams plus scales), and both are measured on held-out data only:
+EfficientNet-Lite0 calibrated on efficientnet_calib.npz, evaluated on photos.npz (no image in
+common; no labels: top-1 agreement with fp32 and output cosine); fashion_cnn calibrated on
+fashion_calib.npz, evaluated on fashion_test.npz (labels: top-1 accuracy).
+
+    python benchmarks/bench_mixed.py [--models fashion,effnet] [--policy raw] [--samples 16]
+        [--bits-grid 2,3,4,5,6,7,8] [--sparsity-grid 0,0.5,0.75,0.9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from xorc import mixed, onnx_io, pipeline, sensitivity
+from xorc.config import CompressOptions
+from xorc.sensitivity import LayerSensitivity, Point, Setting
+
+ROOT = Path(__file__).resolve().parent.parent
+S = ROOT / "sample_models"
+MODELS = {
+    "fashion": ("fashion_cnn", S / "fashion_cnn.onnx", S / "fashion_calib.npz",
+                S / "fashion_test.npz", (2.0, 3.0, 4.0), 0.5),
+    "effnet": ("EfficientNet-Lite0", S / "efficientnet_lite0.onnx", S / "efficientnet_calib.npz",
+               S / "photos.npz", (4.0, 5.0, 6.0), 2.5),
+}  # fmt: skip
+
+
+def uniform(layers: list[LayerSensitivity], setting: Setting) -> dict[str, Point]:
+    return {ly.name: p for ly in layers if (p := ly.at(setting)) is not None}
+
+
+def best_uniform(
+    layers: list[LayerSensitivity],
+    budget: int,
+    calib: mixed.Probe,
+    bits: tuple[int, ...],
+    sparsity: tuple[float, ...],
+) -> tuple[Setting | None, dict[str, Point]]:
+    """Per sparsity the most bits that fit, then the highest calibration cosine."""
+    best: tuple[float, Setting | None, dict[str, Point]] = (-2.0, None, {})
+    for s in sparsity:
+        for b in sorted(bits, reverse=True):
+            chosen = uniform(layers, Setting(b, s))
+            if sum(p.payload_bytes for p in chosen.values()) <= budget:
+                cos = calib.compare(chosen).output_cosine
+                if cos > best[0]:
+                    best = (cos, Setting(b, s), chosen)
+                break
+    return best[1], best[2]
+
+
+def row(label: str, what: str, chosen: dict[str, Point], n: int, held: mixed.Probe) -> str:
+    size = sum(p.payload_bytes for p in chosen.values())  # a float layer: its 32-bit bytes
+    acc = held.compare(chosen)
+    bits = sorted({p.setting.label for p in chosen.values()})
+    return (
+        f"| {label} | {what} | {8 * size / n:.3f} | {acc.metric} {acc.compressed:.2f} "
+        f"(fp32 {acc.original:.2f}) | {acc.top1_agreement:.1f} | {acc.output_cosine:.5f} | "
+        f"{', '.join(bits)} |"
+    )
+
+
+def bench(
+    key: str, policy: str, samples: int, bits: tuple[int, ...], sparsity: tuple[float, ...]
+) -> list[str]:
+    label, model_path, calib, held_out, targets, max_drop = MODELS[key]
+    began = time.perf_counter()
+    model = onnx_io.load_model(model_path)
+    opts = sensitivity.analysis_options(CompressOptions(policy=policy), calib)
+    jobs = pipeline.plan_tensors(model, opts)
+    stats = sensitivity.layer_stats(model, jobs, calib, opts, max(sparsity))
+    t_stats = time.perf_counter() - began
+    settings = sensitivity.grid_settings(bits, sparsity)
+    layers, skipped = sensitivity.measure(
+        model, jobs, opts, stats, calib, settings, samples, keep=True
+    )
+    t_all = time.perf_counter() - began
+    n = sum(ly.n_weights for ly in layers)
+    calib_probe = mixed.Probe(model, calib, jobs, stats, True)
+    held = mixed.Probe(model, held_out, jobs, stats, True)
+    lines = [
+        f"{label}: {len(layers)} layers x {len(settings) - 1} settings (+ float), policy "
+        f"{policy}, {samples} calibration inputs per trial: statistics {t_stats:.1f} s, "
+        f"analysis {t_all:.1f} s in all; skipped {len(skipped)}"
+    ]
+    for target in targets:
+        budget = int(target * n / 8)
+        chosen, _, _, _ = mixed.fit(layers, budget)
+        lines.append(row(label, f"mixed <= {target:g}", chosen, n, held))
+        setting, picked = best_uniform(layers, budget, calib_probe, bits, sparsity)
+        name = setting.label if setting else "none fits"
+        lines.append(row(label, f"uniform <= {target:g} ({name})", picked, n, held))
+    by_drop = _drop(layers, max_drop, calib_probe)
+    lines.append(row(label, f"mixed drop <= {max_drop:g} pp (calib)", by_drop, n, held))
+    return lines
+
+
+def _drop(layers: list[LayerSensitivity], max_drop: float, probe: mixed.Probe) -> dict[str, Point]:
+    result = mixed.within_drop(layers, CompressOptions(max_drop=max_drop), probe)
+    return result.chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="fashion,effnet")
+    parser.add_argument("--policy", default="raw", choices=("raw", "all", "ebpc"))
+    parser.add_argument("--samples", type=int, default=sensitivity.SAMPLES)
+    parser.add_argument("--bits-grid", default=",".join(map(str, sensitivity.BITS_GRID)))
+    parser.add_argument("--sparsity-grid", default=",".join(map(str, sensitivity.SPARSITY_GRID)))
+    args = parser.parse_args()
+    bits = tuple(int(b) for b in args.bits_grid.split(","))
+    sparsity = tuple(float(s) for s in args.sparsity_grid.split(","))
+    print("| model | choice | bits/weight | held-out | top-1 agreement % | cosine | settings |")
+    print("|---|---|---|---|---|---|---|")
+    for key in args.models.split(","):
+        lines = bench(key, args.policy, args.samples, bits, sparsity)
+        print(lines[0])
+        print("\n".join(lines[1:]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
