@@ -15,6 +15,7 @@ from xorc import api, mixed, onnx_io, runtime, sensitivity
 from xorc.cli import cli
 from xorc.config import CompressOptions
 from xorc.sensitivity import Point, Setting
+from xorc.suffix import SuffixRunner
 
 GRID = {"bits": (2, 4, 8), "sparsity": (0.0, 0.5)}
 
@@ -78,7 +79,7 @@ def test_suffix_trial_equals_a_full_run(tiny_model: Path, tiny_data: Path) -> No
     """The suffix session with a weight as input gives what the whole model gives with that
     weight substituted, and the original weight gives the original outputs exactly."""
     model = onnx_io.load_model(tiny_model)
-    runner = sensitivity.SuffixRunner(model, tiny_data, 16, [["w2"], ["w3", "b3"]])
+    runner = SuffixRunner(model, tiny_data, 16, [["w2"], ["w3", "b3"]])
     for names in (["w2"], ["w3", "b3"]):
         suffix = runner.session_for(names)
         cos, sqnr, nsr = runner.errors(suffix, names, {})
@@ -209,3 +210,13 @@ def test_defaults_agree() -> None:
     assert opts["bits_grid"] == ",".join(map(str, sensitivity.BITS_GRID))
     assert [float(s) for s in opts["sparsity_grid"].split(",")] == list(sensitivity.SPARSITY_GRID)
     assert opts["samples"] == sensitivity.SAMPLES
+
+
+def test_fill_spends_what_a_big_step_leaves() -> None:
+    """The path's step from 100 to 20 bytes overshoots a budget of 140 for both layers; the
+    fill moves the layer that gains most back up as far as the budget allows."""
+    big = _points([(100, 0.0), (60, 0.2), (20, 0.3)])
+    small = _points([(100, 0.0), (50, 0.01)])
+    assert mixed.fill([big, small], [2, 1], 140 - 70) == [1, 1]
+    assert mixed.fill([big, small], [2, 1], 150 - 70) == [0, 1]
+    assert mixed.fill([big, small], [2, 1], 10) == [2, 1]

@@ -182,9 +182,29 @@ def fit(
             hi = mid
         else:
             lo = mid + 1
-    at = state(start, steps, lo)
+    at = fill(points, state(start, steps, lo), budget - size(lo))
     chosen = {ly.name: ps[i] for ly, ps, i in zip(layers, points, at, strict=True)}
-    return chosen, size(lo), lo, len(steps)
+    total = extra + sum(p.payload_bytes for p in chosen.values())
+    return chosen, total, lo, len(steps)
+
+
+def fill(points: list[list[Point]], at: list[int], room: int) -> list[int]:
+    """Spend what the path's step left of the budget (a step can save much more than needed):
+    repeatedly move the one layer to the point that lowers its NSR most and still fits."""
+    at = list(at)
+    while room > 0:
+        best = None
+        for li, ps in enumerate(points):
+            cur = ps[at[li]]
+            for j, p in enumerate(ps):
+                cost, gain = p.payload_bytes - cur.payload_bytes, cur.nsr - p.nsr
+                if 0 < cost <= room and gain > 0 and (best is None or gain > best[0]):
+                    best = (gain, li, j, cost)
+        if best is None:
+            return at
+        _, li, j, cost = best
+        at[li], room = j, room - cost
+    return at
 
 
 def _fit_size(
