@@ -132,6 +132,10 @@ def test_size_target_gives_the_sensitive_layer_more_bits(
     assert search["layers"]["A"]["bits"] == bits["A"]
     record = {t.name: t.stats for t in summary.tensors}
     assert record["B"]["per_layer"] == search["layers"]["B"]
+    for name in ("A", "B"):  # the reconstruction of the chosen setting, not of the global one
+        pruned = search["layers"][name]["sparsity"] > 0
+        assert record[name]["reconstruction"]["method"] == "gptq"
+        assert record[name]["reconstruction"]["prune"] == ("obs" if pruned else None)
     again = tmp_path / "c.xorc"
     api.compress(model, again, options, calib=data)
     assert out.read_bytes() == again.read_bytes()  # deterministic

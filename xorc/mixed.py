@@ -299,7 +299,7 @@ def _apply(
             job.encoded = replace(
                 point.encoded, stats={**point.encoded.stats, "per_layer": per_layer}
             )
-            job.reconstruction = point.encoded.stats.get("reconstruction", job.reconstruction)
+            job.reconstruction = point.reconstruction
         keep.append(job)
     for layer in layers:  # the tensors of the settings not chosen are no longer needed
         sensitivity._dropped(layer)

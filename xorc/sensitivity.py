@@ -79,6 +79,7 @@ class Point:
     nsr: float
     quantized: QuantTensor | None = field(default=None, repr=False)
     encoded: Encoded | None = field(default=None, repr=False)
+    reconstruction: dict | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -348,7 +349,11 @@ def _measure_layer(
         if options.bias_correction and st is not None:
             arrays.update(pipeline.corrected_biases(model, [done], [done.enc], stats)[0])
         cosine, sqnr, nsr = runner.errors(sess, names, arrays)
-        points.append(Point(setting, nbytes, 8.0 * nbytes / n, cosine, sqnr, nsr, done.q, done.enc))
+        bpw = 8.0 * nbytes / n
+        point = Point(
+            setting, nbytes, bpw, cosine, sqnr, nsr, done.q, done.enc, done.reconstruction
+        )
+        points.append(point)
     layer = st.layer.op_type if st is not None else job.weight.consumers[0].op_type
     return LayerSensitivity(job.name, layer, tuple(job.weight.array.shape), n, points)
 
