@@ -67,10 +67,13 @@ def row(label: str, what: str, chosen: dict[str, Point], n: int, held: mixed.Pro
     size = sum(p.payload_bytes for p in chosen.values())  # a float layer: its 32-bit bytes
     acc = held.compare(chosen)
     bits = sorted({p.setting.label for p in chosen.values()})
+    high = [k for k, p in chosen.items() if p.setting.bits is None or p.setting.bits >= 8]
+    kept = ", ".join(f"{k} ({chosen[k].setting.label})" for k in high[:4])
+    kept += f" and {len(high) - 4} more" if len(high) > 4 else ""
     return (
         f"| {label} | {what} | {8 * size / n:.3f} | {acc.metric} {acc.compressed:.2f} "
         f"(fp32 {acc.original:.2f}) | {acc.top1_agreement:.1f} | {acc.output_cosine:.5f} | "
-        f"{', '.join(bits)} |"
+        f"{', '.join(bits)} | {kept or '-'} |"
     )
 
 
@@ -124,8 +127,11 @@ def main() -> None:
     args = parser.parse_args()
     bits = tuple(int(b) for b in args.bits_grid.split(","))
     sparsity = tuple(float(s) for s in args.sparsity_grid.split(","))
-    print("| model | choice | bits/weight | held-out | top-1 agreement % | cosine | settings |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| model | choice | bits/weight | held-out | top-1 agreement % | cosine | settings "
+        "| layers at 8 bits or float |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for key in args.models.split(","):
         lines = bench(key, args.policy, args.samples, bits, sparsity)
         print(lines[0])
