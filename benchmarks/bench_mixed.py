@@ -3,10 +3,12 @@
 For each model: one sensitivity analysis on the calibration data (xorc/sensitivity.py, every
 layer at every grid setting, its time printed), then for each size target B:
 
-* `mixed`: the greedy per-layer choice that `compress --max-bits-per-weight B` makes;
+* `per-layer`: the greedy per-layer choice (`mixed.fit`);
 * `uniform`: the best single (bits, sparsity) for all layers that fits B: per sparsity of the
   grid the most bits that fit, and of those the one with the highest output cosine on the
   calibration data (chosen without looking at the evaluation data);
+* `compress --max-bits-per-weight B` measures both on the calibration data and keeps the one
+  with the higher output cosine (`mixed.size_choice`): the label says which it kept;
 * `mixed drop<=PP`: what `compress --max-drop PP` chooses (measured back-off on calib data).
 
 Both are exactly what `compress` stores (same quantizer, GPTQ, encoder, bias correction; the
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from xorc import mixed, onnx_io, pipeline, sensitivity
 from xorc.config import CompressOptions
-from xorc.sensitivity import LayerSensitivity, Point, Setting
+from xorc.sensitivity import LayerSensitivity, Point
 
 ROOT = Path(__file__).resolve().parent.parent
 S = ROOT / "sample_models"
@@ -37,30 +39,6 @@ MODELS = {
     "effnet": ("EfficientNet-Lite0", S / "efficientnet_lite0.onnx", S / "efficientnet_calib.npz",
                S / "photos.npz", (4.0, 5.0, 6.0), 2.5),
 }  # fmt: skip
-
-
-def uniform(layers: list[LayerSensitivity], setting: Setting) -> dict[str, Point]:
-    return {ly.name: p for ly in layers if (p := ly.at(setting)) is not None}
-
-
-def best_uniform(
-    layers: list[LayerSensitivity],
-    budget: int,
-    calib: mixed.Probe,
-    bits: tuple[int, ...],
-    sparsity: tuple[float, ...],
-) -> tuple[Setting | None, dict[str, Point]]:
-    """Per sparsity the most bits that fit, then the highest calibration cosine."""
-    best: tuple[float, Setting | None, dict[str, Point]] = (-2.0, None, {})
-    for s in sparsity:
-        for b in sorted(bits, reverse=True):
-            chosen = uniform(layers, Setting(b, s))
-            if sum(p.payload_bytes for p in chosen.values()) <= budget:
-                cos = calib.compare(chosen).output_cosine
-                if cos > best[0]:
-                    best = (cos, Setting(b, s), chosen)
-                break
-    return best[1], best[2]
 
 
 def row(label: str, what: str, chosen: dict[str, Point], n: int, held: mixed.Probe) -> str:
@@ -102,14 +80,23 @@ def bench(
     ]
     for target in targets:
         budget = int(target * n / 8)
-        chosen, _, _, _ = mixed.fit(layers, budget)
-        lines.append(row(label, f"mixed <= {target:g}", chosen, n, held))
-        setting, picked = best_uniform(layers, budget, calib_probe, bits, sparsity)
-        name = setting.label if setting else "none fits"
-        lines.append(row(label, f"uniform <= {target:g} ({name})", picked, n, held))
+        kept, _, _, _, _, trials = mixed.size_choice(layers, budget, 0, calib_probe)
+        greedy, _, _, _ = mixed.fit(layers, budget)
+        lines.append(
+            row(label, f"per-layer <= {target:g} (compress keeps {kept})", greedy, n, held)
+        )
+        uniform = [t for t in trials if t["choice"] != "per_layer"]
+        if uniform:
+            best = max(uniform, key=lambda t: float(t["cosine"]))  # type: ignore[arg-type]
+            picked = _uniform(layers, str(best["choice"]))
+            lines.append(row(label, f"uniform <= {target:g} ({best['choice']})", picked, n, held))
     by_drop = _drop(layers, max_drop, calib_probe)
     lines.append(row(label, f"mixed drop <= {max_drop:g} pp (calib)", by_drop, n, held))
     return lines
+
+
+def _uniform(layers: list[LayerSensitivity], label: str) -> dict[str, Point]:
+    return {ly.name: p for ly in layers for p in ly.points if p.setting.label == label}
 
 
 def _drop(layers: list[LayerSensitivity], max_drop: float, probe: mixed.Probe) -> dict[str, Point]:

@@ -129,6 +129,10 @@ def test_size_target_gives_the_sensitive_layer_more_bits(
     assert totals["bits_per_weight"] <= 5.0
     assert search["payload_bytes"] == totals["weight_payload_bytes"]
     assert search["knob"] == "per_layer" and search["met"] is True
+    trials = search["trials"]  # the per-layer choice, confirmed against the uniform ones
+    assert trials[0]["choice"] == "per_layer" and len(trials) > 1
+    assert all(t["payload_bytes"] <= search["max_payload_bytes"] for t in trials)
+    assert search["chosen"] == max(trials, key=lambda t: t["cosine"])["choice"] == "per_layer"
     assert search["layers"]["A"]["bits"] == bits["A"]
     record = {t.name: t.stats for t in summary.tensors}
     assert record["B"]["per_layer"] == search["layers"]["B"]

@@ -214,21 +214,60 @@ def _fit_size(
     options: CompressOptions,
     probe: Probe,
 ) -> MixedResult:
-    """The first state on the path that fits the size target (exact sizes); its drop measured."""
+    """The per-layer choice within the size target, confirmed against the uniform settings
+    that fit: the one with the highest output cosine on the calibration data is kept."""
     assert options.max_bits_per_weight is not None
     n_weights = sum(j.weight.array.size for j in jobs)
     budget = int(options.max_bits_per_weight * n_weights / 8)
-    chosen, size, k, n_steps = fit(layers, budget, _fixed_bytes(fixed, options))
-    drop = round(probe.drop(chosen), 4)
+    extra = _fixed_bytes(fixed, options)
+    name, chosen, size, k, n_steps, trials = size_choice(layers, budget, extra, probe)
+    best = next(t for t in trials if t["choice"] == name)
     goal = {
         "goal": "size",
         "max_payload_bytes": budget,
         "payload_bytes": size,
         "metric": probe.metric,
-        "drop_pp": drop,
+        "drop_pp": best["drop_pp"],
+        "chosen": name,
     }
-    trial = {"step": k, "payload_bytes": size, "drop_pp": drop}
-    return MixedResult(goal, size <= budget, chosen, {}, n_steps, k, [trial])
+    return MixedResult(goal, size <= budget, chosen, {}, n_steps, k, trials)
+
+
+def size_choice(
+    layers: list[LayerSensitivity], budget: int, extra: int, probe: Probe
+) -> tuple[str, dict[str, Point], int, int, int, list[dict[str, object]]]:
+    """`fit`'s per-layer choice and, per sparsity of the grid, the uniform setting with the most
+    bits that fits, each measured on the calibration data (the additive error model orders
+    the path; it does not get the last word). Returns the winner's name ("per_layer" or the
+    setting's label), points, payload, the path step and length, and every trial."""
+    chosen, size, k, n_steps = fit(layers, budget, extra)
+    candidates = [("per_layer", chosen, size)]
+    settings = sorted(
+        {p.setting for ly in layers for p in ly.points if p.setting.bits is not None},
+        key=lambda st: (st.sparsity, -(st.bits or 0)),
+    )
+    done: set[float] = set()
+    for st in settings:
+        points = {ly.name: p for ly in layers if (p := ly.at(st)) is not None}
+        total = extra + sum(p.payload_bytes for p in points.values())
+        if st.sparsity not in done and len(points) == len(layers) and total <= budget:
+            done.add(st.sparsity)
+            candidates.append((st.label, points, total))
+    trials, best = [], None
+    for name, points, total in candidates:
+        acc = probe.compare(points)
+        trials.append(
+            {
+                "choice": name,
+                "payload_bytes": total,
+                "drop_pp": round(acc.drop_pp, 4),
+                "cosine": round(acc.output_cosine, 6),
+            }
+        )
+        if best is None or acc.output_cosine > best[0]:
+            best = (acc.output_cosine, name, points, total)
+    assert best is not None
+    return best[1], best[2], best[3], k, n_steps, trials
 
 
 def within_drop(
