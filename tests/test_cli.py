@@ -251,7 +251,7 @@ def test_every_policy_is_deterministic_across_processes(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--policy", "raw", "--max-bits-per-weight", "4"], "policy importance or dictionary"),
+        (["--policy", "raw", "--max-bits-per-weight", "4"], "needs --calib"),
         (["--policy", "dictionary", "--max-bits-per-weight", "4", "--max-drop", "1"], "not both"),
     ],
 )

@@ -17,8 +17,11 @@ from xorc.format import atomic_write, read_bytes, read_file, v1
 from xorc.report import Summary, summarize
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from xorc.datapath import AreaEstimate, SimResult
     from xorc.fmap import FmapResult
+    from xorc.sensitivity import Analysis
     from xorc.verify import VerifyReport
 
 PathLike = str | os.PathLike[str]
@@ -55,6 +58,21 @@ def compress(
     summary = summarize(data)
     summary.fidelity = None if check is None else check.to_json()
     return summary
+
+
+def analyze(
+    model: PathLike,
+    calib: PathLike,
+    options: CompressOptions | None = None,
+    bits: Sequence[int] = (2, 3, 4, 5, 6, 7, 8),
+    sparsity: Sequence[float] = (0.0, 0.5, 0.75, 0.9),
+    samples: int = 16,
+    progress: Callable[[str, int], None] | None = None,
+) -> Analysis:
+    """Per-layer sensitivity: each layer alone at every bits x sparsity (docs/sensitivity.md)."""
+    from xorc.sensitivity import analyze as run
+
+    return run(model, calib, options, bits, sparsity, samples, progress)
 
 
 def inspect(blob: PathLike) -> Summary:

@@ -125,13 +125,15 @@ def cli() -> None:
 @click.option(
     "--max-drop",
     type=click.FloatRange(0),
-    help="Largest top-1 drop (points) on --calib data the importance/dictionary search may spend.",
+    help="Largest top-1 drop (points) on --calib data the search may spend: per layer (bits, "
+    "sparsity, or float) for raw/all/ebpc, the global knob for importance/dictionary.",
 )
 @click.option(
     "--max-bits-per-weight",
     type=click.FloatRange(0, min_open=True),
-    help="Policy importance/dictionary: the most accurate blob whose weights (streams and "
-    "scales) take at most this many bits each; needs no data.",
+    help="The most accurate blob whose weights (streams and scales) take at most this many "
+    "bits each: per layer for raw/all/ebpc (needs --calib), the global knob for "
+    "importance/dictionary (needs no data).",
 )
 @click.option(
     "--error-budget",
@@ -453,6 +455,15 @@ def simulate(blob: str, preset: str | None, config_file: str | None, as_json: bo
         click.echo(render_area(area))
     if not result.bit_exact:
         sys.exit(int(ExitCode.GATE_FAILED))
+
+
+def _register() -> None:
+    from xorc.cli_analyze import analyze
+
+    cli.add_command(analyze)
+
+
+_register()
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from xorc.quantize import (
     quantize,
 )
 from xorc.tensor import Encoded, QuantTensor
+
+if TYPE_CHECKING:
+    from xorc import mixed
 
 Progress = Callable[[str, int], None]
 """Called once per tensor after it is encoded, with its name and the number of tensors."""
@@ -327,17 +331,23 @@ def search_stage(
     options: CompressOptions,
     stats: dict[str, calibrate.InputStats],
     calib: str | Path | None,
-) -> search.SearchResult:
+) -> search.SearchResult | mixed.MixedResult:
     """Stage --max-drop (the smallest blob within the drop) or --max-bits-per-weight (the most
-    accurate blob within the size): search the policy's knob; fills every job's encoding."""
+    accurate blob within the size): per layer for a `per_layer` policy (xorc/mixed.py; layers
+    left in float leave `jobs`), else search the policy's knob; fills every job's encoding."""
     flag = "--max-drop" if options.max_bits_per_weight is None else "--max-bits-per-weight"
     if options.max_drop is not None and options.max_bits_per_weight is not None:
         raise UsageError("give --max-drop or --max-bits-per-weight, not both")
     policy = policies.get(options.policy)
+    if policy.per_layer:  # bits and sparsity per layer, from a sensitivity analysis
+        from xorc import mixed
+
+        return mixed.search_stage(model, jobs, options, stats, calib)
     knob = policy.search
     if knob is None:
         raise UsageError(
-            f"{flag} works with policy {' or '.join(policies.SEARCHABLE)}, not {policy.name!r}"
+            f"{flag} works with policy {', '.join(policies.SEARCHABLE + policies.PER_LAYER)}, "
+            f"not {policy.name!r}"
         )
     searched = [j.policy.name == policy.name for j in jobs]
     fixed = [

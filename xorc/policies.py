@@ -79,6 +79,8 @@ class Policy:
         records_fmap: with `--calib`, `compress` records per-layer feature-map figures.
         reconstructs: with `--calib`, the uniform quantizer's levels come from GPTQ / OBS
             pruning (xorc/reconstruct.py) instead of round-to-nearest.
+        per_layer: `--max-drop` / `--max-bits-per-weight` choose bits and sparsity per layer
+            from a sensitivity analysis (xorc/mixed.py) instead of moving `search`.
     """
 
     name: str
@@ -93,6 +95,7 @@ class Policy:
     direct_knob: str | None = None
     records_fmap: bool = False
     reconstructs: bool = False
+    per_layer: bool = False
 
     def encode(self, q: QuantTensor, settings: TensorSettings, options: CompressOptions) -> Encoded:
         """Run this policy's encoder on one tensor."""
@@ -149,6 +152,7 @@ _POLICIES = (
         _raw,
         lossless=True,
         reconstructs=True,
+        per_layer=True,
     ),
     Policy(
         "all",
@@ -158,6 +162,7 @@ _POLICIES = (
         _xor_all,
         lossless=True,
         reconstructs=True,
+        per_layer=True,
     ),
     Policy(
         "importance",
@@ -191,6 +196,7 @@ _POLICIES = (
         lossless=True,
         records_fmap=True,
         reconstructs=True,
+        per_layer=True,
     ),
 )
 
@@ -200,6 +206,7 @@ POLICIES: dict[str, Policy] = {p.name: p for p in _POLICIES}
 NAMES: tuple[str, ...] = tuple(POLICIES)
 LOSSLESS: tuple[str, ...] = tuple(p.name for p in _POLICIES if p.lossless)
 SEARCHABLE: tuple[str, ...] = tuple(p.name for p in _POLICIES if p.search is not None)
+PER_LAYER: tuple[str, ...] = tuple(p.name for p in _POLICIES if p.per_layer)
 
 
 def get(name: str) -> Policy:

@@ -17,6 +17,9 @@ channels and all groups of a layer at once. See docs/reconstruction.md.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +30,8 @@ from xorc.quantize import max_level, quantize
 
 BLOCK = 128
 DAMP_TRIES = 6
+
+_factor_memo: dict[tuple, tuple] | None = None  # set by shared_factors()
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,31 @@ def _column_order(h: NDArray[np.float64], method: Method) -> NDArray[np.intp]:
     return np.broadcast_to(np.arange(h.shape[1]), diag.shape).copy()
 
 
+@contextmanager
+def shared_factors() -> Iterator[None]:
+    """Within the block, GPTQ's factor of (H + lambda I)^-1 is computed once per H, column
+    order and damp, not once per call (the sensitivity analysis tries one layer, one H, at many
+    settings). The memo returns the same arrays, which no caller modifies."""
+    global _factor_memo
+    outer = _factor_memo
+    _factor_memo = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _factor_memo = outer
+
+
 def _inverse_factor(h: NDArray[np.float64], damp: float) -> tuple[NDArray[np.float64], float]:
+    """`_factor`, memoized inside `shared_factors()`."""
+    if _factor_memo is None:
+        return _factor(h, damp)
+    key = (hashlib.blake2b(np.ascontiguousarray(h).data).digest(), h.shape, damp)
+    if key not in _factor_memo:
+        _factor_memo[key] = _factor(h, damp)
+    return _factor_memo[key]
+
+
+def _factor(h: NDArray[np.float64], damp: float) -> tuple[NDArray[np.float64], float]:
     """Upper Cholesky factor U of (H + lambda I)^-1 per group, lambda = damp x mean diag(H)
     (raised tenfold while H + lambda I is not positive definite); and the damp used."""
     diag = np.diagonal(h, axis1=1, axis2=2)

@@ -19,6 +19,7 @@ from xorc.onnx_io.analysis import (
     layer_macs,
     layers,
     prefix,
+    suffix_model,
     with_outputs,
 )
 from xorc.onnx_io.graph import FLOAT_TYPES, INT_TYPES, WEIGHT_INPUTS, XORC_LOCATION
@@ -55,6 +56,7 @@ __all__ = [
     "serialize",
     "strip_weights",
     "substitute",
+    "suffix_model",
     "with_outputs",
     "zero_point",
 ]

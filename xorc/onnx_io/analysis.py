@@ -195,3 +195,64 @@ def prefix(model: SourceModel, output: str, arrays: dict[str, NDArray[np.generic
         if tensor.name in arrays:
             _set_data(tensor, arrays[tensor.name])
     return proto.SerializeToString(deterministic=True)
+
+
+def suffix_model(model: SourceModel, names: list[str]) -> tuple[bytes, list[str], list[str]]:
+    """The main graph from the first node that reads one of `names` (main-graph initializers)
+    on, as a model of its own: those initializers become graph inputs (data left out), and so
+    does every tensor the rest of the graph reads from before that node. One onnxruntime
+    session of it runs a layer with any weights, without re-running the layers before it (the
+    sensitivity analysis' trials). Returns the bytes, the names of its inputs other than
+    `names` (graph inputs and intermediate tensors of the full model), and the full model's
+    outputs it computes (the others do not depend on `names`)."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    graph, wanted = proto.graph, set(names)
+    nodes = list(graph.node)
+    first = next((i for i, n in enumerate(nodes) if wanted & set(n.input)), 0)
+    nested = any(list(_subgraphs(n)) for n in nodes[first:])
+    suffix = nodes if nested else nodes[first:]  # subgraphs read outer values: keep it whole
+    made = {o for n in suffix for o in n.output}
+    inits = {t.name: t for t in graph.initializer}
+    read = {i for n in suffix for i in n.input if i}
+    if nested:
+        read |= set(inits)
+        cut = [i.name for i in graph.input if i.name not in inits]
+    else:
+        cut = sorted(read - made - set(inits))
+    types = _value_types(proto)
+    del graph.node[:]
+    graph.node.extend(suffix)
+    del graph.input[:]
+    graph.input.extend(
+        onnx.ValueInfoProto(name=c, type=types[c]) if c in types else _float_input(c) for c in cut
+    )
+    for name in names:
+        t = inits[name]
+        graph.input.append(onnx.helper.make_tensor_value_info(name, t.data_type, list(t.dims)))
+    kept = [t for name, t in inits.items() if name in read and name not in wanted]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    outputs = [o for o in graph.output if o.name in made]
+    del graph.output[:]
+    graph.output.extend(outputs)
+    return proto.SerializeToString(deterministic=True), cut, [o.name for o in outputs]
+
+
+def _value_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """The type of every main-graph value onnx's shape inference knows (shapes dropped)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto).graph
+    except Exception:  # shape inference is best effort: unknown types are taken as float
+        inferred = proto.graph
+    out: dict[str, onnx.TypeProto] = {}
+    for v in [*inferred.input, *inferred.value_info, *inferred.output]:
+        if v.type.HasField("tensor_type"):
+            t = onnx.TypeProto()
+            t.tensor_type.elem_type = v.type.tensor_type.elem_type
+            out[v.name] = t
+    return out
+
+
+def _float_input(name: str) -> onnx.ValueInfoProto:
+    return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
