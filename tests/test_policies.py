@@ -10,7 +10,7 @@ import onnx
 import pytest
 from models import tiny_cnn, tiny_inputs
 
-from xorc import api, onnx_io, pipeline, policies
+from xorc import api, bias, onnx_io, pipeline, policies
 from xorc.assemble import assemble
 from xorc.codecs import CodecId
 from xorc.config import CompressOptions
@@ -92,7 +92,7 @@ def test_compress_leaves_the_source_model_unchanged(tmp_path: Path) -> None:
     stats = pipeline.calibration_stage(source, jobs, calib)
     pipeline.quantize_stage(jobs, options, stats)
     pipeline.encode_stage(jobs, options)
-    biases = pipeline.bias_stage(source, jobs, stats)
+    biases = bias.bias_stage(source, jobs, stats)
     assert biases and any(j.bias_corrected for j in jobs)
     container = assemble(source, jobs, options, biases)
     assert source.proto.SerializeToString(deterministic=True) == before

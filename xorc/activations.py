@@ -90,3 +90,19 @@ def fmap_section(result: fmap.FmapResult) -> dict:
             for layer in doc["layers"]
         ],
     }
+
+
+FMAP_CALIB_INPUTS = 64
+
+
+def feature_map_stage(model: onnx_io.SourceModel, calib: str | Path) -> dict | None:
+    """Stage feature maps (a policy that records them, with --calib): activation quantization
+    and EBPC ratio per layer.
+
+    Deployment quantization (calibrated round-to-nearest, 8 bits) on up to FMAP_CALIB_INPUTS
+    calibration inputs; the datapath simulator counts feature-map traffic from it.
+    """
+    if not onnx_io.activation_outputs(onnx_io.serialize(model)):
+        return None
+    (result,) = analyze_model(model, calib, 8, ("deploy",), max_inputs=FMAP_CALIB_INPUTS)
+    return fmap_section(result)

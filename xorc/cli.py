@@ -186,35 +186,12 @@ def compress(
         config_file, per_channel=None if per_tensor is None else not per_tensor, **flags
     )
     target = out or str(Path(model).with_suffix(".xorc"))
-    policy = policies.get(options.policy)
-    if policy.direct_knob is not None:
-        flag = "--" + policy.direct_knob.replace("_", "-")
-        knobs = (
-            getattr(options, policy.direct_knob),
-            options.max_drop,
-            options.max_bits_per_weight,
-        )
-        if all(k is None for k in knobs):
-            click.echo(
-                f"xorc: warning: policy {policy.name} without {flag}, --max-drop or "
-                "--max-bits-per-weight leaves no error uncorrected (lossless)",
-                err=True,
-            )
+    from xorc import cli_compress
+
+    cli_compress.before(options)
     with progress_bar("compress", "tensor") as tick:
         summary = api.compress(model, target, options, calib, tick, min_fidelity)
-    search = summary.meta.get("search")
-    if isinstance(search, dict) and not search.get("met", True):
-        if search.get("goal") == "size":
-            reached = 8 * search["payload_bytes"] / summary.totals()["n_weights"]
-            miss = f"--max-bits-per-weight: the smallest blob policy {options.policy} reaches "
-            miss += f"is {reached:.3f} bits/weight"
-        else:
-            miss = f"--max-drop: no setting keeps the drop within {options.max_drop} points "
-            miss += f"(the most accurate drops {search['drop_pp']}); kept the most accurate"
-        click.echo(f"xorc: warning: {miss}", err=True)
-    for line in summary.warnings():
-        click.echo(f"xorc: warning: {model}: {line}", err=True)
-    problem = _fidelity_warnings(summary.fidelity)
+    problem = cli_compress.after(model, summary, options)
     if as_json:
         emit_json(summary.to_json())
     else:
@@ -226,21 +203,6 @@ def compress(
         from xorc.errors import FidelityBelowThreshold
 
         raise FidelityBelowThreshold(f"{target}: {problem} (--strict)")
-
-
-def _fidelity_warnings(fid: dict[str, Any] | None) -> str | None:
-    """Print the fidelity check's notes and warning on stderr; the warning, if any."""
-    if fid is None:
-        return None
-    for note in fid["notes"]:
-        click.echo(f"xorc: note: {note}", err=True)
-    if fid["passed"]:
-        return None
-    from xorc.fidelity import Fidelity
-
-    line = Fidelity(fid["inputs"], fid["outputs"], fid["layers"], fid["threshold"]).warning()
-    click.echo(f"xorc: warning: {line}", err=True)
-    return line
 
 
 @cli.command()

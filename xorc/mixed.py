@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import calibrate, onnx_io, pipeline, runtime, sensitivity
+from xorc import bias, calibrate, onnx_io, pipeline, runtime, sensitivity
 from xorc.config import CompressOptions
 from xorc.errors import UsageError
 from xorc.quantize import dequantize
@@ -381,7 +381,7 @@ class Probe:
             encoded.append(e)
             arrays[name] = dequantize(e.decoded, q.scales, q.axis)
         if self.stats:
-            arrays.update(pipeline.corrected_biases(self.model, trial_jobs, encoded, self.stats)[0])
+            arrays.update(bias.corrected_biases(self.model, trial_jobs, encoded, self.stats)[0])
         sess = runtime.session(onnx_io.substitute(self.model, arrays), "candidate model")
         (out,) = runtime.run(sess, self.data, [self.output])
         return compare_outputs(self.reference, out, self.data.labels)

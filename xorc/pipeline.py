@@ -20,13 +20,13 @@ import numpy as np
 
 from xorc import calibrate, fidelity, onnx_io, policies, prequant, reconstruct, search
 from xorc.assemble import assemble, stored_scales, uncompressed_summary
+from xorc.bias import bias_stage, corrected_biases
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UsageError
 from xorc.format import Container
 from xorc.policies import Policy
 from xorc.quantize import (
     along,
-    dequantize,
     global_threshold,
     max_level,
     prune_below,
@@ -136,7 +136,9 @@ def compress_and_measure(
     biases = bias_stage(model, jobs, stats) if stats and options.bias_correction else {}
     fmap = None
     if policies.get(options.policy).records_fmap and calib is not None:
-        fmap = feature_map_stage(model, calib)
+        from xorc import activations
+
+        fmap = activations.feature_map_stage(model, calib)
     container = assemble(model, jobs, options, biases, fmap, extra_meta=extra)
     check = None
     if biases and "search" not in extra:  # bias correction stays only where it helps
@@ -400,65 +402,3 @@ def _accuracy_search(
     probe = search.AccuracyProbe(model, calib, quantized, [j.weight.dtype for j in jobs], biases)
     grid, name = trial.knob.grid, trial.knob.name
     return search.search(grid, trial.encode_at, probe, options.max_drop, name, trial.scale_bytes)
-
-
-def bias_stage(
-    model: onnx_io.SourceModel, jobs: list[TensorJob], stats: dict[str, calibrate.InputStats]
-) -> dict[str, np.ndarray]:
-    """Stage bias correction: remove the mean output shift the weight changes cause.
-
-    The shift is measured against the original float weights, so it covers pruning,
-    quantization and the errors a lossy policy leaves. Returns the corrected biases by name
-    (they travel in the stored graph) and marks the jobs whose bias was corrected.
-    """
-    new, corrected = corrected_biases(model, jobs, [j.enc for j in jobs], stats)
-    for job in jobs:
-        job.bias_corrected = job.name in corrected
-    return new
-
-
-def corrected_biases(
-    model: onnx_io.SourceModel,
-    jobs: list[TensorJob],
-    encoded: list[Encoded],
-    stats: dict[str, calibrate.InputStats],
-) -> tuple[dict[str, np.ndarray], set[str]]:
-    """The corrected bias of every layer that has one, and the weights whose bias it is.
-    A pure function of its arguments: a search trial calls it too."""
-    new: dict[str, np.ndarray] = {}
-    corrected: set[str] = set()
-    for job, e in zip(jobs, encoded, strict=True):
-        st = stats.get(job.name)
-        if st is None or st.layer.bias is None or job.prequantized:
-            continue
-        q = job.q
-        delta = dequantize(e.decoded, q.scales, q.axis).astype(np.float64) - job.weight.array
-        shift = calibrate.bias_shift(st, delta)
-        if shift is None:
-            continue
-        bias = onnx_io.initializer(model, st.layer.bias).astype(np.float64)
-        if bias.shape != shift.shape:
-            continue
-        new[st.layer.bias] = bias - shift
-        corrected.add(job.name)
-    return new, corrected
-
-
-FMAP_CALIB_INPUTS = 64
-
-
-def feature_map_stage(model: onnx_io.SourceModel, calib: str | Path) -> dict | None:
-    """Stage feature maps (a policy that records them, with --calib): activation quantization
-    and EBPC ratio per layer.
-
-    Deployment quantization (calibrated round-to-nearest, 8 bits) on up to FMAP_CALIB_INPUTS
-    calibration inputs; the datapath simulator counts feature-map traffic from it.
-    """
-    from xorc import activations
-
-    if not onnx_io.activation_outputs(onnx_io.serialize(model)):
-        return None
-    (result,) = activations.analyze_model(
-        model, calib, 8, ("deploy",), max_inputs=FMAP_CALIB_INPUTS
-    )
-    return activations.fmap_section(result)

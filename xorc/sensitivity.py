@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc import calibrate, onnx_io, pipeline, reconstruct, runtime
+from xorc import bias, calibrate, onnx_io, pipeline, reconstruct, runtime
 from xorc.assemble import stored_scales
 from xorc.config import CompressOptions
 from xorc.errors import UsageError
@@ -321,7 +321,7 @@ def _measure_layer(
         done, nbytes = trial(job, setting, options, st)
         arrays = {job.name: _dequantized(done)}
         if options.bias_correction and st is not None:
-            arrays.update(pipeline.corrected_biases(model, [done], [done.enc], stats)[0])
+            arrays.update(bias.corrected_biases(model, [done], [done.enc], stats)[0])
         cosine, sqnr, nsr = runner.errors(sess, names, arrays)
         bpw = 8.0 * nbytes / n
         point = Point(
