@@ -24,10 +24,18 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 
 
+def _same_file(a: PathLike, b: PathLike) -> bool:
+    """Both exist and are one file (a hard link to the input is the input)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _check_output(inputs: list[PathLike | None], out: PathLike) -> None:
     out_path = Path(out).resolve()
     for p in inputs:
-        if p is not None and Path(p).resolve() == out_path:
+        if p is not None and (Path(p).resolve() == out_path or _same_file(p, out_path)):
             raise UsageError(f"{out}: the output would overwrite an input; choose another name")
     if out_path.is_dir():
         raise UsageError(f"{out}: is a directory")
@@ -46,8 +54,9 @@ def compress(
 
     container = compress_model(model, options or CompressOptions(), calib, progress)
     data = v1.write(container)
+    summary = summarize(data)  # read back before writing: an invalid blob is never left behind
     atomic_write(out, data)
-    return summarize(data)
+    return summary
 
 
 def inspect(blob: PathLike) -> Summary:

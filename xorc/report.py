@@ -72,8 +72,8 @@ class Summary:
             "weight_payload_bytes": payload,
             "bits_per_weight": _ratio(8 * payload, n),
             "compression_ratio": _ratio(original, payload),
-            "source_model_bytes": self.meta.get("source_bytes"),
-            "blob_ratio": _ratio(self.meta.get("source_bytes") or 0, self.blob_bytes),
+            "source_model_bytes": _count(self.meta.get("source_bytes")),
+            "blob_ratio": _ratio(_count(self.meta.get("source_bytes")) or 0, self.blob_bytes),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -94,6 +94,16 @@ class Summary:
 
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 4) if b else 0.0
+
+
+def _count(value: Any) -> int | None:
+    """An informational META or stats count (untrusted: any JSON value), or None unless it is
+    a non-negative integer."""
+    return value if type(value) is int and value >= 0 else None
+
+
+NOTE_ERRORS = (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError)
+"""What a codec's notes hook may raise on stats of the wrong shape (stats are untrusted)."""
 
 
 def summarize(data: bytes) -> Summary:
@@ -191,7 +201,14 @@ def _notes(details: dict[str, Any]) -> str:
 
     if details.get("fallback"):
         return f"fallback {details['fallback']}"
-    parts = [part for spec in CODECS.values() if spec.notes for part in spec.notes(details)]
+    parts: list[str] = []
+    for spec in CODECS.values():
+        if spec.notes is None:
+            continue
+        try:
+            parts.extend(str(part) for part in spec.notes(details))
+        except NOTE_ERRORS:
+            parts.append(f"({spec.name} stats unreadable)")
     if details.get("bias_corrected"):
         parts.append("bias-corrected")
     return " ".join(parts)

@@ -1,0 +1,101 @@
+"""Hostile blobs: records mutated past the checksums (xorc.format.fuzz) must end in a documented
+error or a clean decode, in bounded memory and time, and every one the fuzzer found stays.
+
+The bounded hypothesis run here feeds mutated real blobs to a worker whose address space is
+capped (`resource.setrlimit`, xorc.format.fuzz_run); benchmarks/fuzz_container.py is the long
+run. `golden/malformed/fuzz/` holds the blobs that once crashed xorc, each with the outcome of
+every command (`manifest.json`: "ok" or the error class) and what it did before the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+from conftest import GOLDEN, SAMPLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xorc import api
+from xorc.cli import cli
+from xorc.config import CompressOptions
+from xorc.errors import BlobError
+from xorc.format import read_bytes
+from xorc.format.fuzz import mutate, split
+from xorc.format.fuzz_run import FAILURES, Runner, outcomes
+
+FUZZ = GOLDEN / "malformed" / "fuzz"
+MANIFEST = json.loads((FUZZ / "manifest.json").read_text())
+POLICIES = ("all", "importance", "dictionary", "ebpc", "raw")
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_fuzz_found_blob_gets_its_outcome(name: str) -> None:
+    assert outcomes((FUZZ / name).read_bytes()) == MANIFEST[name]["expected"]
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_fuzz_found_blob_one_line_on_the_command_line(name: str) -> None:
+    expected = MANIFEST[name]["expected"]
+    for command in ("inspect", "verify"):
+        result = CliRunner().invoke(cli, [command, str(FUZZ / name)])
+        assert result.exit_code == (0 if expected[command] == "ok" else 4), result.stderr
+        if result.exit_code:
+            assert result.stderr.count("\n") == 1 and result.stderr.startswith("xorc: error:")
+
+
+def test_fuzz_corpus_is_current() -> None:
+    assert {p.name for p in FUZZ.glob("*.xorc")} == set(MANIFEST)
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """A real model compressed with every policy."""
+    folder = tmp_path_factory.mktemp("bases")
+    out = []
+    for policy in POLICIES:
+        path = folder / f"{policy}.xorc"
+        api.compress(SAMPLES / "digits_mlp.onnx", path, CompressOptions(policy=policy, bits=4))
+        out.append(path.read_bytes())
+    return out
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[Runner]:
+    with Runner(timeout=15.0, rss_mb=256, as_mb=512) as r:
+        yield r
+
+
+def test_mutation_refixes_every_checksum(bases: list[bytes]) -> None:
+    """A mutated blob passes the layout, every CRC and the footer: it reaches the records."""
+    rng = random.Random(5)
+    for base in bases:
+        blob = mutate(base, rng, rounds=2)
+        assert blob != base
+        split(blob)  # the layout, steps 1 to 4
+        try:
+            read_bytes(blob)
+        except BlobError as exc:
+            assert "CRC" not in str(exc) and "SHA-256" not in str(exc)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    which=st.integers(0, len(POLICIES) - 1),
+    seed=st.integers(0, 2**64 - 1),
+    rounds=st.integers(1, 3),
+)
+def test_mutated_blobs_fail_cleanly_in_bounded_memory(
+    bases: list[bytes], runner: Runner, which: int, seed: int, rounds: int
+) -> None:
+    blob = mutate(bases[which], random.Random(seed), rounds)
+    result = runner.run(blob)
+    assert result.outcome not in FAILURES, result.detail
