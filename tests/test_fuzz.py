@@ -82,6 +82,32 @@ def test_mutation_refixes_every_checksum(bases: list[bytes]) -> None:
             assert "CRC" not in str(exc) and "SHA-256" not in str(exc)
 
 
+def test_records_grown_to_the_decoded_size_bound_decode_in_bounded_memory(
+    bases: list[bytes], runner: Runner
+) -> None:
+    """The worst a hostile blob of this size can ask for: each record's shape grown to the most
+    weights its codec's bound allows; a clean error or a mismatch, never over the caps."""
+    import json
+
+    from xorc.format import v1
+    from xorc.format.fuzz import _dumps, to_bound
+
+    grown = 0
+    for base in bases:
+        bodies, flags = split(base)
+        for i in range(len(json.loads(bodies[1][2])["tensors"])):
+            doc = json.loads(bodies[1][2])
+            if not to_bound(doc["tensors"][i]):
+                continue
+            blob = v1.write_sections(
+                [(k, f, _dumps(doc) if k == v1.Kind.TENSORS else b) for k, f, b in bodies], flags
+            )
+            result = runner.run(blob)
+            assert result.outcome not in FAILURES, result.detail
+            grown += 1
+    assert grown >= 5
+
+
 @settings(
     max_examples=150,
     deadline=None,

@@ -236,3 +236,18 @@ def test_hostile_data_file_is_a_data_error(tiny_model: Path, tmp_path: Path, cas
     got, err = run("compress", tiny_model, "-o", out, "--calib", data, "--policy", "raw")
     assert got == 2, err
     assert not out.exists()
+
+
+def test_stale_temporary_files_are_removed(tiny_model: Path, tmp_path: Path) -> None:
+    """A writer killed during the rename leaves `.OUT.PID.*.tmp`; the next write removes those
+    of processes that no longer run, and leaves a live writer's alone."""
+    out = tmp_path / "o.xorc"
+    dead = tmp_path / ".o.xorc.4194999.abcd1234.tmp"  # above the largest Linux pid
+    live = tmp_path / f".o.xorc.{os.getppid()}.efgh5678.tmp"
+    other = tmp_path / ".p.xorc.4194999.abcd1234.tmp"
+    for p in (dead, live, other):
+        p.write_bytes(b"partial")
+    got, err = run("compress", tiny_model, "-o", out, "--policy", "raw")
+    assert got == 0, err
+    assert not dead.exists() and live.exists() and other.exists()
+    assert [p.name for p in tmp_path.glob(".o.xorc.*.tmp")] == [live.name]

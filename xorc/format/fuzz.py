@@ -114,10 +114,33 @@ def _product(shape: list[int]) -> int:
     return n
 
 
+def to_bound(rec: dict[str, Any]) -> bool:
+    """Grow a non-channel dimension of the record (and `n_weights`) to the most weights its
+    codec's decoded-size bound allows for its streams (docs/format.md §5 step 7): the largest
+    tensor a hostile blob of this size can make a reader decode. False when it cannot."""
+    from xorc.codecs.bounds import SLACK_WEIGHTS
+    from xorc.codecs.registry import CODECS
+
+    try:
+        shape, n, axis = rec["shape"], rec["n_weights"], rec["axis"]
+        bits = 8 * sum(s["length"] for s in rec["streams"][1:])
+        limit = CODECS[rec["codec"]].max_weights_per_bit * bits + SLACK_WEIGHTS
+        dim = next(i for i in range(len(shape)) if i != axis)
+    except (KeyError, TypeError, IndexError, StopIteration):
+        return False
+    if not isinstance(n, int) or not 0 < n <= limit // 2:
+        return False
+    shape[dim] *= limit // n
+    rec["n_weights"] = _product(shape)
+    return True
+
+
 def mutate_record(rec: dict[str, Any], rng: random.Random) -> None:
     """A targeted change that keeps the record self-consistent where the reader checks it
     (shape and `n_weights` together), so that the codec's own checks are reached."""
-    op = rng.randrange(4)
+    op = rng.randrange(5)
+    if op == 4 and to_bound(rec):
+        return
     shape = rec.get("shape")
     if op == 0 and isinstance(shape, list) and shape and all(type(d) is int for d in shape):
         i = rng.randrange(len(shape))
