@@ -125,3 +125,32 @@ def test_mutated_blobs_fail_cleanly_in_bounded_memory(
     blob = mutate(bases[which], random.Random(seed), rounds)
     result = runner.run(blob)
     assert result.outcome not in FAILURES, result.detail
+
+
+@pytest.mark.parametrize("value", [10**400, 1e300 * 1e300, float("nan"), -1, "12", None])
+def test_fmap_figures_must_be_finite_numbers_in_range(value: object) -> None:
+    from xorc import datapath
+    from xorc.datapath.fmap_traffic import fmap_layers
+    from xorc.errors import BadRecord
+
+    layer = {"name": "r", "bits": 8, "raw_bits": 800, "compressed_bits": value}
+    with pytest.raises(BadRecord, match="compressed_bits"):
+        fmap_layers({"n_inputs": 1, "layers": [layer]}, datapath.load_config(None, None))
+
+
+@pytest.mark.parametrize("value", [10**400, [1], {"a": 1}, -5, 2.5])
+def test_inspect_ignores_an_informational_count_of_the_wrong_kind(
+    bases: list[bytes], value: object
+) -> None:
+    from xorc.format import v1
+    from xorc.format.fuzz import _dumps
+    from xorc.report import render_text, summarize
+
+    bodies, flags = split(bases[0])
+    meta = json.loads(bodies[0][2])
+    meta["source_bytes"] = value
+    blob = v1.write_sections([(bodies[0][0], bodies[0][1], _dumps(meta)), *bodies[1:]], flags)
+    summary = summarize(blob)
+    assert summary.totals()["source_model_bytes"] is None
+    assert "source model" not in render_text(summary)
+    json.dumps(summary.to_json(), allow_nan=False)

@@ -96,10 +96,14 @@ def _ratio(a: float, b: float) -> float:
     return round(a / b, 4) if b else 0.0
 
 
+MAX_COUNT = 2**63
+"""Largest informational count shown; beyond it (a hostile 400-digit integer) it is left out."""
+
+
 def _count(value: Any) -> int | None:
     """An informational META or stats count (untrusted: any JSON value), or None unless it is
     a non-negative integer."""
-    return value if type(value) is int and value >= 0 else None
+    return value if type(value) is int and 0 <= value <= MAX_COUNT else None
 
 
 NOTE_ERRORS = (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError)

@@ -23,7 +23,19 @@ from xorc.format.container import align
 
 INF, NAN, DUP = "__XORC_FUZZ_INF__", "__XORC_FUZZ_NAN__", "__XORC_FUZZ_DUP__"
 JSON_KINDS = (v1.Kind.META, v1.Kind.TENSORS, v1.Kind.FMAP)
-BIG = (2**31 - 1, 2**31, 2**32, 2**32 + 1, 2**40, 2**53 + 1, 2**63, 2**64, 10**30, -(2**63))
+BIG = (
+    2**31 - 1,
+    2**31,
+    2**32,
+    2**32 + 1,
+    2**40,
+    2**53 + 1,
+    2**63,
+    2**64,
+    10**30,
+    10**400,
+    -(2**63),
+)
 SCALE = (2, 3, 16, 1024, 2**16, 2**20, 2**24, 2**27)
 
 
