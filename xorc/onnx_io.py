@@ -355,7 +355,7 @@ def rebuild(graph_bytes: bytes, arrays: dict[int, NDArray[np.generic]]) -> bytes
             continue
         if index not in arrays:
             raise BadRecord(f"section GRAPH: reference to tensor #{index}, which has no record")
-        filled = numpy_helper.from_array(arrays[index], tensor.name)
+        filled = numpy_helper.from_array(arrays[index])  # a damaged name may not be UTF-8
         if filled.data_type != tensor.data_type or list(filled.dims) != list(tensor.dims):
             raise BadRecord(
                 f"section GRAPH: tensor {tensor.name!r} type or shape differs from its record"
