@@ -62,7 +62,7 @@ def main() -> int:
     started = time.perf_counter()
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
-    with Runner() as runner:
+    with Runner(warmup=tuple(b for _, b in blobs)) as runner:
         for i in range(args.count):
             name, base = blobs[i % len(blobs)]
             blob = mutate(base, rng, rounds=rng.choice((1, 1, 2, 3)))

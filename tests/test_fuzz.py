@@ -74,8 +74,8 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with Runner(timeout=15.0, rss_mb=256, as_mb=512) as r:
+def runner(bases: list[bytes]) -> Iterator[Runner]:
+    with Runner(timeout=15.0, rss_mb=256, as_mb=512, warmup=tuple(bases)) as r:
         yield r
 
 

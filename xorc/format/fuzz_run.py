@@ -7,7 +7,9 @@ documented blob error, `xorc.errors.BlobError`), or `crash` (any other exception
 feeds blobs to a worker (`python -m xorc.format.fuzz_run`) whose address space is capped with
 `resource.setrlimit(RLIMIT_AS)`, so an allocation above the cap is a `memory` outcome rather
 than a swapping machine; a peak RSS growth above `rss_mb` is `rss`, a blob taking longer than
-`timeout` seconds is `timeout` (the worker is then restarted).
+`timeout` seconds is `timeout` (the worker is then restarted). The peak RSS is measured per
+blob (VmHWM, reset before each through /proc/self/clear_refs), so that heap growth left over
+from earlier blobs does not count.
 """
 
 from __future__ import annotations
@@ -142,6 +144,31 @@ def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _status(field: str) -> int:
+    """A size field of /proc/self/status (VmRSS, VmHWM), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak() -> int:
+    """Reset the peak RSS (VmHWM) to the current RSS, which it returns; where the kernel does
+    not allow it, the peak since the start of the process counts (ru_maxrss)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status("VmRSS")
+    except OSError:
+        return 0
+
+
+def _peak_since(start: int) -> int:
+    """Growth of the peak RSS over `start` (from `_reset_peak`)."""
+    return _status("VmHWM") - start if start else _maxrss()
+
+
 def worker(as_mb: int) -> None:
     """Read length-prefixed blobs on stdin, answer one JSON line each on stdout."""
     for command in COMMANDS.values():  # import everything before the cap
@@ -150,13 +177,15 @@ def worker(as_mb: int) -> None:
     cap = _vm_bytes() + (as_mb << 20)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     out = sys.stdout.buffer
-    out.write(json.dumps({"ready": _maxrss()}).encode() + b"\n")
+    out.write(json.dumps({"ready": 0 if _reset_peak() else _maxrss()}).encode() + b"\n")
     out.flush()
     stdin = sys.stdin.buffer
     while header := stdin.read(4):
         (size,) = struct.unpack("<I", header)
-        result = exercise(stdin.read(size))
-        line = {"outcome": result.outcome, "detail": result.detail, "rss": _maxrss()}
+        blob = stdin.read(size)
+        start = _reset_peak()
+        result = exercise(blob)
+        line = {"outcome": result.outcome, "detail": result.detail, "rss": _peak_since(start)}
         out.write(json.dumps(line).encode() + b"\n")
         out.flush()
 
@@ -164,10 +193,19 @@ def worker(as_mb: int) -> None:
 class Runner:
     """A worker process fed one blob at a time; restarted after a timeout or RSS growth."""
 
-    def __init__(self, timeout: float = 15.0, rss_mb: int = 256, as_mb: int = 1024) -> None:
+    def __init__(
+        self,
+        timeout: float = 15.0,
+        rss_mb: int = 256,
+        as_mb: int = 1024,
+        warmup: tuple[bytes, ...] = (),
+    ) -> None:
+        """`warmup`: valid blobs each new worker decodes first, unmeasured (lazy imports and
+        the EBPC parser's JIT compilation are not a hostile blob's doing)."""
         self.timeout, self.rss_limit, self.as_mb = timeout, rss_mb << 20, as_mb
         self.proc: subprocess.Popen[bytes] | None = None
         self.baseline = 0
+        self.warmup = warmup
 
     def _start(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
@@ -177,6 +215,11 @@ class Runner:
         )
         assert proc.stdout is not None
         self.baseline = json.loads(proc.stdout.readline())["ready"]
+        assert proc.stdin is not None
+        for blob in self.warmup:
+            proc.stdin.write(struct.pack("<I", len(blob)) + blob)
+            proc.stdin.flush()
+            proc.stdout.readline()
         self.proc = proc
         return proc
 
