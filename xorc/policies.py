@@ -54,7 +54,12 @@ class SearchKnob:
     def make(
         self, quantized: Sequence[QuantTensor], options: Sequence[Any], fixed: Sequence[Any]
     ) -> EncodeAt:
-        return _resolve(self.encoder_at)(list(quantized), list(options), list(fixed))
+        encode_at: EncodeAt = _resolve(self.encoder_at)(list(quantized), list(options), list(fixed))
+
+        def bounded(value: float) -> list[Encoded]:  # every trial within the decoded-size bound
+            return [_within_bound(e, q) for e, q in zip(encode_at(value), quantized, strict=True)]
+
+        return bounded
 
 
 @dataclass(frozen=True)
