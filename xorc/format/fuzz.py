@@ -94,7 +94,8 @@ def hostile_value(v: Any, rng: random.Random) -> Any:
     if isinstance(v, bool):
         choices = [not v, 0, 1, "true"]
     elif isinstance(v, int):
-        choices = [v + 1, v - 1, v * 2, v // 2, v * 1000, -v, float(v), str(v), [v], *BIG]
+        as_float = float(v) if abs(v) < 2**1000 else INF  # a 400-digit int has no float
+        choices = [v + 1, v - 1, v * 2, v // 2, v * 1000, -v, as_float, str(v), [v], *BIG]
     elif isinstance(v, float):
         choices = [INF, NAN, -v, 1e308, 0.0, -1e-320, int(v)]
     elif isinstance(v, str):
