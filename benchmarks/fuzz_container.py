@@ -6,7 +6,8 @@ The bases are the sample models compressed with every policy (`xorc.format.fuzz`
 their records, re-fixing every CRC and the file digest); each mutated blob goes through
 `inspect`, `verify` (both decoders), `simulate` and `decompress` in a worker whose address
 space is capped (`xorc.format.fuzz_run`). Outcomes: clean error, decoded (ok) or a mismatch
-reported, crash, MemoryError, peak RSS growth over 256 MB, timeout over 15 s. The target is no
+reported, crash, MemoryError, peak RSS growth over 256 MB, timeout over 15 s. SIGINT stops it
+and prints the table of the blobs run so far. The target is no
 crash, MemoryError, RSS blow-up or timeout. A single process (plus its worker): the machine's
 cores are shared. Failures are saved to `--save` as `<outcome>-<n>.xorc` with a `.txt` each.
 """
@@ -62,24 +63,27 @@ def main() -> int:
     started = time.perf_counter()
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
-    with Runner(warmup=tuple(b for _, b in blobs)) as runner:
-        for i in range(args.count):
-            name, base = blobs[i % len(blobs)]
-            blob = mutate(base, rng, rounds=rng.choice((1, 1, 2, 3)))
-            result = runner.run(blob)
-            counts[result.outcome] += 1
-            if result.outcome in FAILURES:
-                sites[result.detail.split("|", 3)[:3].__str__()] += 1
-                if args.save:
-                    (args.save / f"{result.outcome}-{i}.xorc").write_bytes(blob)
-                    (args.save / f"{result.outcome}-{i}.txt").write_text(
-                        f"{name}\n{result.detail}\n"
-                    )
-            if (i + 1) % 1000 == 0:
-                elapsed = time.perf_counter() - started
-                print(f"{i + 1} blobs, {elapsed:.0f} s: {dict(counts)}", flush=True)
-            if args.minutes and time.perf_counter() - started > 60 * args.minutes:
-                break
+    try:
+        with Runner(warmup=tuple(b for _, b in blobs)) as runner:
+            for i in range(args.count):
+                name, base = blobs[i % len(blobs)]
+                blob = mutate(base, rng, rounds=rng.choice((1, 1, 2, 3)))
+                result = runner.run(blob)
+                counts[result.outcome] += 1
+                if result.outcome in FAILURES:
+                    sites[result.detail.split("|", 3)[:3].__str__()] += 1
+                    if args.save:
+                        (args.save / f"{result.outcome}-{i}.xorc").write_bytes(blob)
+                        (args.save / f"{result.outcome}-{i}.txt").write_text(
+                            f"{name}\n{result.detail}\n"
+                        )
+                if (i + 1) % 1000 == 0:
+                    elapsed = time.perf_counter() - started
+                    print(f"{i + 1} blobs, {elapsed:.0f} s: {dict(counts)}", flush=True)
+                if args.minutes and time.perf_counter() - started > 60 * args.minutes:
+                    break
+    except KeyboardInterrupt:  # Ctrl-C (or kill -INT): the table of what ran so far
+        pass
     total = sum(counts.values())
     print(f"\n{total} mutated blobs, seed {args.seed}, {time.perf_counter() - started:.0f} s")
     print("| outcome | blobs |\n|---|---|")
