@@ -99,9 +99,16 @@ def hostile_value(v: Any, rng: random.Random) -> Any:
     elif isinstance(v, float):
         choices = [INF, NAN, -v, 1e308, 0.0, -1e-320, int(v)]
     elif isinstance(v, str):
-        choices = ["", v * 3, v[:1], v + "\x7f", v.upper(), "1e400", 12, None]
+        choices = ["", v * 3 if len(v) < 10_000 else v, v[:1], v + "\x7f", v.upper(), "1e400", 12]
     elif isinstance(v, list):
-        choices = [[], v + v, v[:-1], v[::-1], [*v, *(v[:1] or [0])], [BIG[2]] * max(1, len(v))]
+        choices = [
+            [],
+            v + v if len(v) < 1000 else v,
+            v[:-1],
+            v[::-1],
+            [*v, *(v[:1] or [0])],
+            [BIG[2]] * max(1, len(v)),
+        ]
         choices += [[rng.choice(BIG), *v[1:]], len(v), [v]]
     elif isinstance(v, dict):
         keys = list(v)
