@@ -36,6 +36,7 @@ BIG = (
     10**400,
     -(2**63),
 )
+MUTATOR_ERRORS = (TypeError, KeyError, IndexError, ValueError, AttributeError, OverflowError)
 SCALE = (2, 3, 16, 1024, 2**16, 2**20, 2**24, 2**27)
 
 
@@ -148,7 +149,7 @@ def to_bound(rec: dict[str, Any]) -> bool:
         dim = next(i for i in range(len(shape)) if i != axis)
     except (KeyError, TypeError, IndexError, StopIteration):
         return False
-    if not isinstance(n, int) or not 0 < n <= limit // 2:
+    if not isinstance(n, int) or not 0 < n <= limit // 2 or type(shape[dim]) is not int:
         return False
     shape[dim] *= limit // n
     rec["n_weights"] = _product(shape)
@@ -248,25 +249,29 @@ def mutate(blob: bytes, rng: random.Random, rounds: int = 1) -> bytes:
     payload = bodies[found[v1.Kind.PAYLOAD]][2]
     raw_changes: dict[int, bytes] = {}
     for _ in range(rounds):
-        op = rng.choices(("record", "stream", "json", "section", "flags"), (5, 4, 4, 1, 0.2))[0]
-        doc = docs[v1.Kind.TENSORS]
-        tensors = doc.get("tensors") if isinstance(doc, dict) else None
-        if op == "record" and isinstance(tensors, list) and tensors:
-            rec = rng.choice(tensors)
-            if isinstance(rec, dict):
-                mutate_record(rec, rng)
-        elif op == "stream" and isinstance(doc, dict):
-            # an earlier round may have broken the records' layout: then nothing to lay out
-            with contextlib.suppress(KeyError, TypeError, IndexError, ValueError, AttributeError):
-                payload = _mutate_stream(doc, payload, rng) or payload
-        elif op == "json":
-            kind = rng.choice(sorted(docs))
-            docs[kind] = mutate_json(docs[kind], rng)
-        elif op == "section":
-            kind = rng.choice([v1.Kind.GRAPH, v1.Kind.PAYLOAD, *docs])
-            raw_changes[kind] = hostile_bytes(bodies[found[kind]][2], rng)
-        else:
-            flags ^= v1.BF16_SCALES
+        # a round that meets what an earlier one broke does nothing
+        with contextlib.suppress(*MUTATOR_ERRORS):
+            op = rng.choices(("record", "stream", "json", "section", "flags"), (5, 4, 4, 1, 0.2))[0]
+            doc = docs[v1.Kind.TENSORS]
+            tensors = doc.get("tensors") if isinstance(doc, dict) else None
+            if op == "record" and isinstance(tensors, list) and tensors:
+                rec = rng.choice(tensors)
+                if isinstance(rec, dict):
+                    mutate_record(rec, rng)
+            elif op == "stream" and isinstance(doc, dict):
+                # an earlier round may have broken the records' layout: then nothing to lay out
+                with contextlib.suppress(
+                    KeyError, TypeError, IndexError, ValueError, AttributeError
+                ):
+                    payload = _mutate_stream(doc, payload, rng) or payload
+            elif op == "json":
+                kind = rng.choice(sorted(docs))
+                docs[kind] = mutate_json(docs[kind], rng)
+            elif op == "section":
+                kind = rng.choice([v1.Kind.GRAPH, v1.Kind.PAYLOAD, *docs])
+                raw_changes[kind] = hostile_bytes(bodies[found[kind]][2], rng)
+            else:
+                flags ^= v1.BF16_SCALES
     out = []
     for kind, f, body in bodies:
         if kind in raw_changes:
