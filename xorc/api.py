@@ -27,10 +27,18 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 
 
+def _same_file(a: PathLike, b: PathLike) -> bool:
+    """Both exist and are one file (a hard link to the input is the input)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _check_output(inputs: list[PathLike | None], out: PathLike) -> None:
     out_path = Path(out).resolve()
     for p in inputs:
-        if p is not None and Path(p).resolve() == out_path:
+        if p is not None and (Path(p).resolve() == out_path or _same_file(p, out_path)):
             raise UsageError(f"{out}: the output would overwrite an input; choose another name")
     if out_path.is_dir():
         raise UsageError(f"{out}: is a directory")
@@ -54,6 +62,7 @@ def compress(
         model, options or CompressOptions(), calib, progress, min_fidelity
     )
     data = v1.write(container)
+    summary = summarize(data)  # read back before writing: an invalid blob is never left behind
     atomic_write(out, data)
     summary = summarize(data)
     summary.fidelity = None if check is None else check.to_json()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc.codecs.decoders import decoder_for
+from xorc.codecs.bounds import check_expansion
+from xorc.codecs.registry import codec_for
 from xorc.errors import BadRecord, CorruptStream
 from xorc.format import Container, TensorRecord
 from xorc.quantize import dequantize
@@ -18,9 +19,11 @@ from xorc.quantize import dequantize
 
 def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int16]:
     """The reference decoder's levels for one tensor (its codec's `decode`)."""
-    decoder = decoder_for(record.codec, record.name)
+    spec = codec_for(record.codec, record.name)
+    streams = container.codec_streams(record)
     try:
-        levels = decoder(record.shape, record.bits, record.params, container.codec_streams(record))
+        check_expansion(record.n_weights, streams, spec.max_weights_per_bit, spec.name)
+        levels = spec.decode(record.shape, record.bits, record.params, streams)
     except (BadRecord, CorruptStream) as exc:
         raise type(exc)(f"tensor {record.name!r}: {exc}") from None
     if levels.shape != record.shape:
@@ -36,6 +39,10 @@ def to_weights(container: Container, record: TensorRecord, levels: NDArray[np.in
 
     dtype = onnx_io.dtype_of(record.dtype)
     scales = container.scales(record)
+    if not (np.isfinite(scales).all() and (scales >= 0).all()):
+        raise CorruptStream(
+            f"tensor {record.name!r}: stream 'scales' holds a negative or non-finite scale"
+        )
     if record.dtype in prequant.RANGES:
         return prequant.decode(levels, scales, record.offsets, record.axis, record.dtype)
     return dequantize(levels, scales, record.axis).astype(dtype)

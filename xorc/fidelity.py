@@ -205,11 +205,16 @@ def measure(
     threshold: float = DEFAULT_MIN_COSINE,
 ) -> Fidelity:
     """Run both models on the calibration inputs (or synthetic ones) and compare every output.
-    A model that onnxruntime cannot run on synthetic inputs is reported as not measured."""
+    A model that onnxruntime cannot load (a custom operator), or cannot run on synthetic
+    inputs, is reported as not measured, with the reason."""
     from xorc import runtime
 
-    sess_o = runtime.session(original, "original model")
-    sess_c = runtime.session(compressed, "compressed model")
+    try:
+        sess_o = runtime.session(original, "original model")
+        sess_c = runtime.session(compressed, "compressed model")
+    except ModelError as exc:
+        source = "calib" if calib is not None else "synthetic"
+        return _unmeasured(source, str(exc), layers, threshold)
     names = [o.name for o in sess_o.get_outputs()]
     if calib is not None:
         data = runtime.load_data(calib, sess_o).take(CALIB_INPUTS)

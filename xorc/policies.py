@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from xorc.codecs import CodecId
@@ -54,7 +54,12 @@ class SearchKnob:
     def make(
         self, quantized: Sequence[QuantTensor], options: Sequence[Any], fixed: Sequence[Any]
     ) -> EncodeAt:
-        return _resolve(self.encoder_at)(list(quantized), list(options), list(fixed))
+        encode_at: EncodeAt = _resolve(self.encoder_at)(list(quantized), list(options), list(fixed))
+
+        def bounded(value: float) -> list[Encoded]:  # every trial within the decoded-size bound
+            return [_within_bound(e, q) for e, q in zip(encode_at(value), quantized, strict=True)]
+
+        return bounded
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,21 @@ class Policy:
 
     def encode_with(self, q: QuantTensor, codec_options: Any) -> Encoded:
         encoded: Encoded = _resolve(self.encoder)(q, codec_options)
+        return _within_bound(encoded, q)
+
+
+def _within_bound(encoded: Encoded, q: QuantTensor) -> Encoded:
+    """`encoded`, or codec `raw` when it would decode to more weights than its codec's maximum
+    expansion allows (docs/format.md §5 step 7): readers refuse such a record."""
+    from xorc.codecs.bounds import max_weights
+    from xorc.codecs.registry import CODECS
+
+    spec = CODECS.get(int(encoded.codec))
+    if spec is None or q.values.size <= max_weights(encoded.streams, spec.max_weights_per_bit):
         return encoded
+    raw: Encoded = _resolve("xorc.codecs.raw.encode:encode")(q, RawOptions())
+    why = f"raw: {spec.name} would exceed its {spec.max_weights_per_bit} weights per bit"
+    return replace(raw, stats={**raw.stats, "fallback": why})
 
 
 def _resolve(path: str) -> Any:

@@ -82,8 +82,8 @@ class Summary:
             "compression_ratio_fp32": _ratio(FP32_BYTES * n, payload),
             "uncompressed_params": n_left,
             "share_compressed": _ratio(n, n + n_left) if "uncompressed" in self.meta else None,
-            "source_model_bytes": self.meta.get("source_bytes"),
-            "blob_ratio": _ratio(self.meta.get("source_bytes") or 0, self.blob_bytes),
+            "source_model_bytes": _count(self.meta.get("source_bytes")),
+            "blob_ratio": _ratio(_count(self.meta.get("source_bytes")) or 0, self.blob_bytes),
         }
 
     def uncompressed(self) -> dict[str, Any]:
@@ -135,6 +135,20 @@ def _ratio(a: float, b: float) -> float | None:
 def _prequant(t: TensorRecord) -> dict[str, Any]:
     note = t.stats.get("prequantized")
     return note if isinstance(note, dict) else {}
+
+
+MAX_COUNT = 2**63
+"""Largest informational count shown; beyond it (a hostile 400-digit integer) it is left out."""
+
+
+def _count(value: Any) -> int | None:
+    """An informational META or stats count (untrusted: any JSON value), or None unless it is
+    a non-negative integer."""
+    return value if type(value) is int and 0 <= value <= MAX_COUNT else None
+
+
+NOTE_ERRORS = (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError)
+"""What a codec's notes hook may raise on stats of the wrong shape (stats are untrusted)."""
 
 
 def summarize(data: bytes) -> Summary:
@@ -278,7 +292,14 @@ def _notes(details: dict[str, Any]) -> str:
 
     if details.get("fallback"):
         return f"fallback {details['fallback']}"
-    parts = [part for spec in CODECS.values() if spec.notes for part in spec.notes(details)]
+    parts: list[str] = []
+    for spec in CODECS.values():
+        if spec.notes is None:
+            continue
+        try:
+            parts.extend(str(part) for part in spec.notes(details))
+        except NOTE_ERRORS:
+            parts.append(f"({spec.name} stats unreadable)")
     pre = details.get("prequantized")
     if isinstance(pre, dict):
         parts.append(f"{pre.get('source_dtype')} {pre.get('mode')}")

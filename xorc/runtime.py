@@ -5,7 +5,6 @@ Imported lazily by the commands that run models, so `inspect` starts fast.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from xorc.errors import DataError, ModelError
+from xorc.npzfile import read_arrays
 
 ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -57,11 +57,7 @@ def session(model_bytes: bytes, label: str) -> ort.InferenceSession:
 
 def load_data(path: str | Path, sess: ort.InferenceSession) -> Dataset:
     """Read DATA.npz for a model: inputs keyed by input name (or one array), optional `labels`."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: cannot read as .npz ({exc})") from None
+    arrays = read_arrays(path)  # headers checked, never a pickle (xorc.npzfile)
     labels = arrays.pop("labels", None)
     model_inputs = sess.get_inputs()
     names = [i.name for i in model_inputs]
@@ -88,6 +84,11 @@ def _cast(path: str | Path, spec: ort.NodeArg, array: NDArray[np.generic]) -> ND
     want = ORT_TYPES.get(spec.type)
     if want is None:
         raise DataError(f"{path}: model input {spec.name!r} has unsupported type {spec.type}")
+    if array.dtype == np.bool_:
+        raise DataError(
+            f"{path}: input {spec.name!r} is bool, the model wants {np.dtype(want)}: "
+            "save it as numbers"
+        )
     if array.dtype != want:
         if not np.can_cast(array.dtype, want, casting="safe"):
             raise DataError(
@@ -98,6 +99,12 @@ def _cast(path: str | Path, spec: ort.NodeArg, array: NDArray[np.generic]) -> ND
     if array.ndim != rank:
         raise DataError(
             f"{path}: input {spec.name!r} has shape {list(array.shape)}, model wants rank {rank}"
+        )
+    wanted = [d if isinstance(d, int) and d > 0 else None for d in spec.shape]
+    if any(w is not None and w != d for w, d in zip(wanted[1:], array.shape[1:], strict=True)):
+        shown = ["N" if w is None else w for w in wanted]
+        raise DataError(
+            f"{path}: input {spec.name!r} has shape {list(array.shape)}, the model wants {shown}"
         )
     return array
 

@@ -128,6 +128,9 @@ class CodecSpec:
         datapath: its pipeline on the datapath model; None for a host-only codec.
         area: its units' gate counts for the area estimate; None when it adds none.
         notes: its fragments of the `inspect` notes column; None for none.
+        max_weights_per_bit: the codec's maximum expansion, weights decoded per bit of its
+            streams; a record declaring more (beyond `xorc.codecs.bounds.SLACK_WEIGHTS`) is
+            refused before decoding (docs/format.md §5 step 7, the codec's spec).
     """
 
     id: int
@@ -139,3 +142,4 @@ class CodecSpec:
     datapath: DatapathRun | None = None
     area: AreaHook | None = None
     notes: NotesHook | None = None
+    max_weights_per_bit: int = 1

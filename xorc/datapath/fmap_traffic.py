@@ -14,6 +14,9 @@ from xorc.datapath.config import DatapathConfig
 from xorc.errors import BadRecord
 from xorc.tensor import JSON
 
+MAX_BITS = 2**63
+"""Largest bit count an FMAP layer may state (NaN, infinity and larger are refused)."""
+
 
 def ratio(a: float, b: float) -> float | None:
     """a / b to 4 digits, None when b is 0."""
@@ -54,7 +57,7 @@ def fmap_layers(fmap: Mapping[str, JSON], config: DatapathConfig) -> tuple[FmapL
     if not isinstance(layers, list):
         raise BadRecord("section FMAP: 'layers' must be a list")
     inputs = fmap.get("n_inputs", 1)
-    if type(inputs) is not int or inputs < 1:
+    if type(inputs) is not int or not 1 <= inputs <= 2**31:
         raise BadRecord(f"section FMAP: 'n_inputs' must be a positive integer, got {inputs!r}")
     out = []
     for i, entry in enumerate(layers):
@@ -67,9 +70,9 @@ def fmap_layers(fmap: Mapping[str, JSON], config: DatapathConfig) -> tuple[FmapL
         if not isinstance(name, str) or type(bits) is not int or not 1 <= bits <= 32:
             raise BadRecord(f"section FMAP: layer #{i} needs a string 'name' and an integer 'bits'")
         for key, value in (("raw_bits", raw), ("compressed_bits", comp)):
-            if type(value) not in (int, float) or not value >= 0 or value != value:
+            if type(value) not in (int, float) or not 0 <= value <= MAX_BITS:
                 raise BadRecord(
-                    f"section FMAP: layer {name!r}: {key!r} must be a non-negative number"
+                    f"section FMAP: layer {name!r}: {key!r} must be a number in [0, {MAX_BITS}]"
                 )
         raw_bytes = float(raw) / 8 / inputs  # type: ignore[arg-type]
         comp_bytes = float(comp) / 8 / inputs  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc.codecs.bounds import check_expansion
 from xorc.codecs.common import n_elements
 from xorc.codecs.registry import CODECS
 from xorc.datapath.access import access
@@ -133,6 +134,7 @@ def simulate_tensor(
         raise BadRecord(f"unknown codec id {codec!r}")
     if spec.datapath is None:
         raise BadRecord(f"codec {spec.name!r} has no datapath model (host-only)")
+    check_expansion(n, streams, spec.max_weights_per_bit, spec.name)
     levels, timing = spec.datapath(shape, bits, params, streams, dram, config)
     if levels.shape != shape:
         raise CorruptStream(f"decoded shape {levels.shape} is not the record's {shape}")

@@ -5,6 +5,7 @@ Writers emit only the newest version (`v1`). See docs/format.md.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -58,12 +59,42 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove `.NAME.PID.*.tmp` files next to `target` left by a writer that was killed (its
+    process no longer runs); returns them. Another live writer's file is left alone."""
+    removed = []
+    try:
+        candidates = list((target.parent or Path(".")).glob(f".{glob.escape(target.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename; never a half-written file."""
     target = Path(path)
+    remove_stale_temporaries(target)
     try:
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent or "."
         )
     except OSError as exc:
         raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -8,6 +8,7 @@ field, before anything trusts them. The byte layout around the sections is `xorc
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,15 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one that overflows to infinity (1e400) is
+    refused like the Infinity literal (docs/format.md §1)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is not finite")
+    return value
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
@@ -47,6 +57,7 @@ def loads(data: bytes, section: str) -> dict[str, JSON]:
         obj = json.loads(
             data.decode("utf-8"),
             parse_constant=_reject_constant,
+            parse_float=_finite_float,
             object_pairs_hook=_no_duplicates,
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

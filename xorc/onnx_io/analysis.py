@@ -42,7 +42,7 @@ def layer_macs(graph_bytes: bytes) -> dict[str, int]:
     dims = {name: list(t.dims) for name, t, _, _ in _located_tensors(proto.graph)}
     out: dict[str, int] = {}
     for node in proto.graph.node:
-        if node.op_type not in WEIGHT_INPUTS or node.output[0] not in shapes:
+        if node.op_type not in WEIGHT_INPUTS or not node.output or node.output[0] not in shapes:
             continue
         out_elems = int(np.prod(shapes[node.output[0]], dtype=np.int64))
         for i in WEIGHT_INPUTS[node.op_type]:

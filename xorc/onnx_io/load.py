@@ -6,17 +6,19 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import onnx
 from numpy.typing import NDArray
 from onnx import numpy_helper
 
-from xorc.errors import ExternalDataError, NotOnnx
+from xorc import extdata
+from xorc.errors import NotOnnx
 from xorc.onnx_io.graph import (
     QUANTIZED_OPS,
     _all_tensors,
+    _graphs,
     _nodes,
 )
 
@@ -47,47 +49,40 @@ def load_model(path: str | os.PathLike[str]) -> SourceModel:
         raise NotOnnx(f"{path}: not a valid ONNX model ({type(exc).__name__})") from None
     if not proto.HasField("graph") or not proto.graph.node:
         raise NotOnnx(f"{path}: not a valid ONNX model (no graph)")
+    _check_unique_initializers(proto, str(path))
     digest = hashlib.sha256(raw)
     _inline_external_data(proto, p.parent, digest, str(path))
     return SourceModel(proto, digest.hexdigest(), str(path))
 
 
+def _check_unique_initializers(proto: onnx.ModelProto, label: str) -> None:
+    """Each graph's initializer names are distinct (ONNX requires it; a blob's records too)."""
+    for graph, where in _graphs(proto.graph):
+        names: set[str] = set()
+        for init in graph.initializer:
+            if init.name in names:
+                raise NotOnnx(f"{label}: initializer {init.name!r} appears twice ({where} graph)")
+            names.add(init.name)
+
+
 def _inline_external_data(
     proto: onnx.ModelProto, base: Path, digest: hashlib._Hash, label: str
 ) -> None:
-    files: dict[str, bytes] = {}
+    """External data read into the tensors: paths resolved inside the model's folder and ranges
+    checked before reading (xorc.extdata); the digest takes each file once, in first-reference
+    order."""
+    seen: dict[str, Path] = {}
     for tensor in _all_tensors(proto.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {e.key: e.value for e in tensor.external_data}
+        where = f"{label}: tensor {tensor.name!r}"
         location = info.get("location", "")
-        rel = PurePosixPath(location.replace("\\", "/"))
-        if not location or rel.is_absolute() or ".." in rel.parts or ":" in location:
-            raise ExternalDataError(
-                f"{label}: tensor {tensor.name!r} has an unsafe external data path {location!r}"
-            )
-        if location not in files:
-            target = base / rel
-            if target.is_symlink() or not target.is_file():
-                raise ExternalDataError(
-                    f"{label}: tensor {tensor.name!r}: external data file {location!r} not found"
-                )
-            files[location] = target.read_bytes()
-            digest.update(files[location])
-        blob = files[location]
-        try:
-            offset = int(info.get("offset", 0))
-            length = int(info.get("length", len(blob) - offset))
-        except ValueError:
-            raise ExternalDataError(
-                f"{label}: tensor {tensor.name!r}: bad external data offset/length"
-            ) from None
-        if offset < 0 or length < 0 or offset + length > len(blob):
-            raise ExternalDataError(
-                f"{label}: tensor {tensor.name!r}: external data range {offset}+{length} "
-                f"outside {location!r} ({len(blob)} bytes)"
-            )
-        tensor.raw_data = blob[offset : offset + length]
+        if location not in seen:
+            seen[location] = extdata.resolve(base, location, where)
+            extdata.file_digest(seen[location], digest)
+        data = extdata.read_range(seen[location], info.get("offset"), info.get("length"), where)
+        tensor.raw_data = data
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
 

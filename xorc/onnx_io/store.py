@@ -68,9 +68,12 @@ def _reference_index(tensor: onnx.TensorProto) -> int:
     if tensor.data_location != onnx.TensorProto.EXTERNAL:
         return -1
     loc = next((e.value for e in tensor.external_data if e.key == "location"), "")
-    if not loc.startswith(XORC_LOCATION) or not loc[len(XORC_LOCATION) :].isdigit():
+    if not isinstance(loc, str) or not loc.startswith(XORC_LOCATION):  # bytes: invalid UTF-8
         return -1
-    return int(loc[len(XORC_LOCATION) :])
+    digits = loc[len(XORC_LOCATION) :]
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 9):
+        return -1
+    return int(digits)
 
 
 def _parse_graph(graph_bytes: bytes) -> onnx.ModelProto:
@@ -89,7 +92,7 @@ def rebuild(graph_bytes: bytes, arrays: dict[int, NDArray[np.generic]]) -> bytes
             continue
         if index not in arrays:
             raise BadRecord(f"section GRAPH: reference to tensor #{index}, which has no record")
-        filled = numpy_helper.from_array(arrays[index], tensor.name)
+        filled = numpy_helper.from_array(arrays[index])  # a damaged name may not be UTF-8
         if filled.data_type != tensor.data_type or list(filled.dims) != list(tensor.dims):
             raise BadRecord(
                 f"section GRAPH: tensor {tensor.name!r} type or shape differs from its record"

@@ -81,6 +81,10 @@ def find_weights(model: SourceModel) -> list[WeightInfo]:
         dtype = FLOAT_TYPES.get(tensor.data_type) or INT_TYPES.get(tensor.data_type)
         if dtype is None:
             continue
+        if any(d < 0 for d in tensor.dims):
+            raise NotOnnx(
+                f"{model.path}: tensor {name!r} has a negative dimension {list(tensor.dims)}"
+            )
         try:
             array = numpy_helper.to_array(tensor)
         except Exception as exc:
@@ -88,6 +92,11 @@ def find_weights(model: SourceModel) -> list[WeightInfo]:
         d = weight_rules.decide(view, name, tuple(int(x) for x in array.shape), dtype)
         info = WeightInfo(name, array, dtype, consumers.get(name, []), kind, path)
         info.axis, info.treatment, info.role, info.reason = d.axis, d.treatment, d.kind, d.reason
+        if info.compressible and dtype in FLOAT_TYPES.values() and not np.isfinite(array).all():
+            raise UnsupportedModel(
+                f"{model.path}: weight {name!r} holds {int((~np.isfinite(array)).sum())} NaN or "
+                "infinite values; xorc quantizes finite weights only"
+            )
         weights.append(info)
     return weights
 

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc import bits as bitio
+from xorc.codecs.bounds import check_fits, check_rice
 from xorc.codecs.common import from_sign_magnitude, stream
 from xorc.codecs.dictionary import huffman
 from xorc.codecs.dictionary.schema import LENGTH_BITS, DictionaryParams, parse
@@ -65,6 +66,7 @@ def read_indices(
     lengths = _fields(streams, "code_lengths", lay.k, LENGTH_BITS)
     huffman.check_lengths(lengths)
     data = stream(streams, "indices")
+    check_fits(count, int(lengths[lengths > 0].min()), 8 * len(data), "indices")
     idx, used = huffman.decode(data, count, lengths)
     if len(data) != (used + 7) // 8:
         raise CorruptStream(
@@ -77,6 +79,7 @@ def read_indices(
 def read_runs(lay: DictionaryParams, streams: Mapping[str, bytes]) -> NDArray[np.bool_]:
     """The nonzero mask from the Rice-coded zero runs (section 4)."""
     data = stream(streams, "runs")
+    check_rice(lay.nonzero, lay.rice_k, 8 * len(data), "runs")
     bits = bitio.unpack_bits(data, 8 * len(data))
     try:
         gaps, used = bitio.rice_decode(bits, lay.nonzero, lay.rice_k)

@@ -31,4 +31,5 @@ SPEC = CodecSpec(
     datapath=Hook("xorc.datapath.pipelines.dictionary", "run"),
     area=Hook("xorc.datapath.pipelines.dictionary", "area"),
     notes=notes,
+    max_weights_per_bit=16,
 )

@@ -15,4 +15,5 @@ SPEC = CodecSpec(
     decode=Hook("xorc.codecs.ebpc.weights_decode", "decode"),
     datapath=Hook("xorc.datapath.pipelines.ebpc", "run"),
     area=Hook("xorc.datapath.pipelines.ebpc", "area"),
+    max_weights_per_bit=4,
 )

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc import bits as bitio
+from xorc.codecs.bounds import check_rice
 from xorc.codecs.xor.schema import MASK_CODINGS as MASK_CODINGS
 from xorc.errors import CorruptStream
 
@@ -90,8 +91,7 @@ def rice_values(bits: NDArray[np.uint8], count: int, k: int, what: str) -> NDArr
     Raises:
         CorruptStream: the bits run out, or are left over.
     """
-    if count > bits.size:
-        raise CorruptStream(f"stream {what!r}: {count} values cannot fit in {bits.size} bits")
+    check_rice(count, k, bits.size, what)
     try:
         values, used = bitio.rice_decode(bits, count, k)
     except ValueError as exc:

@@ -47,4 +47,5 @@ SPEC = CodecSpec(
     datapath=Hook("xorc.datapath.pipelines.xor", "run"),
     area=Hook("xorc.datapath.pipelines.xor", "area"),
     notes=notes,
+    max_weights_per_bit=16,
 )

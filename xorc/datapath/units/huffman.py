@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc.codecs.bounds import check_fits
 from xorc.datapath import fields, parser
 from xorc.datapath.dram import BusStream
 from xorc.errors import CorruptStream
@@ -66,6 +67,7 @@ def decode(bus: BusStream, count: int, lengths: NDArray[np.int64]) -> NDArray[np
         used = 0
         symbols = np.zeros(0, dtype=np.int64)
     else:
+        check_fits(count, int(lengths[lengths > 0].min()), 8 * bus.nbytes, "indices")
         top, symbol, length = tables(lengths)
         nbits = 8 * bus.nbytes
         if nbits == 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc.codecs.bounds import check_rice
 from xorc.datapath import fields
 from xorc.datapath.dram import BusStream
 from xorc.errors import CorruptStream
@@ -51,8 +52,7 @@ def decode_run(
     Raises:
         CorruptStream: the bits run out or are left over.
     """
-    if count > nbits:
-        raise CorruptStream(f"stream {what!r}: {count} Rice codes cannot fit in {nbits} bits")
+    check_rice(count, k, nbits, what)
     values, used = _decode(bus, offset, nbits, count, k, what)
     if used != nbits:
         raise CorruptStream(f"stream {what!r}: {nbits - used} bits left after {count} Rice codes")
@@ -87,4 +87,5 @@ def decode_prefix(bus: BusStream, count: int, k: int, what: str) -> tuple[NDArra
     Raises:
         CorruptStream: the bits run out.
     """
+    check_rice(count, k, 8 * bus.nbytes, what)
     return _decode(bus, 0, 8 * bus.nbytes, count, k, what)
