@@ -165,3 +165,30 @@ def test_inspect_ignores_an_informational_count_of_the_wrong_kind(
     assert summary.totals()["source_model_bytes"] is None
     assert "source model" not in render_text(summary)
     json.dumps(summary.to_json(), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"groups": [{"reason": "bias", "n_tensors": 1, "largest": ["b"]}], "n_params": 3},
+        {"groups": [{"reason": 7, "n_tensors": 1, "n_params": 3, "largest": []}], "n_params": 3},
+        {"groups": "x", "n_params": 3},
+        {"n_params": -1},
+        [1],
+    ],
+)
+def test_inspect_ignores_a_malformed_uncompressed_list(bases: list[bytes], value: object) -> None:
+    """META `uncompressed` is informational: a group with a missing or wrong field is left out,
+    a malformed whole is shown as absent (found by the fuzzer: a group without n_params)."""
+    from xorc.format import v1
+    from xorc.format.fuzz import _dumps
+    from xorc.report import render_text, summarize
+
+    bodies, flags = split(bases[0])
+    meta = json.loads(bodies[0][2])
+    meta["uncompressed"] = value
+    blob = v1.write_sections([(bodies[0][0], bodies[0][1], _dumps(meta)), *bodies[1:]], flags)
+    summary = summarize(blob)
+    assert summary.uncompressed().get("groups", []) == []
+    render_text(summary)
+    json.dumps(summary.to_json(), allow_nan=False)

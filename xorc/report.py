@@ -69,7 +69,7 @@ class Summary:
         payload = sum(s.length for t in self.tensors for s in t.streams)
         original = sum(SOURCE_BYTES.get(t.dtype, FP32_BYTES) * t.n_weights for t in self.tensors)
         left = self.uncompressed()
-        n_left = left.get("n_params", 0) if isinstance(left, dict) else 0
+        n_left = left.get("n_params", 0)
         return {
             "n_tensors": len(self.tensors),
             "n_weights": n,
@@ -89,8 +89,7 @@ class Summary:
     def uncompressed(self) -> dict[str, Any]:
         """META `uncompressed` (docs/format.md §3.1): what stayed as it is, by reason; {} for
         blobs written before it was recorded."""
-        left = self.meta.get("uncompressed")
-        return left if isinstance(left, dict) else {}
+        return _clean_uncompressed(self.meta.get("uncompressed"))
 
     def warnings(self) -> list[str]:
         """What `compress` should tell the user about this blob (stderr lines)."""
@@ -139,6 +138,26 @@ def _prequant(t: TensorRecord) -> dict[str, Any]:
 
 MAX_COUNT = 2**63
 """Largest informational count shown; beyond it (a hostile 400-digit integer) it is left out."""
+
+
+def _clean_uncompressed(left: Any) -> dict[str, Any]:
+    """META `uncompressed` as far as it is well formed (untrusted: any JSON value): {} unless
+    it is an object with a valid `n_params`; groups with a field of the wrong type left out."""
+    if not isinstance(left, dict) or _count(left.get("n_params")) is None:
+        return {}
+    raw = left.get("groups")
+    groups = [
+        g
+        for g in (raw if isinstance(raw, list) else [])
+        if isinstance(g, dict)
+        and isinstance(g.get("reason"), str)
+        and _count(g.get("n_tensors")) is not None
+        and _count(g.get("n_params")) is not None
+        and isinstance(g.get("largest"), list)
+        and len(g["largest"]) > 0
+        and all(isinstance(name, str) for name in g["largest"])
+    ]
+    return {"n_params": left["n_params"], "groups": groups}
 
 
 def _count(value: Any) -> int | None:
