@@ -24,12 +24,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("digits_mlp", "fashion_cnn_sparse")
-POLICIES = ("all", "importance", "dictionary", "ebpc", "raw")
+POLICIES = ("all", "importance", "dictionary", "ebpc", "raw", "all-v2")  # all-v2: XOR variant 2
 MAX_BLOB = 1 << 20
 
 
 def bases(folder: Path) -> list[tuple[str, bytes]]:
-    """Every sample model compressed with every policy, at 4 and 8 bits."""
+    """Every sample model compressed with every policy (and XOR variant 2), at 4 and 8 bits."""
     from xorc import api
     from xorc.config import CompressOptions
 
@@ -38,7 +38,8 @@ def bases(folder: Path) -> list[tuple[str, bytes]]:
         for policy in POLICIES:
             for bits in (4, 8):
                 path = folder / f"{model}.{policy}.{bits}.xorc"
-                options = CompressOptions(policy=policy, bits=bits)
+                name, _, v2 = policy.partition("-")
+                options = CompressOptions(policy=name, bits=bits, xor_variant=2 if v2 else 1)
                 api.compress(ROOT / "sample_models" / f"{model}.onnx", path, options)
                 out.append((path.name, path.read_bytes()))
     return out
