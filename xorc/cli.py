@@ -326,64 +326,6 @@ def _verify_text(report: VerifyReport) -> str:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.option(
-    "--data",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help=".npz with the inputs keyed by input name (or one array).",
-)
-@click.option(
-    "--bits",
-    type=click.IntRange(2, 16),
-    default=8,
-    show_default=True,
-    help="Feature-map bits (W = 8-bit EBPC words up to 8 bits, else 16).",
-)
-@click.option(
-    "--method",
-    type=click.Choice(["paper", "deploy", "both"]),
-    default="both",
-    show_default=True,
-    help="paper: one scale per layer, max -> 0.75 of full scale, truncate; deploy: calibrated "
-    "round-to-nearest (99.99th percentile of |x| -> full scale).",
-)
-@click.option(
-    "--calib",
-    type=click.Path(dir_okay=False),
-    help="Inputs for the deploy calibration (default: the first 8 of --data).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-@handle_errors
-def fmap(model: str, data: str, bits: int, method: str, calib: str | None, as_json: bool) -> None:
-    """EBPC-compress the feature maps of MODEL on DATA and compare with zero-RLE and ZVC.
-
-    Every ReLU, ReLU6 and Clip(0, x) output is exposed, quantized per layer, EBPC-compressed
-    per input (NCHW, flattened), checked to decode back exactly, and sized. Ratios are
-    uncompressed bits over compressed bits per input, averaged over inputs.
-    """
-    methods = ("paper", "deploy") if method == "both" else (method,)
-    with progress_bar("fmap", "input") as tick:
-        results = api.fmap(model, data, bits, methods, calib, progress=tick)
-    if as_json:
-        emit_json({"schema_version": 1, "results": [r.to_json() for r in results]})
-        return
-    from xorc.fmap import summary_rows
-
-    for result in results:
-        click.echo(
-            f"method {result.method}, {result.bits}-bit maps, W={result.word_width}, "
-            f"N={result.block_size}, {result.n_inputs} inputs"
-        )
-        click.echo(f"{'layer':<40} {'zeros':>7} {'EBPC':>7} {'zero-RLE':>9} {'ZVC':>7}")
-        for name, sparsity, ebpc, rle, zvc in summary_rows(result):
-            click.echo(
-                f"{name[-40:]:<40} {100 * sparsity:>6.1f}% {ebpc:>7.3f} {rle:>9.3f} {zvc:>7.3f}"
-            )
-        click.echo(f"EBPC vs the better of zero-RLE and ZVC: {100 * result.ebpc_gain:+.1f}%\n")
-
-
-@cli.command()
 @click.argument("blob", type=click.Path(dir_okay=False))
 @click.option(
     "--preset",
@@ -420,9 +362,10 @@ def simulate(blob: str, preset: str | None, config_file: str | None, as_json: bo
 
 
 def _register() -> None:
-    from xorc.cli_analyze import analyze
+    from xorc.cli_analyze import analyze, fmap
 
     cli.add_command(analyze)
+    cli.add_command(fmap)
 
 
 _register()
