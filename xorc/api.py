@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from xorc.config import CompressOptions
 from xorc.errors import UsageError
-from xorc.format import atomic_write, read_bytes, read_file, v1
+from xorc.format import atomic_output, map_file, read_bytes, v1
 from xorc.report import Summary, summarize
 
 if TYPE_CHECKING:
@@ -51,20 +51,23 @@ def compress(
     calib: PathLike | None = None,
     progress: Callable[[str, int], None] | None = None,
     min_fidelity: float | None = 0.99,
+    jobs: int | None = None,
+    executor: str | None = None,
 ) -> Summary:
     """Compress `model` into the blob `out` (written atomically); returns its summary, with
     the fidelity check against the original (`Summary.fidelity`; docs/reconstruction.md) at
-    threshold `min_fidelity` (None: no check)."""
+    threshold `min_fidelity` (None: no check). `jobs` worker processes (None: one per core)
+    or `executor` ("dask:ADDRESS") encode the tensors (docs/scale.md); the blob is the same."""
     _check_output([model, calib], out)
     from xorc.pipeline import compress_and_measure
 
     container, check = compress_and_measure(
-        model, options or CompressOptions(), calib, progress, min_fidelity
+        model, options or CompressOptions(), calib, progress, min_fidelity, jobs, executor
     )
-    data = v1.write(container)
-    summary = summarize(data)  # read back before writing: an invalid blob is never left behind
-    atomic_write(out, data)
-    summary = summarize(data)
+    with atomic_output(out) as (f, tmp):
+        v1.write_to(container, f)
+        f.flush()
+        summary = summarize(map_file(tmp))  # read back: an invalid blob is never left behind
     summary.fidelity = None if check is None else check.to_json()
     return summary
 
@@ -86,22 +89,25 @@ def analyze(
 
 def inspect(blob: PathLike) -> Summary:
     """Header, sections (with CRC status) and per-tensor records of a blob."""
-    return summarize(read_file(blob))
+    return summarize(map_file(blob))
 
 
-def decompress(blob: PathLike, out: PathLike) -> Path:
-    """Rebuild a runnable ONNX model with dequantized weights; written atomically."""
-    from xorc.decode import rebuild_model
-    from xorc.verify import check_bit_exact
+def decompress(
+    blob: PathLike,
+    out: PathLike,
+    external_data: str = "auto",
+    progress: Callable[[str, int], None] | None = None,
+) -> Path:
+    """Rebuild a runnable ONNX model with dequantized weights, tensor by tensor; the weights
+    go to `OUT.data` with `external_data` "always", or "auto" above 1 GiB of them
+    (docs/scale.md). Every file is written atomically; a failure leaves none."""
+    from xorc.decode import write_model
+    from xorc.onnx_io.write import data_name
 
     _check_output([blob], out)
-    container = read_bytes(read_file(blob))
-    levels, _, mismatches = check_bit_exact(container)
-    if mismatches:
-        from xorc.errors import BitMismatch
-
-        raise BitMismatch(f"{blob}: {mismatches[0]}")
-    atomic_write(out, rebuild_model(container, levels))
+    _check_output([blob], Path(out).parent / data_name(out))
+    container = read_bytes(map_file(blob))
+    write_model(container, out, external_data, progress=progress, label=str(blob))
     return Path(out)
 
 
@@ -118,7 +124,7 @@ def verify(
     `data`, also gate the accuracy drop."""
     from xorc.verify import verify_container
 
-    container = read_bytes(read_file(blob))
+    container = read_bytes(map_file(blob))
     return verify_container(container, model, data, max_drop, progress, decoder, preset)
 
 
@@ -144,7 +150,7 @@ def simulate(
     """Run the accelerator datapath simulator over a blob: counters per layer, and area."""
     from xorc import datapath, onnx_io
 
-    container = read_bytes(read_file(blob))
+    container = read_bytes(map_file(blob))
     cfg = datapath.load_config(config, preset)
     result = datapath.simulate(container, cfg, onnx_io.layer_macs(container.graph))
     return result, datapath.area_estimate(container, cfg)

@@ -88,6 +88,12 @@ def prequantized_note(job: TensorJob) -> dict:
     return note
 
 
+def source_bytes(model: onnx_io.SourceModel) -> int:
+    """META `source_bytes` (docs/format.md §3.1): the serialized model's size, or, for a model
+    with external data, its file's size plus its external data files' (never serialized)."""
+    return model.source_bytes if model.external else model.proto.ByteSize()
+
+
 def assemble(
     model: onnx_io.SourceModel,
     jobs: list[TensorJob],
@@ -107,13 +113,19 @@ def assemble(
         tensor_record(j, dtype, r) for j, (dtype, _), r in zip(jobs, scales, refs, strict=True)
     )
     graph = onnx_io.strip_weights(model, {j.name: i for i, j in enumerate(jobs)}, biases)
-    meta = {
+    return Container(container_meta(model, options, extra_meta), records, graph, payload, fmap)
+
+
+def container_meta(
+    model: onnx_io.SourceModel, options: CompressOptions, extra_meta: dict | None
+) -> dict:
+    """The META section (docs/format.md §3.1)."""
+    return {
         "format": "xorc",
         "tool": "xorc",
         "tool_version": __version__,
         "source_sha256": model.sha256,
-        "source_bytes": len(onnx_io.serialize(model)),
+        "source_bytes": source_bytes(model),
         "options": {**options.to_json(), "config_sha256": options.digest()},
         **(extra_meta or {}),
     }
-    return Container(meta, records, graph, payload, fmap)

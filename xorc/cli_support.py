@@ -52,17 +52,19 @@ def handle_errors(func: F) -> F:
 
 
 @contextmanager
-def progress_bar(desc: str, unit: str) -> Iterator[Callable[..., None]]:
-    """A tqdm bar on stderr, off when stderr is not a terminal.
+def progress_bar(desc: str, unit: str, scale: bool = False) -> Iterator[Callable[..., None]]:
+    """A tqdm bar on stderr, off when stderr is not a terminal (`scale`: k, M, G units).
 
-    The callback takes the item's name and, optionally, the total number of items.
+    The callback takes the item's name and, optionally, the total and the amount done (1).
     """
-    with tqdm(desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False) as bar:
+    with tqdm(
+        desc=desc, unit=unit, unit_scale=scale, file=sys.stderr, disable=None, leave=False
+    ) as bar:
 
-        def tick(_name: str = "", total: int | None = None) -> None:
+        def tick(_name: str = "", total: int | None = None, done: int = 1) -> None:
             if total is not None and bar.total != total:
                 bar.total = total
-            bar.update(1)
+            bar.update(done)
 
         yield tick
 

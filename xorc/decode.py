@@ -7,6 +7,10 @@ Decoding levels needs only the blob: importing this module loads neither onnx no
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -52,13 +56,60 @@ def rebuild_model(container: Container, levels: list[NDArray[np.int16]]) -> byte
     """The runnable ONNX model (serialized) with decoded, dequantized weights."""
     from xorc import onnx_io
 
-    refs = onnx_io.referenced_indices(container.graph)
-    if sorted(refs) != list(range(len(container.tensors))):
-        raise BadRecord(
-            "section GRAPH: tensor references do not match the tensor records one to one"
-        )
+    _check_references(container)
     arrays = {
         i: to_weights(container, rec, lv)
         for i, (rec, lv) in enumerate(zip(container.tensors, levels, strict=True))
     }
     return onnx_io.rebuild(container.graph, arrays)
+
+
+def _check_references(container: Container) -> None:
+    from xorc import onnx_io
+
+    refs = onnx_io.referenced_indices(container.graph)
+    if sorted(refs) != list(range(len(container.tensors))):
+        raise BadRecord(
+            "section GRAPH: tensor references do not match the tensor records one to one"
+        )
+
+
+def weight_bytes(container: Container) -> int:
+    """Bytes of the decoded weights (the records' elements times their dtype's size)."""
+    from xorc import onnx_io
+
+    return sum(t.n_weights * onnx_io.dtype_of(t.dtype).itemsize for t in container.tensors)
+
+
+def write_model(
+    container: Container,
+    out: str | os.PathLike[str],
+    external_data: str = "auto",
+    levels: list[NDArray[np.int16]] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+    label: str = "",
+) -> list[Path]:
+    """Decode the blob tensor by tensor into the ONNX model `out` (external data per
+    `--external-data`: auto above 1 GiB of weights, always, never); each tensor's levels are
+    checked against the record's digest before it is written (BitMismatch, nothing left
+    behind). With `levels`, those levels are used instead of decoding. Returns the files."""
+    from xorc.errors import BitMismatch
+    from xorc.format import levels_digest
+    from xorc.onnx_io.write import external_for
+    from xorc.onnx_io.write import write_model as write
+
+    external = external_for(external_data, weight_bytes(container))
+    _check_references(container)
+
+    def weight_of(i: int) -> NDArray:
+        record = container.tensors[i]
+        lv = decode_levels(container, record) if levels is None else levels[i]
+        if levels is None and levels_digest(lv) != record.digest:
+            raise BitMismatch(
+                f"{label or out}: {record.name}: reference decoder differs from the encoder"
+            )
+        if progress is not None:
+            progress(record.name, record.n_weights)
+        return to_weights(container, record, lv)
+
+    return write(container.graph, weight_of, out, external)

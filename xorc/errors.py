@@ -135,6 +135,19 @@ class UnsupportedModel(ModelError):
     """The model uses a construct xorc cannot compress."""
 
 
+class ProtobufLimit(ModelError):
+    """A model (or the stored graph) would be over protobuf's 2 GB limit as one message."""
+
+
+class OutOfSpace(UsageError):
+    """The output's file system is full; nothing partial is left behind."""
+
+
+class WorkerDied(XorcError):
+    """A worker process of `--jobs` / `--executor` ended without a result (killed, out of
+    memory); exit code 1, nothing written."""
+
+
 class DataError(XorcError):
     """The data file (.npz) for accuracy checks or calibration does not fit the model."""
 

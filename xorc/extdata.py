@@ -57,7 +57,16 @@ def file_digest(path: Path, digest: hashlib._Hash) -> int:
 
 def read_range(path: Path, offset: str | None, length: str | None, where: str) -> bytes:
     """Bytes `offset` .. `offset + length` of the file (the rest of it without a length),
-    checked against its size before reading.
+    checked against its size before reading (`check_range`)."""
+    start, count = check_range(path, offset, length, where)
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read(count)
+
+
+def check_range(path: Path, offset: str | None, length: str | None, where: str) -> tuple[int, int]:
+    """The (start, count) of `offset` .. `offset + length` (the rest of the file without a
+    length), checked against the file's size; nothing is read.
 
     Raises:
         ExternalDataError: an offset or length that is not a non-negative integer, or a range
@@ -73,6 +82,4 @@ def read_range(path: Path, offset: str | None, length: str | None, where: str) -
         raise ExternalDataError(
             f"{where}: external data range {start}+{count} outside {path.name!r} ({size} bytes)"
         )
-    with open(path, "rb") as f:
-        f.seek(start)
-        return f.read(count)
+    return start, count

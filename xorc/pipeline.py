@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xorc import calibrate, fidelity, onnx_io, policies, prequant, reconstruct, search
+from xorc import (
+    calibrate,
+    fidelity,
+    onnx_io,
+    parallel,
+    policies,
+    prequant,
+    reconstruct,
+    search,
+    streamed,
+)
 from xorc.assemble import assemble, stored_scales, uncompressed_summary
 from xorc.bias import bias_stage, corrected_biases
 from xorc.config import CompressOptions, TensorSettings
@@ -39,8 +49,8 @@ from xorc.tensor import Encoded, QuantTensor
 if TYPE_CHECKING:
     from xorc import mixed
 
-Progress = Callable[[str, int], None]
-"""Called once per tensor after it is encoded, with its name and the number of tensors."""
+Progress = Callable[[str, int, int], None]
+"""Called once per tensor after it is encoded: its name, the bytes of all weights, its bytes."""
 
 
 @dataclass
@@ -112,12 +122,28 @@ def compress_and_measure(
     calib: str | Path | None = None,
     progress: Progress | None = None,
     min_fidelity: float | None = fidelity.DEFAULT_MIN_COSINE,
+    n_jobs: int | None = None,
+    executor: str | None = None,
 ) -> tuple[Container, fidelity.Fidelity | None]:
     """`compress_model`, then (unless `min_fidelity` is None) the fidelity check of the
-    compressed model against the original (xorc/fidelity.py), with that threshold."""
+    compressed model against the original (xorc/fidelity.py), with that threshold. A run
+    without data, search or global sparsity streams tensor by tensor on `n_jobs` processes or
+    `executor` (xorc/streamed.py); the others hold every weight (docs/scale.md)."""
     model = onnx_io.load_model(model_path)
     options = options.resolved(calib is not None)
     jobs, left = plan_stage(model, options)
+    if streamed.streams_work(options, calib):
+        nbytes = sum(j.weight.nbytes for j in jobs)
+        run_on = parallel.make(n_jobs, executor, len(jobs), nbytes)
+        extra_meta = {"uncompressed": left}
+        return streamed.compress_streamed(
+            model, options, jobs, extra_meta, progress, min_fidelity, run_on
+        )
+    if n_jobs not in (None, 1) or executor not in (None, "local"):
+        raise UsageError(
+            "--jobs and --executor apply to runs without --calib, --max-drop, "
+            "--max-bits-per-weight and global sparsity (docs/scale.md)"
+        )
     sequential = options.reconstruct_order == "sequential" and calib is not None
     stats = calibration_stage(model, jobs, calib, None if sequential else options)
     quantize_stage(jobs, options, stats, (model, calib) if sequential else None)
@@ -125,7 +151,7 @@ def compress_and_measure(
     if options.max_drop is not None or options.max_bits_per_weight is not None:
         extra["search"] = search_stage(model, jobs, options, stats, calib).to_json()
         for job in jobs:
-            _tick(progress, job, len(jobs))
+            _tick(progress, job, jobs)
     else:
         encode_stage(jobs, options, progress)
     for job in jobs:
@@ -180,7 +206,7 @@ def plan_stage(
             if not reason:
                 jobs.append(job)
                 continue
-        left.append((w.name, int(w.array.size), reason))
+        left.append((w.name, w.size, reason))
     return jobs, uncompressed_summary(left)
 
 
@@ -205,7 +231,7 @@ def calibration_stage(
         return {}
     moments = [j.name for j in jobs if j.policy.uses_moment]
     hessians = {
-        j.name: (j.weight.array.shape, j.weight.axis)
+        j.name: (j.weight.shape, j.weight.axis)
         for j in jobs
         if options is not None and _reconstructs(j, options)
     }
@@ -319,12 +345,12 @@ def encode_stage(
     """Stage encode: each job's policy encodes its tensor."""
     for job in jobs:
         job.encoded = job.policy.encode(job.q, job.settings, options)
-        _tick(progress, job, len(jobs))
+        _tick(progress, job, jobs)
 
 
-def _tick(progress: Progress | None, job: TensorJob, total: int) -> None:
+def _tick(progress: Progress | None, job: TensorJob, jobs: list[TensorJob]) -> None:
     if progress is not None:
-        progress(job.name, total)
+        progress(job.name, sum(j.weight.nbytes for j in jobs), job.weight.nbytes)
 
 
 def search_stage(

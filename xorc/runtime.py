@@ -43,13 +43,15 @@ class Dataset:
         return Dataset({k: v[:n] for k, v in self.inputs.items()}, labels)
 
 
-def session(model_bytes: bytes, label: str) -> ort.InferenceSession:
-    """An onnxruntime session on the CPU, deterministic settings."""
+def session(model_bytes: bytes | Path, label: str) -> ort.InferenceSession:
+    """An onnxruntime session on the CPU, deterministic settings: from a serialized model, or
+    from a model file (its external data read by onnxruntime next to it; never serialized)."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 2
     try:
-        return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        source = str(model_bytes) if isinstance(model_bytes, Path) else model_bytes
+        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{label}: onnxruntime cannot load the model ({first[:300]})") from None

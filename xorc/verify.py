@@ -9,6 +9,7 @@ labels it reports top-1 agreement with the original (`metric` = "agreement", `or
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from xorc.decode import decode_levels, rebuild_model
+from xorc.decode import decode_levels, rebuild_model, write_model
 from xorc.errors import UsageError
 from xorc.format import Container, levels_digest
 
@@ -77,12 +78,14 @@ def check_bit_exact(
     progress: Callable[[str], None] | None = None,
     decoder: str = "reference",
     preset: str | None = None,
+    keep_levels: bool = True,
 ) -> tuple[list[np.ndarray], list[str], list[str]]:
     """Decode every tensor with the chosen decoders and compare with the encoder's digests.
 
     `decoder` is "reference" (the codecs' decoders), "datapath" (the accelerator simulator,
-    xorc.datapath) or "both". Returns the levels (of the reference decoder when it ran), the
-    names of the decoders that ran, and one line per mismatch.
+    xorc.datapath) or "both". Returns the levels (of the reference decoder when it ran; none
+    without `keep_levels`: then one tensor's levels are in memory at a time), the names of the
+    decoders that ran, and one line per mismatch.
     """
     if decoder not in DECODERS:
         raise UsageError(f"--decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
@@ -94,28 +97,30 @@ def check_bit_exact(
             lv = decode_levels(container, record)
             if levels_digest(lv) != record.digest:
                 mismatches.append(f"{record.name}: reference decoder differs from the encoder")
-            levels.append(lv)
+            if keep_levels:
+                levels.append(lv)
             if progress is not None:
                 progress(record.name)
     if "datapath" in ran:
         from xorc import datapath
 
+        wanted = keep_levels and "reference" not in ran
         result = datapath.simulate(
-            container, datapath.load_config(None, preset), keep_levels=not levels
+            container, datapath.load_config(None, preset), keep_levels=wanted
         )
         mismatches += [
             f"{t.name}: datapath simulator differs from the encoder"
             for t in result.tensors
             if not t.digest_match
         ]
-        if not levels:
+        if wanted:
             levels = [result.levels[t.name] for t in container.tensors]
     return levels, ran, mismatches
 
 
 def measure_accuracy(
-    original: bytes,
-    compressed: bytes,
+    original: bytes | Path,
+    compressed: bytes | Path,
     data_path: str | Path,
     progress: Callable[[int], None] | None = None,
 ) -> Accuracy:
@@ -160,8 +165,10 @@ def verify_container(
     preset: str | None = None,
 ) -> VerifyReport:
     """Bit-exact check, and with `data_path` the accuracy gate against `model_path`."""
-    levels, decoders, mismatches = check_bit_exact(container, progress, decoder, preset)
-    report = VerifyReport(not mismatches, len(levels), decoders, mismatches)
+    levels, decoders, mismatches = check_bit_exact(
+        container, progress, decoder, preset, keep_levels=data_path is not None
+    )
+    report = VerifyReport(not mismatches, len(container.tensors), decoders, mismatches)
     if data_path is None:
         return report
     if model_path is None:
@@ -183,5 +190,11 @@ def accuracy_gate(
         raise UsageError(
             f"{model_path}: not the model this blob was made from (SHA-256 differs from the blob's)"
         )
-    rebuilt = rebuild_model(container, levels)
-    return measure_accuracy(onnx_io.serialize(source), rebuilt, data_path)
+    if not source.external:
+        return measure_accuracy(
+            onnx_io.serialize(source), rebuild_model(container, levels), data_path
+        )
+    with tempfile.TemporaryDirectory(prefix="xorc-verify-") as tmp:  # graph + external data
+        rebuilt = Path(tmp, "decoded.onnx")
+        write_model(container, rebuilt, "always", levels)
+        return measure_accuracy(Path(source.path), rebuilt, data_path)

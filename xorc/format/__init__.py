@@ -5,12 +5,17 @@ Writers emit only the newest version (`v1`). See docs/format.md.
 
 from __future__ import annotations
 
+import errno
 import glob
+import mmap
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
-from xorc.errors import UsageError
+from xorc.errors import OutOfSpace, UsageError
 from xorc.format import v1
 from xorc.format.container import Container, StreamRef, TensorRecord, levels_digest
 
@@ -18,7 +23,9 @@ __all__ = [
     "Container",
     "StreamRef",
     "TensorRecord",
+    "atomic_output",
     "levels_digest",
+    "map_file",
     "read_blob",
     "read_bytes",
     "write_blob",
@@ -31,8 +38,20 @@ def read_bytes(data: bytes) -> Container:
 
 
 def read_blob(path: str | os.PathLike[str]) -> Container:
-    """Validate and parse the blob at `path`."""
-    return v1.read(read_file(path))
+    """Validate and parse the blob at `path` (memory-mapped: streams are read when decoded)."""
+    return v1.read(map_file(path))
+
+
+def map_file(path: str | os.PathLike[str]) -> memoryview | bytes:
+    """The file's bytes, memory-mapped read-only (an empty file: empty bytes), with a usage
+    error naming it when it cannot be read. Pages are read as they are touched."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
@@ -48,9 +67,8 @@ def write_blob(container: Container, path: str | os.PathLike[str]) -> int:
 
     Returns the number of bytes written.
     """
-    data = v1.write(container)
-    atomic_write(path, data)
-    return len(data)
+    with atomic_output(path) as (f, _):
+        return v1.write_to(container, f)
 
 
 def _umask() -> int:
@@ -90,6 +108,21 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename; never a half-written file."""
+    with atomic_output(path) as (f, _):
+        f.write(data)
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError) -> UsageError:
+    """The one-line error of a failed write: OutOfSpace for a full disk (or quota)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutOfSpace(f"{path}: cannot write: no space left on device; nothing was written")
+    return UsageError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[tuple[BinaryIO, Path]]:
+    """A temporary file next to `path` (and its path), renamed onto `path` when the block ends;
+    removed when it raises (a full disk: OutOfSpace), so no partial output is ever left."""
     target = Path(path)
     remove_stale_temporaries(target)
     try:
@@ -97,14 +130,14 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
             prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent or "."
         )
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f, Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, target)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            raise write_error(path, exc) from None
         raise

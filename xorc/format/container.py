@@ -82,24 +82,26 @@ class TensorRecord:
 
 @dataclass(frozen=True)
 class Container:
-    """A whole blob in memory. `payload` holds every stream, laid out per docs/format.md §3.4."""
+    """A whole blob. `payload` holds every stream, laid out per docs/format.md §3.4: bytes, or
+    a view of a memory-mapped file (a blob being read, a payload being written), from which
+    each tensor's streams are copied when asked for."""
 
     meta: dict[str, JSON]
     tensors: tuple[TensorRecord, ...]
     graph: bytes
-    payload: bytes
+    payload: bytes | memoryview
     fmap: dict[str, JSON] | None = None
 
     def stream(self, record: TensorRecord, name: str) -> bytes:
         for s in record.streams:
             if s.name == name:
-                return self.payload[s.offset : s.offset + s.length]
+                return bytes(self.payload[s.offset : s.offset + s.length])
         raise KeyError(name)
 
     def codec_streams(self, record: TensorRecord) -> dict[str, bytes]:
         """The streams the codec decoder reads (all but `scales`)."""
         return {
-            s.name: self.payload[s.offset : s.offset + s.length]
+            s.name: bytes(self.payload[s.offset : s.offset + s.length])
             for s in record.streams
             if s.name != SCALES
         }

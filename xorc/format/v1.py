@@ -10,10 +10,13 @@ both `walk`. Decoding the streams (step 7) is `xorc.decode`'s, on the returned c
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import BinaryIO
 
 from xorc.errors import (
     BadMagic,
@@ -95,9 +98,28 @@ def _align(x: int) -> int:
     return (x + SECTION_ALIGN - 1) // SECTION_ALIGN * SECTION_ALIGN
 
 
+Body = bytes | memoryview
+CHUNK = 1 << 22  # bytes per CRC / digest / copy step over a large section
+
+
 def write(container: Container) -> bytes:
-    """Serialize a container (writers emit only the newest version)."""
-    bodies: list[tuple[int, int, bytes]] = [
+    """Serialize a container in memory (writers emit only the newest version)."""
+    out = io.BytesIO()
+    write_to(container, out)
+    return out.getvalue()
+
+
+def write_to(container: Container, out: BinaryIO) -> int:
+    """Write a container to a file object, section by section: the PAYLOAD (which may be a
+    memory map) is read twice in chunks (its CRC, then the copy), never held as one `bytes`;
+    the footer's SHA-256 is taken as the bytes go out. Returns the bytes written. The layout is
+    the one `write` produces (docs/format.md §2)."""
+    bodies, flags = _bodies(container)
+    return write_sections_to(bodies, out, flags)
+
+
+def _bodies(container: Container) -> tuple[list[tuple[int, int, Body]], int]:
+    bodies: list[tuple[int, int, Body]] = [
         (Kind.META, FLAG_REQUIRED, dumps(container.meta)),
         (Kind.TENSORS, FLAG_REQUIRED, dumps({"tensors": [t.to_json() for t in container.tensors]})),
         (Kind.GRAPH, FLAG_REQUIRED, container.graph),
@@ -107,22 +129,29 @@ def write(container: Container) -> bytes:
         bodies.append((Kind.FMAP, 0, dumps(container.fmap)))
     bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
     offsets = any(t.offsets is not None for t in container.tensors)
-    return write_sections(bodies, (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0))
+    return bodies, (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0)
 
 
 def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0) -> bytes:
     """Lay out (kind, flags, bytes) sections with header, table and footer (docs/format.md §2)."""
+    out = io.BytesIO()
+    write_sections_to(list(bodies), out, required_flags)
+    return out.getvalue()
+
+
+def write_sections_to(
+    bodies: list[tuple[int, int, Body]], out: BinaryIO, required_flags: int = 0
+) -> int:
+    """`write_sections` onto a file object, large bodies in chunks; returns the bytes written."""
     pos = HEADER.size + ENTRY.size * len(bodies)
     entries: list[bytes] = []
-    chunks: list[bytes] = []
+    starts: list[int] = []
     for kind, flags, body in bodies:
         start = _align(pos)
-        chunks.append(b"\0" * (start - pos))
-        chunks.append(body)
-        entries.append(ENTRY.pack(kind, flags, start, len(body), zlib.crc32(body), 0))
+        entries.append(ENTRY.pack(kind, flags, start, len(body), crc32_of(body), 0))
+        starts.append(start)
         pos = start + len(body)
     footer_at = _align(pos)
-    chunks.append(b"\0" * (footer_at - pos))
     table = b"".join(entries)
     file_size = footer_at + FOOTER_SIZE
     head = HEADER.pack(
@@ -138,8 +167,37 @@ def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0
         0,
     )
     head = head[:60] + struct.pack("<I", zlib.crc32(head[:60]))
-    body = head + table + b"".join(chunks)
-    return body + hashlib.sha256(body).digest()
+    digest = hashlib.sha256()
+
+    def emit(chunk: Body) -> None:
+        digest.update(chunk)
+        out.write(chunk)
+
+    emit(head + table)
+    pos = len(head) + len(table)
+    for start, (_, _, body) in zip(starts, bodies, strict=True):
+        emit(b"\0" * (start - pos))
+        for chunk in _chunks(body, 0, len(body)):
+            emit(chunk)
+        pos = start + len(body)
+    emit(b"\0" * (footer_at - pos))
+    out.write(digest.digest())
+    return file_size
+
+
+def _chunks(data: Body, start: int, end: int) -> Iterator[memoryview]:
+    """`data[start:end]` in CHUNK-sized views (no copy)."""
+    view = memoryview(data)
+    for at in range(start, end, CHUNK):
+        yield view[at : min(end, at + CHUNK)]
+
+
+def crc32_of(data: Body, start: int = 0, end: int | None = None) -> int:
+    """CRC-32 of `data[start:end]`, chunk by chunk."""
+    crc = 0
+    for chunk in _chunks(data, start, len(data) if end is None else end):
+        crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 # --- reading: docs/format.md §5, one function per step, called in order by `walk` ------------
@@ -298,7 +356,7 @@ def _check_section_crcs(
     """Step 5: every section's CRC32, in table order."""
     crc_ok: list[bool] = []
     for s in layout.sections:
-        ok = zlib.crc32(data[s.offset : s.offset + s.length]) == s.crc32
+        ok = crc32_of(data, s.offset, s.offset + s.length) == s.crc32
         if not ok and (not inspect or s.kind in RECORD_KINDS):
             raise SectionChecksumMismatch(f"section {s.name}: CRC32 does not match")
         crc_ok.append(ok)
@@ -308,7 +366,10 @@ def _check_section_crcs(
 def _check_footer(data: bytes | memoryview, layout: Layout, inspect: bool) -> bool:
     """Step 5: the SHA-256 of everything before the footer."""
     end = layout.file_size - FOOTER_SIZE
-    ok = hashlib.sha256(data[:end]).digest() == bytes(data[end:])
+    digest = hashlib.sha256()
+    for chunk in _chunks(data, 0, end):
+        digest.update(chunk)
+    ok = digest.digest() == bytes(data[end:])
     if not ok and not inspect:
         raise FileDigestMismatch("footer SHA-256 does not match the file")
     return ok
@@ -323,6 +384,11 @@ def _section(layout: Layout, kind: Kind) -> Section:
 
 def _body(data: bytes | memoryview, section: Section) -> bytes:
     return bytes(data[section.offset : section.offset + section.length])
+
+
+def _view(data: bytes | memoryview, section: Section) -> memoryview:
+    """A section without a copy (the PAYLOAD of a memory-mapped blob stays on disk)."""
+    return memoryview(data)[section.offset : section.offset + section.length]
 
 
 def _read_records(
@@ -344,7 +410,7 @@ def _read_contents(
     tensors: tuple[TensorRecord, ...],
 ) -> Container:
     """Step 6, second part: PAYLOAD padding between streams, FMAP's JSON, the GRAPH bytes."""
-    payload = _body(data, _section(layout, Kind.PAYLOAD))
+    payload = _view(data, _section(layout, Kind.PAYLOAD))
     records.check_stream_padding(payload, tensors)
     fmap_section = layout.section(Kind.FMAP)
     fmap = None if fmap_section is None else records.loads(_body(data, fmap_section), "FMAP")

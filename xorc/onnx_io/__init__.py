@@ -6,7 +6,7 @@ back, and adds intermediate outputs for calibration and feature-map analysis.
 
 | module | what |
 |---|---|
-| `load` | reading a model and its external data (`load_model`, `_inline_external_data`) |
+| `load` | reading a model; external data read tensor by tensor (`load_model`, `tensor_array`) |
 | `graph` | walking graphs and subgraphs; the element-type tables |
 | `weights` | the constant tensors and what the rule table (xorc.weight_rules) makes of them |
 | `store` | the stored graph: weights out as references, back in, or replaced |
@@ -23,7 +23,15 @@ from xorc.onnx_io.analysis import (
     with_outputs,
 )
 from xorc.onnx_io.graph import FLOAT_TYPES, INT_TYPES, WEIGHT_INPUTS, XORC_LOCATION
-from xorc.onnx_io.load import SourceModel, initializer, load_model, serialize
+from xorc.onnx_io.load import (
+    ExternalTensor,
+    SourceModel,
+    initializer,
+    load_model,
+    serialize,
+    tensor_array,
+    to_bytes,
+)
 from xorc.onnx_io.store import (
     dtype_of,
     rebuild,
@@ -39,6 +47,7 @@ __all__ = [
     "WEIGHT_INPUTS",
     "XORC_LOCATION",
     "Consumer",
+    "ExternalTensor",
     "Layer",
     "SourceModel",
     "WeightInfo",
@@ -57,6 +66,8 @@ __all__ = [
     "strip_weights",
     "substitute",
     "suffix_model",
+    "tensor_array",
+    "to_bytes",
     "with_outputs",
     "zero_point",
 ]

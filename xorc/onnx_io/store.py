@@ -16,7 +16,7 @@ from xorc.onnx_io.graph import (
     _all_tensors,
     _located_tensors,
 )
-from xorc.onnx_io.load import SourceModel
+from xorc.onnx_io.load import SourceModel, _inline, external_tensor, to_bytes
 
 
 def strip_weights(
@@ -26,7 +26,8 @@ def strip_weights(
 ) -> bytes:
     """A copy of the model, serialized, with the data of the tensors in `index_of` replaced by
     `xorc:tensor/<i>` references and the data of those in `replace` by new values (same name,
-    dtype and shape; corrected biases). The source model is not changed."""
+    dtype and shape; corrected biases); the other tensors with external data are read into it.
+    The source model is not changed."""
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     replace = replace or {}
@@ -37,10 +38,12 @@ def strip_weights(
             seen.add(name)
         elif name in replace:
             _set_data(tensor, replace[name])
+        elif (ext := external_tensor(model, tensor)) is not None:
+            _inline(tensor, ext)
     missing = set(index_of) - seen
     if missing:
         raise UnsupportedModel(f"{model.path}: tensor {sorted(missing)[0]!r} not found in graph")
-    return proto.SerializeToString(deterministic=True)
+    return to_bytes(proto, f"{model.path}: the stored graph (the tensors left uncompressed)")
 
 
 def _set_data(tensor: onnx.TensorProto, array: NDArray[np.generic]) -> None:
@@ -110,7 +113,9 @@ def substitute(model: SourceModel, arrays: dict[str, NDArray[np.generic]]) -> by
     for name, tensor, _, _ in _located_tensors(proto.graph):
         if name in arrays:
             _set_data(tensor, arrays[name])
-    return proto.SerializeToString(deterministic=True)
+        elif (ext := external_tensor(model, tensor)) is not None:
+            _inline(tensor, ext)
+    return to_bytes(proto, model.path)
 
 
 def dtype_of(name: str) -> np.dtype:

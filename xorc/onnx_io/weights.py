@@ -17,7 +17,7 @@ from xorc.onnx_io.graph import (
     _located_tensors,
     _nodes,
 )
-from xorc.onnx_io.load import SourceModel
+from xorc.onnx_io.load import ExternalTensor, SourceModel, external_tensor, tensor_array
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class WeightInfo:
 
     Attributes:
         name: tensor name (for a Constant node: its output name).
-        array: the values (float, or int8 for an already quantized weight).
+        data: the values (float, or int8 for an already quantized weight), or where they lie in
+            an external data file (`array` reads them on first use; `release` forgets them).
         dtype: the ONNX element type name to rebuild (docs/format.md §3.2 `dtype`).
         consumers: every node input that reads it.
         kind: "initializer" or "constant".
@@ -47,7 +48,7 @@ class WeightInfo:
     """
 
     name: str
-    array: NDArray[np.generic]
+    data: NDArray[np.generic] | ExternalTensor
     dtype: str
     consumers: list[Consumer] = field(default_factory=list)
     kind: str = "initializer"
@@ -56,6 +57,36 @@ class WeightInfo:
     treatment: str = weight_rules.FLOAT
     role: str = "other"
     reason: str = ""
+    _cache: NDArray[np.generic] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def array(self) -> NDArray[np.generic]:
+        """The values (read from the external data file on first use, and checked finite)."""
+        if not isinstance(self.data, ExternalTensor):
+            return self.data
+        if self._cache is None:
+            self._cache = self.data.read()
+            _check_finite(self, self._cache, self.data.path)
+        return self._cache
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        data = self.data
+        return data.shape if isinstance(data, ExternalTensor) else tuple(data.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the values as the model stores them."""
+        data = self.data
+        return data.length if isinstance(data, ExternalTensor) else int(data.nbytes)
+
+    def release(self) -> None:
+        """Forget values read from an external data file (they are read again when needed)."""
+        self._cache = None
 
     @property
     def compressible(self) -> bool:
@@ -85,20 +116,27 @@ def find_weights(model: SourceModel) -> list[WeightInfo]:
             raise NotOnnx(
                 f"{model.path}: tensor {name!r} has a negative dimension {list(tensor.dims)}"
             )
-        try:
-            array = numpy_helper.to_array(tensor)
-        except Exception as exc:
-            raise NotOnnx(f"{model.path}: tensor {name!r} cannot be read ({exc})") from None
-        d = weight_rules.decide(view, name, tuple(int(x) for x in array.shape), dtype)
-        info = WeightInfo(name, array, dtype, consumers.get(name, []), kind, path)
+        data: NDArray[np.generic] | ExternalTensor | None = external_tensor(model, tensor)
+        if data is None:
+            try:
+                data = numpy_helper.to_array(tensor)
+            except Exception as exc:
+                raise NotOnnx(f"{model.path}: tensor {name!r} cannot be read ({exc})") from None
+        info = WeightInfo(name, data, dtype, consumers.get(name, []), kind, path)
+        d = weight_rules.decide(view, name, info.shape, dtype)
         info.axis, info.treatment, info.role, info.reason = d.axis, d.treatment, d.kind, d.reason
-        if info.compressible and dtype in FLOAT_TYPES.values() and not np.isfinite(array).all():
-            raise UnsupportedModel(
-                f"{model.path}: weight {name!r} holds {int((~np.isfinite(array)).sum())} NaN or "
-                "infinite values; xorc quantizes finite weights only"
-            )
+        if not isinstance(data, ExternalTensor):  # external data: checked when read
+            _check_finite(info, data, model.path)
         weights.append(info)
     return weights
+
+
+def _check_finite(info: WeightInfo, array: NDArray[np.generic], label: str) -> None:
+    if info.compressible and info.dtype in FLOAT_TYPES.values() and not np.isfinite(array).all():
+        raise UnsupportedModel(
+            f"{label}: weight {info.name!r} holds {int((~np.isfinite(array)).sum())} NaN or "
+            "infinite values; xorc quantizes finite weights only"
+        )
 
 
 def rule_graph(model: SourceModel) -> weight_rules.Graph:
@@ -126,7 +164,7 @@ def rule_graph(model: SourceModel) -> weight_rules.Graph:
     for name, tensor, _, _ in _located_tensors(model.proto.graph):
         n = int(np.prod(tensor.dims)) if tensor.dims else 1
         if tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) and n <= 16:
-            ints[name] = tuple(int(x) for x in numpy_helper.to_array(tensor).reshape(-1))
+            ints[name] = tuple(int(x) for x in tensor_array(model, tensor).reshape(-1))
     return weight_rules.Graph(nodes, ints)
 
 
@@ -137,19 +175,19 @@ def zero_point(
     weight axis a 1-D per-channel zero point runs along (xorc.weight_rules `qparams`)."""
     view = rule_graph(model)
     consts = {name: t for name, t, _, _ in _located_tensors(model.proto.graph)}
-    for use in view.uses(weight.name, tuple(weight.array.shape), weight.dtype):
+    for use in view.uses(weight.name, weight.shape, weight.dtype):
         rule = weight_rules.rule_for(use.node, use.index)
         if rule is None or rule.treatment != weight_rules.PREQUANTIZED:
             continue
         if rule.op_type == "Cast":  # weight-only: Cast, then Sub(zero point), then Mul(scale)
             for reader, i in view.readers.get(use.node.outputs[0], []):
                 if reader.op_type == "Sub" and i == 0 and reader.inputs[1] in consts:
-                    return numpy_helper.to_array(consts[reader.inputs[1]]), None
+                    return tensor_array(model, consts[reader.inputs[1]]), None
             return None, None
         _, zp_index, axis = rule.qparams
         if axis is None:
             axis = int(use.node.attrs.get("axis", 1))  # type: ignore[arg-type]
-        ndim = weight.array.ndim
+        ndim = len(weight.shape)
         axis = axis + ndim if axis < 0 else axis
         name = (
             use.node.inputs[zp_index]
@@ -162,5 +200,5 @@ def zero_point(
             raise UnsupportedModel(
                 f"{model.path}: tensor {weight.name!r}: its zero point {name!r} is not a constant"
             )
-        return numpy_helper.to_array(consts[name]), axis
+        return tensor_array(model, consts[name]), axis
     return None, None

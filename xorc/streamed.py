@@ -1,0 +1,158 @@
+"""`compress` tensor by tensor (docs/scale.md): the path every run without calibration data,
+search or global sparsity takes.
+
+Each weight is one `Work` item: read (from external data on demand), pruned, quantized and
+encoded by `encode_one`, in this process, a pool of worker processes or a Dask cluster
+(xorc.parallel). Its streams are appended to the PAYLOAD file as they come back, in the fixed
+order of the plan, and only its record, streams and one-number layer error are kept: memory
+holds a few tensors at a time, not the model. The blob is the same bytes as the in-memory path
+(`xorc.assemble`) makes, for every executor.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from xorc import fidelity, onnx_io, parallel, policies
+from xorc.assemble import container_meta, stored_scales, tensor_record
+from xorc.config import CompressOptions, TensorSettings
+from xorc.format import Container, TensorRecord
+from xorc.format.container import SCALES
+from xorc.format.payload import PayloadFile
+
+if TYPE_CHECKING:
+    from xorc.pipeline import Progress, TensorJob
+    from xorc.prequant import Stored
+
+FIDELITY_MAX_WEIGHT_BYTES = 1 << 30  # above: the check would hold both models in onnxruntime
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a worker needs for one tensor (picklable: the weight's values, or where they lie)."""
+
+    weight: onnx_io.WeightInfo
+    settings: TensorSettings
+    stored: Stored | None
+    options: CompressOptions
+    keep_levels: bool
+
+
+@dataclass(frozen=True)
+class Done:
+    """A worker's result: the record (streams not yet placed), the streams, the layer error."""
+
+    record: TensorRecord
+    streams: list[tuple[str, bytes]]
+    error: tuple[float, str] | None
+    levels: np.ndarray | None
+
+
+def streams_work(options: CompressOptions, calib: object) -> bool:
+    """Whether a run takes the streamed path (no data, no search, no global threshold)."""
+    return (
+        calib is None
+        and options.max_drop is None
+        and options.max_bits_per_weight is None
+        and options.sparsity_scope != "global"
+    )
+
+
+def encode_one(work: Work) -> Done:
+    """One tensor: quantize, encode, its record and streams (runs in a worker)."""
+    from xorc.pipeline import TensorJob, quantize_job
+
+    job = TensorJob(work.weight, work.settings, policies.get(work.settings.policy))
+    job.stored = work.stored
+    job.quantized = quantize_job(job, work.options, 0.0, None)
+    enc = job.policy.encode(job.q, job.settings, work.options)
+    if job.reconstruction is not None:
+        enc = replace(enc, stats={**enc.stats, "reconstruction": job.reconstruction})
+    job.encoded = enc
+    dtype, scales = stored_scales(job.q, work.options)
+    record = tensor_record(job, dtype, ())
+    error = fidelity.layer_error(job, None)
+    work.weight.release()
+    return Done(
+        record,
+        [(SCALES, scales), *enc.streams.items()],
+        error,
+        enc.decoded if work.keep_levels else None,
+    )
+
+
+def compress_streamed(
+    model: onnx_io.SourceModel,
+    options: CompressOptions,
+    jobs: list[TensorJob],
+    extra: dict,
+    progress: Progress | None,
+    min_fidelity: float | None,
+    executor: parallel.Executor,
+) -> tuple[Container, fidelity.Fidelity | None]:
+    """Encode every job on `executor`, in order, into a container whose PAYLOAD is a file; then
+    (unless `min_fidelity` is None) the fidelity check."""
+    keep = min_fidelity is not None and not model.external
+    works = [Work(j.weight, j.settings, j.stored, options, keep) for j in jobs]
+    total = sum(j.weight.nbytes for j in jobs)
+    payload = PayloadFile()
+    records, layers, levels = [], [], []
+    try:
+        for job, done in zip(
+            jobs, executor.map(encode_one, works, [j.name for j in jobs]), strict=True
+        ):
+            records.append(replace(done.record, streams=payload.add(done.streams)))
+            if done.error is not None:
+                layers.append({"name": job.name, "error": done.error[0], "basis": done.error[1]})
+            levels.append(done.levels)
+            if progress is not None:
+                progress(job.name, total, job.weight.nbytes)
+    finally:
+        executor.close()
+    graph = onnx_io.strip_weights(model, {j.name: i for i, j in enumerate(jobs)})
+    container = Container(
+        container_meta(model, options, extra), tuple(records), graph, payload.view()
+    )
+    if min_fidelity is None:
+        return container, None
+    layers.sort(key=lambda r: (-r["error"], r["name"]))
+    check = _fidelity(model, container, levels if keep else None, layers, min_fidelity, total)
+    if fidelity.lossy_without_data(jobs, options.pattern, None):
+        check.notes.append(fidelity.LOW_BITS_NOTE)
+    return container, check
+
+
+def _fidelity(
+    model: onnx_io.SourceModel,
+    container: Container,
+    levels: list | None,
+    layers: list[dict],
+    threshold: float,
+    weight_bytes: int,
+) -> fidelity.Fidelity:
+    """The fidelity check on synthetic inputs: in memory for a model without external data;
+    for one with external data, both models run from files (the original's path, the
+    compressed one decoded to a temporary folder), and not at all above
+    FIDELITY_MAX_WEIGHT_BYTES of weights (a note says so)."""
+    from xorc.decode import rebuild_model, write_model
+
+    if levels is not None:
+        return fidelity.measure(
+            onnx_io.serialize(model), rebuild_model(container, levels), None, layers, threshold
+        )
+    if weight_bytes > FIDELITY_MAX_WEIGHT_BYTES:
+        reason = (
+            f"{weight_bytes / 1e9:.2f} GB of weights is over the "
+            f"{FIDELITY_MAX_WEIGHT_BYTES >> 30} GiB the check holds in memory; "
+            "run `xorc decompress` and the model in onnxruntime"
+        )
+        return fidelity._unmeasured("synthetic", reason, layers, threshold)
+    with tempfile.TemporaryDirectory(prefix="xorc-fidelity-") as tmp:
+        compressed = Path(tmp, "compressed.onnx")
+        write_model(container, compressed, "always")
+        return fidelity.measure(Path(model.path), compressed, None, layers, threshold)
