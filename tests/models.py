@@ -5,6 +5,8 @@ Each builder returns a ModelProto; weights are seeded, so the models are the sam
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -121,3 +123,43 @@ def quantized_matmul(weights: np.ndarray | None = None, zero_point: int = 0) -> 
         ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+
+def write_matmul_chain(
+    folder: Path, width: int, layers: int, sparsity: float = 0.9, seed: int = 0
+) -> Path:
+    """A chain of `layers` MatMul [width, width] + Relu (none after the last), input x [N,
+    width], written as folder/chain.onnx with every weight in folder/chain.bin, one layer at a
+    time (a model of several GB never sits in memory). `sparsity` of each weight is zero; the
+    others are He-scaled normals, so activations keep their size down the chain."""
+    r = _rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    nodes, inits = [], []
+    scale = np.sqrt(2.0 / (width * (1.0 - sparsity)))
+    with open(folder / "chain.bin", "wb") as data:
+        for i in range(layers):
+            w = r.standard_normal((width, width), dtype=np.float32) * np.float32(scale)
+            w[r.random((width, width), dtype=np.float32) < sparsity] = 0.0
+            offset = data.tell()
+            data.write(w.tobytes())
+            tensor = TensorProto(name=f"w{i}", data_type=TensorProto.FLOAT, dims=[width, width])
+            tensor.data_location = TensorProto.EXTERNAL
+            for key, value in (("location", "chain.bin"), ("offset", offset), ("length", w.nbytes)):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, str(value)
+            inits.append(tensor)
+            src = "x" if i == 0 else f"a{i - 1}"
+            out = "y" if i == layers - 1 else f"h{i}"
+            nodes.append(helper.make_node("MatMul", [src, f"w{i}"], [out], name=f"fc{i}"))
+            if i < layers - 1:
+                nodes.append(helper.make_node("Relu", [out], [f"a{i}"], name=f"relu{i}"))
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    onnx.save(model, folder / "chain.onnx")
+    return folder / "chain.onnx"

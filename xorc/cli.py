@@ -167,6 +167,8 @@ def cli() -> None:
     "on --calib or synthetic inputs, is below this.",
 )
 @click.option("--strict", is_flag=True, help="Exit 3 when the fidelity is below --min-fidelity.")
+@click.option("--jobs", type=click.IntRange(1), help="Worker processes [default: the cores].")
+@click.option("--executor", help="local, or dask:ADDRESS (docs/scale.md) [default: local].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
 def compress(
@@ -178,6 +180,8 @@ def compress(
     per_tensor: bool | None,
     min_fidelity: float,
     strict: bool,
+    jobs: int | None,
+    executor: str | None,
     **flags: Any,
 ) -> None:
     """Compress MODEL.onnx into a blob, print its per-tensor summary and how close the
@@ -189,8 +193,8 @@ def compress(
     from xorc import cli_compress
 
     cli_compress.before(options)
-    with progress_bar("compress", "tensor") as tick:
-        summary = api.compress(model, target, options, calib, tick, min_fidelity)
+    with progress_bar("compress", "B", scale=True) as tick:
+        summary = api.compress(model, target, options, calib, tick, min_fidelity, jobs, executor)
     problem = cli_compress.after(model, summary, options)
     if as_json:
         emit_json(summary.to_json())
@@ -237,11 +241,19 @@ def inspect(blob: str, as_json: bool) -> None:
     required=True,
     help="ONNX model to write.",
 )
+@click.option(
+    "--external-data",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Weights in OUT.data next to the model (auto: above 1 GiB of weights).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
-def decompress(blob: str, out: str, as_json: bool) -> None:
+def decompress(blob: str, out: str, external_data: str, as_json: bool) -> None:
     """Rebuild a runnable ONNX model from BLOB, with dequantized float weights."""
-    path = api.decompress(blob, out)
+    with progress_bar("decompress", "weight", scale=True) as tick:
+        path = api.decompress(blob, out, external_data, lambda n, w: tick(n, None, w))
     if as_json:
         emit_json({"schema_version": 1, "output": str(path), "bytes": path.stat().st_size})
     else:
