@@ -127,7 +127,18 @@ class ExternalTensor:
     header: bytes
 
     def read(self) -> NDArray[np.generic]:
+        """The values: one read straight into the array for plain numeric types."""
         tensor = onnx.TensorProto.FromString(self.header)
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        n = int(np.prod(tensor.dims, dtype=np.int64))
+        if dtype.kind in "fiu" and n * dtype.itemsize == self.length:
+            array = np.empty(n, dtype.newbyteorder("<"))
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                got = f.readinto(memoryview(array).cast("B"))
+            if got != self.length:
+                raise NotOnnx(f"tensor {tensor.name!r}: external data file {self.path} shrank")
+            return array.astype(dtype, copy=False).reshape(tuple(tensor.dims))
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             tensor.raw_data = f.read(self.length)

@@ -80,16 +80,29 @@ def _fill(
     for tensor in _all_tensors(proto.graph):
         index = _reference_index(tensor)
         if index >= 0:
-            filled = numpy_helper.from_array(weight_of(index))
-            if filled.data_type != tensor.data_type or list(filled.dims) != list(tensor.dims):
+            array = weight_of(index)
+            probe = numpy_helper.from_array(array.reshape(-1)[:0])  # the element type only
+            if probe.data_type != tensor.data_type or list(array.shape) != list(tensor.dims):
                 raise BadRecord(
                     f"section GRAPH: tensor {tensor.name!r} type or shape differs from its record"
                 )
             tensor.ClearField("external_data")
             tensor.data_location = onnx.TensorProto.DEFAULT
-            tensor.raw_data = filled.raw_data
+            if data_file is not None and array.dtype.kind in "fiu" and array.nbytes:
+                _append(tensor, data_file, location, _little_endian(array))
+                continue
+            tensor.raw_data = numpy_helper.from_array(array).raw_data
         if data_file is not None and _raw_size(tensor) >= EXTERNAL_MIN_BYTES:
-            _to_external(tensor, data_file, location)
+            raw = tensor.raw_data
+            tensor.ClearField("raw_data")
+            _append(tensor, data_file, location, raw)
+
+
+def _little_endian(array: NDArray[np.generic]) -> memoryview:
+    """The array's bytes as ONNX stores them (little-endian, C order), without a copy when
+    they already are."""
+    a = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return memoryview(a).cast("B")
 
 
 def _raw_size(tensor: onnx.TensorProto) -> int:
@@ -103,14 +116,14 @@ def _raw_size(tensor: onnx.TensorProto) -> int:
     return len(tensor.raw_data)
 
 
-def _to_external(tensor: onnx.TensorProto, data_file: BinaryIO, location: str) -> None:
-    """Move the tensor's raw data to the end of the data file (page-aligned offset)."""
+def _append(
+    tensor: onnx.TensorProto, data_file: BinaryIO, location: str, raw: bytes | memoryview
+) -> None:
+    """Write the tensor's bytes at the end of the data file (page-aligned) and point it there."""
     at = data_file.tell()
     pad = -at % DATA_ALIGN
     data_file.write(b"\0" * pad)
-    raw = tensor.raw_data
     data_file.write(raw)
-    tensor.ClearField("raw_data")
     tensor.data_location = onnx.TensorProto.EXTERNAL
     for key, value in (
         ("location", location),
