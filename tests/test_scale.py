@@ -147,3 +147,38 @@ def test_dask_blob_is_the_local_blob(
         api.compress(chain, tmp_path / "dask.xorc", options, executor=executor, min_fidelity=None)
     assert (tmp_path / "dask.xorc").read_bytes() == (tmp_path / "local.xorc").read_bytes()
     assert map_file(tmp_path / "dask.xorc")[:8] == v1.MAGIC
+
+
+def test_cli_jobs_and_external_data(tmp_path: Path, chain: Path) -> None:
+    blob, out = tmp_path / "c.xorc", tmp_path / "d.onnx"
+    run = CliRunner().invoke
+    result = run(cli, ["compress", str(chain), "-o", str(blob), "--policy", "raw", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    result = run(cli, ["decompress", str(blob), "-o", str(out), "--external-data", "always"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d.onnx.data").stat().st_size >= 4 * 256 * 256 * 4
+    again = run(cli, ["decompress", str(blob), "-o", str(tmp_path / "e.onnx")])
+    assert again.exit_code == 0 and not (tmp_path / "e.onnx.data").exists()
+
+
+def test_verify_accuracy_runs_an_external_data_model_from_its_files(
+    tmp_path: Path, chain: Path
+) -> None:
+    api.compress(chain, tmp_path / "c.xorc", CompressOptions(policy="raw"), min_fidelity=None)
+    x = np.random.default_rng(2).standard_normal((16, 256)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x)
+    report = api.verify(tmp_path / "c.xorc", model=chain, data=tmp_path / "data.npz")
+    assert report.bit_exact and report.accuracy is not None
+    assert report.accuracy.output_cosine > 0.999
+
+
+def test_jobs_need_the_streamed_path(tmp_path: Path) -> None:
+    model = SAMPLES / "fashion_cnn_sparse.onnx"
+    with pytest.raises(errors.UsageError, match="--jobs"):
+        api.compress(
+            model,
+            tmp_path / "x.xorc",
+            CompressOptions(policy="raw"),
+            calib=SAMPLES / "fashion_calib.npz",
+            jobs=2,
+        )
