@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
@@ -50,16 +50,32 @@ class Inline:
 
 
 def _in_order(
-    submit: Callable[[T], Any], result: Callable[[Any], R], items: Iterable[T], window: int
+    submit: Callable[[T], Any],
+    items: Iterable[T],
+    names: list[str],
+    window: int,
+    died: type[BaseException],
+    who: str,
 ) -> Iterator[R]:
-    """Submit items keeping `window` in flight; yield their results in item order."""
-    pending: deque[Any] = deque()
-    for item in items:
-        pending.append(submit(item))
+    """Submit items keeping `window` in flight; yield their results in item order. A future
+    failing with `died` (its worker is gone) is WorkerDied, naming the tensor."""
+    pending: deque[tuple[Any, str]] = deque()
+
+    def result(fut: Any, name: str) -> R:
+        try:
+            return fut.result()
+        except died:
+            raise WorkerDied(
+                f"{who} died while encoding tensor {name!r} (killed, or out of memory); "
+                "nothing was written"
+            ) from None
+
+    for item, name in zip(items, names, strict=True):
+        pending.append((submit(item), name))
         if len(pending) >= window:
-            yield result(pending.popleft())
+            yield result(*pending.popleft())
     while pending:
-        yield result(pending.popleft())
+        yield result(*pending.popleft())
 
 
 class Pool:
@@ -70,21 +86,9 @@ class Pool:
         self.pool = ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"))
 
     def map(self, fn: Callable[[T], R], items: Iterable[T], names: list[str]) -> Iterator[R]:
-        it = iter(names)
-
-        def result(fut: Future) -> R:
-            name = next(it)
-            try:
-                return fut.result()
-            except BrokenProcessPool:
-                raise WorkerDied(
-                    f"a worker process died while encoding tensor {name!r} (killed, or out of "
-                    "memory: try fewer --jobs); nothing was written"
-                ) from None
-
-        return _in_order(
-            lambda x: self.pool.submit(fn, x), result, items, self.n * WINDOW_PER_WORKER
-        )
+        submit = lambda x: self.pool.submit(fn, x)  # noqa: E731
+        window = self.n * WINDOW_PER_WORKER
+        return _in_order(submit, items, names, window, BrokenProcessPool, "a worker process")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -112,19 +116,9 @@ class Dask:
     def map(self, fn: Callable[[T], R], items: Iterable[T], names: list[str]) -> Iterator[R]:
         from distributed import KilledWorker
 
-        it = iter(names)
-
-        def result(fut: Any) -> R:
-            name = next(it)
-            try:
-                return fut.result()
-            except KilledWorker:
-                raise WorkerDied(
-                    f"Dask workers died while encoding tensor {name!r}; nothing was written"
-                ) from None
-
         submit = lambda x: self.client.submit(fn, x, pure=False)  # noqa: E731
-        return _in_order(submit, result, items, self.n * WINDOW_PER_WORKER)
+        window = self.n * WINDOW_PER_WORKER
+        return _in_order(submit, items, names, window, KilledWorker, "a Dask worker")
 
     def close(self) -> None:
         self.client.close()
