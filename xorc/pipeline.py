@@ -18,17 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xorc import (
-    calibrate,
-    fidelity,
-    onnx_io,
-    parallel,
-    policies,
-    prequant,
-    reconstruct,
-    search,
-    streamed,
-)
+from xorc import calibrate, fidelity, onnx_io, policies, prequant, reconstruct, search, streamed
 from xorc.assemble import assemble, stored_scales, uncompressed_summary
 from xorc.bias import bias_stage, corrected_biases
 from xorc.config import CompressOptions, TensorSettings
@@ -132,18 +122,12 @@ def compress_and_measure(
     model = onnx_io.load_model(model_path)
     options = options.resolved(calib is not None)
     jobs, left = plan_stage(model, options)
-    if streamed.streams_work(options, calib):
-        nbytes = sum(j.weight.nbytes for j in jobs)
-        run_on = parallel.make(n_jobs, executor, len(jobs), nbytes)
-        extra_meta = {"uncompressed": left}
-        return streamed.compress_streamed(
-            model, options, jobs, extra_meta, progress, min_fidelity, run_on
-        )
-    if n_jobs not in (None, 1) or executor not in (None, "local"):
-        raise UsageError(
-            "--jobs and --executor apply to runs without --calib, --max-drop, "
-            "--max-bits-per-weight and global sparsity (docs/scale.md)"
-        )
+    run = (n_jobs, executor)
+    done = streamed.compress_if_streamed(
+        model, options, jobs, left, calib, progress, min_fidelity, run
+    )
+    if done is not None:
+        return done
     sequential = options.reconstruct_order == "sequential" and calib is not None
     stats = calibration_stage(model, jobs, calib, None if sequential else options)
     quantize_stage(jobs, options, stats, (model, calib) if sequential else None)

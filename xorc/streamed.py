@@ -21,6 +21,7 @@ import numpy as np
 from xorc import fidelity, onnx_io, parallel, policies
 from xorc.assemble import container_meta, stored_scales, tensor_record
 from xorc.config import CompressOptions, TensorSettings
+from xorc.errors import UsageError
 from xorc.format import Container, TensorRecord
 from xorc.format.container import SCALES
 from xorc.format.payload import PayloadFile
@@ -61,6 +62,32 @@ def streams_work(options: CompressOptions, calib: object) -> bool:
         and options.max_bits_per_weight is None
         and options.sparsity_scope != "global"
     )
+
+
+def compress_if_streamed(
+    model: onnx_io.SourceModel,
+    options: CompressOptions,
+    jobs: list[TensorJob],
+    left: dict,
+    calib: object,
+    progress: Progress | None,
+    min_fidelity: float | None,
+    run_on: tuple[int | None, str | None],
+) -> tuple[Container, fidelity.Fidelity | None] | None:
+    """`compress_streamed` on `run_on` (--jobs, --executor) when the run streams; None when it
+    does not (then --jobs and --executor are refused: the in-memory path runs here)."""
+    n_jobs, executor = run_on
+    if not streams_work(options, calib):
+        if n_jobs not in (None, 1) or executor not in (None, "local"):
+            raise UsageError(
+                "--jobs and --executor apply to runs without --calib, --max-drop, "
+                "--max-bits-per-weight and global sparsity (docs/scale.md)"
+            )
+        return None
+    nbytes = sum(j.weight.nbytes for j in jobs)
+    executor_ = parallel.make(n_jobs, executor, len(jobs), nbytes)
+    extra = {"uncompressed": left}
+    return compress_streamed(model, options, jobs, extra, progress, min_fidelity, executor_)
 
 
 def encode_one(work: Work) -> Done:
