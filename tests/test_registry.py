@@ -87,11 +87,23 @@ def _ebpc() -> Iterator[Vector]:
             yield (len(words),), 8, params, _hex(streams), words
 
 
+def _insitu() -> Iterator[Vector]:
+    for case in json.loads((GOLDEN_DIR / "insitu" / "cases.json").read_text()):
+        yield (
+            tuple(case["shape"]),
+            case["bits"],
+            case["params"],
+            _hex(case["streams"]),
+            case["expected"],
+        )
+
+
 GOLDEN: dict[str, Callable[[], Iterator[Vector]]] = {
     "raw": _raw,
     "xor": _xor,
     "dictionary": _dictionary,
     "ebpc": _ebpc,
+    "insitu": _insitu,
 }
 """Where each codec's golden vectors live and how to read them (docs/adding-a-codec.md)."""
 
