@@ -9,15 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from click.testing import CliRunner
 from hypothesis import strategies as st
 
+from xorc import errors
+from xorc.cli import cli
 from xorc.codecs import CodecId
 from xorc.codecs.insitu.decode import decode
 from xorc.codecs.insitu.encode import Prepared, encode, encoder_at
 from xorc.codecs.insitu.options import InsituOptions
 from xorc.codecs.insitu.schema import parse
 from xorc.datapath import DatapathConfig, simulate_tensor
+from xorc.decode import decode_levels
 from xorc.errors import BadRecord, CorruptStream
+from xorc.format import read_bytes
 from xorc.quantize import quantize
 from xorc.tensor import QuantTensor
 
@@ -236,3 +241,33 @@ def test_decoded_size_bound() -> None:
     streams = {"basis": bytes(1024), "v": bytes(1024), "multipliers": bytes(512)}
     with pytest.raises(CorruptStream, match="at most"):
         simulate_tensor(shape, 8, CodecId.INSITU, params, streams, CONFIG)
+
+
+MALFORMED = ROOT / "tests" / "golden" / "malformed" / "insitu"
+MANIFEST = json.loads((MALFORMED / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_malformed_insitu_blob(name: str) -> None:
+    """Each hostile record raises its error class (reader + both decoders) and `verify` ends
+    with one line and exit code 4."""
+    data = (MALFORMED / name).read_bytes()
+    container = read_bytes(data)
+    expected = getattr(errors, MANIFEST[name])
+    with pytest.raises(expected):
+        for record in container.tensors:
+            decode_levels(container, record)
+    with pytest.raises(expected):
+        for record in container.tensors:
+            simulate_tensor(
+                record.shape, record.bits, record.codec, record.params,
+                container.codec_streams(record), CONFIG,
+            )  # fmt: skip
+    result = CliRunner().invoke(cli, ["verify", str(MALFORMED / name)])
+    assert result.exit_code == 4 and result.stderr.count("\n") == 1
+
+
+def test_valid_insitu_blob_verifies() -> None:
+    result = CliRunner().invoke(cli, ["verify", str(MALFORMED / "tiny_insitu.xorc")])
+    assert result.exit_code == 0, result.stderr
+    assert {p.name for p in MALFORMED.glob("*.xorc")} == {*MANIFEST, "tiny_insitu.xorc"}

@@ -159,7 +159,12 @@ def _ebpc(settings: TensorSettings, options: CompressOptions) -> EbpcOptions:
 
 
 def _insitu(settings: TensorSettings, options: CompressOptions) -> InsituOptions:
-    return InsituOptions()
+    from xorc.config import insitu_config
+
+    forced = None if options.insitu_config is None else insitu_config(options.insitu_config)
+    if options.insitu_tolerance is None:
+        return InsituOptions(config=forced)
+    return InsituOptions(tolerance=options.insitu_tolerance, config=forced)
 
 
 XOR_BUDGETS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)

@@ -62,7 +62,9 @@ class Prepared:
         self.layer = Layer(*self._target(rows, cols), self._moment(cols), ci, k)
         configs = [options.config] if options.config else self._grid(rows, cols, ci, k)
         for rec in (self._params(c) for c in configs):
-            if rec is not None and (options.config or sum(rec.stream_bits().values()) < self.raw_bits):
+            if rec is not None and (
+                options.config or sum(rec.stream_bits().values()) < self.raw_bits
+            ):
                 self._measure(rec)
 
     def _target(self, rows: int, cols: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -144,6 +144,7 @@ def candidate(layer: Layer, rec: InsituParams) -> tuple[Factors, NDArray[np.int1
     v = quantize_rows(solve_v(layer, w1), rec.qv)
     acc = v @ w1
     mult, shift = requant(layer, acc, rec.bits, rec.mbits)
-    levels = generate(replace(rec, shape=(rec.rows, rec.cols), axis=0, shift=shift), basis, u, v, mult)
+    levels = generate(
+        replace(rec, shape=(rec.rows, rec.cols), axis=0, shift=shift), basis, u, v, mult
+    )
     return Factors(basis, u, v, mult, shift), levels.reshape(rec.rows, rec.cols)
-
