@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
 from click.testing import CliRunner
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xorc import errors
@@ -109,12 +109,12 @@ def test_paper_memory_ratio() -> None:
     params = bits = 0
     for co, ci, k in convs:
         kk = k * k
-        bo = 44 if 44 < min(co, ci * kk) else (int(0.9 * min(co, ci)) if k == 1 else 0)
+        bo = 44 if min(co, ci * kk) > 44 else (int(0.9 * min(co, ci)) if k == 1 else 0)
         if bo == 0:
             params += co * ci * kk
             bits += 8 * co * ci * kk
             continue
-        bi = 2 if 2 < min(ci, kk) else 0
+        bi = 2 if min(ci, kk) > 2 else 0
         p = {"axis": 0, "bi": bi, "bo": bo, "qb": 3, "qu": 6 if bi else 0, "qv": 3}
         rec = parse((co, ci, k, k), 8, {**p, "mbits": 12, "shift": 0})
         stream = rec.stream_bits()

@@ -56,10 +56,8 @@ def generate(
     mult: NDArray[np.int64],
 ) -> NDArray[np.int16]:
     """The levels of section 4: level 1, level 2, requantization, back to tensor order."""
-    if u is None:
-        w1 = basis
-    else:  # W1[o, c, t] = sum_i U[o, c, i] * Wb[o, i, t]
-        w1 = np.matmul(u, basis).reshape(rec.bo, rec.cols)
+    # level 1: W1[o, c, t] = sum_i U[o, c, i] * Wb[o, i, t]
+    w1 = basis if u is None else np.matmul(u, basis).reshape(rec.bo, rec.cols)
     acc = v @ w1  # exact: |acc| < 2^40 (section 4 step 2)
     acc *= mult[:, None]
     if rec.shift:

@@ -49,7 +49,7 @@ class Layer:
         k: int,
     ) -> None:
         self.t, self.scale, self.ci, self.k = target, scale, ci, k
-        rows, cols = target.shape
+        cols = target.shape[1]
         if moment is None:
             self.h = None
             chol = np.eye(cols)
@@ -62,7 +62,7 @@ class Layer:
             tc = target @ chol
         self.th = target if self.h is None else target @ self.h
         self.signal = float(np.sum(self.th * target))
-        p, sig, qt = np.linalg.svd(tc, full_matrices=False)
+        _, sig, qt = np.linalg.svd(tc, full_matrices=False)  # V is re-solved (6.3)
         root = np.sqrt(sig)
         w1 = root[:, None] * qt
         self.w1 = w1 if moment is None else np.linalg.solve(chol.T, w1.T).T
