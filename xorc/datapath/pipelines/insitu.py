@@ -1,5 +1,5 @@
 """Insitu path: factor fetch, level-1 lanes, the MAC array as the level-2 generator,
-requantization (docs/codecs/insitu.md §4; docs/datapath.md §3.8), and the generator's area (§6).
+requantization (docs/codecs/insitu.md §4; docs/datapath.md §3.9), and the generator's area (§6).
 """
 
 from __future__ import annotations

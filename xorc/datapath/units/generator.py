@@ -1,5 +1,5 @@
 """The in-situ weight generator of codec `insitu` (docs/codecs/insitu.md §4; docs/datapath.md
-§3.8).
+§3.9).
 
 Hardware: the factor buffers hold the basis, U, V and the multipliers; for each pass of up to
 DIM basis groups the level-1 lanes form the groups' W1 rows (Bi multiply-adds of qu x qb bits
