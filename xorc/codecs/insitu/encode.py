@@ -30,6 +30,9 @@ BO_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 5 / 8, 3 / 4
 BI_CHOICES = (0, 1, 2, 3, 4)
 BIT_CHOICES = ((8, 8, 8), (6, 6, 6), (4, 6, 4), (3, 6, 3))
 """(qb, qu, qv) tried (§6.4)."""
+EXACT = 1e-6
+"""A series of growing Bo stops once a candidate's relative error is below this (a tenth of the
+smallest nonzero tolerance a search tries)."""
 ONE_BY_ONE_CAP = 0.9
 """A 1x1 convolution's ranks stay at most 0.9 min(Co, Ci) (the paper's fallback, §1)."""
 
@@ -101,11 +104,12 @@ class Prepared:
             rows, cols, ci, k,
         )  # fmt: skip
 
-    def _measure(self, rec: InsituParams) -> None:
+    def _measure(self, rec: InsituParams) -> float:
         assert self.layer is not None
         factors, levels = candidate(self.layer, rec)
         point = Point(replace(rec, shift=factors.shift), _bits(rec), self.layer.error(levels))
         self.points.append(point)
+        return point.error
 
     def choose(self, tolerance: float) -> Encoded:
         """The smallest candidate within `tolerance`, else the raw fallback (§6.4)."""

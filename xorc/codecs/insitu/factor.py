@@ -58,6 +58,7 @@ class Layer:
             h = np.array(moment, dtype=np.float64)
             h[np.diag_indices(cols)] += DAMPING * max(float(np.mean(np.diag(h))), 1e-12)
             self.h = h
+            self.h32 = h.astype(np.float32)
             chol = np.linalg.cholesky(h)
             tc = target @ chol
         self.th = target if self.h is None else target @ self.h
@@ -81,9 +82,14 @@ class Layer:
         return x if self.h is None else x @ self.h
 
     def error(self, levels: NDArray[np.int16]) -> float:
-        """Relative output error tr(dW H dW^T) / tr(T H T^T) of R x F levels (§6.1)."""
+        """Relative output error tr(dW H dW^T) / tr(T H T^T) of R x F levels (§6.1); the
+        product with H in float32 (a measurement, not part of the format)."""
         dw = levels.astype(np.float64) * self.scale[:, None] - self.t
-        err = float(np.sum(self.metric(dw) * dw))
+        if self.h is None:
+            err = float(np.sum(dw * dw))
+        else:
+            d32 = dw.astype(np.float32)
+            err = float(np.sum((d32 @ self.h32) * d32, dtype=np.float64))
         return err / self.signal if self.signal > 0 else (0.0 if err == 0 else np.inf)
 
 
@@ -112,22 +118,28 @@ def w1_integer(
     return basis, u, np.matmul(u, basis).reshape(bo, -1)
 
 
-def solve_v(layer: Layer, w1: NDArray[np.int64]) -> NDArray[np.float64]:
-    """V = T H W1^T (W1 H W1^T)^-1 for the integer W1 (§6.3 step 2)."""
+def solve_v(layer: Layer, w1: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """V = T H W1^T (W1 H W1^T)^-1 for the integer W1 (§6.3 step 2), and W1 H."""
     w = w1.astype(np.float64)
-    gram = layer.metric(w) @ w.T
+    w1h = layer.metric(w)
+    gram = w1h @ w.T
     gram[np.diag_indices(gram.shape[0])] += RIDGE * max(float(np.trace(gram)), 1e-300)
     rhs = layer.th @ w.T
-    return np.linalg.solve(gram, rhs.T).T
+    return np.linalg.solve(gram, rhs.T).T, w1h
 
 
 def requant(
-    layer: Layer, acc: NDArray[np.int64], bits: int, mbits: int = MBITS
+    layer: Layer,
+    v: NDArray[np.int64],
+    w1h: NDArray[np.float64],
+    acc: NDArray[np.int64],
+    mbits: int = MBITS,
 ) -> tuple[NDArray[np.int64], int]:
-    """Per-row gains g_r = <acc_r, T_r>_H / <acc_r, acc_r>_H as M[r] / 2^s (§6.3 step 3)."""
+    """Per-row gains g_r = <acc_r, T_r>_H / <acc_r, acc_r>_H as M[r] / 2^s (§6.3 step 3);
+    acc H = V (W1 H), of rank Bo."""
     a = acc.astype(np.float64)
     num = np.sum(layer.th * a, axis=1)
-    den = np.sum(layer.metric(a) * a, axis=1)
+    den = np.sum((v.astype(np.float64) @ w1h) * a, axis=1)
     gain = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0) / layer.scale
     gain = np.maximum(gain, 0.0)  # V's sign carries the sign; a negative gain is a bad row
     peak = float(gain.max(initial=0.0))
@@ -141,9 +153,10 @@ def requant(
 def candidate(layer: Layer, rec: InsituParams) -> tuple[Factors, NDArray[np.int16]]:
     """The factors of one (Bi, Bo, qb, qu, qv) and the R x F levels they generate."""
     basis, u, w1 = w1_integer(layer, rec.bi, rec.bo, rec.qb, rec.qu)
-    v = quantize_rows(solve_v(layer, w1), rec.qv)
+    v_float, w1h = solve_v(layer, w1)
+    v = quantize_rows(v_float, rec.qv)
     acc = v @ w1
-    mult, shift = requant(layer, acc, rec.bits, rec.mbits)
+    mult, shift = requant(layer, v, w1h, acc, rec.mbits)
     levels = generate(
         replace(rec, shape=(rec.rows, rec.cols), axis=0, shift=shift), basis, u, v, mult
     )
