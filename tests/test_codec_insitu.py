@@ -271,3 +271,26 @@ def test_valid_insitu_blob_verifies() -> None:
     result = CliRunner().invoke(cli, ["verify", str(MALFORMED / "tiny_insitu.xorc")])
     assert result.exit_code == 0, result.stderr
     assert {p.name for p in MALFORMED.glob("*.xorc")} == {*MANIFEST, "tiny_insitu.xorc"}
+
+
+def test_compress_with_calib_fits_the_output_error(tmp_path: Path) -> None:
+    """`compress --policy insitu --calib`: every layer gets its H (output error), the records
+    verify on both decoders, and inspect / simulate JSON carry the insitu fields."""
+    import onnx
+    from models import tiny_cnn, tiny_inputs
+
+    model, calib, blob = tmp_path / "m.onnx", tmp_path / "c.npz", tmp_path / "m.xorc"
+    onnx.save(tiny_cnn(), model)
+    np.savez(calib, x=tiny_inputs(64, seed=5))
+    args = ["compress", str(model), "-o", str(blob), "--policy", "insitu", "--calib", str(calib)]
+    result = CliRunner().invoke(cli, [*args, "--insitu-tolerance", "0.3", "--json"])
+    assert result.exit_code == 0, result.stderr
+    tensors = json.loads(result.stdout)["tensors"]
+    generated = [t for t in tensors if t["codec"] == "insitu"]
+    assert generated and all(t["details"]["error_metric"] == "output" for t in generated)
+    assert all(t["details"]["relative_error"] <= 0.3 for t in generated)
+    assert CliRunner().invoke(cli, ["verify", str(blob), "--decoder", "both"]).exit_code == 0
+    sim = json.loads(CliRunner().invoke(cli, ["simulate", str(blob), "--json"]).stdout)
+    details = [t["counters"]["details"] for t in sim["simulation"]["tensors"]]
+    assert any(d.get("generator_macs", 0) > 0 and "dram_bytes_saved" in d for d in details)
+    assert "insitu_generator" in sim["area"]["units"]
