@@ -56,17 +56,24 @@ def generate(
     mult: NDArray[np.int64],
     dim: int,
 ) -> NDArray[np.int16]:
-    """R x F levels, accumulated pass by pass (DIM groups each), then requantized."""
-    acc = np.zeros((rec.rows, rec.cols), dtype=np.int64)
-    limit = 1 << (ACC_BITS - 1)
-    for first in range(0, rec.bo, dim):
-        last = min(first + dim, rec.bo)
-        acc += v[:, first:last] @ level1(rec, basis, u, first, last)
-        if acc.size and int(np.abs(acc).max()) >= limit:  # cannot happen within the schema
-            raise CorruptStream(f"generator accumulator exceeds {ACC_BITS} bits")
+    """R x F levels, accumulated pass by pass (DIM groups each), then requantized.
+
+    The accumulators' width is checked up front from the factors: no partial sum of row r can
+    exceed sum_o |V[r, o]| * max|W1_o|. The products run in float64, exact below 2^53."""
+    w1 = np.concatenate(
+        [level1(rec, basis, u, f, min(f + dim, rec.bo)) for f in range(0, rec.bo, dim)]
+    )
+    reach = np.abs(v) @ np.abs(w1).max(axis=1)
+    if reach.size and int(reach.max()) >= 1 << (ACC_BITS - 1):  # cannot happen within the schema
+        raise CorruptStream(f"generator accumulator exceeds {ACC_BITS} bits")
+    acc = np.zeros((rec.rows, rec.cols), dtype=np.float64)
+    vf, w1f = v.astype(np.float64), w1.astype(np.float64)
+    for first in range(0, rec.bo, dim):  # one pass: DIM rank-1 updates on the MAC array
+        acc += vf[:, first : first + dim] @ w1f[first : first + dim]
     top = (1 << (rec.bits - 1)) - 1
     rounding = (1 << (rec.shift - 1)) if rec.shift else 0
-    return np.clip((acc * mult[:, None] + rounding) >> rec.shift, -top, top).astype(np.int16)
+    scaled = acc.astype(np.int64) * mult[:, None] + rounding
+    return np.clip(scaled >> rec.shift, -top, top).astype(np.int16)
 
 
 def passes(rec: InsituParams, dim: int) -> int:
