@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc.codecs.insitu.decode import generate
+from xorc.codecs.insitu.decode import exact_product, generate
 from xorc.codecs.insitu.schema import InsituParams
 
 DAMPING = 0.01
@@ -155,7 +155,7 @@ def candidate(layer: Layer, rec: InsituParams) -> tuple[Factors, NDArray[np.int1
     basis, u, w1 = w1_integer(layer, rec.bi, rec.bo, rec.qb, rec.qu)
     v_float, w1h = solve_v(layer, w1)
     v = quantize_rows(v_float, rec.qv)
-    acc = v @ w1
+    acc = exact_product(v, w1)
     mult, shift = requant(layer, v, w1h, acc, rec.mbits)
     levels = generate(
         replace(rec, shape=(rec.rows, rec.cols), axis=0, shift=shift), basis, u, v, mult
