@@ -1,6 +1,7 @@
 """Reference decoder of codec `insitu` (docs/codecs/insitu.md §3-§4): reads the factors and
-regenerates the levels in integer arithmetic (whole-tensor int64 matrix products). Never imports
-the encoder (`encode.py`, `factor.py`)."""
+regenerates the levels in integer arithmetic: int64 level 1 and requantization, the level-2
+matrix product on float64 BLAS, exact for these integers (section 4). Never imports the encoder
+(`encode.py`, `factor.py`)."""
 
 from __future__ import annotations
 
