@@ -116,7 +116,9 @@ def smallest(rows: list[Row]) -> None:
     for policy in sorted({r.label.split()[0] for r in rows}):
         ok = [r for r in rows if r.label.startswith(policy + " B") and r.meets()]
         best = min(ok, key=lambda r: r.bits_per_weight) if ok else None
-        print(f"  {policy:<12} " + (f"{best.bits_per_weight:.3f} ({best.label})" if best else "none"))
+        print(
+            f"  {policy:<12} " + (f"{best.bits_per_weight:.3f} ({best.label})" if best else "none")
+        )
 
 
 def main() -> None:
