@@ -14,9 +14,9 @@ output cosine).
 
 Targets (issue 18): the smallest bits/weight within 0.5 points of fp32 (Fashion) and, for
 EfficientNet, within 1 point of the agreement of the raw 8-bit blob measured in the same run
-(97.5 % on the 40 views of photos.npz: one view is 2.5 points) with cosine >= 0.99, per policy; the paper's fixed
-2-44-3-6-3 setting; whether coding the generated weights' residual pays; decode and simulate
-at >= 10 M weights/s on one core (the BLAS and numba thread pools are pinned to 1).
+(97.5 % on the 40 views of photos.npz: one view is 2.5 points) with cosine >= 0.99, per
+policy; the paper's fixed 2-44-3-6-3 setting; whether coding the generated weights' residual
+pays; decode and simulate at >= 10 M weights/s on one core (BLAS and numba pinned to 1 thread).
 
     PYTHONPATH=$PWD python benchmarks/bench_insitu.py [--models fashion,effnet]
         [--policies insitu,dictionary,all,importance] [--fashion-budgets 1,1.5,2,3,4]
