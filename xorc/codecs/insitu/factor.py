@@ -13,6 +13,9 @@ from xorc.codecs.insitu.schema import InsituParams
 
 DAMPING = 0.01
 """Added to H's diagonal, as a fraction of its mean diagonal (§6.1)."""
+ROW_FLOOR = 1e-6
+"""A channel's signal counts as at least this fraction of the mean channel's (an all-zero
+channel would otherwise divide by zero)."""
 RIDGE = 1e-9
 """Relative ridge of the V least squares (§6.3 step 2), so a rank-deficient W1 still solves."""
 MBITS = 12
@@ -62,8 +65,10 @@ class Layer:
             chol = np.linalg.cholesky(h)
             tc = target @ chol
         self.th = target if self.h is None else target @ self.h
-        self.signal = float(np.sum(self.th * target))
-        _, sig, qt = np.linalg.svd(tc, full_matrices=False)  # V is re-solved (6.3)
+        rows = np.sum(self.th * target, axis=1)
+        self.row_signal = np.maximum(rows, ROW_FLOOR * max(float(rows.mean()), 1e-300))
+        balance = 1.0 / np.sqrt(self.row_signal)  # channel-balanced basis (6.2)
+        _, sig, qt = np.linalg.svd(tc * balance[:, None], full_matrices=False)  # V: 6.3
         root = np.sqrt(sig)
         w1 = root[:, None] * qt
         self.w1 = w1 if moment is None else np.linalg.solve(chol.T, w1.T).T
@@ -82,15 +87,16 @@ class Layer:
         return x if self.h is None else x @ self.h
 
     def error(self, levels: NDArray[np.int16]) -> float:
-        """Relative output error tr(dW H dW^T) / tr(T H T^T) of R x F levels (§6.1); the
-        product with H in float32 (a measurement, not part of the format)."""
+        """Channel-balanced relative output error of R x F levels (§6.1): the mean over output
+        channels of dW_r H dW_r^T / T_r H T_r^T; the product with H in float32 (a measurement,
+        not part of the format)."""
         dw = levels.astype(np.float64) * self.scale[:, None] - self.t
         if self.h is None:
-            err = float(np.sum(dw * dw))
+            err = np.sum(dw * dw, axis=1)
         else:
             d32 = dw.astype(np.float32)
-            err = float(np.sum((d32 @ self.h32) * d32, dtype=np.float64))
-        return err / self.signal if self.signal > 0 else (0.0 if err == 0 else np.inf)
+            err = np.sum((d32 @ self.h32) * d32, axis=1, dtype=np.float64)
+        return float(np.mean(err / self.row_signal))
 
 
 @dataclass(frozen=True)
