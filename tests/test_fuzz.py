@@ -37,6 +37,7 @@ BASES = (  # every codec: digits_mlp's xor tensors fall back to raw, fashion_cnn
     ("digits_mlp", "dictionary"),
     ("digits_mlp", "ebpc"),
     ("digits_mlp", "raw"),
+    ("digits_mlp", "insitu"),  # --insitu-tolerance 0.2: every tensor generated
 )
 
 
@@ -66,10 +67,12 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     out = []
     for model, policy in BASES:
         path = folder / f"{model}.{policy}.xorc"
-        api.compress(SAMPLES / f"{model}.onnx", path, CompressOptions(policy=policy, bits=4))
+        tolerance = 0.2 if policy == "insitu" else None
+        options = CompressOptions(policy=policy, bits=4, insitu_tolerance=tolerance)
+        api.compress(SAMPLES / f"{model}.onnx", path, options)
         out.append(path.read_bytes())
     codecs = {t.codec_name for blob in out for t in read_bytes(blob).tensors}
-    assert codecs == {"xor", "dictionary", "ebpc", "raw"}
+    assert codecs == {"xor", "dictionary", "ebpc", "raw", "insitu"}
     return out
 
 

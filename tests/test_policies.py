@@ -70,7 +70,7 @@ def test_search_knob_builds_trials_that_shrink(name: str) -> None:
 
 def test_lossless_and_searchable_follow_the_records() -> None:
     assert set(policies.LOSSLESS) == {"raw", "all", "ebpc"}
-    assert set(policies.SEARCHABLE) == {"importance", "dictionary"}
+    assert set(policies.SEARCHABLE) == {"importance", "dictionary", "insitu"}
     assert [p.name for p in POLICIES.values() if p.records_fmap] == ["ebpc"]
 
 

@@ -5,6 +5,7 @@ through it."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import subprocess
 import sys
@@ -56,8 +57,9 @@ def _xor() -> Iterator[Vector]:
         yield tuple(doc["shape"]), doc["bits"], doc["params"], _hex(doc["streams"]), levels
 
 
-def _dictionary() -> Iterator[Vector]:
-    for case in json.loads((GOLDEN_DIR / "dictionary" / "cases.json").read_text()):
+def _cases(codec: str) -> Iterator[Vector]:
+    """The `cases.json` vectors of `tests/golden/<codec>/` (dictionary, insitu)."""
+    for case in json.loads((GOLDEN_DIR / codec / "cases.json").read_text()):
         yield (
             tuple(case["shape"]),
             case["bits"],
@@ -90,8 +92,9 @@ def _ebpc() -> Iterator[Vector]:
 GOLDEN: dict[str, Callable[[], Iterator[Vector]]] = {
     "raw": _raw,
     "xor": _xor,
-    "dictionary": _dictionary,
+    "dictionary": functools.partial(_cases, "dictionary"),
     "ebpc": _ebpc,
+    "insitu": functools.partial(_cases, "insitu"),
 }
 """Where each codec's golden vectors live and how to read them (docs/adding-a-codec.md)."""
 

@@ -157,6 +157,12 @@ def cli() -> None:
 )
 @click.option("--dict-size", type=click.IntRange(1, 256), help="Dictionary codebook size K.")
 @click.option("--dict-group", type=click.IntRange(1), help="Output channels per codebook.")
+@click.option(
+    "--insitu-tolerance",
+    type=click.FloatRange(0),
+    help="Policy insitu: relative output error each layer may take [default: 0.01].",
+)
+@click.option("--insitu-config", metavar="BI,BO,QB,QU,QV", help="Policy insitu: forced ranks/bits.")
 @click.option("--seed", type=int, help="Seed for the encoders [default: 0].")
 @click.option(
     "--min-fidelity",

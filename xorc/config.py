@@ -70,6 +70,8 @@ class CompressOptions:
     dict_group: int | None = None
     ebpc_word_width: int = 8
     ebpc_block_size: int = 8
+    insitu_tolerance: float | None = None
+    insitu_config: str | None = None
     bias_correction: bool = True
     reconstruct: str = "auto"
     prune: str = "auto"
@@ -100,6 +102,10 @@ class CompressOptions:
             check(self.dict_size, "dict_size", _is_dict_size, "an integer in [1, 256]")
         check(self.ebpc_word_width, "ebpc_word_width", lambda v: v in (8, 16), "8 or 16")
         check(self.ebpc_block_size, "ebpc_block_size", lambda v: v in (8, 16), "8 or 16")
+        if self.insitu_tolerance is not None:
+            check(self.insitu_tolerance, "insitu_tolerance", lambda v: _num(v) and v >= 0, ">= 0")
+        if self.insitu_config is not None:
+            check(self.insitu_config, "insitu_config", _is_insitu_config, "Bi,Bo,qb,qu,qv")
         check(self.bias_correction, "bias_correction", lambda v: type(v) is bool, "true or false")
         check(self.reconstruct, "reconstruct", lambda v: v in RECONSTRUCT, " or ".join(RECONSTRUCT))
         check(self.prune, "prune", lambda v: v in PRUNE, " or ".join(PRUNE))
@@ -193,6 +199,20 @@ def _is_pattern(v: Any) -> bool:
         return False
     n, m = v.split(":")
     return n.isdigit() and m.isdigit() and 1 <= int(n) < int(m) <= 64
+
+
+def insitu_config(text: str) -> tuple[int, int, int, int, int]:
+    """(Bi, Bo, qb, qu, qv) of an `insitu_config` string "Bi,Bo,qb,qu,qv"."""
+    bi, bo, qb, qu, qv = (int(x) for x in text.split(","))
+    return bi, bo, qb, qu, qv
+
+
+def _is_insitu_config(v: Any) -> bool:
+    try:
+        bi, bo, *qs = insitu_config(v)
+    except ValueError:
+        return False
+    return 0 <= bi <= 64 and bo >= 1 and all(2 <= q <= 8 for q in qs)
 
 
 def _is_dict_size(v: Any) -> bool:

@@ -217,7 +217,7 @@ def calibration_stage(
     hessians = {
         j.name: (j.weight.shape, j.weight.axis)
         for j in jobs
-        if options is not None and _reconstructs(j, options)
+        if (options is not None and _reconstructs(j, options)) or j.policy.uses_hessian
     }
     return calibrate.input_stats(model, calib, moments, hessians)
 
@@ -289,7 +289,19 @@ def quantize_job(
         top = float(max_level(s.bits))
         exact = np.clip(values / along(scales, axis, values.ndim), -top, top)
         moment = st.moment
+    if job.policy.uses_hessian and st is not None and st.hessian is not None:
+        exact, moment = _hessian_inputs(values, scales, axis, s.bits, st.hessian.moment)
     return QuantTensor(w.name, levels, s.bits, scales, axis, imp, exact, moment)
+
+
+def _hessian_inputs(
+    values: np.ndarray, scales: np.ndarray, axis: int | None, bits: int, h: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Unrounded levels and the H of a one-group layer (policy `uses_hessian`), else None."""
+    if h is None or h.shape[0] != 1 or axis is None:
+        return None, None
+    top = float(max_level(bits))
+    return np.clip(values / along(scales, axis, values.ndim), -top, top), h[0]
 
 
 def _magnitude_pruned(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from xorc.codecs import CodecId
 from xorc.codecs.dictionary.options import DictionaryOptions
 from xorc.codecs.ebpc.options import EbpcOptions
+from xorc.codecs.insitu.options import InsituOptions
 from xorc.codecs.raw.options import RawOptions
 from xorc.codecs.xor.options import XorOptions
 from xorc.errors import UsageError
@@ -86,6 +87,8 @@ class Policy:
             pruning (xorc/reconstruct.py) instead of round-to-nearest.
         per_layer: `--max-drop` / `--max-bits-per-weight` choose bits and sparsity per layer
             from a sensitivity analysis (xorc/mixed.py) instead of moving `search`.
+        uses_hessian: with `--calib`, the encoder gets the H of its rows' features
+            (xorc/hessian.py, one group) as `QuantTensor.moment`, and the unrounded levels.
     """
 
     name: str
@@ -101,6 +104,7 @@ class Policy:
     records_fmap: bool = False
     reconstructs: bool = False
     per_layer: bool = False
+    uses_hessian: bool = False
 
     def encode(self, q: QuantTensor, settings: TensorSettings, options: CompressOptions) -> Encoded:
         """Run this policy's encoder on one tensor."""
@@ -154,6 +158,15 @@ def _ebpc(settings: TensorSettings, options: CompressOptions) -> EbpcOptions:
     return EbpcOptions(word_width=options.ebpc_word_width, block_size=options.ebpc_block_size)
 
 
+def _insitu(settings: TensorSettings, options: CompressOptions) -> InsituOptions:
+    from xorc.config import insitu_config
+
+    forced = None if options.insitu_config is None else insitu_config(options.insitu_config)
+    if options.insitu_tolerance is None:
+        return InsituOptions(config=forced)
+    return InsituOptions(tolerance=options.insitu_tolerance, config=forced)
+
+
 XOR_BUDGETS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
 """The XOR error budgets f a search tries (docs/codecs/xor.md)."""
 
@@ -161,6 +174,10 @@ DICT_TOLERANCES = (0.0, *(float(f"{10 ** (e / 4):.3g}") for e in range(-20, 9)))
 """0, then 1e-5 to 100 in steps of 10^(1/4): the relative level error of tensors of 10^6 weights
 and more; smaller tensors get proportionally less, every tensor at most 1
 (docs/codecs/dictionary.md), so small models can reach small sizes too."""
+
+INSITU_TOLERANCES = (0.0, *(float(f"{10 ** (e / 4):.3g}") for e in range(-20, 1)))
+"""0, then 1e-5 to 1 in steps of 10^(1/4): the relative output error each layer may take
+(docs/codecs/insitu.md §6.4)."""
 
 _POLICIES = (
     Policy(
@@ -216,6 +233,16 @@ _POLICIES = (
         records_fmap=True,
         reconstructs=True,
         per_layer=True,
+    ),
+    Policy(
+        "insitu",
+        CodecId.INSITU,
+        "kernels regenerated from low-bit bases and coefficients (MLG), else raw",
+        "xorc.codecs.insitu.encode:encode",
+        _insitu,
+        lossless=False,
+        search=SearchKnob("tolerance", INSITU_TOLERANCES, "xorc.codecs.insitu.encode:encoder_at"),
+        uses_hessian=True,
     ),
 )
 

@@ -40,6 +40,7 @@ class CodecId(IntEnum):
     XOR = 1
     DICTIONARY = 2
     EBPC = 3
+    INSITU = 4
 
 
 class Encoder(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from xorc.codecs import CodecId, CodecSpec
 from xorc.codecs.dictionary.spec import SPEC as DICTIONARY
 from xorc.codecs.ebpc.spec import SPEC as EBPC
+from xorc.codecs.insitu.spec import SPEC as INSITU
 from xorc.codecs.raw.spec import SPEC as RAW
 from xorc.codecs.xor.spec import SPEC as XOR
 from xorc.errors import BadRecord
@@ -20,6 +21,7 @@ CODECS: dict[int, CodecSpec] = {
     CodecId.XOR: XOR,
     CodecId.DICTIONARY: DICTIONARY,
     CodecId.EBPC: EBPC,
+    CodecId.INSITU: INSITU,
 }
 
 

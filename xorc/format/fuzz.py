@@ -183,7 +183,7 @@ def mutate_record(rec: dict[str, Any], rng: random.Random) -> None:
     key = rng.choice(["codec", "bits", "axis", "n_nonzero", "scale_dtype"])
     rec[key] = rng.choice(
         {
-            "codec": [0, 1, 2, 3, 4],
+            "codec": [0, 1, 2, 3, 4, 5],
             "bits": [2, 3, 4, 8, 9],
             "axis": [None, 0, 1, 3],
             "n_nonzero": [0, rec.get("n_weights", 0)],
