@@ -1,6 +1,7 @@
 """Structural fuzzing of the blob readers: counts by outcome over many mutated real blobs.
 
-    python benchmarks/fuzz_container.py --count 100000 [--seed 0] [--save DIR] [--minutes M]
+    python benchmarks/fuzz_container.py --count 100000 [--seed 0] [--workers 1] [--save DIR]
+        [--minutes M]
 
 The bases are the sample models compressed with every policy (`xorc.format.fuzz` mutates
 their records, re-fixing every CRC and the file digest); each mutated blob goes through
@@ -8,16 +9,20 @@ their records, re-fixing every CRC and the file digest); each mutated blob goes 
 space is capped (`xorc.format.fuzz_run`). Outcomes: clean error, decoded (ok) or a mismatch
 reported, crash, MemoryError, peak RSS growth over 256 MB, timeout over 15 s. SIGINT stops it
 and prints the table of the blobs run so far. The target is no
-crash, MemoryError, RSS blow-up or timeout. A single process (plus its worker): the machine's
-cores are shared. Failures are saved to `--save` as `<outcome>-<n>.xorc` with a `.txt` each.
+crash, MemoryError, RSS blow-up or timeout. Blob i is `mutate(base[i % bases],
+Random("SEED:i"))`, so a run's blobs are the same whatever `--workers` (worker processes, each
+fed by its own thread; the machine's cores are shared, so 1 by default). Failures are saved to
+`--save` as `<outcome>-<i>.xorc` with a `.txt` each.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -45,57 +50,104 @@ def bases(folder: Path) -> list[tuple[str, bytes]]:
     return out
 
 
+def blob_at(blobs: list[tuple[str, bytes]], seed: int, i: int) -> tuple[str, bytes]:
+    """Mutated blob number `i` of the run with `seed` (and the name of its base)."""
+    from xorc.format.fuzz import mutate
+
+    name, base = blobs[i % len(blobs)]
+    rng = random.Random(f"{seed}:{i}")
+    return name, mutate(base, rng, rounds=rng.choice((1, 1, 2, 3)))
+
+
+class Tally:
+    """Outcome counts and failure sites, shared by the feeding threads."""
+
+    def __init__(self, save: Path | None) -> None:
+        self.counts: Counter[str] = Counter()
+        self.sites: Counter[str] = Counter()
+        self.save, self.lock, self.started = save, threading.Lock(), time.perf_counter()
+
+    def add(self, i: int, name: str, blob: bytes, outcome: str, detail: str) -> None:
+        from xorc.format.fuzz_run import FAILURES
+
+        with self.lock:
+            self.counts[outcome] += 1
+            if outcome in FAILURES:
+                self.sites[detail.split("|", 3)[:3].__str__()] += 1
+                if self.save:
+                    (self.save / f"{outcome}-{i}.xorc").write_bytes(blob)
+                    (self.save / f"{outcome}-{i}.txt").write_text(f"{name}\n{detail}\n")
+            done = sum(self.counts.values())
+            if done % 1000 == 0:
+                elapsed = time.perf_counter() - self.started
+                print(f"{done} blobs, {elapsed:.0f} s: {dict(self.counts)}", flush=True)
+
+
+def feed(
+    blobs: list[tuple[str, bytes]],
+    args: argparse.Namespace,
+    indices: itertools.count,
+    tally: Tally,
+    stop: threading.Event,
+) -> None:
+    """One worker process: take the next blob index until the count or the time is reached."""
+    from xorc.format.fuzz_run import Runner
+
+    with Runner(warmup=tuple(b for _, b in blobs)) as runner:
+        while not stop.is_set():
+            i = next(indices)
+            if i >= args.count:
+                return
+            if args.minutes and time.perf_counter() - tally.started > 60 * args.minutes:
+                return
+            name, blob = blob_at(blobs, args.seed, i)
+            if len(blob) > MAX_BLOB:  # the targets are for blobs under 1 MB
+                tally.add(i, name, blob, "over 1 MB, skipped", "")
+                continue
+            result = runner.run(blob)
+            tally.add(i, name, blob, result.outcome, result.detail)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--minutes", type=float, default=0, help="stop after this long (0: no)")
     parser.add_argument("--save", type=Path, help="folder for the failing blobs")
     args = parser.parse_args()
-    from xorc.format.fuzz import mutate
-    from xorc.format.fuzz_run import FAILURES, OUTCOMES, Runner
+    from xorc.format.fuzz_run import FAILURES, OUTCOMES
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         blobs = bases(Path(tmp))
         print(f"{len(blobs)} base blobs built in {time.perf_counter() - started:.0f} s", flush=True)
-    counts: Counter[str] = Counter()
-    sites: Counter[str] = Counter()
-    rng = random.Random(args.seed)
-    started = time.perf_counter()
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
+    tally, stop, indices = Tally(args.save), threading.Event(), itertools.count()
+    threads = [
+        threading.Thread(target=feed, args=(blobs, args, indices, tally, stop), daemon=True)
+        for _ in range(max(1, args.workers))
+    ]
+    for t in threads:
+        t.start()
     try:
-        with Runner(warmup=tuple(b for _, b in blobs)) as runner:
-            for i in range(args.count):
-                name, base = blobs[i % len(blobs)]
-                blob = mutate(base, rng, rounds=rng.choice((1, 1, 2, 3)))
-                if len(blob) > MAX_BLOB:  # the targets are for blobs under 1 MB
-                    counts["over 1 MB, skipped"] += 1
-                    continue
-                result = runner.run(blob)
-                counts[result.outcome] += 1
-                if result.outcome in FAILURES:
-                    sites[result.detail.split("|", 3)[:3].__str__()] += 1
-                    if args.save:
-                        (args.save / f"{result.outcome}-{i}.xorc").write_bytes(blob)
-                        (args.save / f"{result.outcome}-{i}.txt").write_text(
-                            f"{name}\n{result.detail}\n"
-                        )
-                if (i + 1) % 1000 == 0:
-                    elapsed = time.perf_counter() - started
-                    print(f"{i + 1} blobs, {elapsed:.0f} s: {dict(counts)}", flush=True)
-                if args.minutes and time.perf_counter() - started > 60 * args.minutes:
-                    break
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
     except KeyboardInterrupt:  # Ctrl-C (or kill -INT): the table of what ran so far
-        pass
+        stop.set()
+        for t in threads:
+            t.join(20)
+    counts = tally.counts
     total = sum(counts.values())
-    print(f"\n{total} mutated blobs, seed {args.seed}, {time.perf_counter() - started:.0f} s")
+    elapsed = time.perf_counter() - tally.started
+    print(f"\n{total} mutated blobs, seed {args.seed}, {args.workers} workers, {elapsed:.0f} s")
     print("| outcome | blobs |\n|---|---|")
     for outcome in OUTCOMES:
         print(f"| {outcome} | {counts[outcome]} |")
     print(f"| (over 1 MB, not run) | {counts['over 1 MB, skipped']} |")
-    for site, n in sites.most_common():
+    for site, n in tally.sites.most_common():
         print(f"failure site {site}: {n}")
     return 1 if any(counts[o] for o in FAILURES) else 0
 

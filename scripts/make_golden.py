@@ -1,12 +1,14 @@
 """Regenerate tests/golden/containers/ and tests/golden/malformed/ (format version 1.1).
 
-    python scripts/make_golden.py
+    python scripts/make_golden.py [--xor-v2]
 
 The valid blob is made from tests/models.py's tiny_cnn with policy `raw`; each malformed blob is
-that blob with one defect, listed in tests/golden/malformed/manifest.json with the error class
-the reader must raise. Only rerun on a deliberate format change (docs/format.md, "Version
-changes"), and review the diff. `tiny_raw_v1_0.xorc` (and its levels) is a version 1.0 file
-kept from before 1.1, for the compatibility test; this script does not touch it.
+that blob with one defect (the `xor_v2_*` ones: tiny_cnn with XOR variant 2, one defect of a
+variant-2 record; `--xor-v2` rewrites only those), listed in
+tests/golden/malformed/manifest.json with the error class the reader must raise. Only rerun
+on a deliberate format change (docs/format.md, "Version changes"), and review the diff.
+`tiny_raw_v1_0.xorc` (and its levels) is a version 1.0 file kept from before 1.1, for the
+compatibility test; this script does not touch it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import models  # noqa: E402
 
 from xorc.config import CompressOptions  # noqa: E402
-from xorc.format import v1  # noqa: E402
+from xorc.format import Container, v1  # noqa: E402
 from xorc.format.container import dumps  # noqa: E402
 from xorc.pipeline import compress_model  # noqa: E402
 
@@ -189,11 +191,62 @@ def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
     return out
 
 
-def main() -> None:
+V2_OPTIONS = CompressOptions(policy="all", xor_variant=2, sparsity=0.75, bits=4)
+"""tiny_cnn with these options: three XOR variant-2 records (docs/codecs/xor.md §11)."""
+
+
+def malformed_xor_v2(blob: bytes) -> dict[str, tuple[bytes, str]]:
+    """Defects of the variant-2 keys of record 1 (`w2`: 4 planes, stages 2, stream_len 12)."""
+
+    def edit(change):  # type: ignore[no-untyped-def]
+        def apply(tensors: list[dict]) -> None:
+            change(tensors[1]["params"])
+
+        return apply
+
+    changes = {
+        "stages_zero": lambda p: p["stages"].__setitem__(0, 0),
+        "window_over_64": lambda p: p["stages"].__setitem__(0, 3),  # 3 x 31 bits
+        "invert_2": lambda p: p["invert"].__setitem__(1, 2),
+        "stream_len_zero": lambda p: p.__setitem__("stream_len", 0),
+        "stream_len_huge": lambda p: p.__setitem__("stream_len", 2**40),
+        "stages_short": lambda p: p["stages"].pop(),
+        "no_stream_len": lambda p: p.pop("stream_len"),
+        "variant_3": lambda p: p.__setitem__("variant", 3),
+    }
+    out = {f"xor_v2_{k}": (with_tensors(blob, edit(c)), "BadRecord") for k, c in changes.items()}
+    # a plane without seeds: the seeds stream is longer than the record says
+    no_seeds = edit(lambda p: p["n_in"].__setitem__(0, 0))
+    out["xor_v2_seeds_length"] = (with_tensors(blob, no_seeds), "CorruptStream")
+    return out
+
+
+def compress_tiny(options: CompressOptions) -> Container:
     with tempfile.TemporaryDirectory() as tmp:
         model_path = Path(tmp) / "tiny.onnx"
         onnx.save(models.tiny_cnn(), model_path)
-        container = compress_model(model_path, CompressOptions(policy="raw"))
+        return compress_model(model_path, options)
+
+
+def write_xor_v2_only() -> None:
+    """`--xor-v2`: (re)write only the xor_v2_* malformed blobs and their manifest entries."""
+    mdir = GOLDEN / "malformed"
+    manifest = json.loads((mdir / "manifest.json").read_text())
+    for old in mdir.glob("xor_v2_*.xorc"):
+        old.unlink()
+        manifest.pop(old.name, None)
+    for name, (data, error) in malformed_xor_v2(v1.write(compress_tiny(V2_OPTIONS))).items():
+        (mdir / f"{name}.xorc").write_bytes(data)
+        manifest[f"{name}.xorc"] = error
+    (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print(f"wrote the xor_v2 malformed blobs; manifest has {len(manifest)} entries")
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--xor-v2"]:
+        write_xor_v2_only()
+        return
+    container = compress_tiny(CompressOptions(policy="raw"))
     blob = v1.write(container)
     (GOLDEN / "containers").mkdir(parents=True, exist_ok=True)
     (GOLDEN / "containers" / "tiny_raw.xorc").write_bytes(blob)
@@ -208,7 +261,8 @@ def main() -> None:
     for old in mdir.glob("*.xorc"):
         old.unlink()
     manifest = {}
-    for name, (data, error) in sorted(malformed(blob).items()):
+    cases = {**malformed(blob), **malformed_xor_v2(v1.write(compress_tiny(V2_OPTIONS)))}
+    for name, (data, error) in sorted(cases.items()):
         (mdir / f"{name}.xorc").write_bytes(data)
         manifest[f"{name}.xorc"] = error
     (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -85,6 +85,7 @@ def _repair(
     n = pos.size
     stop_p, stop_s = pos.copy(), st.copy()
     hist = []
+    narrow = np.int32 if nbits < 1 << 30 else np.int64  # rows of 12 bytes, not 24, per step
     live = np.arange(n)
     p, s = pos.copy(), st.copy()
     top = marks.size - 1
@@ -96,19 +97,17 @@ def _repair(
             live, p, s = live[keep], p[keep], s[keep]
             if not live.size:
                 break
-        hist.append(np.stack([live, p, s]))
+        hist.append(np.stack([live, p, s]).astype(narrow))
         p, s = rd.step(p, s)
-    rows = np.concatenate(hist, axis=1) if hist else np.zeros((3, 0), dtype=np.int64)
+    rows = np.concatenate(hist, axis=1) if hist else np.zeros((3, 0), dtype=narrow)
     return stop_p, stop_s, stop_p >= nbits, rows
 
 
 def _erase(marks: NDArray[np.int8], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> None:
-    """Clear marks[lo_i:hi_i] for every i."""
-    span = np.maximum(hi - lo, 0)
-    total = int(span.sum())
-    if total:
-        first = np.repeat(lo - (np.cumsum(span) - span), span)
-        marks[first + np.arange(total)] = 0
+    """Clear marks[lo_i:hi_i] for every i (one slice per range: an index array would cost 16
+    bytes per cleared bit)."""
+    for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
+        marks[a:b] = 0
 
 
 def parse(
@@ -128,6 +127,23 @@ def parse(
     """
     if nbits <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), 0, start_state
+    marks, end_p, end_s = parse_marks(win, table, wbits, nbits, start_state, guess_state, segment)
+    positions = np.flatnonzero(marks[:nbits])
+    return positions, marks[positions].astype(np.int64) - 1, end_p, end_s
+
+
+def parse_marks(
+    win: Windows,
+    table: NDArray[np.int64],
+    wbits: int,
+    nbits: int,
+    start_state: int = 0,
+    guess_state: int = 0,
+    segment: int = 512,
+) -> tuple[NDArray[np.int8], int, int]:
+    """`parse` with the symbol starts as one byte per bit (state + 1 at a symbol start, 0
+    elsewhere; nbits + 1 bytes), for callers that read them a range at a time (`nbits` >= 1;
+    states below 127)."""
     rd = _Reader(win, table, wbits)
     lanes = -(-nbits // segment)
     starts = np.arange(lanes, dtype=np.int64) * segment
@@ -163,5 +179,4 @@ def parse(
         off = np.flatnonzero(valid & ran_off)
         if off.size:
             end_p, end_s = int(stop_p[off[-1]]), int(stop_s[off[-1]])
-    positions = np.flatnonzero(marks[:nbits])
-    return positions, marks[positions].astype(np.int64) - 1, end_p, end_s
+    return marks, end_p, end_s

@@ -182,6 +182,25 @@ def _check_record(encoded: EbpcStreams) -> None:
         )
 
 
+_CHUNK_BLOCKS = 1 << 15  # blocks rebuilt at once: bounds the per-step temporaries
+
+
+def _rebuild_in_chunks(
+    keys: NDArray[np.int32], block_at: NDArray[np.intp], w: int, n: int, swap: bool
+) -> NDArray[np.int8] | NDArray[np.int16]:
+    """`decode_blocks` over `_CHUNK_BLOCKS` blocks at a time, into one array of all the words
+    (block_at: the index of each block's first step), so that the temporaries of the rebuild
+    (8 bytes and more per step) are bounded and memory stays proportional to the words."""
+    nb = block_at.size
+    values = np.empty(nb * n, dtype=np.int8 if w == 8 else np.int16)
+    for b0 in range(0, nb, _CHUNK_BLOCKS):
+        b1 = min(b0 + _CHUNK_BLOCKS, nb)
+        s1 = int(block_at[b1]) if b1 < nb else keys.size
+        part = decode_blocks(keys[int(block_at[b0]) : s1], w, n, swap)
+        values[b0 * n : b1 * n] = part.reshape(-1)
+    return values
+
+
 def _decode_group(
     records: Sequence[EbpcStreams], nnz: NDArray[np.int64], w: int, n: int, swap: bool
 ) -> tuple[NDArray[np.integer], NDArray[np.int64]]:
@@ -201,14 +220,18 @@ def _decode_group(
         )
     starts = offsets * 8
     keys, steps = bpc_parse.parse_bpc(buf, starts, starts + bitlens, w, n, swap, seg)
-    blocks_found = np.add.reduceat((keys < (1 << 16)).astype(np.int64), np.cumsum(steps) - steps)
+    del buf
+    block_at = np.flatnonzero(keys < (1 << 16))  # state 0: the step reads a base
+    first_step = np.append(np.cumsum(steps) - steps, keys.size)
+    blocks_found = np.diff(np.searchsorted(block_at, first_step))
     if (blocks_found != n_blocks).any():
         j = int(np.flatnonzero(blocks_found != n_blocks)[0])
         raise CorruptStream(
             f"bpc stream holds {int(blocks_found[j])} blocks, "
             f"the znz stream needs {int(n_blocks[j])}"
         )
-    values = decode_blocks(keys, w, n, swap).reshape(-1)
+    values = _rebuild_in_chunks(keys, block_at, w, n, swap)
+    del keys, block_at
     block_end = np.cumsum(n_blocks) * n
     value_off = block_end - n_blocks * n
     pad = block_end - value_off - nnz  # padding words at the end of each stream's blocks

@@ -96,5 +96,5 @@ def check_levels(values: NDArray[np.integer], bits: int) -> None:
         CorruptStream: one is not.
     """
     limit = (1 << (bits - 1)) - 1
-    if values.size and int(np.abs(values).max()) > limit:
+    if values.size and max(-int(values.min()), int(values.max())) > limit:  # no abs: -2**15
         raise CorruptStream(f"ebpc streams decode levels outside +-{limit} for {bits}-bit weights")

@@ -144,13 +144,15 @@ def decode_znz(
 def place_nonzeros(
     ones: NDArray[np.int64], zeros: NDArray[np.int64], values: NDArray[np.integer], n_words: int
 ) -> NDArray[np.integer]:
-    """The words: the non-zero `values` spread over the run structure of `decode_znz`."""
+    """The words: the non-zero `values` spread over the run structure of `decode_znz` (through
+    a one-byte-per-word mask, no index array)."""
     out = np.zeros(n_words, dtype=values.dtype)
     if values.size == n_words:
         out[:] = values
         return out
-    zeros_before = np.zeros(ones.size, dtype=np.int64)
-    np.cumsum(zeros, out=zeros_before[1:])
-    pos = np.arange(values.size, dtype=np.int64) + np.repeat(zeros_before, ones)
-    out[pos] = values
+    lengths = np.empty(ones.size + zeros.size, dtype=np.int64)
+    lengths[0::2], lengths[1::2] = ones, zeros
+    is_one = np.zeros(lengths.size, dtype=bool)
+    is_one[0::2] = True
+    out[np.repeat(is_one, lengths)] = values
     return out

@@ -56,7 +56,7 @@ def run(
             bounds[key] += cycles
         blocks, nonzero = blocks + t.blocks, nonzero + t.nonzero
         zo, bo = zo + rec.padded(zbits), bo + rec.padded(bbits)
-    levels = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    levels = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
     schema.check_levels(levels, bits)
     bounds["write"] = write_rows(n_elements(shape), config)
     info: dict[str, JSON] = {
@@ -64,7 +64,7 @@ def run(
         "blocks": blocks,
         "nonzero": nonzero,
     }
-    return levels.astype(np.int16).reshape(shape), Timing(bounds, 0, None, info)
+    return levels.reshape(shape), Timing(bounds, 0, None, info)
 
 
 def area(records: Sequence[TensorRecord], container: Container, config: DatapathConfig) -> Units:

@@ -57,23 +57,24 @@ def _znz_bytes() -> tuple[NDArray[np.intp], NDArray[np.uint8]]:
         shift = np.clip(7 - pos, 0, 7)
         starts |= np.where(inside, 1 << shift, 0)
         pos = np.where(inside, pos + np.where((byte >> shift) & 1, 1, 5), pos)
-    return (pos - 8).astype(np.intp), starts.astype(np.uint8)
+    return (pos - 8).astype(np.uint8), starts.astype(np.uint8)
 
 
-def _chain(maps: NDArray[np.intp], first: int, group: int = 32) -> NDArray[np.intp]:
+def _chain(maps: NDArray[np.uint8], first: int, group: int = 32) -> NDArray[np.uint8]:
     """entry[0] = first, entry[i+1] = maps[i, entry[i]]: the state entering each step of a chain
-    of small finite maps. Maps are composed per group of steps (a loop of `group` vectorised
-    steps), the groups' entries follow recursively, then each group is walked again."""
+    of small finite maps (states < 256, one byte each). Maps are composed per group of steps (a
+    loop of `group` vectorised steps), the groups' entries follow recursively, then each group
+    is walked again."""
     n, states = maps.shape
     if n <= group:
-        out = np.empty(n, dtype=np.intp)
+        out = np.empty(n, dtype=np.uint8)
         state = first
         for i in range(n):
             out[i] = state
             state = int(maps[i, state])
         return out
     groups = -(-n // group)
-    padded = np.broadcast_to(np.arange(states, dtype=np.intp), (groups * group, states)).copy()
+    padded = np.broadcast_to(np.arange(states, dtype=np.uint8), (groups * group, states)).copy()
     padded[:n] = maps
     steps = padded.reshape(groups, group, states)
     composed = steps[:, 0, :].copy()
@@ -81,7 +82,7 @@ def _chain(maps: NDArray[np.intp], first: int, group: int = 32) -> NDArray[np.in
     for j in range(1, group):
         composed = steps[rows, j, composed]
     entry = _chain(composed, first, group)
-    out = np.empty((groups, group), dtype=np.intp)
+    out = np.empty((groups, group), dtype=np.uint8)
     cur = entry
     flat = np.arange(groups)
     for j in range(group):
@@ -90,34 +91,52 @@ def _chain(maps: NDArray[np.intp], first: int, group: int = 32) -> NDArray[np.in
     return out.reshape(-1)[:n]
 
 
-def decode_znz(bus: BusStream, bitlen: int, n_words: int) -> tuple[NDArray[np.int64], int]:
-    """Positions of the non-zero words and the number of ZNZ symbols.
+_CHUNK_BYTES = 1 << 14  # stream bytes handled at once after the boundaries are known
+
+
+def decode_znz(bus: BusStream, bitlen: int, n_words: int) -> tuple[NDArray[np.bool_], int]:
+    """Which words are non-zero (one byte per word) and the number of ZNZ symbols.
+
+    The symbol starts of each byte follow from the chain of byte maps; the symbols are then
+    read `_CHUNK_BYTES` bytes at a time, so memory is proportional to the words, not to the
+    symbols times a few int64.
 
     Raises:
         CorruptStream: the symbols do not cover exactly n_words words ending at bit `bitlen`.
     """
+    nonzero_at = np.zeros(n_words, dtype=bool)
     if n_words == 0:
         if bitlen:
             raise CorruptStream(f"znz stream has {bitlen} bits for 0 words")
-        return np.zeros(0, dtype=np.int64), 0
+        return nonzero_at, 0
     # symbol boundaries byte by byte: the offset of each byte's first symbol start follows
     # from the previous byte's (a chain of 5-state maps)
     exits, start_bits = _znz_bytes()
     data = bus.words.reshape(-1)[: (bitlen + 7) >> 3]
-    entry = _chain(exits[data], 0)
-    marks = start_bits[data, entry]
-    starts = np.flatnonzero(bitio.unpack_bits(marks, 8 * marks.size))
-    pos = starts[starts < bitlen]
-    head = fields.peek(fields.windows(bus), pos, 5).astype(np.int64)
-    nonzero = head >= 16
-    covered = np.cumsum(np.where(nonzero, 1, head + 1))
-    last = int(np.searchsorted(covered, n_words))
-    if last == covered.size or covered[last] != n_words:
-        raise CorruptStream(f"znz stream does not hold exactly {n_words} words")
-    end = int(pos[last]) + (1 if nonzero[last] else 5)
-    if end != bitlen:
-        raise CorruptStream(f"znz stream: {n_words} words end at bit {end}, znz_bitlen is {bitlen}")
-    return (covered[: last + 1] - 1)[nonzero[: last + 1]], last + 1
+    marks = start_bits[data, _chain(exits[data], 0)]
+    win = fields.windows(bus)
+    done = symbols = 0  # words and symbols before the chunk
+    for c0 in range(0, marks.size, _CHUNK_BYTES):
+        part = marks[c0 : c0 + _CHUNK_BYTES]
+        pos = np.flatnonzero(bitio.unpack_bits(part, 8 * part.size)) + 8 * c0
+        pos = pos[pos < bitlen]
+        head = fields.peek(win, pos, 5).astype(np.int16)
+        nonzero = head >= 16
+        covered = np.cumsum(np.where(nonzero, 1, head + 1), dtype=np.int64) + done
+        last = int(np.searchsorted(covered, n_words))
+        if last < covered.size:  # the n_words-th word is in this chunk
+            if covered[last] != n_words:
+                break
+            end = int(pos[last]) + (1 if nonzero[last] else 5)
+            if end != bitlen:
+                raise CorruptStream(
+                    f"znz stream: {n_words} words end at bit {end}, znz_bitlen is {bitlen}"
+                )
+            nonzero_at[covered[: last + 1][nonzero[: last + 1]] - 1] = True
+            return nonzero_at, symbols + last + 1
+        nonzero_at[covered[nonzero] - 1] = True
+        done, symbols = int(covered[-1]) if covered.size else done, symbols + pos.size
+    raise CorruptStream(f"znz stream does not hold exactly {n_words} words")
 
 
 @cache
@@ -192,10 +211,16 @@ def deltas_from_planes(
     return by_position[:, m - 1 :: -1] if m else by_position[:, :0]
 
 
+_CHUNK_BITS = 1 << 18  # BPC stream bits rebuilt at once (whole blocks; a block is < 300 bits)
+
+
 def decode_bpc(
     bus: BusStream, bitlen: int, blocks: int, word_width: int, block_size: int, swap: bool
-) -> tuple[NDArray[np.int64], int]:
+) -> tuple[NDArray[np.int16], int]:
     """The blocks * N words of the BPC stream (signed W-bit) and its symbol count (with bases).
+
+    The parse marks every symbol start (one byte per stream bit); blocks are then rebuilt from
+    about `_CHUNK_BITS` bits at a time, cut at a block start, into one int16 array.
 
     Raises:
         CorruptStream: the stream does not parse into exactly `blocks` blocks ending at `bitlen`.
@@ -204,18 +229,49 @@ def decode_bpc(
     if blocks == 0:
         if bitlen:
             raise CorruptStream(f"bpc stream has {bitlen} bits but no block")
-        return np.zeros(0, dtype=np.int64), 0
+        return np.zeros(0, dtype=np.int16), 0
     win = fields.windows(bus)
-    pos, state, end, end_state = parser.parse(
+    marks, end, end_state = parser.parse_marks(
         win, _bpc_table(w, n, swap), WINDOW, bitlen, segment=2048
     )
     if end != bitlen or end_state != 0:
         raise CorruptStream(f"bpc stream: the last block ends at bit {end}, bpc_bitlen is {bitlen}")
+    found = int(np.count_nonzero(marks[:bitlen] == 1))  # state 0 (+ 1): a base
+    if found != blocks:
+        raise CorruptStream(f"bpc stream holds {found} blocks, the znz stream needs {blocks}")
+    words = np.empty(blocks * n, dtype=np.int16)
+    a = done = symbols = 0
+    while a < bitlen:
+        pos = np.flatnonzero(marks[a : a + _CHUNK_BITS]) + a
+        state = marks[pos].astype(np.int64) - 1
+        nxt = bitlen
+        if a + _CHUNK_BITS < bitlen:  # stop before the last block start of the chunk
+            cut = int(np.flatnonzero(state == 0)[-1])
+            nxt = int(pos[cut])
+            pos, state = pos[:cut], state[:cut]
+        part = _rebuild_blocks(win, pos, state, w, n, swap)
+        words[done : done + part.size] = part
+        done, symbols, a = done + part.size, symbols + pos.size, nxt
+    return words, symbols
+
+
+def _rebuild_blocks(
+    win: fields.Windows,
+    pos: NDArray[np.int64],
+    state: NDArray[np.int64],
+    w: int,
+    n: int,
+    swap: bool,
+) -> NDArray[np.int64]:
+    """The words of whole blocks from their symbols' positions and parser states (a base is
+    state 0, plane c - 1 state c).
+
+    Raises:
+        CorruptStream: a symbol's field is out of range or a zero-plane run ends past the last
+            plane.
+    """
     is_base = state == 0
-    if int(is_base.sum()) != blocks:
-        raise CorruptStream(
-            f"bpc stream holds {int(is_base.sum())} blocks, the znz stream needs {blocks}"
-        )
+    blocks = int(np.count_nonzero(is_base))
     base = fields.peek(win, pos[is_base], w).astype(np.int64)
     head = fields.peek(win, pos[~is_base], WINDOW).astype(np.intp)
     _, planes, op, s, valid = _symbols(w, n, swap)
@@ -242,8 +298,7 @@ def decode_bpc(
     x = np.concatenate([base[:, None], delta], axis=1)
     np.cumsum(x, axis=1, out=x)
     half = 1 << (w - 1)
-    words = ((x + half) & ((1 << w) - 1)) - half
-    return words.reshape(-1), int(pos.size)
+    return (((x + half) & ((1 << w) - 1)) - half).reshape(-1)
 
 
 def decode(
@@ -255,8 +310,8 @@ def decode(
     bpc: BusStream,
     bpc_bitlen: int,
     swap: bool = False,
-) -> tuple[NDArray[np.int64], EbpcTiming]:
-    """The n_words signed words of one transmission and its work counts.
+) -> tuple[NDArray[np.int16], EbpcTiming]:
+    """The n_words signed words of one transmission (int16) and its work counts.
 
     Stream lengths and pad bits are checked by the caller (they depend on the record format).
 
@@ -267,8 +322,8 @@ def decode(
     if znz_bitlen > 5 * n_words or znz_bitlen < -(-n_words // MAX_ZERO_RUN):
         raise CorruptStream(f"znz_bitlen {znz_bitlen} is impossible for {n_words} words")
     # (a valid block is at least W + 6 bits: a base and one zero run over all planes)
-    nz_pos, znz_symbols = decode_znz(znz, znz_bitlen, n_words)
-    nnz = int(nz_pos.size)
+    nonzero_at, znz_symbols = decode_znz(znz, znz_bitlen, n_words)
+    nnz = int(np.count_nonzero(nonzero_at))
     blocks = -(-nnz // n)
     if bpc_bitlen > blocks * (w + (w + 1) * n) or bpc_bitlen < blocks * (w + 3):
         raise CorruptStream(f"bpc_bitlen {bpc_bitlen} is impossible for {blocks} blocks")
@@ -277,8 +332,8 @@ def decode(
         raise CorruptStream("bpc stream decodes a zero where the znz stream has a non-zero word")
     if vals[nnz:].any():
         raise CorruptStream("bpc stream: the padding words of the last block are not zero")
-    out = np.zeros(n_words, dtype=np.int64)
-    out[nz_pos] = vals[:nnz]
+    out = np.zeros(n_words, dtype=np.int16)
+    out[nonzero_at] = vals[:nnz]
     return out, EbpcTiming(n_words, nnz, blocks, znz_symbols, bpc_symbols)
 
 
