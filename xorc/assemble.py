@@ -12,7 +12,7 @@ from xorc import __version__, onnx_io
 from xorc.codecs import CodecId
 from xorc.config import CompressOptions
 from xorc.format import Container, TensorRecord, levels_digest
-from xorc.format.container import SCALES, StreamRef, encode_scales, layout_payload
+from xorc.format.container import SCALES, StreamRef, encode_scales, layout_payload, pow2_shifts
 from xorc.quantize import is_bfloat16
 from xorc.tensor import QuantTensor
 
@@ -24,8 +24,10 @@ CODEC_NAMES = {c.value: c.name.lower() for c in CodecId}
 
 
 def stored_scales(q: QuantTensor, options: CompressOptions) -> tuple[str, bytes]:
-    """The record's `scale_dtype` and `scales` stream: bfloat16 when asked for and exact
-    (docs/format.md §3.4), float32 otherwise."""
+    """The record's `scale_dtype` and `scales` stream: bfloat16 or pow2 when asked for and
+    exact (docs/format.md §3.4), float32 otherwise."""
+    if options.scale_dtype == "pow2" and pow2_shifts(q.scales) is not None:
+        return "pow2", encode_scales(q.scales, "pow2")
     exact = options.scale_dtype == "bfloat16" and is_bfloat16(q.scales)
     dtype = "bfloat16" if exact else "float32"
     return dtype, encode_scales(q.scales, dtype)

@@ -76,9 +76,10 @@ def cli() -> None:
 )
 @click.option(
     "--scale-dtype",
-    type=click.Choice(["bfloat16", "float32"]),
+    type=click.Choice(["bfloat16", "float32", "pow2"]),
     help="How scales are stored: bfloat16 rounds each up (levels under 0.8 % coarser, half the "
-    "bytes); float32 keeps them exact [default: bfloat16].",
+    "bytes); float32 keeps them exact; pow2 rounds each up to 2^-n (1 byte, rescaling by a "
+    "shift: crossbar and integer-only datapaths) [default: bfloat16].",
 )
 @click.option(
     "--config",

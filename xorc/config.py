@@ -20,7 +20,7 @@ from xorc import policies
 from xorc.errors import ConfigError, UsageError
 
 SCOPES = ("tensor", "global")
-SCALE_DTYPES = ("bfloat16", "float32")
+SCALE_DTYPES = ("bfloat16", "float32", "pow2")
 RECONSTRUCT = ("auto", "gptq", "none")
 PRUNE = ("auto", "magnitude", "obs")
 ORDERS = ("parallel", "sequential")

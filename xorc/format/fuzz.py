@@ -187,7 +187,7 @@ def mutate_record(rec: dict[str, Any], rng: random.Random) -> None:
             "bits": [2, 3, 4, 8, 9],
             "axis": [None, 0, 1, 3],
             "n_nonzero": [0, rec.get("n_weights", 0)],
-            "scale_dtype": ["float32", "bfloat16"],
+            "scale_dtype": ["float32", "bfloat16", "pow2"],
         }[key]
     )
 
