@@ -331,7 +331,8 @@ def _verify_text(report: VerifyReport) -> str:
 @click.option(
     "--preset",
     help="Hardware preset: gemmini-default, gemmini-2x-decoder, gemmini-row-rate, "
-    "gemmini-dram-latency [default: gemmini-default].",
+    "gemmini-dram-latency, or a crossbar target crossbar-128, crossbar-256, crossbar-64-slc "
+    "(docs/crossbar.md) [default: gemmini-default].",
 )
 @click.option(
     "--config",
@@ -351,6 +352,10 @@ def simulate(blob: str, preset: str | None, config_file: str | None, as_json: bo
     """
     from xorc.datapath import render_area, render_text
 
+    if preset is not None and preset.startswith("crossbar"):
+        from xorc.cli_crossbar import simulate_crossbars
+
+        return simulate_crossbars(blob, preset, config_file, as_json)
     result, area = api.simulate(blob, preset, config_file)
     if as_json:
         emit_json({"schema_version": 1, "simulation": result.to_json(), "area": area.to_json()})
