@@ -118,6 +118,19 @@ def cli() -> None:
     help="Structured pruning: at most N nonzeros in every M consecutive input weights (2:4).",
 )
 @click.option(
+    "--prune-structure",
+    type=click.Choice(["kernel-group", "crossbar"]),
+    help="Crossbar-aligned pruning to --sparsity: whole input-channel kernels per crossbar "
+    "column block, or whole crossbar tiles, by saliency (OBS with --calib); records a "
+    "tile-presence bitmap (docs/crossbar.md).",
+)
+@click.option(
+    "--crossbar",
+    type=click.Choice(["crossbar-128", "crossbar-256", "crossbar-64-slc"]),
+    help="Crossbar preset whose rows x columns --prune-structure aligns to "
+    "[default: crossbar-128].",
+)
+@click.option(
     "--bias-correction/--no-bias-correction",
     default=None,
     help="With --calib: subtract the mean output shift the compressed weights cause "

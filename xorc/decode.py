@@ -16,6 +16,7 @@ from xorc.errors import BadRecord, CorruptStream
 from xorc.format import Container, TensorRecord
 from xorc.format.container import SCALES
 from xorc.quantize import dequantize, shift_dequantize
+from xorc.tiles import PRESENCE, absent_nonzero
 
 
 def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int16]:
@@ -31,6 +32,15 @@ def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int1
         raise CorruptStream(
             f"tensor {record.name!r}: decoded shape {levels.shape} != {record.shape}"
         )
+    if record.structure is not None and record.axis is not None:
+        bad = absent_nonzero(
+            levels, record.axis, record.structure, container.stream(record, PRESENCE)
+        )
+        if bad:
+            raise CorruptStream(
+                f"tensor {record.name!r}: {bad} nonzero levels in units stream 'presence' "
+                "marks absent"
+            )
     return levels
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc.tensor import JSON
+from xorc.tiles import PRESENCE, Structure
 
 SCALES = "scales"
 SCALE_DTYPES = {"float32": 4, "bfloat16": 2, "pow2": 1}  # bytes per scale (docs/format.md §3.4)
@@ -50,9 +51,12 @@ class TensorRecord:
     stats: dict[str, JSON] = field(default_factory=dict)
     scale_dtype: str = "float32"
     offsets: tuple[int, ...] | None = None
+    structure: Structure | None = None
 
     def to_json(self) -> dict[str, JSON]:
         extra: dict[str, JSON] = {} if self.offsets is None else {"offsets": list(self.offsets)}
+        if self.structure is not None:
+            extra["structure"] = self.structure.to_json()
         return {
             "name": self.name,
             "shape": list(self.shape),
@@ -97,11 +101,11 @@ class Container:
         raise KeyError(name)
 
     def codec_streams(self, record: TensorRecord) -> dict[str, bytes]:
-        """The streams the codec decoder reads (all but `scales`)."""
+        """The streams the codec decoder reads (all but `scales` and `presence`)."""
         return {
             s.name: self.payload[s.offset : s.offset + s.length]
             for s in record.streams
-            if s.name != SCALES
+            if s.name not in (SCALES, PRESENCE)
         }
 
     def scales(self, record: TensorRecord) -> NDArray[np.float32]:

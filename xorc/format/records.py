@@ -17,6 +17,7 @@ import numpy as np
 from xorc.errors import BadRecord
 from xorc.format.container import SCALE_DTYPES, SCALES, StreamRef, TensorRecord, align
 from xorc.tensor import JSON
+from xorc.tiles import PRESENCE, Structure, parse_structure
 
 MAX_TENSORS = 100_000
 MAX_RANK = 8
@@ -225,6 +226,7 @@ def _parse_record(
             f"{where}: stream 'scales' is {streams[0].length} bytes, expected {expected} "
             f"({scale_dtype})"
         )
+    structure = _parse_structure(item, shape, axis, streams, where)
     dtype = _str(item, "dtype", where, DTYPES)
     offsets = _parse_offsets(item, where, dtype, 1 if axis is None else shape[axis], offsets_flag)
     return TensorRecord(
@@ -244,7 +246,31 @@ def _parse_record(
         stats=_obj(item, "stats", where),
         scale_dtype=scale_dtype,
         offsets=offsets,
+        structure=structure,
     )
+
+
+def _parse_structure(
+    item: Mapping[str, Any],
+    shape: tuple[int, ...],
+    axis: int | None,
+    streams: tuple[StreamRef, ...],
+    where: str,
+) -> Structure | None:
+    """The optional `structure` and its `presence` stream (docs/format.md §3.6)."""
+    presence = [s for s in streams if s.name == PRESENCE]
+    if "structure" not in item:
+        if presence:
+            raise BadRecord(f"{where}: stream 'presence' without field 'structure'")
+        return None
+    try:
+        st = parse_structure(item["structure"], shape, axis, where)
+    except ValueError as exc:
+        raise BadRecord(str(exc)) from None
+    expected = -(-st.n_units(shape, axis or 0) // 8)
+    if not presence or presence[0].length != expected:
+        raise BadRecord(f"{where}: field 'structure' needs a stream 'presence' of {expected} bytes")
+    return st
 
 
 def _parse_offsets(
