@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from xorc import __version__, api, policies
+from xorc.cli_crossbar import variation_options, variation_text, variation_trials
 from xorc.cli_support import OneLineErrors, emit_json, handle_errors, progress_bar
 from xorc.config import build_options
 from xorc.errors import ExitCode
@@ -291,6 +292,7 @@ def decompress(blob: str, out: str, as_json: bool) -> None:
     "or both; each must reproduce the encoder's values bit for bit.",
 )
 @click.option("--preset", help="Datapath preset for the simulator [default: gemmini-default].")
+@variation_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
 def verify(
@@ -302,8 +304,10 @@ def verify(
     decoder: str,
     preset: str | None,
     as_json: bool,
+    **variation: Any,
 ) -> None:
-    """Decode every tensor of BLOB bit-exactly; optionally gate the accuracy drop.
+    """Decode every tensor of BLOB bit-exactly; optionally gate the accuracy drop, and
+    measure it under crossbar write variation (--variation).
 
     Exits 3 when a decoder differs from the encoder's intended values or the drop exceeds
     --max-drop.
@@ -313,6 +317,7 @@ def verify(
     report = api.verify(
         blob, model, data if (accuracy or data) else None, max_drop, decoder=decoder, preset=preset
     )
+    report.variation = variation_trials(blob, model, data, variation)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -335,6 +340,7 @@ def _verify_text(report: VerifyReport) -> str:
             f"drop {acc.drop_pp:.2f} points (max {report.max_drop}) on {acc.n_samples} samples; "
             f"agreement {acc.top1_agreement:.2f}%, output cosine {acc.output_cosine:.5f}"
         )
+    lines += variation_text(report.variation or [])
     lines.append("PASSED" if report.passed else "FAILED")
     return "\n".join(lines)
 
@@ -344,8 +350,7 @@ def _verify_text(report: VerifyReport) -> str:
 @click.option(
     "--preset",
     help="Hardware preset: gemmini-default, gemmini-2x-decoder, gemmini-row-rate, "
-    "gemmini-dram-latency, or a crossbar target crossbar-128, crossbar-256, crossbar-64-slc "
-    "(docs/crossbar.md) [default: gemmini-default].",
+    "gemmini-dram-latency, crossbar-128|256|64-slc (docs/crossbar.md) [default: gemmini-default].",
 )
 @click.option(
     "--config",
