@@ -174,26 +174,38 @@ def measure(
 ) -> Trials:
     """Monte-Carlo accuracy of a blob's model with its Conv/Gemm/MatMul weights on noisy
     crossbars, on `data_path` (top-1 against labels, else agreement with the original)."""
+    if compensate and calib_path is None:
+        raise UsageError("--compensate needs --calib DATA.npz (the calibration inputs)")
+    tensors, evaluate = prepare(
+        container, model_path, data_path, calib_path if compensate else None
+    )
+    return run_trials(tensors, evaluate, cfg, var, compensate)
+
+
+def prepare(
+    container: Any, model_path: Any, data_path: Any, calib_path: Any = None
+) -> tuple[list[Tensor], Callable[[dict[int, NDArray]], float]]:
+    """The mapped tensors (with their H when `calib_path` is given) and the scoring function
+    of `run_trials`, for any number of runs on the same blob and data."""
     from xorc import calibrate, onnx_io, runtime
     from xorc.decode import decode_levels, to_weights
 
-    if compensate and calib_path is None:
-        raise UsageError("--compensate needs --calib DATA.npz (the calibration inputs)")
     source = onnx_io.load_model(model_path)
     if source.sha256 != container.meta.get("source_sha256"):
         raise UsageError(f"{model_path}: not the model this blob was made from")
     layers = onnx_io.stored_layers(container.graph)
-    levels = [decode_levels(container, r) for r in container.tensors]
+    records = container.tensors
+    levels = [decode_levels(container, r) for r in records]
     base = {
         i: to_weights(container, r, lv)
-        for i, (r, lv) in enumerate(zip(container.tensors, levels, strict=True))
+        for i, (r, lv) in enumerate(zip(records, levels, strict=True))
     }
     mapped = [
-        (i, r) for i, r in enumerate(container.tensors)
+        (i, r) for i, r in enumerate(records)
         if r.name in layers and r.axis is not None and r.offsets is None and len(r.shape) >= 2
     ]  # fmt: skip
     stats = {}
-    if compensate:
+    if calib_path is not None:
         wanted = {r.name: (r.shape, r.axis) for _, r in mapped}
         stats = calibrate.input_stats(source, calib_path, [], wanted)
     tensors = []
@@ -217,4 +229,4 @@ def measure(
         (out,) = runtime.run(runtime.session(model, "programmed model"), data, [name])
         return 100.0 * float(np.mean(out.reshape(len(out), -1).argmax(1) == truth))
 
-    return run_trials(tensors, evaluate, cfg, var, compensate)
+    return tensors, evaluate

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc.datapath.config import read_toml
 from xorc.errors import ConfigError
 
 
@@ -119,14 +119,7 @@ def get_preset(name: str, overrides: dict[str, Any] | None = None) -> CrossbarCo
 def load_config(toml_path: str | Path | None, preset: str | None) -> CrossbarConfig:
     """A crossbar preset (default crossbar-128; a file's `preset` key unless `preset` is given)
     with the overrides of a TOML file's other top-level keys."""
-    overrides: dict[str, Any] = {}
-    if toml_path is not None:
-        try:
-            overrides = tomllib.loads(Path(toml_path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{toml_path}: cannot read ({exc.strerror or exc})") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{toml_path}: not valid TOML ({exc})") from None
+    overrides = {} if toml_path is None else read_toml(toml_path)
     raw = overrides.pop("preset", None)
     if raw is not None and not isinstance(raw, str):
         raise ConfigError(f"{toml_path}: 'preset' must be a string, got {raw!r}")
