@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 S = ROOT / "sample_models"
 FASHION = (S / "fashion_cnn.onnx", S / "fashion_calib.npz", S / "fashion_test.npz")
 EFFNET = (S / "efficientnet_lite0.onnx", S / "efficientnet_calib.npz", S / "photos.npz")
-SPARSITIES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SIGMAS = (0.05, 0.1, 0.2)
 BASE = CompressOptions(policy="raw", scale_dtype="pow2")
 
