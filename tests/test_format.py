@@ -166,7 +166,9 @@ def test_container_round_trip(container: Container) -> None:
     assert back == container
     assert v1.write(back) == data
     bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
-    assert v1.read_layout(data).required_flags == (v1.BF16_SCALES if bf16 else 0)
+    pow2 = any(t.scale_dtype == "pow2" for t in container.tensors)
+    expected = (v1.BF16_SCALES if bf16 else 0) | (v1.POW2_SCALES if pow2 else 0)
+    assert v1.read_layout(data).required_flags == expected
 
 
 def test_unknown_optional_section_is_skipped() -> None:

@@ -71,6 +71,11 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
         options = CompressOptions(policy=policy, bits=4, insitu_tolerance=tolerance)
         api.compress(SAMPLES / f"{model}.onnx", path, options)
         out.append(path.read_bytes())
+    aligned = folder / "aligned.xorc"  # pow2 scales, a structure and presence stream (issue 19)
+    options = CompressOptions(policy="raw", bits=4, sparsity=0.5, prune_structure="crossbar",
+                              crossbar="crossbar-64-slc", scale_dtype="pow2")  # fmt: skip
+    api.compress(SAMPLES / "digits_mlp.onnx", aligned, options)
+    out.append(aligned.read_bytes())
     codecs = {t.codec_name for blob in out for t in read_bytes(blob).tensors}
     assert codecs == {"xor", "dictionary", "ebpc", "raw", "insitu"}
     return out

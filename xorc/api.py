@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from xorc.datapath import AreaEstimate, SimResult
+    from xorc.datapath.crossbar import CrossbarResult
     from xorc.fmap import FmapResult
     from xorc.sensitivity import Analysis
     from xorc.verify import VerifyReport
@@ -154,3 +155,19 @@ def simulate(
     cfg = datapath.load_config(config, preset)
     result = datapath.simulate(container, cfg, onnx_io.layer_macs(container.graph))
     return result, datapath.area_estimate(container, cfg)
+
+
+def map_crossbars(
+    blob: PathLike, preset: str = "crossbar-128", config: PathLike | None = None
+) -> CrossbarResult:
+    """Place a blob's layers on the crossbars of a crossbar preset (docs/crossbar.md §2):
+    tiles and crossbars used against dense, utilisation, ADC conversions per inference."""
+    from xorc import onnx_io
+    from xorc.datapath import crossbar
+    from xorc.decode import decode_levels
+
+    container = read_bytes(map_file(blob))
+    cfg = crossbar.load_config(config, preset)
+    layers = {k: (v.op_type, v.group) for k, v in onnx_io.stored_layers(container.graph).items()}
+    records = [(t.name, t.axis, t.bits, decode_levels(container, t)) for t in container.tensors]
+    return crossbar.map_container(records, layers, onnx_io.layer_macs(container.graph), cfg)

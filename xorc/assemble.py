@@ -12,9 +12,10 @@ from xorc import __version__, onnx_io
 from xorc.codecs import CodecId
 from xorc.config import CompressOptions
 from xorc.format import Container, TensorRecord, levels_digest
-from xorc.format.container import SCALES, StreamRef, encode_scales, layout_payload
+from xorc.format.container import SCALES, StreamRef, encode_scales, layout_payload, pow2_shifts
 from xorc.quantize import is_bfloat16
 from xorc.tensor import QuantTensor
+from xorc.tiles import PRESENCE, encode_presence, unit_ids
 
 if TYPE_CHECKING:
     from xorc.pipeline import TensorJob
@@ -24,8 +25,10 @@ CODEC_NAMES = {c.value: c.name.lower() for c in CodecId}
 
 
 def stored_scales(q: QuantTensor, options: CompressOptions) -> tuple[str, bytes]:
-    """The record's `scale_dtype` and `scales` stream: bfloat16 when asked for and exact
-    (docs/format.md §3.4), float32 otherwise."""
+    """The record's `scale_dtype` and `scales` stream: bfloat16 or pow2 when asked for and
+    exact (docs/format.md §3.4), float32 otherwise."""
+    if options.scale_dtype == "pow2" and pow2_shifts(q.scales) is not None:
+        return "pow2", encode_scales(q.scales, "pow2")
     exact = options.scale_dtype == "bfloat16" and is_bfloat16(q.scales)
     dtype = "bfloat16" if exact else "float32"
     return dtype, encode_scales(q.scales, dtype)
@@ -36,6 +39,10 @@ def tensor_record(job: TensorJob, scale_dtype: str, streams: tuple[StreamRef, ..
     q, e = job.q, job.enc
     stats = {**e.stats, "bias_corrected": True} if job.bias_corrected else e.stats
     stats = {**stats, "weight_kind": job.weight.role}
+    structure = None
+    if job.aligned is not None and q.axis is not None:
+        structure, info = job.aligned
+        stats = {**stats, "aligned": info}
     offsets = None
     if job.stored is not None:
         st = job.stored
@@ -59,7 +66,20 @@ def tensor_record(job: TensorJob, scale_dtype: str, streams: tuple[StreamRef, ..
         stats=stats,
         scale_dtype=scale_dtype,
         offsets=offsets,
+        structure=structure,
     )
+
+
+def presence_stream(job: TensorJob) -> list[tuple[str, bytes]]:
+    """The `presence` stream of an aligned-pruned tensor (docs/format.md §3.6): a unit is
+    present when the encoder's decoded levels hold a nonzero in it."""
+    if job.aligned is None or job.q.axis is None:
+        return []
+    st = job.aligned[0]
+    levels = job.enc.decoded
+    present = np.zeros(st.n_units(levels.shape, job.q.axis), bool)
+    present[unit_ids(levels.shape, job.q.axis, st)[levels != 0]] = True
+    return [(PRESENCE, encode_presence(present))]
 
 
 def uncompressed_summary(left: list[tuple[str, int, str]]) -> dict:
@@ -106,7 +126,8 @@ def assemble(
     container."""
     scales = [stored_scales(j.q, options) for j in jobs]
     streams = [
-        [(SCALES, data), *j.enc.streams.items()] for (_, data), j in zip(scales, jobs, strict=True)
+        [(SCALES, data), *j.enc.streams.items(), *presence_stream(j)]
+        for (_, data), j in zip(scales, jobs, strict=True)
     ]
     payload, refs = layout_payload(streams)
     records = tuple(

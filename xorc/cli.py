@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from xorc import __version__, api, policies
+from xorc.cli_crossbar import variation_options, variation_text, variation_trials
 from xorc.cli_support import OneLineErrors, emit_json, handle_errors, progress_bar
 from xorc.config import build_options
 from xorc.errors import ExitCode
@@ -76,9 +77,10 @@ def cli() -> None:
 )
 @click.option(
     "--scale-dtype",
-    type=click.Choice(["bfloat16", "float32"]),
+    type=click.Choice(["bfloat16", "float32", "pow2"]),
     help="How scales are stored: bfloat16 rounds each up (levels under 0.8 % coarser, half the "
-    "bytes); float32 keeps them exact [default: bfloat16].",
+    "bytes); float32 keeps them exact; pow2 rounds each up to 2^-n (1 byte, rescaling by a "
+    "shift: crossbar and integer-only datapaths) [default: bfloat16].",
 )
 @click.option(
     "--config",
@@ -115,6 +117,19 @@ def cli() -> None:
     "--prune-pattern",
     metavar="N:M",
     help="Structured pruning: at most N nonzeros in every M consecutive input weights (2:4).",
+)
+@click.option(
+    "--prune-structure",
+    type=click.Choice(["kernel-group", "crossbar"]),
+    help="Crossbar-aligned pruning to --sparsity: whole input-channel kernels per crossbar "
+    "column block, or whole crossbar tiles, by saliency (OBS with --calib); records a "
+    "tile-presence bitmap (docs/crossbar.md).",
+)
+@click.option(
+    "--crossbar",
+    type=click.Choice(["crossbar-128", "crossbar-256", "crossbar-64-slc"]),
+    help="Crossbar preset whose rows x columns --prune-structure aligns to "
+    "[default: crossbar-128].",
 )
 @click.option(
     "--bias-correction/--no-bias-correction",
@@ -295,6 +310,7 @@ def decompress(blob: str, out: str, external_data: str, as_json: bool) -> None:
     "or both; each must reproduce the encoder's values bit for bit.",
 )
 @click.option("--preset", help="Datapath preset for the simulator [default: gemmini-default].")
+@variation_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
 def verify(
@@ -306,8 +322,10 @@ def verify(
     decoder: str,
     preset: str | None,
     as_json: bool,
+    **variation: Any,
 ) -> None:
-    """Decode every tensor of BLOB bit-exactly; optionally gate the accuracy drop.
+    """Decode every tensor of BLOB bit-exactly; optionally gate the accuracy drop, and
+    measure it under crossbar write variation (--variation).
 
     Exits 3 when a decoder differs from the encoder's intended values or the drop exceeds
     --max-drop.
@@ -317,6 +335,7 @@ def verify(
     report = api.verify(
         blob, model, data if (accuracy or data) else None, max_drop, decoder=decoder, preset=preset
     )
+    report.variation = variation_trials(blob, model, data, variation)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -339,6 +358,7 @@ def _verify_text(report: VerifyReport) -> str:
             f"drop {acc.drop_pp:.2f} points (max {report.max_drop}) on {acc.n_samples} samples; "
             f"agreement {acc.top1_agreement:.2f}%, output cosine {acc.output_cosine:.5f}"
         )
+    lines += variation_text(report.variation or [])
     lines.append("PASSED" if report.passed else "FAILED")
     return "\n".join(lines)
 
@@ -348,7 +368,7 @@ def _verify_text(report: VerifyReport) -> str:
 @click.option(
     "--preset",
     help="Hardware preset: gemmini-default, gemmini-2x-decoder, gemmini-row-rate, "
-    "gemmini-dram-latency [default: gemmini-default].",
+    "gemmini-dram-latency, crossbar-128|256|64-slc (docs/crossbar.md) [default: gemmini-default].",
 )
 @click.option(
     "--config",
@@ -368,6 +388,10 @@ def simulate(blob: str, preset: str | None, config_file: str | None, as_json: bo
     """
     from xorc.datapath import render_area, render_text
 
+    if preset is not None and preset.startswith("crossbar"):
+        from xorc.cli_crossbar import simulate_crossbars
+
+        return simulate_crossbars(blob, preset, config_file, as_json)
     result, area = api.simulate(blob, preset, config_file)
     if as_json:
         emit_json({"schema_version": 1, "simulation": result.to_json(), "area": area.to_json()})

@@ -20,10 +20,11 @@ from xorc import policies
 from xorc.errors import ConfigError, UsageError
 
 SCOPES = ("tensor", "global")
-SCALE_DTYPES = ("bfloat16", "float32")
+SCALE_DTYPES = ("bfloat16", "float32", "pow2")
 RECONSTRUCT = ("auto", "gptq", "none")
 PRUNE = ("auto", "magnitude", "obs")
 ORDERS = ("parallel", "sequential")
+STRUCTURES = ("kernel-group", "crossbar")
 LAYER_KEYS = ("bits", "sparsity", "policy", "skip", "per_channel", "dict_size")
 
 
@@ -80,6 +81,8 @@ class CompressOptions:
     damp: float = 0.01
     reconstruct_order: str = "parallel"
     requantize: bool = False
+    prune_structure: str | None = None
+    crossbar: str = "crossbar-128"
     layers: tuple[LayerRule, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -115,6 +118,18 @@ class CompressOptions:
         check(
             self.reconstruct_order, "reconstruct_order", lambda v: v in ORDERS, " or ".join(ORDERS)
         )
+        if self.prune_structure is not None:
+            check(
+                self.prune_structure,
+                "prune_structure",
+                lambda v: v in STRUCTURES,
+                "kernel-group or crossbar",
+            )
+            if self.prune_pattern is not None or self.sparsity_scope == "global":
+                raise ConfigError(
+                    "prune_structure prunes each tensor: no prune_pattern or global scope"
+                )
+        check(self.crossbar, "crossbar", _is_crossbar, "one of " + ", ".join(_crossbars()))
         if self.prune_pattern is not None:
             check(self.prune_pattern, "prune_pattern", _is_pattern, "N:M with 1 <= N < M <= 64")
             if self.sparsity > 0:
@@ -188,6 +203,16 @@ def _positive(v: Any) -> bool:
 
 def _is_fraction(v: Any) -> bool:
     return _num(v) and 0 <= v < 1
+
+
+def _crossbars() -> list[str]:
+    from xorc.datapath.crossbar import PRESETS
+
+    return list(PRESETS)
+
+
+def _is_crossbar(v: Any) -> bool:
+    return isinstance(v, str) and v in _crossbars()
 
 
 def _is_policy(v: Any) -> bool:

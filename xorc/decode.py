@@ -18,7 +18,9 @@ from xorc.codecs.bounds import check_expansion
 from xorc.codecs.registry import codec_for
 from xorc.errors import BadRecord, CorruptStream
 from xorc.format import Container, TensorRecord
-from xorc.quantize import dequantize
+from xorc.format.container import SCALES
+from xorc.quantize import dequantize, shift_dequantize
+from xorc.tiles import PRESENCE, absent_nonzero
 
 
 def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int16]:
@@ -34,6 +36,15 @@ def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int1
         raise CorruptStream(
             f"tensor {record.name!r}: decoded shape {levels.shape} != {record.shape}"
         )
+    if record.structure is not None and record.axis is not None:
+        bad = absent_nonzero(
+            levels, record.axis, record.structure, container.stream(record, PRESENCE)
+        )
+        if bad:
+            raise CorruptStream(
+                f"tensor {record.name!r}: {bad} nonzero levels in units stream 'presence' "
+                "marks absent"
+            )
     return levels
 
 
@@ -49,6 +60,9 @@ def to_weights(container: Container, record: TensorRecord, levels: NDArray[np.in
         )
     if record.dtype in prequant.RANGES:
         return prequant.decode(levels, scales, record.offsets, record.axis, record.dtype)
+    if record.scale_dtype == "pow2":  # the datapath's rescale: a shift by n, no multiplier
+        shifts = np.frombuffer(container.stream(record, SCALES), dtype="i1")
+        return shift_dequantize(levels, shifts, record.axis).astype(dtype)
     return dequantize(levels, scales, record.axis).astype(dtype)
 
 

@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xorc import calibrate, fidelity, onnx_io, policies, prequant, reconstruct, search, streamed
+from xorc import (
+    aligned,
+    calibrate,
+    fidelity,
+    onnx_io,
+    policies,
+    prequant,
+    reconstruct,
+    search,
+    streamed,
+)
 from xorc.assemble import assemble, stored_scales, uncompressed_summary
 from xorc.bias import bias_stage, corrected_biases
 from xorc.config import CompressOptions, TensorSettings
@@ -38,6 +48,7 @@ from xorc.tensor import Encoded, QuantTensor
 
 if TYPE_CHECKING:
     from xorc import mixed
+    from xorc.tiles import Structure
 
 Progress = Callable[[str, int, int], None]
 """Called once per tensor after it is encoded: its name, the bytes of all weights, its bytes."""
@@ -66,6 +77,7 @@ class TensorJob:
     bias_corrected: bool = False
     reconstruction: dict | None = None
     stored: prequant.Stored | None = field(default=None, repr=False)
+    aligned: tuple[Structure, dict] | None = None  # --prune-structure (xorc/aligned.py)
 
     @property
     def name(self) -> str:
@@ -267,13 +279,18 @@ def quantize_job(
         st_ = job.stored
         return QuantTensor(w.name, st_.levels, st_.bits, st_.scales, st_.axis)
     original = w.array.astype(np.float32)
-    values = _magnitude_pruned(original, w.axis, s.sparsity, options, threshold)
+    if options.prune_structure is None:
+        values = _magnitude_pruned(original, w.axis, s.sparsity, options, threshold)
+    else:
+        values, job.aligned = aligned.prune_tensor(
+            original, w.axis, s.sparsity, options.prune_structure, options.crossbar, st
+        )
     axis = w.axis if s.per_channel else None
     done = None
     if _reconstructs(job, options):
         hess = st.hessian if st is not None else None
         method = reconstruct.Method(
-            s.bits, s.sparsity, options.pattern, options.prune,
+            s.bits, s.sparsity, options.pattern, "magnitude" if job.aligned else options.prune,
             options.reconstruct == "gptq", options.act_order, options.damp, options.scale_dtype,
         )  # fmt: skip
         done, job.reconstruction = reconstruct.for_tensor(

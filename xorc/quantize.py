@@ -3,8 +3,10 @@
 Symmetric quantization to Q bits: scale = max|w| / (2^(Q-1) - 1) per output channel (or per
 tensor), level = clip(round_half_even(w / scale), ±(2^(Q-1) - 1)). A channel that is all zero
 gets scale 1. With bfloat16 scales (docs/format.md §3.4) each scale is rounded up to bfloat16
-before the levels are computed. Zeros are pruned weights; magnitude pruning sets the smallest
-weights to zero before quantization, and a weight that rounds to level 0 is pruned as well.
+before the levels are computed; with pow2 scales each is rounded up to a power of two 2^-n
+(n in [POW2_MIN, POW2_MAX]), so a decoder rescales with a shift. Zeros are pruned weights;
+magnitude pruning sets the smallest weights to zero before quantization, and a weight that
+rounds to level 0 is pruned as well.
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ def bfloat16_ceil(values: NDArray[np.float32]) -> NDArray[np.float32]:
     return up.view(np.float32)
 
 
+POW2_MIN = -127
+"""Smallest shift n of a pow2 scale 2^-n (the largest scale, 2^127; docs/format.md §3.4)."""
+POW2_MAX = 126
+"""Largest shift n of a pow2 scale (the smallest scale, 2^-126, the smallest normal float32)."""
+
+
+def pow2_ceil(values: NDArray[np.floating]) -> NDArray[np.float32]:
+    """The smallest power of two 2^-n, n in [POW2_MIN, POW2_MAX], at or above each positive
+    value (values outside the range get the nearest end of it)."""
+    v = np.asarray(values, dtype=np.float64)
+    mant, exp = np.frexp(v)  # v = mant * 2^exp, mant in [0.5, 1)
+    up = np.where(mant == 0.5, exp - 1, exp)
+    return np.ldexp(1.0, np.clip(up, -POW2_MAX, -POW2_MIN)).astype(np.float32)
+
+
 def is_bfloat16(values: NDArray[np.float32]) -> bool:
     """Whether every value is exactly representable in bfloat16."""
     u = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
@@ -38,8 +55,8 @@ def quantize(
     """Symmetric quantization per channel along `axis` (per tensor when None).
 
     Returns the levels (int16, same shape) and the float32 scales (one per channel); with
-    `scale_dtype` "bfloat16" each scale is first rounded up to a bfloat16 value, and the levels
-    are those of the rounded scale.
+    `scale_dtype` "bfloat16" each scale is first rounded up to a bfloat16 value, with "pow2" up
+    to a power of two, and the levels are those of the rounded scale.
     """
     if not 2 <= bits <= 8:
         raise ValueError(f"bits must be in [2, 8], got {bits}")
@@ -51,12 +68,14 @@ def quantize(
     top = max_level(bits)
     scales = (peak / top).astype(np.float32)
     scales[scales == 0] = 1.0  # an all-zero channel, or one too small for a float32 scale
-    if scale_dtype == "bfloat16":  # subnormal scales, or ones that would become inf, stay float32
+    if scale_dtype == "pow2":
+        scales = pow2_ceil(np.where(peak > 0, peak / top, 1.0))
+    elif scale_dtype == "bfloat16":  # subnormal scales, or ones that would become inf, stay
         rounded = bfloat16_ceil(scales)
         normal = np.isfinite(rounded) & (scales >= np.finfo(np.float32).tiny)
         scales = np.where(normal, rounded, scales)
     elif scale_dtype != "float32":
-        raise ValueError(f"scale_dtype must be float32 or bfloat16, got {scale_dtype!r}")
+        raise ValueError(f"scale_dtype must be float32, bfloat16 or pow2, got {scale_dtype!r}")
     divisor = along(scales.astype(np.float64), axis, w.ndim)
     levels = np.clip(np.rint(w / divisor), -top, top).astype(np.int16)
     return levels, scales
@@ -67,6 +86,15 @@ def dequantize(
 ) -> NDArray[np.float32]:
     """Float weights of levels: level × scale of its channel, in float32."""
     return levels.astype(np.float32) * along(scales, axis, levels.ndim)
+
+
+def shift_dequantize(
+    levels: NDArray[np.integer], shifts: NDArray[np.integer], axis: int | None
+) -> NDArray[np.float32]:
+    """Float weights of levels with pow2 scales 2^-n: each level shifted by n of its channel
+    (an exponent subtraction, `ldexp`; no multiplier). Equal to `dequantize` with 2^-n."""
+    n = along(np.asarray(shifts, dtype=np.int32), axis, levels.ndim)
+    return np.ldexp(levels.astype(np.float32), -n).astype(np.float32)
 
 
 def along(per_channel: NDArray, axis: int | None, ndim: int) -> NDArray:

@@ -48,7 +48,7 @@ class Method:
         act_order: columns by decreasing diag(H) when only quantizing (pruning keeps the
             natural order, as SparseGPT does; an N:M pattern needs it).
         damp: dampening, as a fraction of the mean of diag(H).
-        scale_dtype: "float32" or "bfloat16", as `quantize`.
+        scale_dtype: "float32", "bfloat16" or "pow2", as `quantize` (GPTQ rounds against it).
     """
 
     bits: int

@@ -48,6 +48,7 @@ class VerifyReport:
     mismatches: list[str] = field(default_factory=list)
     accuracy: Accuracy | None = None
     max_drop: float | None = None
+    variation: list[dict[str, Any]] | None = None  # verify --variation (xorc/variation.py)
 
     @property
     def passed(self) -> bool:
@@ -67,6 +68,7 @@ class VerifyReport:
             "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
             "max_drop_pp": self.max_drop,
             "passed": self.passed,
+            **({} if self.variation is None else {"variation": self.variation}),
         }
 
 

@@ -211,6 +211,16 @@ def with_overrides(
         raise ConfigError(f"{where}{exc}") from None
 
 
+def read_toml(toml_path: str | Path) -> dict[str, Any]:
+    """A TOML file's top-level table (ConfigError naming the file when it cannot be read)."""
+    try:
+        return dict(tomllib.loads(Path(toml_path).read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"{toml_path}: cannot read ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{toml_path}: not valid TOML ({exc})") from None
+
+
 def load_config(toml_path: str | Path | None = None, preset: str | None = None) -> DatapathConfig:
     """A preset (default `gemmini-default`) with the overrides of a TOML file applied.
 
@@ -225,13 +235,7 @@ def load_config(toml_path: str | Path | None = None, preset: str | None = None) 
     source = ""
     if toml_path is not None:
         source = str(toml_path)
-        try:
-            doc = tomllib.loads(Path(toml_path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{toml_path}: cannot read ({exc.strerror or exc})") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{toml_path}: not valid TOML ({exc})") from None
-        overrides = dict(doc)
+        overrides = read_toml(toml_path)
         raw = overrides.pop("preset", None)
         if raw is not None and not isinstance(raw, str):
             raise ConfigError(f"{toml_path}: 'preset' must be a string, got {raw!r}")

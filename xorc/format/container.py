@@ -16,9 +16,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc.tensor import JSON
+from xorc.tiles import PRESENCE, Structure
 
 SCALES = "scales"
-SCALE_DTYPES = {"float32": 4, "bfloat16": 2}  # bytes per scale (docs/format.md §3.4)
+SCALE_DTYPES = {"float32": 4, "bfloat16": 2, "pow2": 1}  # bytes per scale (docs/format.md §3.4)
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,12 @@ class TensorRecord:
     stats: dict[str, JSON] = field(default_factory=dict)
     scale_dtype: str = "float32"
     offsets: tuple[int, ...] | None = None
+    structure: Structure | None = None
 
     def to_json(self) -> dict[str, JSON]:
         extra: dict[str, JSON] = {} if self.offsets is None else {"offsets": list(self.offsets)}
+        if self.structure is not None:
+            extra["structure"] = self.structure.to_json()
         return {
             "name": self.name,
             "shape": list(self.shape),
@@ -99,11 +103,11 @@ class Container:
         raise KeyError(name)
 
     def codec_streams(self, record: TensorRecord) -> dict[str, bytes]:
-        """The streams the codec decoder reads (all but `scales`)."""
+        """The streams the codec decoder reads (all but `scales` and `presence`)."""
         return {
             s.name: bytes(self.payload[s.offset : s.offset + s.length])
             for s in record.streams
-            if s.name != SCALES
+            if s.name not in (SCALES, PRESENCE)
         }
 
     def scales(self, record: TensorRecord) -> NDArray[np.float32]:
@@ -111,10 +115,15 @@ class Container:
 
 
 def encode_scales(scales: NDArray[np.float32], scale_dtype: str) -> bytes:
-    """The `scales` stream (docs/format.md §3.4); bfloat16 scales must be exact."""
+    """The `scales` stream (docs/format.md §3.4); bfloat16 and pow2 scales must be exact."""
     u = np.ascontiguousarray(scales, dtype=np.float32).view(np.uint32)
     if scale_dtype == "float32":
         return u.astype("<u4").tobytes()
+    if scale_dtype == "pow2":
+        shifts = pow2_shifts(scales)
+        if shifts is None:
+            raise ValueError("a scale is not a power of two 2^-n with n in [-127, 126]")
+        return shifts.astype("i1").tobytes()
     if (u & 0xFFFF).any():
         raise ValueError("a scale is not exactly representable in bfloat16")
     return (u >> 16).astype("<u2").tobytes()
@@ -124,7 +133,22 @@ def decode_scales(data: bytes, scale_dtype: str) -> NDArray[np.float32]:
     """The float32 scales of a `scales` stream (docs/format.md §3.4)."""
     if scale_dtype == "float32":
         return np.frombuffer(data, dtype="<f4").astype(np.float32)
+    if scale_dtype == "pow2":  # n = -128 is out of range: 2^128 is infinite in binary32
+        n = np.frombuffer(data, dtype="i1").astype(np.int32)
+        return np.where(n < -127, np.inf, np.ldexp(1.0, -np.maximum(n, -127))).astype(np.float32)
     return (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+
+
+def pow2_shifts(scales: NDArray[np.float32]) -> NDArray[np.int8] | None:
+    """The shifts n of scales that are all powers of two 2^-n, n in [-127, 126], or None."""
+    s = np.asarray(scales, dtype=np.float64)
+    if not np.isfinite(s).all() or (s <= 0).any():
+        return None
+    mant, exp = np.frexp(s)
+    n = 1 - exp
+    if not (mant == 0.5).all() or (n < -127).any() or (n > 126).any():
+        return None
+    return n.astype(np.int8)
 
 
 def levels_digest(levels: NDArray[np.integer]) -> str:

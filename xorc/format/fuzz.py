@@ -180,6 +180,11 @@ def mutate_record(rec: dict[str, Any], rng: random.Random) -> None:
         else:
             params[key] = rng.choice([0, 1, 2, 24, 32, 33, 64, 256, 4096, 2**24, 2**40])
         return
+    structure = rec.get("structure")
+    if isinstance(structure, dict) and structure and rng.random() < 0.5:  # docs/format.md §3.6
+        field = rng.choice(sorted(structure))
+        structure[field] = rng.choice([0, 1, 3, 4096, 4097, 2**31, "crossbar", None])
+        return
     key = rng.choice(["codec", "bits", "axis", "n_nonzero", "scale_dtype"])
     rec[key] = rng.choice(
         {
@@ -187,7 +192,7 @@ def mutate_record(rec: dict[str, Any], rng: random.Random) -> None:
             "bits": [2, 3, 4, 8, 9],
             "axis": [None, 0, 1, 3],
             "n_nonzero": [0, rec.get("n_weights", 0)],
-            "scale_dtype": ["float32", "bfloat16"],
+            "scale_dtype": ["float32", "bfloat16", "pow2"],
         }[key]
     )
 

@@ -17,6 +17,7 @@ import numpy as np
 from xorc.errors import BadRecord
 from xorc.format.container import SCALE_DTYPES, SCALES, StreamRef, TensorRecord, align
 from xorc.tensor import JSON
+from xorc.tiles import PRESENCE, Structure, parse_structure
 
 MAX_TENSORS = 100_000
 MAX_RANK = 8
@@ -123,11 +124,15 @@ def parse_meta(meta: dict[str, JSON]) -> dict[str, JSON]:
 
 
 def parse_tensors(
-    doc: dict[str, JSON], payload_length: int, bf16_scales: bool = False, offsets: bool = False
+    doc: dict[str, JSON],
+    payload_length: int,
+    bf16_scales: bool = False,
+    offsets: bool = False,
+    pow2_scales: bool = False,
 ) -> tuple[TensorRecord, ...]:
     """Check every tensor record and its stream layout (docs/format.md §3.2, §3.4);
-    `bf16_scales`, `offsets`: whether the header's required flags BF16_SCALES and INT_OFFSETS
-    are set."""
+    `bf16_scales`, `offsets`, `pow2_scales`: whether the header's required flags BF16_SCALES,
+    INT_OFFSETS and POW2_SCALES are set."""
     raw = doc.get("tensors")
     if not isinstance(raw, list) or len(raw) > MAX_TENSORS:
         raise BadRecord(f"section TENSORS: 'tensors' must be a list of at most {MAX_TENSORS}")
@@ -137,7 +142,7 @@ def parse_tensors(
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise BadRecord(f"tensor #{i}: record must be an object")
-        rec = _parse_record(item, i, bf16_scales, offsets)
+        rec = _parse_record(item, i, bf16_scales, offsets, pow2_scales)
         if rec.name in names:
             raise BadRecord(f"tensor {rec.name!r}: duplicate name")
         names.add(rec.name)
@@ -201,7 +206,7 @@ def _parse_shape(item: Mapping[str, Any], where: str) -> tuple[tuple[int, ...], 
 
 
 def _parse_record(
-    item: dict[str, Any], i: int, bf16_scales: bool, offsets_flag: bool = False
+    item: dict[str, Any], i: int, bf16_scales: bool, offsets_flag: bool = False, pow2: bool = False
 ) -> TensorRecord:
     name = _parse_name(item, i)
     where = f"tensor {name!r}"
@@ -218,12 +223,15 @@ def _parse_record(
         scale_dtype = _str(item, "scale_dtype", where, tuple(SCALE_DTYPES))
     if scale_dtype == "bfloat16" and not bf16_scales:
         raise BadRecord(f"{where}: bfloat16 scales, but required flag BF16_SCALES is clear")
+    if scale_dtype == "pow2" and not pow2:
+        raise BadRecord(f"{where}: pow2 scales, but required flag POW2_SCALES is clear")
     expected = SCALE_DTYPES[scale_dtype] * (1 if axis is None else shape[axis])
     if streams[0].length != expected:
         raise BadRecord(
             f"{where}: stream 'scales' is {streams[0].length} bytes, expected {expected} "
             f"({scale_dtype})"
         )
+    structure = _parse_structure(item, shape, axis, streams, where)
     dtype = _str(item, "dtype", where, DTYPES)
     offsets = _parse_offsets(item, where, dtype, 1 if axis is None else shape[axis], offsets_flag)
     return TensorRecord(
@@ -243,7 +251,31 @@ def _parse_record(
         stats=_obj(item, "stats", where),
         scale_dtype=scale_dtype,
         offsets=offsets,
+        structure=structure,
     )
+
+
+def _parse_structure(
+    item: Mapping[str, Any],
+    shape: tuple[int, ...],
+    axis: int | None,
+    streams: tuple[StreamRef, ...],
+    where: str,
+) -> Structure | None:
+    """The optional `structure` and its `presence` stream (docs/format.md §3.6)."""
+    presence = [s for s in streams if s.name == PRESENCE]
+    if "structure" not in item:
+        if presence:
+            raise BadRecord(f"{where}: stream 'presence' without field 'structure'")
+        return None
+    try:
+        st = parse_structure(item["structure"], shape, axis, where)
+    except ValueError as exc:
+        raise BadRecord(str(exc)) from None
+    expected = -(-st.n_units(shape, axis or 0) // 8)
+    if not presence or presence[0].length != expected:
+        raise BadRecord(f"{where}: field 'structure' needs a stream 'presence' of {expected} bytes")
+    return st
 
 
 def _parse_offsets(

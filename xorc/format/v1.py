@@ -42,7 +42,8 @@ MAX_SECTIONS = 64
 FLAG_REQUIRED = 1  # section entry flag (§2.2)
 BF16_SCALES = 1  # header required flag bit 0 (§2.4)
 INT_OFFSETS = 2  # header required flag bit 1 (§2.4)
-KNOWN_REQUIRED_FLAGS = BF16_SCALES | INT_OFFSETS
+POW2_SCALES = 4  # header required flag bit 2 (§2.4)
+KNOWN_REQUIRED_FLAGS = BF16_SCALES | INT_OFFSETS | POW2_SCALES
 assert HEADER.size == 64 and ENTRY.size == 32
 
 
@@ -129,7 +130,9 @@ def _bodies(container: Container) -> tuple[list[tuple[int, int, Body]], int]:
         bodies.append((Kind.FMAP, 0, dumps(container.fmap)))
     bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
     offsets = any(t.offsets is not None for t in container.tensors)
-    return bodies, (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0)
+    pow2 = any(t.scale_dtype == "pow2" for t in container.tensors)
+    flags = (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0)
+    return bodies, flags | (POW2_SCALES if pow2 else 0)
 
 
 def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0) -> bytes:
@@ -400,7 +403,8 @@ def _read_records(
     payload_length = _section(layout, Kind.PAYLOAD).length
     bf16 = bool(layout.required_flags & BF16_SCALES)
     offsets = bool(layout.required_flags & INT_OFFSETS)
-    return meta, records.parse_tensors(doc, payload_length, bf16, offsets)
+    pow2 = bool(layout.required_flags & POW2_SCALES)
+    return meta, records.parse_tensors(doc, payload_length, bf16, offsets, pow2)
 
 
 def _read_contents(

@@ -19,6 +19,7 @@ from xorc.onnx_io.analysis import (
     layer_macs,
     layers,
     prefix,
+    stored_layers,
     suffix_model,
     with_outputs,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "referenced_indices",
     "rule_graph",
     "serialize",
+    "stored_layers",
     "strip_weights",
     "substitute",
     "suffix_model",

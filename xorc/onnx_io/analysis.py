@@ -155,6 +155,11 @@ def layers(model: SourceModel) -> dict[str, Layer]:
     return out
 
 
+def stored_layers(graph_bytes: bytes) -> dict[str, Layer]:
+    """`layers` of a container's stored graph (docs/format.md §3.3; its weights are references)."""
+    return layers(SourceModel(_parse_graph(graph_bytes), "", ""))
+
+
 def _conv_attributes(node: onnx.NodeProto) -> dict[str, tuple[int, ...] | str]:
     """The geometry attributes of a Conv or ConvTranspose node ({} for other ops)."""
     if node.op_type not in ("Conv", "ConvTranspose"):

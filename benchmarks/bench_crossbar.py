@@ -1,0 +1,191 @@
+"""Crossbar-aligned compression (issue 19, docs/crossbar.md): the three target tables in one run.
+
+1. fashion_cnn with --calib: crossbars used (crossbar-128, 128 x 128 tiles) against dense at
+   <= 1 point top-1 drop, for --prune-structure kernel-group and crossbar and for unstructured
+   OBS pruning, each swept over --sparsity (uniform per tensor, and on fc1.weight only, which
+   holds 25 of the 30 tiles); the largest sparsity within the drop is each method's row.
+2. pow2 against bfloat16 (default) and float32 scales at 8 and 4 bits, GPTQ with --calib, on
+   fashion_cnn and EfficientNet-Lite0: held-out accuracy and its difference.
+3. fashion_cnn (8-bit, pow2, GPTQ) under log-normal write variation, SIGMA 0.05 / 0.1 / 0.2,
+   TRIALS trials each (crossbar-128: 2-bit cells, differential pairs), without and with the
+   per-column gain compensation; the same seeded noise for both (paired).
+
+Held-out data only: fashion_cnn calibrated on fashion_calib.npz (training images), measured on
+fashion_test.npz (5,000 test images, top-1 against labels); EfficientNet-Lite0 calibrated on
+efficientnet_calib.npz, measured on photos.npz (top-1 agreement with fp32, 40 views). Every
+run uses --calib's defaults (GPTQ, bias correction; bias correction is applied unconditionally,
+without compress's keep-it-if-it-helps fidelity guard); the calibration statistics are computed
+once per model and shared by its runs.
+
+    PYTHONPATH=$PWD python benchmarks/bench_crossbar.py [--trials N] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from xorc import api, onnx_io, reconstruct, variation
+from xorc.assemble import assemble
+from xorc.bias import bias_stage
+from xorc.config import CompressOptions, LayerRule
+from xorc.datapath.crossbar import get_preset
+from xorc.format import read_bytes, read_file, v1
+from xorc.pipeline import calibration_stage, encode_stage, plan_stage, quantize_stage
+
+ROOT = Path(__file__).resolve().parent.parent
+S = ROOT / "sample_models"
+FASHION = (S / "fashion_cnn.onnx", S / "fashion_calib.npz", S / "fashion_test.npz")
+EFFNET = (S / "efficientnet_lite0.onnx", S / "efficientnet_calib.npz", S / "photos.npz")
+SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SIGMAS = (0.05, 0.1, 0.2)
+BASE = CompressOptions(policy="raw", scale_dtype="pow2")
+
+
+class Compressor:
+    """compress with the calibration statistics of one model computed once."""
+
+    def __init__(self, model: Path, calib: Path, folder: Path) -> None:
+        self.model = onnx_io.load_model(model)
+        self.calib, self.folder, self.n = calib, folder, 0
+        options = replace(BASE, sparsity=0.5).resolved(True)
+        jobs, _ = plan_stage(self.model, options)
+        self.stats = calibration_stage(self.model, jobs, calib, options)
+
+    def blob(self, options: CompressOptions) -> Path:
+        options = options.resolved(True)
+        jobs, left = plan_stage(self.model, options)
+        quantize_stage(jobs, options, self.stats)
+        encode_stage(jobs, options)
+        biases = bias_stage(self.model, jobs, self.stats)
+        container = assemble(self.model, jobs, options, biases, None, {"uncompressed": left})
+        self.n += 1
+        path = self.folder / f"b{self.n}.xorc"
+        path.write_bytes(v1.write(container))
+        return path
+
+
+def accuracy(blob: Path, model: Path, data: Path) -> tuple[float, float]:
+    acc = api.verify(blob, model, data, decoder="reference").accuracy
+    assert acc is not None
+    return acc.original, acc.compressed
+
+
+def pruning_table(comp: Compressor) -> list[dict]:
+    model, _, test = FASHION
+    rows = []
+    for structure in (None, "kernel-group", "crossbar"):
+        for scope in ("uniform", "fc1 only"):
+            best = None
+            for s in SPARSITIES:
+                if scope == "uniform":
+                    opts = replace(BASE, sparsity=s, prune_structure=structure)
+                else:
+                    rule = LayerRule("fc1.weight", {"sparsity": s})
+                    opts = replace(BASE, prune_structure=structure, layers=(rule,))
+                blob = comp.blob(opts)
+                original, acc = accuracy(blob, model, test)
+                m = api.map_crossbars(blob).to_json()["totals"]
+                point = {"method": structure or "unstructured", "scope": scope, "sparsity": s,
+                         "original": original, "accuracy": acc, "drop": original - acc,
+                         "zeros": zero_fraction(blob), **m}  # fmt: skip
+                print(json.dumps(point), flush=True)
+                if point["drop"] > 1.0:
+                    break
+                best = point
+            if best is not None:
+                rows.append(best)
+    return rows
+
+
+def zero_fraction(blob: Path) -> float:
+    c = read_bytes(read_file(blob))
+    return 1 - sum(t.n_nonzero for t in c.tensors) / sum(t.n_weights for t in c.tensors)
+
+
+def scales_table(folder: Path) -> list[dict]:
+    rows = []
+    for model, calib, test in (FASHION, EFFNET):
+        comp = Compressor(model, calib, folder)
+        for bits in (8, 4):
+            accs = {}
+            for dtype in ("float32", "bfloat16", "pow2"):
+                with reconstruct.shared_factors():
+                    blob = comp.blob(replace(BASE, bits=bits, scale_dtype=dtype))
+                original, accs[dtype] = accuracy(blob, model, test)
+            row = {"model": model.stem, "bits": bits, "original": original, **accs,
+                   "pow2_minus_float32": accs["pow2"] - accs["float32"]}  # fmt: skip
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def variation_table(comp: Compressor, trials: int) -> list[dict]:
+    model, calib, test = FASHION
+    blob = comp.blob(BASE)
+    container = read_bytes(read_file(blob))
+    tensors, evaluate = variation.prepare(container, model, test, calib)
+    _, noiseless = accuracy(blob, model, test)
+    cfg = get_preset("crossbar-128")
+    rows = []
+    for sigma in SIGMAS:
+        var = variation.Variation(sigma, trials=trials)
+        runs = [variation.run_trials(tensors, evaluate, cfg, var, c).to_json() for c in (0, 1)]
+        row = {"sigma": sigma, "trials": trials, "noiseless": noiseless,
+               "none_mean": runs[0]["accuracy_mean"], "none_std": runs[0]["accuracy_std"],
+               "none_min": runs[0]["accuracy_min"], "comp_mean": runs[1]["accuracy_mean"],
+               "comp_std": runs[1]["accuracy_std"],
+               "comp_min": runs[1]["accuracy_min"]}  # fmt: skip
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp, reconstruct.shared_factors():
+        comp = Compressor(*FASHION[:2], Path(tmp))
+        out = {
+            "pruning": pruning_table(comp),
+            "variation": variation_table(comp, args.trials),
+            "scales": scales_table(Path(tmp)),
+        }
+    out["seconds"] = round(time.time() - t0, 1)
+    render(out)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+def render(out: dict) -> None:
+    print("\nfashion_cnn, crossbar-128: largest swept sparsity within 1 point top-1 drop")
+    print(f"{'method':<14} {'scope':<9} {'S':>4} {'zeros':>6} {'top-1':>6} {'drop':>5} "
+          f"{'tiles':>7} {'crossbars':>9} {'util':>6} {'ADC':>6}")  # fmt: skip
+    for r in out["pruning"]:
+        print(f"{r['method']:<14} {r['scope']:<9} {r['sparsity']:4.1f} {100 * r['zeros']:5.1f}% "
+              f"{r['accuracy']:6.2f} {r['drop']:5.2f} {r['tiles_used']:>3}/{r['tiles_dense']:<3} "
+              f"{r['crossbars_used']:>4}/{r['crossbars_dense']:<4} {100 * r['utilisation']:5.1f}% "
+              f"{100 * r['adc_ratio']:5.1f}%")  # fmt: skip
+    print("\nscales (GPTQ with --calib; held-out top-1, EfficientNet: agreement)")
+    for r in out["scales"]:
+        print(f"{r['model']:<18} {r['bits']}-bit  fp32 model {r['original']:6.2f}  float32 "
+              f"{r['float32']:6.2f}  bfloat16 {r['bfloat16']:6.2f}  pow2 {r['pow2']:6.2f}  "
+              f"pow2 - float32 {r['pow2_minus_float32']:+.2f}")  # fmt: skip
+    print("\nfashion_cnn 8-bit pow2 on crossbar-128 under write variation (top-1 %)")
+    for r in out["variation"]:
+        print(f"sigma {r['sigma']:<5} {r['trials']} trials  noiseless {r['noiseless']:.2f}  "
+              f"none {r['none_mean']:.2f} +- {r['none_std']:.2f} (min {r['none_min']:.2f})  "
+              f"compensated {r['comp_mean']:.2f} +- {r['comp_std']:.2f} "
+              f"(min {r['comp_min']:.2f})")  # fmt: skip
+    print(f"\n{out['seconds']} s in all (shared machine: pessimistic)")
+
+
+if __name__ == "__main__":
+    main()
