@@ -5,7 +5,12 @@ Every row compresses a sample model three ways, in one run, and measures on held
 * `rtn`: no calibration data (round-to-nearest, magnitude pruning);
 * `bias`: `--calib`, `--reconstruct none --prune magnitude` (bias correction only, as before);
 * `gptq`: `--calib` with the defaults (GPTQ, OBS pruning, then bias correction where it helps);
-* `seq`: as `gptq` with `--reconstruct-order sequential` (a few rows).
+* `seq`: as `gptq` with `--reconstruct-order sequential` (a few rows; `--no-sequential` leaves
+  them out);
+* `noclip`: as `gptq` with config `clip_search = false` (GPTQ on max|w| scales, as before).
+
+Rows with `--sparsity-scope global`: `rtn` and `bias` prune by one global magnitude threshold,
+`gptq` chooses each layer's sparsity (xorc/allocate.py), at least S of all weights together.
 
 "calib fidelity" is compress's own fidelity check (worst output cosine on 64 calibration
 inputs). Then the time of GPTQ on 256 calibration inputs.
@@ -40,6 +45,7 @@ METHODS = {
     "bias": (True, ["--reconstruct", "none", "--prune", "magnitude"]),
     "gptq": (True, []),
     "seq": (True, ["--reconstruct-order", "sequential"]),
+    "noclip": (True, ["--config", "NOCLIP"]),  # GPTQ without the clipping search
 }
 SEQUENTIAL_ROWS = (
     "EfficientNet-Lite0 4-bit",
@@ -48,12 +54,20 @@ SEQUENTIAL_ROWS = (
 )
 ALL = ("rtn", "bias", "gptq")
 SETTINGS = [  # (label, model and calibration data, flags, methods run on the row)
-    ("EfficientNet-Lite0 4-bit", EFFNET, ["--bits", "4", "--policy", "raw"], (*ALL, "seq")),
+    ("EfficientNet-Lite0 4-bit", EFFNET, ["--bits", "4", "--policy", "raw"],
+     (*ALL, "noclip", "seq")),
     ("EfficientNet-Lite0 8-bit", EFFNET, ["--bits", "8", "--policy", "raw"], ALL),
     ("EffNet S=0.5 8-bit raw", EFFNET, ["--bits", "8", "--sparsity", "0.5", "--policy", "raw"],
      ("rtn", "gptq")),
     ("EffNet S=0.5 8-bit all", EFFNET, ["--bits", "8", "--sparsity", "0.5", "--policy", "all"],
      ("gptq",)),
+    ("EffNet S=0.5 global 8-bit raw", EFFNET,
+     ["--bits", "8", "--sparsity", "0.5", "--sparsity-scope", "global", "--policy", "raw"], ALL),
+    ("EffNet S=0.5 global 8-bit all", EFFNET,
+     ["--bits", "8", "--sparsity", "0.5", "--sparsity-scope", "global", "--policy", "all"],
+     ("gptq",)),
+    ("fashion_cnn 3-bit S=0.75 global all", FASHION,
+     ["--bits", "3", "--sparsity", "0.75", "--sparsity-scope", "global"], ALL),
     ("fashion_cnn 4-bit S=0.5 all", FASHION, ["--bits", "4", "--sparsity", "0.5"], ALL),
     ("fashion_cnn 3-bit S=0.75 all", FASHION, ["--bits", "3", "--sparsity", "0.75"],
      (*ALL, "seq")),
@@ -63,6 +77,9 @@ TARGETS = {
     "EfficientNet-Lite0 8-bit": "drop <= 2.5 pp, cos >= 0.998",
     "EffNet S=0.5 8-bit raw": "cos >= 0.99",
     "EffNet S=0.5 8-bit all": "cos >= 0.99; bits/w all vs raw",
+    "EffNet S=0.5 global 8-bit raw": "cos >= 0.99",
+    "EffNet S=0.5 global 8-bit all": "cos >= 0.99; bits/w all vs raw",
+    "fashion_cnn 3-bit S=0.75 global all": "<= 1.5 bits/w within 0.5 pp",
     "fashion_cnn 4-bit S=0.5 all": "<= 1.5 bits/w within 0.5 pp",
     "fashion_cnn 3-bit S=0.75 all": "<= 1.5 bits/w within 0.5 pp",
 }
@@ -158,12 +175,19 @@ def timing(settings: list) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fashion_cnn rows only")
-    settings = [s for s in SETTINGS if not parser.parse_args().quick or "fashion" in s[0]]
+    parser.add_argument("--no-sequential", action="store_true", help="leave out the seq runs")
+    args = parser.parse_args()
+    settings = [s for s in SETTINGS if not args.quick or "fashion" in s[0]]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        noclip = Path(tmp) / "noclip.toml"
+        noclip.write_text("clip_search = false\n")
         for label, (model, calib), flags, methods in settings:
             for method in methods:
+                if method == "seq" and args.no_sequential:
+                    continue
                 with_calib, extra = METHODS[method]
+                extra = [str(noclip) if e == "NOCLIP" else e for e in extra]
                 blob = Path(tmp) / f"{len(rows)}.xorc"
                 c = _compress(model, calib if with_calib else None, flags + extra, blob)
                 acc = _verify(blob, model)

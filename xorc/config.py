@@ -79,6 +79,7 @@ class CompressOptions:
     prune_pattern: str | None = None
     act_order: bool = True
     damp: float = 0.01
+    clip_search: bool = True
     reconstruct_order: str = "parallel"
     requantize: bool = False
     prune_structure: str | None = None
@@ -113,6 +114,7 @@ class CompressOptions:
         check(self.reconstruct, "reconstruct", lambda v: v in RECONSTRUCT, " or ".join(RECONSTRUCT))
         check(self.prune, "prune", lambda v: v in PRUNE, " or ".join(PRUNE))
         check(self.act_order, "act_order", lambda v: type(v) is bool, "true or false")
+        check(self.clip_search, "clip_search", lambda v: type(v) is bool, "true or false")
         check(self.requantize, "requantize", lambda v: type(v) is bool, "true or false")
         check(self.damp, "damp", lambda v: _num(v) and 0 < v <= 10, "a number in (0, 10]")
         check(
@@ -145,18 +147,24 @@ class CompressOptions:
 
     def resolved(self, has_calib: bool) -> CompressOptions:
         """The options with "auto" methods decided: with calibration data, GPTQ and OBS
-        pruning (magnitude with --sparsity-scope global, which needs one threshold)."""
+        pruning (with --sparsity-scope global: per-layer sparsities, xorc/allocate.py)."""
         recon = self.reconstruct
         if recon == "auto":
             recon = "gptq" if has_calib else "none"
         prune = self.prune
         if prune == "auto":
-            prune = "obs" if has_calib and self.sparsity_scope == "tensor" else "magnitude"
+            prune = "obs" if has_calib else "magnitude"
         if not has_calib and (recon == "gptq" or prune == "obs"):
             flag = "--reconstruct gptq" if recon == "gptq" else "--prune obs"
             raise UsageError(f"{flag} needs --calib DATA.npz")
-        if prune == "obs" and self.sparsity_scope == "global":
-            raise UsageError("--prune obs prunes each layer; use --sparsity-scope tensor")
+        if (
+            prune == "obs"
+            and self.sparsity_scope == "global"
+            and self.reconstruct_order != "parallel"
+        ):
+            raise UsageError(
+                "--sparsity-scope global with --prune obs needs --reconstruct-order parallel"
+            )
         return replace(self, reconstruct=recon, prune=prune)
 
     def settings_for(self, tensor: str, nodes: list[str]) -> TensorSettings:

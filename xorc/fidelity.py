@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from xorc import calibrate, onnx_io
 from xorc.errors import ModelError
-from xorc.hessian import matrix_form
+from xorc.hessian import relative_error
 from xorc.quantize import dequantize
 
 if TYPE_CHECKING:
@@ -165,15 +165,10 @@ def layer_error(job: TensorJob, st: calibrate.InputStats | None) -> tuple[float,
     d = dequantize(job.enc.decoded, q.scales, q.axis).astype(np.float64) - w
     hess = st.hessian if st is not None else None
     axis = job.weight.axis
-    if hess is not None and hess.moment is not None and axis is not None:
-        rows_w, rows_d = matrix_form(w, axis), matrix_form(d, axis)
-        g, width = hess.moment.shape[:2]
-        if rows_w.shape[1] == width and rows_w.shape[0] % g == 0:
-            w3 = rows_w.reshape(g, -1, width)
-            d3 = rows_d.reshape(g, -1, width)
-            num = float(np.einsum("gri,gij,grj->", d3, hess.moment, d3, optimize=True))
-            den = float(np.einsum("gri,gij,grj->", w3, hess.moment, w3, optimize=True))
-            return _ratio(num, den), "H"
+    if hess is not None and axis is not None:
+        found = relative_error(w, d, axis, hess)
+        if found is not None:
+            return round(found, 6), "H"
     sens = calibrate.sensitivity(st, w.shape) if st is not None and st.mean.size else None
     if sens is not None:
         s64 = sens.astype(np.float64)

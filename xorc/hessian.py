@@ -218,3 +218,21 @@ class Accumulator:
         if self.reason is not None or self.total is None or self.count == 0:
             return Hessian(None, self.count, self.reason or "no calibration inputs reached it")
         return Hessian(self.total / self.count, self.count)
+
+
+def relative_error(
+    weight: NDArray[np.floating], delta: NDArray[np.floating], out_axis: int, hess: Hessian
+) -> float | None:
+    """tr(dW H dW^T) / tr(W H W^T) over the groups of H: the output error a weight change
+    `delta` causes, relative to the output (None when H does not fit the weight)."""
+    if hess.moment is None:
+        return None
+    rows_w = matrix_form(np.asarray(weight, np.float64), out_axis)
+    rows_d = matrix_form(np.asarray(delta, np.float64), out_axis)
+    g, width = hess.moment.shape[:2]
+    if rows_w.shape[1] != width or rows_w.shape[0] % g:
+        return None
+    w3, d3 = rows_w.reshape(g, -1, width), rows_d.reshape(g, -1, width)
+    num = float((np.matmul(d3, hess.moment) * d3).sum())
+    den = float((np.matmul(w3, hess.moment) * w3).sum())
+    return num / den if den > 0 else (0.0 if num == 0 else 1.0)

@@ -255,6 +255,14 @@ def quantize_stage(
     if options.sparsity_scope == "global":
         floats = [j.weight.array for j in jobs if not j.prequantized]
         threshold = global_threshold(floats, options.sparsity)
+    if options.sparsity_scope == "global" and options.prune == "obs" and options.sparsity > 0:
+        from xorc import allocate
+
+        allocate.allocate_jobs(
+            jobs, options, stats, lambda j, o, st: quantize_job(j, o, 0.0, st),
+            lambda j: _reconstructs(j, options),
+        )  # fmt: skip
+        return
     if sequential_on is not None:
         from xorc import sequential
 
@@ -292,6 +300,7 @@ def quantize_job(
         method = reconstruct.Method(
             s.bits, s.sparsity, options.pattern, "magnitude" if job.aligned else options.prune,
             options.reconstruct == "gptq", options.act_order, options.damp, options.scale_dtype,
+            options.clip_search,
         )  # fmt: skip
         done, job.reconstruction = reconstruct.for_tensor(
             original, values, w.axis, s.per_channel, hess, method

@@ -30,6 +30,11 @@ from xorc.quantize import max_level, quantize
 
 BLOCK = 128
 DAMP_TRIES = 6
+CLIP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+"""Clipping search: each row's scale is max|w| times the ratio whose GPTQ result has the least
+output error d H d^T (1.0 first, so a tie keeps the unclipped scale)."""
+CLIP_MAX_BITS = 6
+"""The search runs at this many bits or fewer (at 8 bits clipping gains nothing)."""
 
 _factor_memo: dict[tuple, tuple] | None = None  # set by shared_factors()
 
@@ -49,6 +54,8 @@ class Method:
             natural order, as SparseGPT does; an N:M pattern needs it).
         damp: dampening, as a fraction of the mean of diag(H).
         scale_dtype: "float32", "bfloat16" or "pow2", as `quantize` (GPTQ rounds against it).
+        clip: search each row's clipping ratio (CLIP_RATIOS) at CLIP_MAX_BITS or fewer
+            (with rounding only).
     """
 
     bits: int
@@ -59,6 +66,7 @@ class Method:
     act_order: bool = True
     damp: float = 0.01
     scale_dtype: str = "bfloat16"
+    clip: bool = False
 
 
 def reconstruct(
@@ -78,21 +86,56 @@ def reconstruct(
     if hess.moment is None:
         raise ValueError(f"no H: {hess.reason}")
     w = np.asarray(weight, np.float64)
-    _, scales = quantize(w, method.bits, out_axis if per_channel else None, method.scale_dtype)
     rows = matrix_form(w, out_axis)
     groups, width = hess.moment.shape[0], hess.moment.shape[1]
     if rows.shape[1] != width or rows.shape[0] % groups:
         raise ValueError(f"H of {groups} x {width} features does not fit a weight {w.shape}")
-    per_row = (
-        np.broadcast_to(scales.astype(np.float64), (rows.shape[0],)) if scales.size == 1 else scales
-    )
     shape3 = (groups, rows.shape[0] // groups, width)
     fixed = None if mask is None else matrix_form(mask, out_axis).reshape(shape3)
-    levels3, info = _solve(rows.reshape(shape3), per_row.reshape(shape3[:2]), hess, method, fixed)
+    search = method.clip and method.rounding and method.bits <= CLIP_MAX_BITS
+    best = None
+    for ratio in CLIP_RATIOS if search else (1.0,):
+        axis = out_axis if per_channel else None
+        _, scales = quantize(w * ratio, method.bits, axis, method.scale_dtype)
+        per_row = np.broadcast_to(scales.astype(np.float64), (rows.shape[0],)).reshape(shape3[:2])
+        levels3, info = _solve(rows.reshape(shape3), per_row, hess, method, fixed)
+        if not search:
+            break
+        err = _row_error(rows.reshape(shape3), levels3 * per_row[:, :, None], hess.moment)
+        err = err if per_channel else np.broadcast_to(err.sum(), err.shape)
+        best = _better(best, (levels3, scales, err, ratio), per_channel)
+    if best is not None:
+        levels3, scales, _, ratios = best
+        info["clip"] = {"ratios": list(CLIP_RATIOS), "mean_ratio": float(np.mean(ratios))}
     moved = np.moveaxis(w, out_axis, 0).shape
     levels = np.moveaxis(levels3.reshape(moved), 0, out_axis).astype(np.int16)
     info["n_samples"] = hess.n_samples
     return np.ascontiguousarray(levels), scales, info
+
+
+def _row_error(
+    rows: NDArray[np.float64], deq: NDArray[np.float64], h: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """[groups, rows]: each row's output error d H d^T, d = deq - rows."""
+    d = deq - rows
+    return (np.matmul(d, h) * d).sum(axis=2)
+
+
+def _better(best: tuple | None, trial: tuple, per_channel: bool) -> tuple:
+    """Per row (or, per tensor, as a whole), the levels, scale and error of the smaller error
+    of `best` and `trial` ((levels [g, r, F], scales, error [g, r], ratio per row))."""
+    levels, scales, err, ratio = trial
+    if best is None:
+        return levels, scales.copy(), err.copy(), np.full(err.size, ratio)
+    b_levels, b_scales, b_err, b_ratio = best
+    take = err < b_err
+    b_levels = np.where(take[:, :, None], levels, b_levels)
+    flat = take.reshape(-1)
+    if per_channel:
+        b_scales = np.where(flat, scales, b_scales)
+    elif flat.all():
+        b_scales = scales.copy()
+    return b_levels, b_scales, np.where(take, err, b_err), np.where(flat, ratio, b_ratio)
 
 
 def _solve(
