@@ -73,7 +73,8 @@ def test_sequential_reconstructs_later_layers_on_compressed_inputs(tmp_path: Pat
     levels = {}
     for order in ("parallel", "sequential", "sequential"):
         blob = tmp_path / f"{order}.xorc"
-        options = CompressOptions(bits=4, policy="raw", reconstruct_order=order)
+        # clip_search off: on these tiny layers it can pick the same levels for both orders
+        options = CompressOptions(bits=4, policy="raw", reconstruct_order=order, clip_search=False)
         api.compress(model, blob, options, calib=calib)
         container = read_bytes(read_file(blob))
         assert container.meta["options"]["reconstruct_order"] == order
