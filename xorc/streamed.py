@@ -55,12 +55,14 @@ class Done:
 
 
 def streams_work(options: CompressOptions, calib: object) -> bool:
-    """Whether a run takes the streamed path (no data, no search, no global threshold)."""
+    """Whether a run takes the streamed path (no data, no search, no global threshold, no
+    crossbar-aligned pruning)."""
     return (
         calib is None
         and options.max_drop is None
         and options.max_bits_per_weight is None
         and options.sparsity_scope != "global"
+        and options.prune_structure is None
     )
 
 
@@ -81,7 +83,7 @@ def compress_if_streamed(
         if n_jobs not in (None, 1) or executor not in (None, "local"):
             raise UsageError(
                 "--jobs and --executor apply to runs without --calib, --max-drop, "
-                "--max-bits-per-weight and global sparsity (docs/scale.md)"
+                "--max-bits-per-weight, global sparsity and --prune-structure (docs/scale.md)"
             )
         return None
     nbytes = sum(j.weight.nbytes for j in jobs)
