@@ -1,5 +1,5 @@
-"""Container version 1: its byte layout (docs/format.md §2, §3), the writer, and the reading
-order (§5).
+"""Container version 1: its byte layout (docs/format.md §2, §3) and the reading order (§5);
+the writer is `xorc.format.writer` (re-exported here).
 
 `walk` is the one place that reads a blob: it calls one function per step of §5, in the
 document's order (steps 1 to 4 in `read_layout`, then the CRCs, the footer, and the records of
@@ -10,13 +10,11 @@ both `walk`. Decoding the streams (step 7) is `xorc.decode`'s, on the returned c
 from __future__ import annotations
 
 import hashlib
-import io
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import BinaryIO
 
 from xorc.errors import (
     BadMagic,
@@ -29,7 +27,7 @@ from xorc.errors import (
     UnsupportedVersion,
 )
 from xorc.format import records
-from xorc.format.container import Container, TensorRecord, dumps
+from xorc.format.container import Container, TensorRecord
 from xorc.tensor import JSON
 
 MAGIC = b"\x89XORC\r\n\x1a"
@@ -101,91 +99,6 @@ def _align(x: int) -> int:
 
 Body = bytes | memoryview
 CHUNK = 1 << 22  # bytes per CRC / digest / copy step over a large section
-
-
-def write(container: Container) -> bytes:
-    """Serialize a container in memory (writers emit only the newest version)."""
-    out = io.BytesIO()
-    write_to(container, out)
-    return out.getvalue()
-
-
-def write_to(container: Container, out: BinaryIO) -> int:
-    """Write a container to a file object, section by section: the PAYLOAD (which may be a
-    memory map) is read twice in chunks (its CRC, then the copy), never held as one `bytes`;
-    the footer's SHA-256 is taken as the bytes go out. Returns the bytes written. The layout is
-    the one `write` produces (docs/format.md §2)."""
-    bodies, flags = _bodies(container)
-    return write_sections_to(bodies, out, flags)
-
-
-def _bodies(container: Container) -> tuple[list[tuple[int, int, Body]], int]:
-    bodies: list[tuple[int, int, Body]] = [
-        (Kind.META, FLAG_REQUIRED, dumps(container.meta)),
-        (Kind.TENSORS, FLAG_REQUIRED, dumps({"tensors": [t.to_json() for t in container.tensors]})),
-        (Kind.GRAPH, FLAG_REQUIRED, container.graph),
-        (Kind.PAYLOAD, FLAG_REQUIRED, container.payload),
-    ]
-    if container.fmap is not None:
-        bodies.append((Kind.FMAP, 0, dumps(container.fmap)))
-    bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
-    offsets = any(t.offsets is not None for t in container.tensors)
-    pow2 = any(t.scale_dtype == "pow2" for t in container.tensors)
-    flags = (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0)
-    return bodies, flags | (POW2_SCALES if pow2 else 0)
-
-
-def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0) -> bytes:
-    """Lay out (kind, flags, bytes) sections with header, table and footer (docs/format.md §2)."""
-    out = io.BytesIO()
-    write_sections_to(list(bodies), out, required_flags)
-    return out.getvalue()
-
-
-def write_sections_to(
-    bodies: list[tuple[int, int, Body]], out: BinaryIO, required_flags: int = 0
-) -> int:
-    """`write_sections` onto a file object, large bodies in chunks; returns the bytes written."""
-    pos = HEADER.size + ENTRY.size * len(bodies)
-    entries: list[bytes] = []
-    starts: list[int] = []
-    for kind, flags, body in bodies:
-        start = _align(pos)
-        entries.append(ENTRY.pack(kind, flags, start, len(body), crc32_of(body), 0))
-        starts.append(start)
-        pos = start + len(body)
-    footer_at = _align(pos)
-    table = b"".join(entries)
-    file_size = footer_at + FOOTER_SIZE
-    head = HEADER.pack(
-        MAGIC,
-        *VERSION,
-        HEADER.size,
-        required_flags,
-        0,
-        file_size,
-        len(bodies),
-        zlib.crc32(table),
-        b"\0" * 20,
-        0,
-    )
-    head = head[:60] + struct.pack("<I", zlib.crc32(head[:60]))
-    digest = hashlib.sha256()
-
-    def emit(chunk: Body) -> None:
-        digest.update(chunk)
-        out.write(chunk)
-
-    emit(head + table)
-    pos = len(head) + len(table)
-    for start, (_, _, body) in zip(starts, bodies, strict=True):
-        emit(b"\0" * (start - pos))
-        for chunk in _chunks(body, 0, len(body)):
-            emit(chunk)
-        pos = start + len(body)
-    emit(b"\0" * (footer_at - pos))
-    out.write(digest.digest())
-    return file_size
 
 
 def _chunks(data: Body, start: int, end: int) -> Iterator[memoryview]:
@@ -419,3 +332,9 @@ def _read_contents(
     fmap_section = layout.section(Kind.FMAP)
     fmap = None if fmap_section is None else records.loads(_body(data, fmap_section), "FMAP")
     return Container(meta, tensors, _body(data, _section(layout, Kind.GRAPH)), payload, fmap)
+
+
+# The writer lives in its own module; `v1.write` and friends stay its public names.
+from xorc.format.writer import write, write_sections, write_sections_to, write_to  # noqa: E402
+
+__all__ = ["write", "write_sections", "write_sections_to", "write_to"]
