@@ -182,3 +182,24 @@ def test_jobs_need_the_streamed_path(tmp_path: Path) -> None:
             calib=SAMPLES / "fashion_calib.npz",
             jobs=2,
         )
+
+
+def test_calibration_never_inlines_external_data(
+    tmp_path: Path, chain: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--calib on a model with external data: the original runs in onnxruntime as its graph
+    (the weights read from its folder), GPTQ uses the statistics, the fidelity check runs from
+    files; the whole model is never serialized."""
+
+    def whole_model(model: onnx_io.SourceModel) -> bytes:
+        raise AssertionError(f"{model.path} serialized with its external data inlined")
+
+    x = np.random.default_rng(3).standard_normal((32, 256)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    monkeypatch.setattr(onnx_io, "serialize", whole_model)
+    options = CompressOptions(policy="raw", bits=4)
+    summary = api.compress(chain, tmp_path / "c.xorc", options, calib=tmp_path / "calib.npz")
+    fid = summary.fidelity
+    assert fid is not None and fid["inputs"]["source"] == "calib", fid
+    methods = [t["details"]["reconstruction"]["method"] for t in summary.to_json()["tensors"]]
+    assert methods == ["gptq"] * 4, methods

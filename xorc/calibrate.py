@@ -65,7 +65,7 @@ def input_stats(
         return {}
     wanted = {f"{_kind(layers[w])}:{layers[w].data}" for w in moments if w in layers}
     second: dict[str, list] = {}  # (layer kind, tap) -> [feature vectors, X^T X]
-    sess = runtime.session(onnx_io.with_outputs(onnx_io.serialize(model), taps), model.path)
+    sess = runtime.source_session(model, taps)
     data = runtime.load_data(calib_path, sess).take(MAX_CALIB_SAMPLES)
     sums: dict[str, list] = {}  # tap -> [count, sum, sum of squares], per (layer kind, tap)
     for outputs in runtime.batches(sess, data, taps, batch=8):

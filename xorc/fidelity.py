@@ -19,6 +19,7 @@ layers after it amplify the error. See docs/reconstruction.md, "Fidelity check".
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ DYNAMIC_DIM = 16
 SEED = 0
 DEFAULT_MIN_COSINE = 0.99
 WORST_LAYERS = 3
+MAX_FILE_WEIGHT_BYTES = 1 << 30  # above: the check would hold both models in onnxruntime
 
 
 @dataclass
@@ -263,11 +265,44 @@ def check(
 ) -> Fidelity:
     """The pipeline's last stage: the compressed model rebuilt from the container (with its
     corrected biases) against the original, and every layer's relative output error."""
-    from xorc.decode import rebuild_model
 
-    compressed = rebuild_model(container, [j.enc.decoded for j in jobs])
     layers = ranked_layers(jobs, stats)
-    return measure(onnx_io.serialize(model), compressed, calib, layers, threshold)
+    return measure_container(
+        model, container, [j.enc.decoded for j in jobs], calib, layers, threshold
+    )
+
+
+def measure_container(
+    model: onnx_io.SourceModel,
+    container: Container,
+    levels: list | None,
+    calib: str | Path | None,
+    layers: list[dict[str, Any]],
+    threshold: float,
+) -> Fidelity:
+    """`measure` of the model `container` holds (with `levels`, or decoded from it) against
+    the source: in memory for a model without external data; for one with external data, both
+    run from files (the compressed one written to a temporary folder), and not at all above
+    MAX_FILE_WEIGHT_BYTES of weights (a note says so)."""
+    from xorc.decode import rebuild_model, write_model
+
+    if not model.external:
+        assert levels is not None
+        return measure(
+            onnx_io.serialize(model), rebuild_model(container, levels), calib, layers, threshold
+        )
+    weight_bytes = sum(r.n_weights * 4 for r in container.tensors)
+    if weight_bytes > MAX_FILE_WEIGHT_BYTES:
+        reason = (
+            f"{weight_bytes / 1e9:.2f} GB of float weights is over the "
+            f"{MAX_FILE_WEIGHT_BYTES >> 30} GiB the check holds in memory; "
+            "run `xorc decompress` and the model in onnxruntime"
+        )
+        return _unmeasured("calib" if calib else "synthetic", reason, layers, threshold)
+    with tempfile.TemporaryDirectory(prefix="xorc-fidelity-") as tmp:
+        compressed = Path(tmp, "compressed.onnx")
+        write_model(container, compressed, "always", levels)
+        return measure(Path(model.path), compressed, calib, layers, threshold)
 
 
 def keep_bias_if_better(

@@ -359,7 +359,7 @@ class Probe:
         self.model = model
         self.jobs = {j.name: j for j in jobs}
         self.stats = stats if bias_correction else {}
-        sess = runtime.session(onnx_io.serialize(model), model.path)
+        sess = runtime.source_session(model)
         self.data = runtime.load_data(calib, sess)
         self.output = runtime.score_output(sess)
         (self.reference,) = runtime.run(sess, self.data, [self.output])

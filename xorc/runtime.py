@@ -5,9 +5,10 @@ Imported lazily by the commands that run models, so `inspect` starts fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +16,9 @@ from numpy.typing import NDArray
 
 from xorc.errors import DataError, ModelError
 from xorc.npzfile import read_arrays
+
+if TYPE_CHECKING:
+    from xorc.onnx_io import SourceModel
 
 ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -43,18 +47,37 @@ class Dataset:
         return Dataset({k: v[:n] for k, v in self.inputs.items()}, labels)
 
 
-def session(model_bytes: bytes | Path, label: str) -> ort.InferenceSession:
+def session(
+    model_bytes: bytes | Path, label: str, data_folder: Path | None = None
+) -> ort.InferenceSession:
     """An onnxruntime session on the CPU, deterministic settings: from a serialized model, or
-    from a model file (its external data read by onnxruntime next to it; never serialized)."""
+    from a model file (its external data read by onnxruntime next to it; never serialized).
+    `data_folder`: where the external data of a serialized graph lies."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 2
+    if data_folder is not None:  # onnxruntime >= 1.21
+        opts.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(data_folder)
+        )
     try:
         source = str(model_bytes) if isinstance(model_bytes, Path) else model_bytes
         return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{label}: onnxruntime cannot load the model ({first[:300]})") from None
+
+
+def source_session(model: SourceModel, outputs: Sequence[str] = ()) -> ort.InferenceSession:
+    """A session on the source model, with extra graph `outputs` (intermediate tensors). A model
+    with external data goes to onnxruntime as its graph alone, and onnxruntime reads the weights
+    from the model's folder: nothing is inlined, so a model over protobuf's 2 GB runs too."""
+    from xorc import onnx_io
+
+    if not model.external:
+        return session(onnx_io.with_outputs(onnx_io.serialize(model), list(outputs)), model.path)
+    graph = onnx_io.with_outputs(onnx_io.to_bytes(model.proto, model.path), list(outputs))
+    return session(graph, model.path, Path(model.path).resolve().parent)
 
 
 def load_data(path: str | Path, sess: ort.InferenceSession) -> Dataset:

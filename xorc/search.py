@@ -90,7 +90,7 @@ class AccuracyProbe:
         self.quantized = quantized
         self.dtypes = dtypes
         self.biases = biases
-        sess = runtime.session(onnx_io.serialize(model), model.path)
+        sess = runtime.source_session(model)
         self.data = runtime.load_data(calib, sess)
         self.output = runtime.score_output(sess)
         (self.reference,) = runtime.run(sess, self.data, [self.output])

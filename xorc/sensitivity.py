@@ -217,7 +217,7 @@ def layer_stats(
 
 
 def _n_samples(model: onnx_io.SourceModel, calib: str | Path) -> int:
-    sess = runtime.session(onnx_io.serialize(model), model.path)
+    sess = runtime.source_session(model)
     return runtime.load_data(calib, sess).n_samples
 
 

@@ -87,7 +87,7 @@ def _step_hessians(
     if all(a.reason is not None for a in accs.values()):
         return {name: a.result() for name, a in accs.items()}
     if tap in {i.name for i in model.proto.graph.input}:  # a model input: nothing upstream
-        sess = runtime.session(onnx_io.serialize(model), model.path)
+        sess = runtime.source_session(model)
         data = runtime.load_data(calib, sess).take(calibrate.MAX_CALIB_SAMPLES)
         inputs = data.inputs[tap]
         batches = iter([[inputs[i : i + 8]] for i in range(0, len(inputs), 8)])

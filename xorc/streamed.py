@@ -11,9 +11,7 @@ holds a few tensors at a time, not the model. The blob is the same bytes as the 
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,8 +27,6 @@ from xorc.format.payload import PayloadFile
 if TYPE_CHECKING:
     from xorc.pipeline import Progress, TensorJob
     from xorc.prequant import Stored
-
-FIDELITY_MAX_WEIGHT_BYTES = 1 << 30  # above: the check would hold both models in onnxruntime
 
 
 @dataclass(frozen=True)
@@ -150,38 +146,9 @@ def compress_streamed(
     if min_fidelity is None:
         return container, None
     layers.sort(key=lambda r: (-r["error"], r["name"]))
-    check = _fidelity(model, container, levels if keep else None, layers, min_fidelity, total)
+    check = fidelity.measure_container(
+        model, container, levels if keep else None, None, layers, min_fidelity
+    )
     if fidelity.lossy_without_data(jobs, options.pattern, None):
         check.notes.append(fidelity.LOW_BITS_NOTE)
     return container, check
-
-
-def _fidelity(
-    model: onnx_io.SourceModel,
-    container: Container,
-    levels: list | None,
-    layers: list[dict],
-    threshold: float,
-    weight_bytes: int,
-) -> fidelity.Fidelity:
-    """The fidelity check on synthetic inputs: in memory for a model without external data;
-    for one with external data, both models run from files (the original's path, the
-    compressed one decoded to a temporary folder), and not at all above
-    FIDELITY_MAX_WEIGHT_BYTES of weights (a note says so)."""
-    from xorc.decode import rebuild_model, write_model
-
-    if levels is not None:
-        return fidelity.measure(
-            onnx_io.serialize(model), rebuild_model(container, levels), None, layers, threshold
-        )
-    if weight_bytes > FIDELITY_MAX_WEIGHT_BYTES:
-        reason = (
-            f"{weight_bytes / 1e9:.2f} GB of weights is over the "
-            f"{FIDELITY_MAX_WEIGHT_BYTES >> 30} GiB the check holds in memory; "
-            "run `xorc decompress` and the model in onnxruntime"
-        )
-        return fidelity._unmeasured("synthetic", reason, layers, threshold)
-    with tempfile.TemporaryDirectory(prefix="xorc-fidelity-") as tmp:
-        compressed = Path(tmp, "compressed.onnx")
-        write_model(container, compressed, "always")
-        return fidelity.measure(Path(model.path), compressed, None, layers, threshold)

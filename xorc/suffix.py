@@ -28,7 +28,7 @@ class SuffixRunner:
         """`layers`: the weight (and bias) names of every layer that will be tried; one run of
         the full model records every tensor their suffixes read, and every float output."""
         self.model = model
-        full = runtime.session(onnx_io.serialize(model), model.path)
+        full = runtime.source_session(model)
         self.data = runtime.load_data(calib, full).take(max(1, samples))
         fixed = full.get_inputs()[0].shape[0] if full.get_inputs() else None
         self.step = fixed if isinstance(fixed, int) and fixed > 0 else self.data.n_samples
@@ -36,7 +36,7 @@ class SuffixRunner:
         cuts = {c for names in layers for c in onnx_io.suffix_model(model, names)[1]}
         taps = sorted(cuts - set(self.data.inputs))
         wanted = list(dict.fromkeys([*floats, *taps]))
-        sess = runtime.session(onnx_io.with_outputs(onnx_io.serialize(model), wanted), model.path)
+        sess = runtime.source_session(model, wanted)
         values = dict(zip(wanted, runtime.run(sess, self.data, wanted, batch=8), strict=True))
         self.reference = {o: np.asarray(values[o], np.float64) for o in floats}
         self.cuts = {**values, **self.data.inputs}

@@ -216,7 +216,7 @@ def prepare(
             Tensor(i, levels[i], container.scales(r).reshape(shape), r.axis, r.bits,
                    base[i].dtype, st.hessian if st is not None else None)
         )  # fmt: skip
-    sess_o = runtime.session(onnx_io.serialize(source), "original model")
+    sess_o = runtime.source_session(source)
     data = runtime.load_data(data_path, sess_o)
     name = runtime.score_output(sess_o)
     (reference,) = runtime.run(sess_o, data, [name])
