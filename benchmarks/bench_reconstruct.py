@@ -2,7 +2,7 @@
 
 Every row compresses a sample model three ways, in one run, and measures on held-out data only:
 
-* `rtn`: no calibration data (round-to-nearest, magnitude pruning);
+* `rtn`: no calibration data, `--reconstruct none` (round-to-nearest, magnitude pruning);
 * `bias`: `--calib`, `--reconstruct none --prune magnitude` (bias correction only, as before);
 * `gptq`: `--calib` with the defaults (GPTQ, OBS pruning, then bias correction where it helps);
 * `seq`: as `gptq` with `--reconstruct-order sequential` (a few rows; `--no-sequential` leaves
@@ -13,14 +13,16 @@ Rows with `--sparsity-scope global`: `rtn` and `bias` prune by one global magnit
 `gptq` chooses each layer's sparsity (xorc/allocate.py), at least S of all weights together.
 
 "calib fidelity" is compress's own fidelity check (worst output cosine on 64 calibration
-inputs). Then the time of GPTQ on 256 calibration inputs.
+inputs). Then the time and peak memory of GPTQ on 256 calibration inputs, the statistics pass
+alone at two bounds on its batches of layer inputs, and the sizes of the H (`--timing`: only
+these).
 
 EfficientNet-Lite0 is calibrated on sample_models/efficientnet_calib.npz and evaluated on
 photos.npz (no image in common); fashion_cnn is calibrated on fashion_calib.npz (training
 images) and evaluated on fashion_test.npz. Each compress runs in its own process, so its wall
 time and peak resident memory are its own.
 
-    python benchmarks/bench_reconstruct.py [--quick]
+    python benchmarks/bench_reconstruct.py [--quick] [--timing]
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ EFFNET = (SAMPLES / "efficientnet_lite0.onnx", SAMPLES / "efficientnet_calib.npz
 FASHION = (SAMPLES / "fashion_cnn.onnx", SAMPLES / "fashion_calib.npz")
 EVAL = {EFFNET[0]: SAMPLES / "photos.npz", FASHION[0]: SAMPLES / "fashion_test.npz"}
 METHODS = {
-    "rtn": (False, []),
+    "rtn": (False, ["--reconstruct", "none"]),  # the data-free prior off (xorc/prior.py)
     "bias": (True, ["--reconstruct", "none", "--prune", "magnitude"]),
     "gptq": (True, []),
     "seq": (True, ["--reconstruct-order", "sequential"]),
@@ -170,14 +172,54 @@ def timing(settings: list) -> None:
                 f"EfficientNet-Lite0 8-bit {label}: compress {c['wall_s']:.1f} s wall, "
                 f"{c['cpu_s']:.1f} s CPU, peak RSS {c['peak_rss'] / 2**20:.0f} MiB"
             )
+        print(f"calibration inputs in memory (float32): {x.size * 2 * 4 / 2**20:.0f} MiB")
+        for budget in (128, 512):
+            print(stats_pass(calib, budget))
+
+
+def stats_pass(calib: Path, budget_mib: int) -> str:
+    """The statistics pass alone (every layer's H and input statistics) in a child whose
+    batches of layer inputs take at most `budget_mib` (calibrate.STATS_BATCH_BYTES): its time,
+    peak RSS, and what it holds at the end (all H)."""
+    code = (
+        "import resource, sys, time\n"
+        "from xorc import calibrate, onnx_io, pipeline\n"
+        "from xorc.config import CompressOptions\n"
+        "calibrate.STATS_BATCH_BYTES = int(sys.argv[3]) << 20\n"
+        "model = onnx_io.load_model(sys.argv[1])\n"
+        "opts = CompressOptions(policy='raw').resolved(True)\n"
+        "jobs, _ = pipeline.plan_stage(model, opts)\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t, c = time.perf_counter(), time.process_time()\n"
+        "stats = pipeline.calibration_stage(model, jobs, sys.argv[2], opts)\n"
+        "h = sum(s.hessian.moment.nbytes for s in stats.values()\n"
+        "        if s.hessian is not None and s.hessian.moment is not None)\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(time.perf_counter() - t, time.process_time() - c, base, peak, h)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-c", code, str(EFFNET[0]), str(calib), str(budget_mib)]
+    out = subprocess.run(args, capture_output=True, env=env, check=True).stdout.decode()
+    wall, cpu, base, peak, h = (float(v) for v in out.split())
+    return (
+        f"statistics pass, batches of layer inputs <= {budget_mib} MiB: {wall:.1f} s wall, "
+        f"{cpu:.1f} s CPU, peak RSS {peak / 1024:.0f} MiB ({base / 1024:.0f} MiB before it: "
+        f"model and plan), every H {h / 2**20:.1f} MiB"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fashion_cnn rows only")
     parser.add_argument("--no-sequential", action="store_true", help="leave out the seq runs")
+    parser.add_argument("--timing", action="store_true", help="only the time, memory and H")
     args = parser.parse_args()
     settings = [s for s in SETTINGS if not args.quick or "fashion" in s[0]]
+    if args.timing:
+        settings = [s for s in SETTINGS if s[1] == EFFNET][:1]
+        timing(settings)
+        _h_sizes(settings)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         noclip = Path(tmp) / "noclip.toml"
@@ -207,6 +249,10 @@ def main() -> None:
             f"| {TARGETS[label] if method == 'gptq' else ''} |"
         )
     timing(settings)
+    _h_sizes(settings)
+
+
+def _h_sizes(settings: list) -> None:
     for model in sorted({s[1][0] for s in settings}):
         name, size, total = largest_h_bytes(model)
         print(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -11,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from xorc import api, hessian, reconstruct
+from xorc import api, calibrate, hessian, onnx_io, prior, reconstruct, runtime
 from xorc.config import CompressOptions
 from xorc.errors import ConfigError, UsageError
 from xorc.format import read_bytes, read_file
@@ -163,7 +165,7 @@ def test_conv_features_reproduce_the_convolution(shape: tuple, attrs: dict) -> N
 
 def _model(kind: str, rng: np.random.Generator) -> tuple[onnx.ModelProto, tuple[int, ...]]:
     """One weighted layer (and a Relu before it, so inputs are not centred) of each kind."""
-    if kind.startswith("conv"):
+    if kind.startswith("conv") or kind == "depthwise":
         co, ci, k, group, stride = {
             "conv3x3_s2_g2": (8, 6, 3, 2, 2),
             "depthwise": (6, 6, 3, 6, 1),
@@ -278,4 +280,68 @@ def test_options_need_calibration_data_and_one_kind_of_sparsity() -> None:
     auto = CompressOptions(sparsity=0.5).resolved(has_calib=True)
     assert (auto.reconstruct, auto.prune) == ("gptq", "obs")
     plain = CompressOptions(sparsity=0.5).resolved(has_calib=False)
-    assert (plain.reconstruct, plain.prune) == ("none", "magnitude")
+    assert (plain.reconstruct, plain.prune) == ("prior", "magnitude")
+
+
+def test_the_prior_h_correlates_kernel_taps_and_only_spatial_kernels_have_one() -> None:
+    def weight(shape: tuple[int, ...], op: str = "Conv", index: int = 1) -> onnx_io.WeightInfo:
+        array = np.ones(shape, np.float32)
+        return onnx_io.WeightInfo("w", array, "FLOAT", [onnx_io.Consumer(op, "n", index)], axis=0)
+
+    h = prior.prior_hessian(weight((8, 2, 3, 3)))
+    assert h is not None and h.moment is not None and h.moment.shape == (1, 18, 18)
+    m = h.moment[0]
+    assert m[0, 0] == 1.0 and m[0, 1] == prior.RHO and m[0, 4] == prior.RHO**2  # (0,0)-(1,1)
+    assert (m[:9, 9:] == 0).all() and np.allclose(m, m.T)  # input channels apart
+    assert np.linalg.eigvalsh(m).min() > 0
+    for shape, op in [((8, 4, 1, 1), "Conv"), ((8, 4, 3, 3), "ConvTranspose"), ((8, 4), "Gemm")]:
+        assert prior.prior_hessian(weight(shape, op)) is None
+
+
+def test_without_data_the_prior_rounds_kernels_better_on_smooth_inputs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    model, shape = _model("depthwise", rng)
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "eval.npz", x=_inputs(np.random.default_rng(99), 32, shape))
+    cosines = {}
+    for name in ("none", "auto"):
+        blob = tmp_path / f"{name}.xorc"
+        api.compress(tmp_path / "m.onnx", blob, CompressOptions(bits=3, reconstruct=name))
+        report = api.verify(blob, tmp_path / "m.onnx", tmp_path / "eval.npz", max_drop=100.0)
+        assert report.bit_exact and report.accuracy is not None
+        cosines[name] = report.accuracy.output_cosine
+        record = read_bytes(read_file(blob)).tensors[0]
+        if name == "auto":
+            assert record.stats["reconstruction"]["h"] == "prior"
+            assert record.stats["reconstruction"]["method"] == "gptq"
+        else:
+            assert "reconstruction" not in record.stats
+    assert cosines["auto"] > cosines["none"]
+
+
+def test_the_statistics_pass_holds_one_small_batch_and_gives_the_same_h(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    model, shape = _model("gemm_transb", rng)
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=_inputs(rng, 37, shape))
+    source = onnx_io.load_model(tmp_path / "m.onnx")
+    want = {"w": ((12, 16), 0)}
+    whole = calibrate.input_stats(source, tmp_path / "calib.npz", hessians=want)["w"]
+    seen: list[int] = []
+    batches = runtime.batches
+
+    def spy(*args: Any, **kwargs: Any) -> Iterator[list[np.ndarray]]:
+        for out in batches(*args, **kwargs):
+            seen.append(out[0].shape[0])
+            yield out
+
+    monkeypatch.setattr(runtime, "batches", spy)
+    monkeypatch.setattr(calibrate, "STATS_BATCH_BYTES", 5 * 16 * 4)  # 5 samples' inputs
+    small = calibrate.input_stats(source, tmp_path / "calib.npz", hessians=want)["w"]
+    assert seen == [1, *[5] * 7, 1] and sum(seen) == 37
+    assert small.hessian is not None and whole.hessian is not None
+    assert small.hessian.n_samples == whole.hessian.n_samples == 37
+    assert np.allclose(small.hessian.moment, whole.hessian.moment, rtol=1e-6)
+    assert np.allclose(small.mean_square, whole.mean_square, rtol=1e-6)

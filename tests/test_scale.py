@@ -3,6 +3,7 @@ executor), external data in and out, and the failures that leave nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 from pathlib import Path
@@ -34,6 +35,10 @@ def in_memory_blob(model_path: Path, options: CompressOptions) -> bytes:
     jobs, left = pipeline.plan_stage(model, options)
     pipeline.quantize_stage(jobs, options, {})
     pipeline.encode_stage(jobs, options)
+    for job in jobs:  # as compress_and_measure: how GPTQ on the prior H treated it
+        if job.reconstruction is not None:
+            stats = {**job.enc.stats, "reconstruction": job.reconstruction}
+            job.encoded = dataclasses.replace(job.enc, stats=stats)
     return v1.write(assemble(model, jobs, options, {}, None, extra_meta={"uncompressed": left}))
 
 

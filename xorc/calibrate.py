@@ -19,7 +19,7 @@ subgraphs, or read by more than one node, are left alone (sensitivity 1, no corr
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from numpy.typing import NDArray
 from xorc import hessian, onnx_io, runtime
 
 MAX_CALIB_SAMPLES = 512
+STATS_BATCH_BYTES = 128 << 20
+"""The statistics pass runs batches whose layer inputs, all together, take at most this."""
 MAX_MOMENT_FEATURES = 4096
 """Inputs with more channels get no second moment (it would take 8 C^2 bytes)."""
 
@@ -68,7 +70,7 @@ def input_stats(
     sess = runtime.source_session(model, taps)
     data = runtime.load_data(calib_path, sess).take(MAX_CALIB_SAMPLES)
     sums: dict[str, list] = {}  # tap -> [count, sum, sum of squares], per (layer kind, tap)
-    for outputs in runtime.batches(sess, data, taps, batch=8):
+    for outputs in tap_batches(sess, data, taps):
         for tap, x in zip(taps, outputs, strict=True):
             for kind in {_kind(layer) for layer in layers.values() if layer.data == tap}:
                 axes = _sample_axes(kind, x)
@@ -93,6 +95,23 @@ def input_stats(
         elif h is not None:  # no per-channel statistics (MatMul's first operand), but an H
             out[name] = InputStats(layer, np.zeros(0), np.zeros(0), None, h)
     return out
+
+
+def tap_batches(
+    sess: runtime.ort.InferenceSession, data: runtime.Dataset, taps: list[str]
+) -> Iterator[list[NDArray]]:
+    """Every layer input (`taps`) of the data, batch by batch: the first sample alone, then
+    as many samples at once as keep one batch's layer inputs within STATS_BATCH_BYTES (at least
+    one), so the pass holds one small batch of activations whatever the data or batch size."""
+    first = data.take(1)
+    out = next(runtime.batches(sess, first, taps, batch=1))
+    yield out
+    per_sample = sum(x.nbytes for x in out)  # one sample's (runtime.batches cuts the padding)
+    del out
+    batch = max(1, STATS_BATCH_BYTES // max(per_sample, 1))
+    rest = runtime.Dataset({k: v[first.n_samples :] for k, v in data.inputs.items()}, None)
+    if rest.n_samples:
+        yield from runtime.batches(sess, rest, taps, batch=batch)
 
 
 def _add_moment(second: dict[str, list], key: str, x: NDArray[np.float64], kind: str) -> None:

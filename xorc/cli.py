@@ -95,9 +95,9 @@ def cli() -> None:
 )
 @click.option(
     "--reconstruct",
-    type=click.Choice(["gptq", "none"]),
-    help="Quantize with GPTQ on each layer's input H from --calib, or round to nearest "
-    "[default: gptq with --calib, else none].",
+    type=click.Choice(["gptq", "prior", "none"]),
+    help="Quantize with GPTQ on each layer's input H from --calib, GPTQ on a data-free prior H "
+    "of convolution kernels, or round to nearest [default: gptq with --calib, else prior].",
 )
 @click.option(
     "--prune",

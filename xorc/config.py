@@ -21,7 +21,7 @@ from xorc.errors import ConfigError, UsageError
 
 SCOPES = ("tensor", "global")
 SCALE_DTYPES = ("bfloat16", "float32", "pow2")
-RECONSTRUCT = ("auto", "gptq", "none")
+RECONSTRUCT = ("auto", "gptq", "prior", "none")
 PRUNE = ("auto", "magnitude", "obs")
 ORDERS = ("parallel", "sequential")
 STRUCTURES = ("kernel-group", "crossbar")
@@ -147,10 +147,11 @@ class CompressOptions:
 
     def resolved(self, has_calib: bool) -> CompressOptions:
         """The options with "auto" methods decided: with calibration data, GPTQ and OBS
-        pruning (with --sparsity-scope global: per-layer sparsities, xorc/allocate.py)."""
+        pruning (with --sparsity-scope global: per-layer sparsities, xorc/allocate.py);
+        without, GPTQ on the data-free prior H of convolution kernels (xorc/prior.py)."""
         recon = self.reconstruct
         if recon == "auto":
-            recon = "gptq" if has_calib else "none"
+            recon = "gptq" if has_calib else "prior"
         prune = self.prune
         if prune == "auto":
             prune = "obs" if has_calib else "magnitude"

@@ -209,8 +209,9 @@ class Accumulator:
                 self.reason = "non-finite calibration inputs"
                 return
             part = (f[0].T @ f[0])[None] if f.shape[0] == 1 else np.matmul(f.transpose(0, 2, 1), f)
-            part = part.astype(np.float64)
-            self.total = part if self.total is None else self.total + part
+            if self.total is None:
+                self.total = np.zeros(part.shape, np.float64)
+            np.add(self.total, part, out=self.total)  # in place: no float64 copy per step
             self.count += f.shape[1]
         self.batches += 1
 

@@ -25,6 +25,7 @@ from xorc import (
     onnx_io,
     policies,
     prequant,
+    prior,
     reconstruct,
     search_stage,
     streamed,
@@ -227,7 +228,8 @@ def calibration_stage(
     hessians = {
         j.name: (j.weight.shape, j.weight.axis)
         for j in jobs
-        if (options is not None and _reconstructs(j, options)) or j.policy.uses_hessian
+        if (options is not None and _reconstructs(j, options) and not _on_prior(j, options))
+        or j.policy.uses_hessian
     }
     return calibrate.input_stats(model, calib, moments, hessians)
 
@@ -236,8 +238,20 @@ def _reconstructs(job: TensorJob, options: CompressOptions) -> bool:
     """Whether GPTQ or OBS pruning applies to a job (float weight, a policy that uses it)."""
     if job.prequantized or not job.policy.reconstructs:
         return False
-    pruning = job.settings.sparsity > 0 or options.pattern is not None
-    return options.reconstruct == "gptq" or (options.prune == "obs" and pruning)
+    return options.reconstruct in ("gptq", "prior") or (
+        options.prune == "obs" and _pruning(job, options)
+    )
+
+
+def _pruning(job: TensorJob, options: CompressOptions) -> bool:
+    return job.settings.sparsity > 0 or options.pattern is not None
+
+
+def _on_prior(job: TensorJob, options: CompressOptions) -> bool:
+    """Whether a reconstructed job's H is the data-free prior (xorc/prior.py), not the data's."""
+    return options.reconstruct == "prior" and not (
+        options.prune == "obs" and _pruning(job, options)
+    )
 
 
 def quantize_stage(
@@ -293,16 +307,19 @@ def quantize_job(
         )
     axis = w.axis if s.per_channel else None
     done = None
-    if _reconstructs(job, options):
-        hess = st.hessian if st is not None else None
+    on_prior = _reconstructs(job, options) and _on_prior(job, options)
+    hess = prior.prior_hessian(w) if on_prior else (st.hessian if st is not None else None)
+    if _reconstructs(job, options) and (hess is not None or not on_prior):
         method = reconstruct.Method(
             s.bits, s.sparsity, options.pattern, "magnitude" if job.aligned else options.prune,
-            options.reconstruct == "gptq", options.act_order, options.damp, options.scale_dtype,
+            options.reconstruct != "none", options.act_order, options.damp, options.scale_dtype,
             options.clip_search,
         )  # fmt: skip
         done, job.reconstruction = reconstruct.for_tensor(
             original, values, w.axis, s.per_channel, hess, method
         )
+        if on_prior:
+            job.reconstruction = {**job.reconstruction, "h": "prior"}
     levels, scales = done or quantize(values, s.bits, axis, options.scale_dtype)
     imp = None
     if job.policy.uses_sensitivity:
