@@ -18,12 +18,12 @@ the benchmark says so and exits 0.
 
 Inputs (`feeds`), the same for both models, seeded: a declared dimension is kept; a dynamic
 one is 1 on axis 0 (batch), 320 for the height and width of an image (a rank-4 float input;
-48 when the height is fixed by the model, as OCR recognizers do), 64 for a sequence and 1
-elsewhere. A rank-4 float input with 3 channels gets a synthetic document image (dark strokes
+48 when the height is fixed by the model, as OCR recognizers do), 512 samples for the second
+axis of a rank-2 float input (audio), 64 for the last axis of a rank-3 one and 1 elsewhere. A rank-4 float input with 3 channels gets a synthetic document image (dark strokes
 on a light background, normalized to about zero mean): OCR detectors give a near-zero
 probability map on noise, whose cosine says nothing (docs/weights.md §5). Other float inputs
 are standard normal, integer inputs small non-negative ids (a scalar integer input named `sr`
-is 16000, the sample rate of voice activity models).
+is 16000, the sample rate of voice activity models; a bool input, a mask, is all true).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,7 @@ SAMPLES = 4
 IMAGE = 320
 IMAGE_HEIGHT_OCR = 48
 SEQUENCE = 64
+AUDIO = 512
 
 
 def _dims(shape: list, rank4_float: bool) -> list[int]:
@@ -82,12 +84,14 @@ def _dims(shape: list, rank4_float: bool) -> list[int]:
             out.append(1)
         elif rank4_float and a >= 2:
             out.append(IMAGE)
+        elif len(shape) == 2 and a == 1:
+            out.append(AUDIO)
         else:
-            out.append(SEQUENCE if len(shape) <= 3 and a == len(shape) - 1 else 1)
+            out.append(SEQUENCE if len(shape) == 3 and a == 2 else 1)
     return out
 
 
-def document_image(rng, height: int, width: int):  # noqa: ANN001, ANN201
+def document_image(rng: Any, height: int, width: int) -> Any:
     """A light page with dark text-like strokes, normalized to about zero mean (3 channels)."""
     import numpy as np
 
@@ -105,17 +109,20 @@ def document_image(rng, height: int, width: int):  # noqa: ANN001, ANN201
     return ((image - 0.5) / 0.25).astype(np.float32)
 
 
-def feeds(sess) -> list[dict]:  # noqa: ANN001
-    """SAMPLES seeded input sets for an onnxruntime session (module docstring)."""
+def feeds(sess: Any, seed: int = 0, samples: int = SAMPLES) -> list[dict]:
+    """`samples` seeded input sets for an onnxruntime session (module docstring)."""
     import numpy as np
 
     from xorc.runtime import ORT_TYPES
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     out = []
-    for _ in range(SAMPLES):
+    for _ in range(samples):
         f = {}
         for spec in sess.get_inputs():
+            if spec.type == "tensor(bool)":  # a mask: every position present
+                f[spec.name] = np.ones(_dims(list(spec.shape), False), bool)
+                continue
             dtype = ORT_TYPES[spec.type]
             floating = np.issubdtype(dtype, np.floating)
             rank4 = floating and len(spec.shape) == 4

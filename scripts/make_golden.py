@@ -82,7 +82,7 @@ def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
     case("header_crc", bad, "HeaderChecksumMismatch")
     case("reserved_set", fix_header(bytearray(bad)), "BadSectionTable")
     bad = bytearray(b)
-    struct.pack_into("<I", bad, 16, 1 << 7)  # bits 0 to 3 are BF16_SCALES, INT_OFFSETS, POW2_SCALES, FULL_RANGE
+    struct.pack_into("<I", bad, 16, 1 << 7)  # bits 0 to 3 are the known flags (§2.4)
     case("required_flag_unknown", fix_header(bad), "BadSectionTable")
     case("truncated_footer", blob[:-1], "Truncated")
     case("truncated_half", blob[: len(blob) // 2], "Truncated")

@@ -154,9 +154,13 @@ RULES: tuple[Rule, ...] = (
     Rule("Conv", (1,), "conv", QUANTIZE, _fixed(0), "[C_out, C_in/group, k...]: axis 0"),
     Rule("Conv", (2,), "bias", FLOAT, None, "bias"),
     Rule(
-        "ConvTranspose", (1,), "conv_transpose", QUANTIZE, _conv_transpose,
+        "ConvTranspose",
+        (1,),
+        "conv_transpose",
+        QUANTIZE,
+        _conv_transpose,
         "[C_in, C_out/g, k]: axis 1; group > 1: axis 0",
-    ),  # fmt: skip
+    ),
     Rule("ConvTranspose", (2,), "bias", FLOAT, None, "bias"),
     Rule("Gemm", (0, 1), "gemm", QUANTIZE, _gemm, "the operand's output axis, after transA/B"),
     Rule("Gemm", (2,), "bias", FLOAT, None, "bias"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import onnx
 
+from xorc import weight_rules
 from xorc.onnx_io.analysis import WEIGHT_INPUTS, Layer, make_layer
 from xorc.onnx_io.graph import _constant_value
 from xorc.onnx_io.load import SourceModel
@@ -48,7 +49,7 @@ def reached_layers(model: SourceModel, readers: dict[str, int]) -> dict[str, Lay
         if value is not None and node.output:
             consts[node.output[0]] = tuple(value.dims)
             is_constant.add(node.output[0])
-    view = None
+    view: weight_rules.Graph | None = None
     out: dict[str, Layer] = {}
     for name, shape in consts.items():
         cur, chain = name, 0
@@ -73,9 +74,11 @@ def _passes(node: onnx.NodeProto, index: int) -> bool:
     return node.op_type in CHAIN_OPS and node.domain in ("", "ai.onnx") and index == 0
 
 
-def _orientation(view, name: str, shape: tuple[int, ...], node: onnx.NodeProto) -> bool | None:  # noqa: ANN001
-    """Whether the stored tensor is [out, in] as the node's B (True), [in, out] (False), or
-    None when the node's rows and columns are not two stored axes with the rest of size 1."""
+def _orientation(
+    view: weight_rules.Graph, name: str, shape: tuple[int, ...], node: onnx.NodeProto
+) -> bool | None:
+    """Whether the stored matrix is [out, in] as the node's B (True), [in, out] (False), or
+    None when the node's rows and columns are not its two axes."""
     uses = view.uses(name, shape, "float32")
     if len(uses) != 1 or uses[0].origin is None or len(uses[0].origin) != 2:
         return None

@@ -1,0 +1,139 @@
+"""Benchmark: does reconstruction matter for Gather tables and recurrent weights?
+
+    PYTHONPATH=$PWD python benchmarks/bench_calib_kinds.py MODELS_DIR [--bits 4] [--only A,B]
+
+`--calib` gives GPTQ the H of each Conv/Gemm/MatMul weight's input (xorc/hessian.py); an
+embedding table read by `Gather` and the W/R weights of LSTM/GRU/RNN get none and are rounded
+to nearest (docs/weights.md §5). For every `*.onnx` in MODELS_DIR that has such weights, in
+one process: the output cosine (`fidelity.compare`, smallest over the float outputs, mean
+over the evaluation inputs) when
+
+* `kinds only`: only the embedding and recurrent weights are rounded to nearest at `--bits`
+  (per channel on their rule-table axis, bfloat16 scales, as compress does), the rest float:
+  what those weights cost, the most GPTQ on them could win back;
+* `rtn`: `compress` at `--bits` without data (every weight rounded to nearest);
+* `calib`: `compress` at `--bits` with `--calib` (GPTQ on the layers it reaches; the embedding
+  and recurrent weights still rounded to nearest), and the share of the quantized parameters
+  GPTQ reconstructed.
+
+Inputs are `bench_coverage.feeds` (seeded, declared shapes): calibration samples from one seed,
+evaluation samples from another, never the same. Without the folder it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_coverage import feeds  # noqa: E402
+
+KINDS = ("embedding", "recurrent")
+CALIB_SAMPLES = 16
+
+
+def _cosine(src: Any, out: Any, inputs: list[dict]) -> float:
+    from xorc import fidelity
+
+    names = [o.name for o in src.get_outputs()]
+    values = []
+    for f in inputs:
+        cmp = fidelity.compare(src.run(None, f), out.run(None, f), names)
+        values.append(min(o["cosine"] for o in cmp if o.get("cosine") is not None))
+    return float(np.mean(values))
+
+
+def _kinds_only(path: Path, bits: int) -> tuple[bytes, int, int]:
+    """The model with only its embedding/recurrent weights rounded to nearest; their count
+    and the count of every quantized parameter."""
+    import onnx
+    from onnx import numpy_helper
+
+    from xorc import onnx_io
+    from xorc.quantize import quantize
+
+    proto = onnx.load(path)
+    tensors = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and value is not None:
+            tensors[node.output[0]] = value
+    weights = [w for w in onnx_io.find_weights(onnx_io.load_model(path)) if w.treatment == "quantize"]
+    picked = [w for w in weights if w.role in KINDS and w.name in tensors]
+    for w in picked:
+        a = w.array.astype(np.float32)
+        levels, scales = quantize(a, bits, w.axis, "bfloat16")
+        shape = [-1 if d == w.axis else 1 for d in range(a.ndim)]
+        back = levels * scales.reshape(shape if w.axis is not None else [1] * a.ndim)
+        t = tensors[w.name]
+        t.CopyFrom(numpy_helper.from_array(back.astype(a.dtype), t.name))
+    return proto.SerializeToString(), sum(w.size for w in picked), sum(w.size for w in weights)
+
+
+def measure(path: Path, bits: int, tmp: Path) -> dict | None:
+    from xorc import api, runtime
+    from xorc.config import CompressOptions
+
+    model_bytes, n_kinds, n_all = _kinds_only(path, bits)
+    if not n_kinds:
+        return None
+    src = runtime.session(path.read_bytes(), str(path))
+    inputs = feeds(src, seed=0)
+    calib = feeds(src, seed=1, samples=CALIB_SAMPLES)
+    np.savez(tmp / "calib.npz", **{k: np.concatenate([f[k] for f in calib]) for k in calib[0]})
+    row = {"kinds_share": n_kinds / n_all}
+    row["kinds_only"] = _cosine(src, runtime.session(model_bytes, "kinds"), inputs)
+    for name, calib_path in (("rtn", None), ("calib", tmp / "calib.npz")):
+        blob = tmp / f"{name}.xorc"
+        summary = api.compress(
+            path, blob, CompressOptions(bits=bits), calib=calib_path, min_fidelity=None
+        )
+        back = api.decompress(blob, tmp / f"{name}.onnx")
+        row[name] = _cosine(src, runtime.session(Path(back).read_bytes(), name), inputs)
+        if calib_path is not None:
+            gptq = sum(
+                t.n_weights
+                for t in summary.tensors
+                if t.stats.get("reconstruction", {}).get("method") == "gptq"
+            )
+            row["gptq_share"] = gptq / n_all
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", type=Path)
+    parser.add_argument("--bits", type=int, default=4)
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    if not args.models.is_dir():
+        print(f"bench_calib_kinds: no folder {args.models}: nothing to measure (skipped)")
+        return
+    models = sorted(args.models.glob("*.onnx"))
+    if args.only:
+        models = [m for m in models if m.stem in args.only.split(",")]
+    print(f"| model ({args.bits} bits) | embedding + recurrent share | cosine, kinds only "
+          "| cosine, rtn | cosine, calib | GPTQ share |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for m in models:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                r = measure(m, args.bits, Path(tmp))
+            except Exception as exc:  # a model these inputs cannot run: named, not measured
+                print(f"| {m.stem} | failed: {str(exc).splitlines()[0][:100]} | | | | |")
+                continue
+        if r is not None:
+            print(
+                f"| {m.stem} | {100 * r['kinds_share']:.1f} % | {r['kinds_only']:.5f} | "
+                f"{r['rtn']:.5f} | {r['calib']:.5f} | {100 * r['gptq_share']:.1f} % |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
