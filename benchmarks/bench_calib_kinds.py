@@ -16,6 +16,9 @@ over the evaluation inputs) when
   and recurrent weights still rounded to nearest), and the share of the quantized parameters
   GPTQ reconstructed.
 
+`--per-layer MODEL` instead rounds each quantized weight of one model alone and lists the ten
+that cost the most output cosine (what caused PP-OCRv4 det's low cosine, docs/weights.md §6).
+
 Inputs are `bench_coverage.feeds` (seeded, declared shapes): calibration samples from one seed,
 evaluation samples from another, never the same. Without the folder it says so and exits 0.
 """
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_coverage import feeds  # noqa: E402
+from bench_coverage import feeds
 
 KINDS = ("embedding", "recurrent")
 CALIB_SAMPLES = 16
@@ -48,13 +51,13 @@ def _cosine(src: Any, out: Any, inputs: list[dict]) -> float:
     return float(np.mean(values))
 
 
-def _kinds_only(path: Path, bits: int) -> tuple[bytes, int, int]:
-    """The model with only its embedding/recurrent weights rounded to nearest; their count
-    and the count of every quantized parameter."""
+def rounded(path: Path, bits: int, pick: Any) -> tuple[bytes, int, int]:
+    """The model with the quantized weights `pick(weight)` selects rounded to nearest at
+    `bits` (per channel on their rule-table axis, bfloat16 scales, as compress does), the
+    rest float; their count, and the count of every quantized parameter."""
     import onnx
     from onnx import numpy_helper
 
-    from xorc import onnx_io
     from xorc.quantize import quantize
 
     proto = onnx.load(path)
@@ -63,8 +66,8 @@ def _kinds_only(path: Path, bits: int) -> tuple[bytes, int, int]:
         value = next((a.t for a in node.attribute if a.name == "value"), None)
         if node.op_type == "Constant" and value is not None:
             tensors[node.output[0]] = value
-    weights = [w for w in onnx_io.find_weights(onnx_io.load_model(path)) if w.treatment == "quantize"]
-    picked = [w for w in weights if w.role in KINDS and w.name in tensors]
+    weights = _quantized(path)
+    picked = [w for w in weights if pick(w) and w.name in tensors]
     for w in picked:
         a = w.array.astype(np.float32)
         levels, scales = quantize(a, bits, w.axis, "bfloat16")
@@ -75,11 +78,38 @@ def _kinds_only(path: Path, bits: int) -> tuple[bytes, int, int]:
     return proto.SerializeToString(), sum(w.size for w in picked), sum(w.size for w in weights)
 
 
+def _quantized(path: Path) -> list:
+    from xorc import onnx_io
+
+    return [w for w in onnx_io.find_weights(onnx_io.load_model(path)) if w.treatment == "quantize"]
+
+
+def per_layer(path: Path, bits: int, worst: int) -> None:
+    """Each quantized weight rounded alone: the output cosine, worst first (what one layer
+    costs; `--per-layer`)."""
+    from xorc import runtime
+
+    src = runtime.session(path.read_bytes(), str(path))
+    inputs = feeds(src, seed=0)
+    weights = _quantized(path)
+    model_bytes = rounded(path, bits, lambda w: True)[0]
+    print(f"{path.stem}, {bits} bits, every weight: cosine "
+          f"{_cosine(src, runtime.session(model_bytes, 'all'), inputs):.5f}")  # fmt: skip
+    rows = []
+    for w in weights:
+        one = rounded(path, bits, lambda v, name=w.name: v.name == name)[0]
+        rows.append((_cosine(src, runtime.session(one, w.name), inputs), w))
+    print("| weight alone | shape | kind | axis | cosine |")
+    print("|---|---|---|---|---|")
+    for c, w in sorted(rows, key=lambda r: r[0])[:worst]:
+        print(f"| {w.name} | {list(w.shape)} | {w.role} | {w.axis} | {c:.5f} |")
+
+
 def measure(path: Path, bits: int, tmp: Path) -> dict | None:
     from xorc import api, runtime
     from xorc.config import CompressOptions
 
-    model_bytes, n_kinds, n_all = _kinds_only(path, bits)
+    model_bytes, n_kinds, n_all = rounded(path, bits, lambda w: w.role in KINDS)
     if not n_kinds:
         return None
     src = runtime.session(path.read_bytes(), str(path))
@@ -110,7 +140,11 @@ def main() -> None:
     parser.add_argument("models", type=Path)
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--only", default="")
+    parser.add_argument("--per-layer", type=Path, help="one model: each weight rounded alone")
     args = parser.parse_args()
+    if args.per_layer is not None:
+        per_layer(args.per_layer, args.bits, 10)
+        return
     if not args.models.is_dir():
         print(f"bench_calib_kinds: no folder {args.models}: nothing to measure (skipped)")
         return

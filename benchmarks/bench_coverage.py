@@ -19,11 +19,12 @@ the benchmark says so and exits 0.
 Inputs (`feeds`), the same for both models, seeded: a declared dimension is kept; a dynamic
 one is 1 on axis 0 (batch), 320 for the height and width of an image (a rank-4 float input;
 48 when the height is fixed by the model, as OCR recognizers do), 512 samples for the second
-axis of a rank-2 float input (audio), 64 for the last axis of a rank-3 one and 1 elsewhere. A rank-4 float input with 3 channels gets a synthetic document image (dark strokes
-on a light background, normalized to about zero mean): OCR detectors give a near-zero
-probability map on noise, whose cosine says nothing (docs/weights.md §5). Other float inputs
-are standard normal, integer inputs small non-negative ids (a scalar integer input named `sr`
-is 16000, the sample rate of voice activity models; a bool input, a mask, is all true).
+axis of a rank-2 input (audio), 64 for the last axis of a rank-3 one and 1 elsewhere. A rank-4
+float input with 3 channels gets a synthetic document image (dark strokes on a light
+background, normalized to about zero mean): OCR detectors give a near-zero probability map on
+noise, whose cosine says nothing (docs/weights.md §6). Other float inputs are standard normal,
+integer inputs small non-negative ids (a scalar integer input named `sr` is 16000, the sample
+rate of voice activity models), a bool input (a mask) all true.
 """
 
 from __future__ import annotations
