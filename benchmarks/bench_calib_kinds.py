@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_coverage import feeds
+from bench_coverage import feeds, models_in
 
 KINDS = ("embedding", "recurrent")
 CALIB_SAMPLES = 16
@@ -145,12 +145,9 @@ def main() -> None:
     if args.per_layer is not None:
         per_layer(args.per_layer, args.bits, 10)
         return
-    if not args.models.is_dir():
-        print(f"bench_calib_kinds: no folder {args.models}: nothing to measure (skipped)")
+    models = models_in(args.models, args.only, "bench_calib_kinds")
+    if not models:
         return
-    models = sorted(args.models.glob("*.onnx"))
-    if args.only:
-        models = [m for m in models if m.stem in args.only.split(",")]
     print(f"| model ({args.bits} bits) | embedding + recurrent share | cosine, kinds only "
           "| cosine, rtn | cosine, calib | GPTQ share |")  # fmt: skip
     print("|---|---|---|---|---|---|")

@@ -183,6 +183,16 @@ def table(rows: dict[str, dict]) -> None:
     print(f"| **all {len(rows)} models** | {total:,} | {share:.1f} % | | | | | |")
 
 
+def models_in(folder: Path, only: str, who: str) -> list[Path]:
+    """The `*.onnx` in `folder` (those named in `only`, comma-separated stems, if given), by
+    name; none, said in one line, when the folder is absent."""
+    if not folder.is_dir():
+        print(f"{who}: no folder {folder}: nothing to measure (skipped)")
+        return []
+    models = sorted(folder.glob("*.onnx"))
+    return [m for m in models if m.stem in only.split(",")] if only else models
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, help="a folder of .onnx models")
@@ -190,12 +200,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated model stems")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    if not args.models.is_dir():
-        print(f"bench_coverage: no folder {args.models}: nothing to measure (skipped)")
-        return
-    models = sorted(args.models.glob("*.onnx"))
-    if args.only:
-        models = [m for m in models if m.stem in args.only.split(",")]
+    models = models_in(args.models, args.only, "bench_coverage")
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for m in models:

@@ -19,7 +19,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from make_golden import sections, with_section, with_tensors
+from make_golden import add_malformed, sections, with_section, with_tensors
 from weight_models import qdq_uint8_conv
 
 from xorc import api
@@ -66,12 +66,7 @@ def main() -> None:
     stored = decode(levels, container.scales(rec), rec.offsets, rec.axis, rec.dtype)
     doc = {"levels": levels.ravel().tolist(), "integers": stored.ravel().tolist()}
     (GOLDEN / "containers" / "tiny_full_range.levels.json").write_text(json.dumps(doc) + "\n")
-    manifest_path = GOLDEN / "malformed" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    for name, (data, error) in cases(blob).items():
-        (GOLDEN / "malformed" / f"{name}.xorc").write_bytes(data)
-        manifest[f"{name}.xorc"] = error
-    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    add_malformed(cases(blob))
     assert v1.read_layout(blob).required_flags & v1.FULL_RANGE and levels.min() == -128
     print(f"wrote tiny_full_range.xorc ({len(blob)} bytes) and {len(cases(blob))} malformed blobs")
 

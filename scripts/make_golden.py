@@ -56,6 +56,16 @@ def with_section(blob: bytes, kind: int, body: bytes, required_flags: int | None
     return v1.write_sections(bodies, flags)
 
 
+def add_malformed(cases: dict[str, tuple[bytes, str]]) -> None:
+    """Write malformed blobs into tests/golden/malformed and their errors into its manifest."""
+    folder = GOLDEN / "malformed"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, (data, error) in cases.items():
+        (folder / f"{name}.xorc").write_bytes(data)
+        manifest[f"{name}.xorc"] = error
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
 def with_tensors(blob: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
     doc = json.loads(sections(blob)[1][2])
     edit(doc["tensors"])
