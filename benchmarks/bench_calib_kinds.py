@@ -16,6 +16,7 @@ over the evaluation inputs) when
   and recurrent weights still rounded to nearest), and the share of the quantized parameters
   GPTQ reconstructed.
 
+`--all` measures the models without such weights too (rtn against calib alone).
 `--per-layer MODEL` instead rounds each quantized weight of one model alone and lists the ten
 that cost the most output cosine (what caused PP-OCRv4 det's low cosine, docs/weights.md §6).
 
@@ -105,12 +106,12 @@ def per_layer(path: Path, bits: int, worst: int) -> None:
         print(f"| {w.name} | {list(w.shape)} | {w.role} | {w.axis} | {c:.5f} |")
 
 
-def measure(path: Path, bits: int, tmp: Path) -> dict | None:
+def measure(path: Path, bits: int, tmp: Path, every: bool = False) -> dict | None:
     from xorc import api, runtime
     from xorc.config import CompressOptions
 
     model_bytes, n_kinds, n_all = rounded(path, bits, lambda w: w.role in KINDS)
-    if not n_kinds:
+    if not n_kinds and not every:
         return None
     src = runtime.session(path.read_bytes(), str(path))
     inputs = feeds(src, seed=0)
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--only", default="")
     parser.add_argument("--per-layer", type=Path, help="one model: each weight rounded alone")
+    parser.add_argument("--all", action="store_true", help="also models without such weights")
     args = parser.parse_args()
     if args.per_layer is not None:
         per_layer(args.per_layer, args.bits, 10)
@@ -154,7 +156,7 @@ def main() -> None:
     for m in models:
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                r = measure(m, args.bits, Path(tmp))
+                r = measure(m, args.bits, Path(tmp), args.all)
             except Exception as exc:  # a model these inputs cannot run: named, not measured
                 print(f"| {m.stem} | failed: {str(exc).splitlines()[0][:100]} | | | | |")
                 continue
