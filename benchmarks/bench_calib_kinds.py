@@ -20,7 +20,7 @@ over the evaluation inputs) when
 `--per-layer MODEL` instead rounds each quantized weight of one model alone and lists the ten
 that cost the most output cosine (what caused PP-OCRv4 det's low cosine, docs/weights.md §6).
 
-Inputs are `bench_coverage.feeds` (seeded, declared shapes): calibration samples from one seed,
+Inputs are `bench_coverage.inputs_for` (seeded, declared shapes): calibration samples from one seed,
 evaluation samples from another, never the same. Without the folder it says so and exits 0.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_coverage import feeds, models_in
+from bench_coverage import inputs_for, models_in
 
 KINDS = ("embedding", "recurrent")
 CALIB_SAMPLES = 16
@@ -91,7 +91,7 @@ def per_layer(path: Path, bits: int, worst: int) -> None:
     from xorc import runtime
 
     src = runtime.session(path.read_bytes(), str(path))
-    inputs = feeds(src, seed=0)
+    inputs = inputs_for(src, seed=0)
     weights = _quantized(path)
     model_bytes = rounded(path, bits, lambda w: True)[0]
     print(f"{path.stem}, {bits} bits, every weight: cosine "
@@ -114,8 +114,8 @@ def measure(path: Path, bits: int, tmp: Path, every: bool = False) -> dict | Non
     if not n_kinds and not every:
         return None
     src = runtime.session(path.read_bytes(), str(path))
-    inputs = feeds(src, seed=0)
-    calib = feeds(src, seed=1, samples=CALIB_SAMPLES)
+    inputs = inputs_for(src, seed=0)
+    calib = inputs_for(src, seed=1, samples=CALIB_SAMPLES)
     np.savez(tmp / "calib.npz", **{k: np.concatenate([f[k] for f in calib]) for k in calib[0]})
     row = {"kinds_share": n_kinds / n_all}
     row["kinds_only"] = _cosine(src, runtime.session(model_bytes, "kinds"), inputs)

@@ -43,7 +43,7 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[5])
-from bench_coverage import IMAGE_HEIGHT_OCR, feeds
+from bench_coverage import inputs_for
 from xorc import api, fidelity, runtime
 from xorc.config import CompressOptions
 model, blob, back, bits = sys.argv[1:5]
@@ -58,12 +58,7 @@ try:
     out = runtime.session(open(back, "rb").read(), back)
     names = [o.name for o in src.get_outputs()]
     cosines = []
-    inputs = feeds(src)
-    try:
-        src.run(None, inputs[0])
-    except Exception:  # an OCR recognizer: images 48 high
-        inputs = feeds(src, height=IMAGE_HEIGHT_OCR)
-    for f in inputs:
+    for f in inputs_for(src):
         cmp = fidelity.compare(src.run(None, f), out.run(None, f), names)
         c = [o["cosine"] for o in cmp if o.get("cosine") is not None]
         if c:
@@ -144,6 +139,16 @@ def feeds(sess: Any, seed: int = 0, samples: int = SAMPLES, height: int = IMAGE)
                 f[spec.name] = rng.integers(0, 10, dims).astype(dtype)
         out.append(f)
     return out
+
+
+def inputs_for(sess: Any, seed: int = 0, samples: int = SAMPLES) -> list[dict]:
+    """`feeds`, with images 48 high when the model cannot run on 320 (OCR recognizers)."""
+    inputs = feeds(sess, seed, samples)
+    try:
+        sess.run(None, inputs[0])
+    except Exception:  # onnxruntime's own error types: any failure means try the other height
+        inputs = feeds(sess, seed, samples, IMAGE_HEIGHT_OCR)
+    return inputs
 
 
 def run_one(model: Path, tmp: Path, bits: int) -> dict:
