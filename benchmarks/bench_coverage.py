@@ -210,6 +210,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     models = models_in(args.models, args.only, "bench_coverage")
+    if not models:
+        return
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for m in models:
