@@ -56,6 +56,16 @@ def with_section(blob: bytes, kind: int, body: bytes, required_flags: int | None
     return v1.write_sections(bodies, flags)
 
 
+def add_malformed(cases: dict[str, tuple[bytes, str]]) -> None:
+    """Write malformed blobs into tests/golden/malformed and their errors into its manifest."""
+    folder = GOLDEN / "malformed"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, (data, error) in cases.items():
+        (folder / f"{name}.xorc").write_bytes(data)
+        manifest[f"{name}.xorc"] = error
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
 def with_tensors(blob: bytes, edit) -> bytes:  # type: ignore[no-untyped-def]
     doc = json.loads(sections(blob)[1][2])
     edit(doc["tensors"])
@@ -82,7 +92,7 @@ def malformed(blob: bytes) -> dict[str, tuple[bytes, str]]:
     case("header_crc", bad, "HeaderChecksumMismatch")
     case("reserved_set", fix_header(bytearray(bad)), "BadSectionTable")
     bad = bytearray(b)
-    struct.pack_into("<I", bad, 16, 1 << 7)  # bits 0 to 2 are BF16_SCALES, INT_OFFSETS, POW2_SCALES
+    struct.pack_into("<I", bad, 16, 1 << 7)  # bits 0 to 3 are the known flags (§2.4)
     case("required_flag_unknown", fix_header(bad), "BadSectionTable")
     case("truncated_footer", blob[:-1], "Truncated")
     case("truncated_half", blob[: len(blob) // 2], "Truncated")

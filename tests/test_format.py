@@ -57,6 +57,27 @@ def test_golden_blob_decodes_to_its_levels() -> None:
         assert levels_digest(levels) == t.digest
 
 
+def test_full_range_golden_blob_gives_back_its_uint8_integers() -> None:
+    """docs/format.md §4.1 raw `full_range`: level -128 (the negative-zero code), offset 128,
+    the model's uint8 weight back bit for bit (its channels use all 256 values)."""
+    from weight_models import qdq_uint8_conv
+
+    from xorc.prequant import decode
+
+    data = (GOLDEN / "containers" / "tiny_full_range.xorc").read_bytes()
+    doc = json.loads((GOLDEN / "containers" / "tiny_full_range.levels.json").read_text())
+    assert v1.read_layout(data).required_flags & (v1.INT_OFFSETS | v1.FULL_RANGE) == 10
+    container = read_bytes(data)
+    (rec,) = container.tensors
+    levels = decode_levels(container, rec)
+    assert levels.ravel().tolist() == doc["levels"] and levels.min() == -128
+    assert levels_digest(levels) == rec.digest
+    values = decode(levels, container.scales(rec), rec.offsets, rec.axis, rec.dtype)
+    assert values.ravel().tolist() == doc["integers"]
+    wq = qdq_uint8_conv(full_range=True)[0].graph.initializer[0]
+    assert values.tobytes() == wq.raw_data and {0, 255} <= set(doc["integers"])
+
+
 def test_write_read_write_is_identical() -> None:
     assert v1.write(read_bytes(TINY)) == TINY
 

@@ -44,6 +44,10 @@ def _raw() -> Iterator[Vector]:
     for rec in container.tensors:
         streams = container.codec_streams(rec)
         yield tuple(rec.shape), rec.bits, rec.params, streams, expected[rec.name]
+    full = read_bytes((GOLDEN_DIR / "containers" / "tiny_full_range.xorc").read_bytes())
+    doc = json.loads((GOLDEN_DIR / "containers" / "tiny_full_range.levels.json").read_text())
+    (rec,) = full.tensors  # raw `full_range`: the negative-zero code is -128
+    yield tuple(rec.shape), rec.bits, rec.params, full.codec_streams(rec), doc["levels"]
 
 
 def _hex(streams: Mapping[str, str]) -> dict[str, bytes]:

@@ -19,8 +19,10 @@ from weight_models import (
 )
 
 from xorc import api, errors, runtime
+from xorc.codecs import CodecId
 from xorc.config import CompressOptions
-from xorc.format import v1
+from xorc.decode import decode_levels
+from xorc.format import read_bytes, v1
 
 
 def _run(model_bytes: bytes, feeds: dict) -> list[np.ndarray]:
@@ -115,22 +117,32 @@ def test_uint8_qdq_conv_is_stored_exactly_with_its_zero_points(tmp_path: Path) -
     assert v1.read_layout(data).required_flags & v1.INT_OFFSETS
 
 
-def test_full_range_uint8_stays_or_is_requantized(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["raw", "all", "ebpc"])
+def test_full_range_uint8_is_stored_exactly(tmp_path: Path, policy: str) -> None:
     model, feeds = qdq_uint8_conv(full_range=True)
-    onnx.save(model, tmp_path / "m.onnx")
-    kept = api.compress(tmp_path / "m.onnx", tmp_path / "a.xorc", CompressOptions(policy="all"))
-    assert not kept.tensors and "all 256 values" in kept.uncompressed()["groups"][0]["reason"]
-    assert kept.totals()["compression_ratio"] is None  # nothing compressed: no ratio, not 0
-    assert any("--requantize" in w for w in kept.warnings())
-    options = CompressOptions(policy="all", requantize=True)
-    summary, src, back = _round_trip(tmp_path, model, options)
+    summary, src, back = _round_trip(tmp_path, model, CompressOptions(policy=policy))
     (rec,) = summary.tensors
-    assert rec.stats["prequantized"]["mode"] == "requantized"
-    w0, w1 = _initializers(src)["wq"].astype(int), _initializers(back)["wq"].astype(int)
-    assert np.abs(w0 - w1).max() == 1  # 8 bits for 256 values: the rarer extreme moves a step
-    assert np.count_nonzero(w0 != w1) == 2 and np.unique(w0[w0 != w1]).size == 1
+    assert rec.codec == CodecId.RAW and rec.params["full_range"] is True and rec.axis is None
+    assert rec.offsets == (128,) and rec.stats["prequantized"]["mode"] == "lossless"
+    assert (policy == "raw") != ("fallback" in rec.stats)  # all / ebpc store it with raw
+    data = (tmp_path / "m.xorc").read_bytes()
+    assert v1.read_layout(data).required_flags & v1.FULL_RANGE
+    assert int(decode_levels(read_bytes(data), rec).min()) == -128
+    np.testing.assert_array_equal(_initializers(back)["wq"], _initializers(src)["wq"])
     for a, b in zip(_run(src, feeds), _run(back, feeds), strict=True):
-        assert _rel_error(a, b) < 0.01
+        np.testing.assert_array_equal(a, b)
+
+
+def test_full_range_requantized_at_8_bits_is_exact_and_below_is_not(tmp_path: Path) -> None:
+    model, _ = qdq_uint8_conv(full_range=True)
+    summary, src, back = _round_trip(tmp_path, model, CompressOptions(requantize=True))
+    assert summary.tensors[0].stats["prequantized"]["mode"] == "lossless"
+    np.testing.assert_array_equal(_initializers(back)["wq"], _initializers(src)["wq"])
+    options = CompressOptions(policy="raw", bits=6, requantize=True)
+    summary, src, back = _round_trip(tmp_path, model, options)
+    assert summary.tensors[0].stats["prequantized"]["mode"] == "requantized"
+    assert not summary.tensors[0].params.get("full_range")
+    assert np.abs(_initializers(back)["wq"].astype(int) - _initializers(src)["wq"]).max() > 0
 
 
 def test_full_range_in_different_channels_is_exact_per_channel(tmp_path: Path) -> None:

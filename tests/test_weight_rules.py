@@ -14,6 +14,7 @@ CASES = [
     ("Conv", "", 1, "float32", (8, 3, 3, 3), {}, QUANTIZE, 0),
     ("Conv", "", 2, "float32", (8, 2), {}, FLOAT, None),
     ("ConvTranspose", "", 1, "float32", (4, 8, 3, 3), {}, QUANTIZE, 1),
+    ("ConvTranspose", "", 1, "float32", (8, 1, 2, 2), {"group": 8}, QUANTIZE, 0),  # depthwise
     ("ConvTranspose", "", 2, "float32", (8, 2), {}, FLOAT, None),
     ("Gemm", "", 1, "float32", (16, 8), {"transB": 1}, QUANTIZE, 0),
     ("Gemm", "", 0, "float32", (16, 8), {}, QUANTIZE, 0),

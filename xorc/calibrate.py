@@ -56,7 +56,7 @@ def input_stats(
     The weights named in `moments` also get their input's second moment (channels-last
     features; inputs of at most MAX_MOMENT_FEATURES channels); those in `hessians` (name ->
     (shape, output axis)) the H of their rows' features (xorc/hessian.py)."""
-    layers = onnx_io.layers(model)
+    layers = onnx_io.layers(model, reach=True)  # Constant weights, shape ops: onnx_io.reach
     accs = {
         name: hessian.Accumulator(layers[name], shape, axis)
         for name, (shape, axis) in (hessians or {}).items()

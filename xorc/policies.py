@@ -111,8 +111,18 @@ class Policy:
         return self.encode_with(q, self.codec_options(settings, options))
 
     def encode_with(self, q: QuantTensor, codec_options: Any) -> Encoded:
+        if self.codec != CodecId.RAW and _full_range(q):
+            raw: Encoded = _resolve("xorc.codecs.raw.encode:encode")(q, RawOptions())
+            why = f"raw: only raw stores level {-(1 << (q.bits - 1))} (all {1 << q.bits} codes)"
+            return replace(raw, stats={**raw.stats, "fallback": why})
         encoded: Encoded = _resolve(self.encoder)(q, codec_options)
         return _within_bound(encoded, q)
+
+
+def _full_range(q: QuantTensor) -> bool:
+    """Whether a level is -2**(Q-1): an already quantized weight that uses all 2**Q values
+    (xorc/prequant.py), which only codec raw stores (docs/format.md §4.1)."""
+    return bool(q.values.size) and int(q.values.min()) < -((1 << (q.bits - 1)) - 1)
 
 
 def _within_bound(encoded: Encoded, q: QuantTensor) -> Encoded:

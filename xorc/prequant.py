@@ -6,14 +6,13 @@ levels l in a record of dtype int8/uint8 with `offsets` (docs/format.md §3.2):
 * lossless (the default): l = v − offset, scale 1, offset the model's own zero point when
   v − zero point fits the symmetric 8-bit levels [−127, 127], else one offset for the tensor
   that centres its values, else one per channel along some axis. A tensor with a channel that
-  uses all 256 values on every axis fits none: it stays in the graph as it is, and the summary
-  says why.
+  uses all 256 values on every axis fits none of these: it gets the full 8-bit range, levels
+  v − (min + 128) in [−128, 127] (codec raw's `full_range`, docs/format.md §4.1).
 * `--requantize`: d = v − zero point (its own dequantization, up to its scale, which every
   channel shares with the re-quantization: per tensor or along the zero point's own axis) is
   quantized to Q bits as a float weight would be: l = round(d / s'), and decoding gives
   v' = clip(round(l × s') + zero point) in the dtype's range. At 8 bits the tensor keeps its
-  exact levels when they fit, and otherwise only the values of its rarer extreme move, by one
-  step. Lossy; the CLI warns.
+  exact levels (the lossless ones). Lossy below 8 bits; the CLI warns.
 
 A lossy policy or fewer than 8 bits without `--requantize` is refused (exit 5), naming the
 tensor: xorc never re-quantizes a quantized weight silently.
@@ -64,10 +63,7 @@ def plan(
     offsets, axis = per_channel(zp, tuple(w.array.shape), zp_axis, where)
     if options.requantize:
         return requantize(w.array, offsets, axis, bits, options.scale_dtype), ""
-    stored = lossless(w.array, offsets, axis)
-    if stored is None:
-        return None, f"{w.dtype} using all 256 values: no lossless 8-bit levels (--requantize)"
-    return stored, ""
+    return lossless(w.array, offsets, axis), ""
 
 
 def per_channel(
@@ -114,10 +110,10 @@ def _along(values: NDArray, axis: int | None, ndim: int) -> NDArray:
     )
 
 
-def lossless(v: NDArray[np.integer], zp: NDArray[np.int32], axis: int | None) -> Stored | None:
+def lossless(v: NDArray[np.integer], zp: NDArray[np.int32], axis: int | None) -> Stored:
     """Levels v − offset in [−127, 127]: the zero point as offset, else the centre of the
-    tensor's values, else one centre per channel along some axis; None when none fits (every
-    axis has a channel that uses all 256 values)."""
+    tensor's values, else one centre per channel along some axis; when none fits (every axis
+    has a channel that uses all 256 values), the full range [−128, 127] (`_full_range`)."""
     w = v.astype(np.int32)
     d = w - _along(zp, axis, w.ndim)
     if int(np.abs(d).max(initial=0)) <= TOP:
@@ -128,7 +124,16 @@ def lossless(v: NDArray[np.integer], zp: NDArray[np.int32], axis: int | None) ->
         c = 0 if lo >= -TOP and hi <= TOP else (lo + hi + 1) // 2
         levels = (w - c).astype(np.int16)
         return Stored(levels, 8, np.ones(1, np.float32), np.array([c], np.int32), None, "lossless")
-    return _centred_channels(w)
+    return _centred_channels(w) or _full_range(w)
+
+
+def _full_range(w: NDArray[np.int32]) -> Stored:
+    """Levels w − (min + 128) in [−128, 127], one offset for the tensor: the 256 codes of 8
+    bits, −128 included (codec raw `full_range`, docs/format.md §4.1); exact for any 8-bit
+    integer tensor."""
+    c = int(w.min(initial=0)) + TOP + 1
+    levels = (w - c).astype(np.int16)
+    return Stored(levels, 8, np.ones(1, np.float32), np.array([c], np.int32), None, "lossless")
 
 
 def _centred_channels(w: NDArray[np.int32]) -> Stored | None:
@@ -148,25 +153,14 @@ def requantize(
     v: NDArray[np.integer], zp: NDArray[np.int32], axis: int | None, bits: int, scale_dtype: str
 ) -> Stored:
     """Q-bit levels of v − zero point, per tensor or along the zero point's axis (docstring);
-    at 8 bits, only the values past the symmetric range move, by one step (`_saturated`)."""
-    if bits == 8:  # exact when the levels fit (mode "lossless"); else one extreme moves
-        return lossless(v, zp, axis) or _saturated(v)
+    at 8 bits, the exact levels (mode "lossless")."""
+    if bits == 8:
+        return lossless(v, zp, axis)
     d = v.astype(np.float64) - _along(zp, axis, v.ndim)
     levels, scales = quantize(d, bits, axis, scale_dtype)
     n = 1 if axis is None else v.shape[axis]
     offsets = zp if zp.size == n else np.full(n, int(zp.reshape(-1)[0]), np.int32)
     return Stored(levels, bits, scales, offsets.astype(np.int32), axis, "requantized")
-
-
-def _saturated(v: NDArray[np.integer]) -> Stored:
-    """8-bit levels of a tensor that uses all 256 values: v − c clipped to [−127, 127], c
-    chosen so that fewer values clip (min + 127 clips the maximum, max − 127 the minimum):
-    each clipped value moves by one step, every other value stays exact."""
-    w = v.astype(np.int32)
-    lo, hi = int(w.min()), int(w.max())
-    c = lo + TOP if np.count_nonzero(w == hi) <= np.count_nonzero(w == lo) else hi - TOP
-    levels = np.clip(w - c, -TOP, TOP).astype(np.int16)
-    return Stored(levels, 8, np.ones(1, np.float32), np.array([c], np.int32), None, "requantized")
 
 
 def decode(

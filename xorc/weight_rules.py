@@ -81,6 +81,15 @@ def _gemm(ndim: int, i: int, node: Node) -> int | None:
     return 1 if node.attrs.get("transA", 0) else 0
 
 
+def _conv_transpose(ndim: int, i: int, node: Node) -> int | None:
+    """[C_in, C_out/group, k...]: axis 1, the output channel within a group; with group > 1,
+    axis 0, whose rows pick the group (a depthwise one, [C, 1, k...], has one output channel
+    per row: axis 1 would give the whole tensor one scale)."""
+    if ndim < 2:
+        return None
+    return 0 if int(node.attrs.get("group", 1)) > 1 else 1  # type: ignore[arg-type]
+
+
 def _gather(ndim: int, i: int, node: Node) -> int | None:
     axis = int(node.attrs.get("axis", 0))  # type: ignore[arg-type]
     axis = axis + ndim if axis < 0 else axis
@@ -145,7 +154,12 @@ RULES: tuple[Rule, ...] = (
     Rule("Conv", (1,), "conv", QUANTIZE, _fixed(0), "[C_out, C_in/group, k...]: axis 0"),
     Rule("Conv", (2,), "bias", FLOAT, None, "bias"),
     Rule(
-        "ConvTranspose", (1,), "conv_transpose", QUANTIZE, _fixed(1), "[C_in, C_out/g, k]: axis 1"
+        "ConvTranspose",
+        (1,),
+        "conv_transpose",
+        QUANTIZE,
+        _conv_transpose,
+        "[C_in, C_out/g, k]: axis 1; group > 1: axis 0",
     ),
     Rule("ConvTranspose", (2,), "bias", FLOAT, None, "bias"),
     Rule("Gemm", (0, 1), "gemm", QUANTIZE, _gemm, "the operand's output axis, after transA/B"),

@@ -1,7 +1,9 @@
 """Helpers shared by encoders and decoders: the integer representation and record checks.
 
 Sign-magnitude (docs/format.md, "Integer weights"): a Q-bit level v is stored as the Q-bit
-unsigned code ``s << (Q-1) | |v|`` with s = 1 for v < 0. Zero has the single code 0.
+unsigned code ``s << (Q-1) | |v|`` with s = 1 for v < 0. Zero has the single code 0; the
+negative-zero code ``1 << (Q-1)`` is 0, or -2**(Q-1) in a full-range record (raw `full_range`,
+docs/format.md §4.1), which is also what `to_sign_magnitude` gives for -2**(Q-1).
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ from xorc.tensor import JSON
 
 
 def to_sign_magnitude(values: NDArray[np.integer], bits: int) -> NDArray[np.uint16]:
-    """Q-bit sign-magnitude codes of signed levels (|v| < 2**(Q-1))."""
+    """Q-bit sign-magnitude codes of signed levels (|v| < 2**(Q-1), or v = -2**(Q-1), whose
+    code is the negative zero)."""
     v = values.astype(np.int32)
     return ((v < 0).astype(np.uint16) << (bits - 1)) | np.abs(v).astype(np.uint16)
 
 
-def from_sign_magnitude(codes: NDArray[np.integer], bits: int) -> NDArray[np.int16]:
-    """Signed levels of Q-bit sign-magnitude codes. A negative zero decodes to 0."""
+def from_sign_magnitude(
+    codes: NDArray[np.integer], bits: int, full_range: bool = False
+) -> NDArray[np.int16]:
+    """Signed levels of Q-bit sign-magnitude codes. A negative zero decodes to 0, or to
+    -2**(Q-1) with `full_range`."""
     c = codes.astype(np.int32)
-    mag = c & ((1 << (bits - 1)) - 1)
+    top = 1 << (bits - 1)
+    mag = c & (top - 1)
+    if full_range:
+        mag = np.where(c == top, top, mag)
     return np.where(c >> (bits - 1) & 1, -mag, mag).astype(np.int16)
 
 

@@ -129,10 +129,11 @@ def parse_tensors(
     bf16_scales: bool = False,
     offsets: bool = False,
     pow2_scales: bool = False,
+    full_range: bool = False,
 ) -> tuple[TensorRecord, ...]:
     """Check every tensor record and its stream layout (docs/format.md §3.2, §3.4);
-    `bf16_scales`, `offsets`, `pow2_scales`: whether the header's required flags BF16_SCALES,
-    INT_OFFSETS and POW2_SCALES are set."""
+    `bf16_scales`, `offsets`, `pow2_scales`, `full_range`: whether the header's required flags
+    BF16_SCALES, INT_OFFSETS, POW2_SCALES and FULL_RANGE are set."""
     raw = doc.get("tensors")
     if not isinstance(raw, list) or len(raw) > MAX_TENSORS:
         raise BadRecord(f"section TENSORS: 'tensors' must be a list of at most {MAX_TENSORS}")
@@ -143,6 +144,7 @@ def parse_tensors(
         if not isinstance(item, dict):
             raise BadRecord(f"tensor #{i}: record must be an object")
         rec = _parse_record(item, i, bf16_scales, offsets, pow2_scales)
+        _check_full_range(rec, full_range)
         if rec.name in names:
             raise BadRecord(f"tensor {rec.name!r}: duplicate name")
         names.add(rec.name)
@@ -294,6 +296,28 @@ def _parse_offsets(
     if any(type(o) is not int or not -255 <= o <= 255 for o in raw):
         raise BadRecord(f"{where}: field 'offsets' holds a value outside [-255, 255]")
     return tuple(raw)
+
+
+RAW_CODEC = 0  # docs/format.md §4: codec `raw`, whose param `full_range` the header announces
+
+
+def full_range(rec: TensorRecord) -> bool:
+    """Whether a record's levels may be -2**(Q-1): a `raw` record with param `full_range`
+    (docs/format.md §4.1), announced by required flag FULL_RANGE (§2.4)."""
+    return rec.codec == RAW_CODEC and rec.params.get("full_range") is True
+
+
+def _check_full_range(rec: TensorRecord, flag: bool) -> None:
+    """A full-range record needs the header flag, and is an int8/uint8 record with offsets."""
+    if not full_range(rec):
+        return
+    where = f"tensor {rec.name!r}"
+    if not flag:
+        raise BadRecord(f"{where}: raw param 'full_range', but required flag FULL_RANGE is clear")
+    if rec.dtype not in INTEGER_DTYPES or rec.offsets is None:
+        raise BadRecord(
+            f"{where}: raw param 'full_range' is only for an int8/uint8 record with 'offsets'"
+        )
 
 
 def _parse_streams(raw: Any, where: str) -> tuple[StreamRef, ...]:

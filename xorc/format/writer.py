@@ -9,12 +9,14 @@ import struct
 import zlib
 from typing import BinaryIO
 
+from xorc.format import records
 from xorc.format.container import Container, dumps
 from xorc.format.v1 import (
     BF16_SCALES,
     ENTRY,
     FLAG_REQUIRED,
     FOOTER_SIZE,
+    FULL_RANGE,
     HEADER,
     INT_OFFSETS,
     MAGIC,
@@ -56,8 +58,9 @@ def _bodies(container: Container) -> tuple[list[tuple[int, int, Body]], int]:
     bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
     offsets = any(t.offsets is not None for t in container.tensors)
     pow2 = any(t.scale_dtype == "pow2" for t in container.tensors)
+    full = any(records.full_range(t) for t in container.tensors)
     flags = (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0)
-    return bodies, flags | (POW2_SCALES if pow2 else 0)
+    return bodies, flags | (POW2_SCALES if pow2 else 0) | (FULL_RANGE if full else 0)
 
 
 def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0) -> bytes:

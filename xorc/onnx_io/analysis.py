@@ -121,8 +121,11 @@ class Layer:
     conv: dict[str, tuple[int, ...] | str] = field(default_factory=dict, hash=False)
 
 
-def layers(model: SourceModel) -> dict[str, Layer]:
-    """The layer of each weight read by exactly one main-graph Conv/ConvTranspose/Gemm/MatMul."""
+def layers(model: SourceModel, reach: bool = False) -> dict[str, Layer]:
+    """The layer of each weight read by exactly one main-graph Conv/ConvTranspose/Gemm/MatMul.
+    With `reach` (calibration statistics, xorc/calibrate.py), also the weights that
+    `xorc.onnx_io.reach` finds: `Constant` nodes' values, and Gemm/MatMul weights behind
+    shape operators."""
     readers: dict[str, int] = {}
     for node, _ in _nodes(model.proto.graph, "main"):
         for name in node.input:
@@ -132,7 +135,6 @@ def layers(model: SourceModel) -> dict[str, Layer]:
     for node in model.proto.graph.node:
         if node.op_type not in WEIGHT_INPUTS:
             continue
-        attrs = {a.name: a.i for a in node.attribute}
         for i in WEIGHT_INPUTS[node.op_type]:
             if i >= len(node.input) or node.input[i] not in inits or readers[node.input[i]] != 1:
                 continue
@@ -141,18 +143,31 @@ def layers(model: SourceModel) -> dict[str, Layer]:
             )
             if bias is not None and (bias not in inits or readers.get(bias) != 1):
                 bias = None
-            out[node.input[i]] = Layer(
-                weight=node.input[i],
-                data=node.input[1 - i],
-                op_type=node.op_type,
-                group=attrs.get("group", 1),
-                weight_index=i,
-                trans_b=bool(attrs.get("transB", 0)) and i == 1,
-                bias=bias if i == 1 else None,
-                trans_data=bool(attrs.get("transA" if i == 1 else "transB", 0)),
-                conv=_conv_attributes(node),
-            )
+            out[node.input[i]] = make_layer(node, i, node.input[i], bias if i == 1 else None)
+    if reach:
+        from xorc.onnx_io.reach import reached_layers
+
+        out.update({k: v for k, v in reached_layers(model, readers).items() if k not in out})
     return out
+
+
+def make_layer(
+    node: onnx.NodeProto, i: int, weight: str, bias: str | None, trans_b: bool | None = None
+) -> Layer:
+    """The Layer of input `i` of `node`, read as the weight `weight` (`trans_b`: the stored
+    weight is [out, in]; None: from the node's transB)."""
+    attrs = {a.name: a.i for a in node.attribute}
+    return Layer(
+        weight=weight,
+        data=node.input[1 - i],
+        op_type=node.op_type,
+        group=attrs.get("group", 1),
+        weight_index=i,
+        trans_b=(bool(attrs.get("transB", 0)) and i == 1) if trans_b is None else trans_b,
+        bias=bias,
+        trans_data=bool(attrs.get("transA" if i == 1 else "transB", 0)),
+        conv=_conv_attributes(node),
+    )
 
 
 def stored_layers(graph_bytes: bytes) -> dict[str, Layer]:

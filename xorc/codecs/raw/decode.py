@@ -30,7 +30,7 @@ def decode(
         n_kept = n
     data = stream(streams, "values", p.values_bytes(n_kept))
     codes = bitio.bits_to_fields(bitio.unpack_bits(data, n_kept * bits), bits, n_kept)
-    kept = from_sign_magnitude(codes, bits)
+    kept = from_sign_magnitude(codes, bits, p.full_range)
     if mask is None:
         return kept.reshape(shape)
     out = np.zeros(n, dtype=np.int16)

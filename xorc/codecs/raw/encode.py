@@ -10,7 +10,8 @@ from xorc.tensor import Encoded, QuantTensor
 
 
 def encode(q: QuantTensor, options: RawOptions) -> Encoded:
-    """Store the levels as Q-bit fields, with a mask bitmap when that is smaller."""
+    """Store the levels as Q-bit fields, with a mask bitmap when that is smaller; `full_range`
+    when a level is -2**(Q-1) (an already quantized weight using all 2**Q values)."""
     flat = q.values.ravel()
     mask = flat != 0
     n, n_kept = flat.size, int(mask.sum())
@@ -20,4 +21,7 @@ def encode(q: QuantTensor, options: RawOptions) -> Encoded:
     streams = {"mask": bitio.pack_bits(mask)} if masked else {}
     streams["values"] = values
     stats = {"mask_bits": n if masked else 0, "value_bits": kept.size * q.bits}
-    return Encoded(CodecId.RAW, {"masked": masked}, streams, q.values, stats)
+    params: dict = {"masked": masked}
+    if flat.size and int(flat.min()) < -((1 << (q.bits - 1)) - 1):
+        params["full_range"] = True
+    return Encoded(CodecId.RAW, params, streams, q.values, stats)

@@ -16,11 +16,13 @@ from xorc.tensor import JSON
 
 @dataclass(frozen=True)
 class RawParams:
-    """A checked `raw` record: n weights of Q bits, masked or not."""
+    """A checked `raw` record: n weights of Q bits, masked or not; `full_range`: the
+    negative-zero code is the level -2**(Q-1) (docs/format.md §4.1)."""
 
     n: int
     bits: int
     masked: bool
+    full_range: bool = False
 
     @property
     def mask_bytes(self) -> int:
@@ -36,6 +38,7 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> RawP
     """Check the params.
 
     Raises:
-        BadRecord: `masked` is not a boolean.
+        BadRecord: `masked` or `full_range` (optional) is not a boolean.
     """
-    return RawParams(n_elements(shape), bits, param_bool(params, "masked"))
+    full = "full_range" in params and param_bool(params, "full_range")
+    return RawParams(n_elements(shape), bits, param_bool(params, "masked"), full)

@@ -39,7 +39,7 @@ def run(
     bus = dram.fetch("values", stream(streams, "values"))
     fields.sized_stream(bus, rec.values_bytes(n_kept), "values")
     codes = fields.narrow_fields(bus, n_kept, bits)
-    kept = xor.sign_magnitude_table(bits)[codes]
+    kept = xor.sign_magnitude_table(bits, rec.full_range)[codes]
     bounds = {"unpack": -(-n_kept // config.dim), "write": write_rows(n, config)}
     if keep is not None:
         bounds["mask"] = mask.bitmap_cycles(n, config.dim)

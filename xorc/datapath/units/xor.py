@@ -151,6 +151,7 @@ def reassemble(planes: list[NDArray[np.uint8]], n: int) -> NDArray[np.uint8]:
     return transpose_bytes(group).reshape(-1)[:n]
 
 
-def sign_magnitude_table(bits: int) -> NDArray[np.int16]:
-    """Level of every Q-bit sign-magnitude code (negative zero is 0)."""
-    return from_sign_magnitude(np.arange(1 << bits), bits)
+def sign_magnitude_table(bits: int, full_range: bool = False) -> NDArray[np.int16]:
+    """Level of every Q-bit sign-magnitude code (negative zero is 0, or -2**(Q-1) with
+    `full_range`: codec raw, docs/format.md §4.1)."""
+    return from_sign_magnitude(np.arange(1 << bits), bits, full_range)
