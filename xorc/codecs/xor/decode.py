@@ -1,4 +1,4 @@
-"""Reference decoder of codec `xor` (docs/codecs/xor.md; variant 2: §11).
+"""Reference decoder of codec `xor` (docs/codecs/xor.md; variant 2: §11; variant 3: §12).
 
 Imports only the shared modules (`schema`, `network`, `mask`, `patches`), never the solver or
 encoder. The record's params are checked by `schema.parse`, which the datapath model shares.
@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from xorc import bits as bitio
 from xorc.codecs.common import from_sign_magnitude, n_elements, stream
-from xorc.codecs.xor import schema
+from xorc.codecs.xor import adaptive, schema
 from xorc.codecs.xor.mask import decode_mask, stream_bits
 from xorc.codecs.xor.network import network, network_crc32, xor_outputs
 from xorc.codecs.xor.patches import decode_patches
@@ -112,7 +112,13 @@ def decode(
     schema.check_streams(streams)
     kept = np.flatnonzero(mask)
     n_busy, seed_index = busy_slices(kept, p.n_out)
-    seeds = read_seeds(stream(streams, "seeds"), n_busy, p.n_in)
+    if p.variant == schema.VARIANT_ADAPT:
+        care = np.bincount(seed_index, minlength=n_busy).astype(np.int64)
+        widths = adaptive.field_widths(care, p.rate or [], p.n_in)
+        fields = adaptive.read_fields(stream(streams, "seeds"), widths)
+        seeds = adaptive.register_windows(fields, widths, p.n_in, p.stream_len)
+    else:
+        seeds = read_seeds(stream(streams, "seeds"), n_busy, p.n_in)
     if p.variant == schema.VARIANT_SEQ:
         seeds = seed_windows(seeds, p.n_in, p.plane_stages(), p.stream_len)
     flips = [care_indices(kept, pos) for pos in patched]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PATCH_POLICIES = ("all", "importance")
-VARIANTS = (1, 2)
+VARIANTS = (1, 2, 3)
 DEFAULT_VARIANT = 1
 """Variant 1 stays the default: variant 2 is smaller on every benchmark row, but its encoder needs
 the optional compiled solver (numba, `xorc[fast]`) to be fast; the numpy solver it falls back
@@ -24,8 +24,8 @@ class XorOptions:
             may leave some uncorrected within `error_budget`.
         error_budget: with "importance", at most f x E errors stay uncorrected, E being the
             number the correct-all encoding patches (f may exceed 1; None or 0 corrects all).
-        variant: 1 (non-sequential network) or 2 (shift-register windows, docs/codecs/xor.md
-            §11).
+        variant: 1 (non-sequential network), 2 (shift-register windows, docs/codecs/xor.md
+            §11) or 3 (mask-adaptive seed widths, §12).
     """
 
     seed: int = 0
