@@ -83,6 +83,67 @@ def shift_register(
     return reg.reshape(-1)[:b]
 
 
+def slice_care(keep: NDArray[np.bool_], n_out: int, busy: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Variant 3: kept weights of each busy slice (the popcount of its mask bits)."""
+    n_slices = busy.size
+    padded = np.zeros(n_slices * n_out, dtype=bool)
+    padded[: keep.size] = keep
+    return padded.reshape(n_slices, n_out).sum(axis=1, dtype=np.int64)[busy]
+
+
+def adaptive_widths(care: NDArray[np.int64], rate: int, reg: int) -> NDArray[np.int64]:
+    """Variant 3 (docs/codecs/xor.md §12.1): field width min(W, (c * rate + 128) >> 8) of each
+    busy slice, in hardware a small multiplier on the slice's popcount."""
+    return np.minimum(reg, (care * rate + 128) >> 8)  # type: ignore[no-any-return]
+
+
+def read_adaptive_seeds(
+    bus: BusStream, widths: list[NDArray[np.int64]]
+) -> list[NDArray[np.uint64]]:
+    """Variant 3 (§12.2): per plane, the field of every busy slice; fields are slice-major, so a
+    field starts at the running sum of the widths before it.
+
+    Raises:
+        CorruptStream: wrong length or nonzero pad bits.
+    """
+    grid = np.stack(widths, axis=1) if widths else np.zeros((0, 0), np.int64)  # (B, P)
+    flat = grid.ravel()
+    fields.exact_stream(bus, int(flat.sum()), "seeds")
+    win = fields.windows(bus)
+    start = np.cumsum(flat) - flat
+    values = np.zeros(flat.size, dtype=np.uint64)
+    for width in np.unique(flat[flat > 0]):
+        sel = np.flatnonzero(flat == width)
+        values[sel] = fields.peek(win, start[sel], int(width))
+    out = values.reshape(grid.shape)
+    return [np.ascontiguousarray(out[:, i]) for i in range(grid.shape[1])]
+
+
+def adaptive_register(
+    seeds: NDArray[np.uint64], widths: NDArray[np.int64], reg: int, stream_len: int
+) -> NDArray[np.uint64]:
+    """Variant 3 (§12.1): one plane's W-bit register after each busy slice's shift,
+    R <- ((R << w) | x) & (2^W - 1), reset at every stream start; all streams step together."""
+    b = seeds.size
+    if reg == 0 or b == 0:
+        return np.zeros(b, dtype=np.uint64)
+    t = max(1, min(stream_len, b))
+    n_grid = -(-b // t) * t
+    x = np.zeros(n_grid, dtype=np.uint64)
+    w = np.zeros(n_grid, dtype=np.int64)
+    x[:b], w[:b] = seeds, widths
+    x, w = x.reshape(-1, t), w.reshape(-1, t)
+    keep = np.uint64((1 << reg) - 1)
+    r = np.zeros(x.shape[0], dtype=np.uint64)
+    out = np.zeros_like(x)
+    for step in range(t):
+        s = w[:, step]
+        moved = np.where(s >= 64, np.uint64(0), r << np.minimum(s, 63).astype(np.uint64))
+        r = (moved | x[:, step]) & keep
+        out[:, step] = r
+    return out.reshape(-1)[:b]
+
+
 class XorArray:
     """The XOR network of one (m_seed, n_out): byte tables of the XOR of column subsets."""
 
