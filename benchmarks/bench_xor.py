@@ -10,8 +10,8 @@ Printed per configuration: bits/weight of planes, patches and mask next to their
 bytes, encode and decode time and throughput (single process), peak memory, alternative patch
 formats measured on the same patches, and for --budgets the `importance` policy trade-off.
 
-    python benchmarks/bench_xor.py                 # S = 0.8 and 0.9, effort 1 and 4, variants 1, 2
-    python benchmarks/bench_xor.py --sparsity 0.5,0.7,0.9,0.95 --effort 1 --variants 1,2
+    python benchmarks/bench_xor.py                 # S = 0.8 and 0.9, effort 1 and 4, variants 1, 2, 3
+    python benchmarks/bench_xor.py --sparsity 0.5,0.7,0.9,0.95 --effort 1 --variants 1,2,3
     python benchmarks/bench_xor.py --quick         # a 1.4 M-weight subset, S = 0.9, effort 1
     python benchmarks/bench_xor.py --onnx model.onnx --budgets 0.9,0.98
 """
@@ -244,7 +244,7 @@ def main() -> None:
     ap.add_argument("--sparsity", default="0.8,0.9", help="synthetic model sparsities")
     ap.add_argument("--effort", default="1,4", help="restart counts to run")
     ap.add_argument("--budgets", default="", help="importance budgets, e.g. 0.9,0.98")
-    ap.add_argument("--variants", default="1,2", help="XOR variants to run (docs/codecs/xor.md)")
+    ap.add_argument("--variants", default="1,2,3", help="XOR variants to run (docs/codecs/xor.md)")
     ap.add_argument("--onnx", type=Path, help="bench this model's initializers instead")
     ap.add_argument("--bits", type=int, default=8, help="--onnx: quantization bits")
     ap.add_argument("--prune", type=float, help="--onnx: magnitude-prune to this sparsity")
