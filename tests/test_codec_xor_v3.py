@@ -20,7 +20,7 @@ from xorc.codecs.xor.encode import encode, finish, solve_tensor
 from xorc.codecs.xor.network import DEFAULT_M_SEED, network, xor_outputs
 from xorc.codecs.xor.options import XorOptions
 from xorc.datapath import DatapathConfig, simulate_tensor
-from xorc.datapath.units.xor import adaptive_register
+from xorc.datapath.units.xor import adaptive_registers
 from xorc.errors import BadRecord, CorruptStream
 from xorc.tensor import Encoded, QuantTensor
 
@@ -67,7 +67,7 @@ def test_golden_register_table() -> None:
     fields = np.array([[0b101, 0b01, 0b110011]], dtype=np.uint64)
     win = register_windows(fields, widths, [6], 3)[0]
     assert [int(w) for w in win] == [0x05, 0x15, 0x33]
-    assert adaptive_register(fields[0], widths[0], 6, 3).tolist() == [0x05, 0x15, 0x33]
+    assert adaptive_registers([fields[0]], [widths[0]], [6], 3)[0].tolist() == [0x05, 0x15, 0x33]
     rows = network(DEFAULT_M_SEED, 4)
     out = xor_outputs(win[:, None], rows[None, :]).tolist()
     assert out == [[0, 0, 1, 1], [0, 1, 1, 0], [0, 0, 0, 1]]
@@ -92,7 +92,7 @@ def test_register_models_agree(
         [int(rng.integers(0, 2**63)) & ((1 << int(w)) - 1) for w in widths[0]], dtype=np.uint64
     )
     ref = register_windows(fields[None, :], widths, [reg], stream_len)[0]
-    sim = adaptive_register(fields, widths[0], reg, stream_len)
+    sim = adaptive_registers([fields], [widths[0]], [reg], stream_len)[0]
     r, want = 0, []
     for m, (x, w) in enumerate(zip(fields.tolist(), widths[0].tolist(), strict=True)):
         r = 0 if m % stream_len == 0 else r

@@ -23,11 +23,6 @@ def field_widths(care: NDArray[np.int64], rate: list[int], width: list[int]) -> 
     return np.minimum(w, (c * r + ROUND) >> SHIFT)  # type: ignore[no-any-return]
 
 
-def low_bits(width: int) -> np.uint64:
-    """The mask of the low `width` bits (0 .. 64)."""
-    return np.uint64((1 << width) - 1)
-
-
 def read_fields(data: bytes, widths: NDArray[np.int64]) -> NDArray[np.uint64]:
     """The seed fields (planes, busy slices) of the `seeds` stream, slice-major (§12.2).
 
@@ -35,45 +30,63 @@ def read_fields(data: bytes, widths: NDArray[np.int64]) -> NDArray[np.uint64]:
         CorruptStream: wrong length or nonzero pad bits.
     """
     order = np.ascontiguousarray(widths.T).ravel()
-    bits = stream_bits(data, int(order.sum()), "seeds")
-    values = bitio.bits_to_fields(bits, order)
+    stream_bits(data, int(order.sum()), "seeds")
+    windows = bitio.byte_windows(data)
+    start = np.cumsum(order) - order
+    values = np.zeros(order.size, dtype=np.uint64)
+    by_width = np.argsort(order, kind="stable")
+    bounds = np.searchsorted(order[by_width], np.arange(66))
+    for width in range(1, 65):
+        sel = by_width[bounds[width] : bounds[width + 1]]
+        if sel.size == 0:
+            continue
+        if width <= 57:
+            values[sel] = bitio.peek_fields(windows, start[sel], width)
+        else:
+            high = bitio.peek_fields(windows, start[sel], width - 32)
+            values[sel] = (high << np.uint64(32)) | bitio.peek_fields(
+                windows, start[sel] + (width - 32), 32
+            )
     return np.ascontiguousarray(values.reshape(widths.shape[1], widths.shape[0]).T)
 
 
 def register_windows(
     seeds: NDArray[np.uint64], widths: NDArray[np.int64], reg: list[int], stream_len: int
 ) -> NDArray[np.uint64]:
-    """The register of every plane after each busy slice's shift (§12.1), (planes, busy)."""
-    out = np.zeros_like(seeds)
+    """The register of every plane after each busy slice's shift (§12.1), (planes, busy).
+
+    Only slices with a nonzero field move a register; the others see the register of the last
+    moving slice of their stream (or 0 after a reset). All planes are one sequence of
+    (plane, stream) runs."""
+    n_p, n_b = seeds.shape
     t = max(stream_len, 1)
-    for i, width in enumerate(reg):
-        if width:
-            out[i] = _plane_windows(seeds[i], widths[i], width, t)
-    return out
-
-
-def _plane_windows(
-    x: NDArray[np.uint64], w: NDArray[np.int64], width: int, t: int
-) -> NDArray[np.uint64]:
-    """One plane: only slices with a nonzero field move the register; the others see the
-    register of the last moving slice of their stream (or 0 after a reset)."""
-    live = np.flatnonzero(w > 0)
-    xs, ws = x[live], w[live]
-    sid = live // t
+    regs = np.asarray(reg, dtype=np.int64)
+    flat_w = np.where(regs[:, None] > 0, widths, 0).ravel()
+    live = np.flatnonzero(flat_w > 0)
+    xs, ws = seeds.ravel()[live], flat_w[live]
+    plane = live // max(n_b, 1)
+    run = plane * (n_b // t + 1) + (live % max(n_b, 1)) // t
+    width = regs[plane]
     end = np.cumsum(ws)
-    reg = xs.copy()
-    for k in range(1, width + 1):  # every live width is >= 1: older seeds are k bits out
+    out = xs.copy()
+    for k in range(1, 65):  # every live width is >= 1: older seeds are >= k bits out
         if live.size <= k:
             break
         shift = end[k:] - end[:-k]
-        near = (shift < width) & (sid[k:] == sid[:-k])
+        near = (shift < width[k:]) & (run[k:] == run[:-k])
         if not near.any():
             break
         s = np.minimum(shift, 63).astype(np.uint64)
-        reg[k:] |= np.where(near, xs[:-k] << s, np.uint64(0))
-    reg &= low_bits(width)
-    busy = np.arange(x.size, dtype=np.int64)
-    last = np.searchsorted(live, busy, side="right") - 1
-    ok = last >= 0
-    ok[ok] = sid[last[ok]] == busy[ok] // t
-    return np.where(ok, reg[np.maximum(last, 0)] if live.size else np.uint64(0), np.uint64(0))
+        out[k:] |= np.where(near, xs[:-k] << s, np.uint64(0))
+    out &= np.where(
+        width >= 64,
+        ~np.uint64(0),
+        (np.uint64(1) << np.minimum(width, 63).astype(np.uint64)) - np.uint64(1),
+    )
+    if live.size == 0:
+        return np.zeros_like(seeds)
+    every = np.arange(n_p * n_b, dtype=np.int64)
+    last = np.maximum(np.searchsorted(live, every, side="right") - 1, 0)
+    mine = (every // n_b) * (n_b // t + 1) + (every % n_b) // t
+    ok = (live[last] <= every) & (run[last] == mine)
+    return np.where(ok, out[last], np.uint64(0)).reshape(n_p, n_b)

@@ -74,10 +74,7 @@ def run(
             for r, w in zip(rec.rate or [0] * bits, rec.n_in, strict=True)
         ]
         seeds = xor.read_adaptive_seeds(seed_bus, widths)
-        seeds = [
-            xor.adaptive_register(s, wd, w, rec.stream_len)
-            for s, wd, w in zip(seeds, widths, rec.n_in, strict=True)
-        ]
+        seeds = xor.adaptive_registers(seeds, widths, rec.n_in, rec.stream_len)
     else:
         seeds = xor.read_seeds(seed_bus, n_busy, rec.n_in)
     for where in flips:

@@ -119,21 +119,25 @@ def read_adaptive_seeds(
     return [np.ascontiguousarray(out[:, i]) for i in range(grid.shape[1])]
 
 
-def adaptive_register(
-    seeds: NDArray[np.uint64], widths: NDArray[np.int64], reg: int, stream_len: int
-) -> NDArray[np.uint64]:
-    """Variant 3 (§12.1): one plane's W-bit register after each busy slice's shift,
-    R <- ((R << w) | x) & (2^W - 1), reset at every stream start; all streams step together."""
-    b = seeds.size
-    if reg == 0 or b == 0:
-        return np.zeros(b, dtype=np.uint64)
+def adaptive_registers(
+    seeds: list[NDArray[np.uint64]],
+    widths: list[NDArray[np.int64]],
+    regs: list[int],
+    stream_len: int,
+) -> list[NDArray[np.uint64]]:
+    """Variant 3 (§12.1): each plane's W-bit register after each busy slice's shift,
+    R <- ((R << w) | x) & (2^W - 1), reset at every stream start. All streams of all planes
+    step together, one busy slice per step."""
+    b = seeds[0].size if seeds else 0
+    if b == 0:
+        return [np.zeros(b, dtype=np.uint64) for _ in seeds]
     t = max(1, min(stream_len, b))
-    n_grid = -(-b // t) * t
-    x = np.zeros(n_grid, dtype=np.uint64)
-    w = np.zeros(n_grid, dtype=np.int64)
-    x[:b], w[:b] = seeds, widths
-    x, w = x.reshape(-1, t), w.reshape(-1, t)
-    keep = np.uint64((1 << reg) - 1)
+    rows = -(-b // t)
+    x = np.zeros((len(seeds), rows * t), dtype=np.uint64)
+    w = np.zeros((len(seeds), rows * t), dtype=np.int64)
+    x[:, :b], w[:, :b] = np.stack(seeds), np.stack(widths)
+    x, w = x.reshape(-1, t), w.reshape(-1, t)  # (planes x streams, steps)
+    keep = np.repeat(np.array([(1 << r) - 1 for r in regs], dtype=np.uint64), rows)
     r = np.zeros(x.shape[0], dtype=np.uint64)
     out = np.zeros_like(x)
     for step in range(t):
@@ -141,7 +145,8 @@ def adaptive_register(
         moved = np.where(s >= 64, np.uint64(0), r << np.minimum(s, 63).astype(np.uint64))
         r = (moved | x[:, step]) & keep
         out[:, step] = r
-    return out.reshape(-1)[:b]
+    flat = out.reshape(len(seeds), rows * t)
+    return [np.ascontiguousarray(flat[i, :b]) for i in range(len(seeds))]
 
 
 class XorArray:
