@@ -45,10 +45,12 @@ from xorc.tensor import QuantTensor
 
 REG = MAX_N_IN
 """The encoder's register width W: the whole 64-column network."""
-CARE_TARGETS = (12.0, 16.0, 24.0)
-"""Mean care counts per busy slice the scan tries (about 5, 4 and 3 slices per register)."""
-SCAN_RATES = (244, 248, 252, 256, 260, 264, 272)
-"""Scanned rates in 1/256 seed bit per care bit."""
+CARE_TARGETS = (16.0, 24.0, 32.0)
+"""Mean care counts per busy slice the scan tries (about 4, 3 and 2 slices per register)."""
+SCAN_RATES = (252, 256, 260, 264)
+"""Scanned rates in 1/256 seed bit per care bit, on the chosen `n_out`."""
+FIRST_RATE = 256
+"""The rate at which the candidate `n_out` are compared first."""
 MAX_N_OUT_ENC = 1024
 
 
@@ -116,27 +118,33 @@ def _solve(
 
 
 def _scan(
-    kept: NDArray[np.int64], codes: NDArray[np.uint16], bits: int, n: int, n_out: int
+    kept: NDArray[np.int64],
+    codes: NDArray[np.uint16],
+    bits: int,
+    n: int,
+    n_out: int,
+    rates: Sequence[int] = SCAN_RATES,
 ) -> tuple[float, list[int]]:
-    """Estimated bits and best rate per plane (0: a rate-0 mode) for `n_out`, policy all."""
+    """Estimated bits and best rate per plane (0: a rate-0 mode) for `n_out` among `rates`,
+    policy all."""
     rows = _rows(kept, n_out, _plane_targets(codes, bits, list(range(bits))))
     sample = _sample(rows)
     scale = rows.n_busy / max(sample.n_busy, 1)
     care = np.bincount(rows.busy, minlength=rows.n_busy)
     rank = _ranks(sample.busy, np.bincount(sample.busy), np.arange(sample.busy.size))
-    _, err = _solve(sample, [rank], SCAN_RATES, min(SCAN_LEN, sample.n_busy), bits)
+    _, err = _solve(sample, [rank], rates, min(SCAN_LEN, sample.n_busy), bits)
     cost = np.stack(
         [
             float(field_widths(care, [r], [REG]).sum())
             + _patch_estimate(err[r].sum(axis=0) * scale, n)
-            for r in SCAN_RATES
+            for r in rates
         ]
     )  # (rates, P)
     zero = _rate_zero_costs(codes, bits, n).min(axis=1)
     best, total = [], 0.0
     for i in range(bits):
         j = int(cost[:, i].argmin())
-        best.append(SCAN_RATES[j] if float(cost[j, i]) < zero[i] else 0)
+        best.append(rates[j] if float(cost[j, i]) < zero[i] else 0)
         total += min(float(cost[j, i]), float(zero[i]))
     return total, best
 
@@ -222,8 +230,9 @@ def solve_tensor_adapt(q: QuantTensor, options: XorOptions) -> SolvedTensor:
     if kept.size == 0:
         n_out, best = choices[-1], [0] * q.bits
     else:
-        scans = [(*_scan(kept, codes, q.bits, n, c), c) for c in choices]
-        _, best, n_out = min(scans, key=lambda s: (s[0], -s[2]))
+        scans = [(*_scan(kept, codes, q.bits, n, c, [FIRST_RATE]), c) for c in choices]
+        _, _, n_out = min(scans, key=lambda s: (s[0], -s[2]))
+        _, best = _scan(kept, codes, q.bits, n, n_out)
     cands, length, n_busy = _plane_candidates(q, options, kept, best, n_out)
     coding, mask_k, mask_bits, mask_stream = encode_mask(flat != 0)
     return SolvedTensor(
