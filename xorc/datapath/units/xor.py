@@ -136,15 +136,20 @@ def adaptive_registers(
     x = np.zeros((len(seeds), rows * t), dtype=np.uint64)
     w = np.zeros((len(seeds), rows * t), dtype=np.int64)
     x[:, :b], w[:, :b] = np.stack(seeds), np.stack(widths)
-    x, w = x.reshape(-1, t), w.reshape(-1, t)  # (planes x streams, steps)
+    # (steps, planes x streams), so that each step reads contiguous rows
+    x = np.ascontiguousarray(x.reshape(-1, t).T)
+    w = np.ascontiguousarray(w.reshape(-1, t).T)
     keep = np.repeat(np.array([(1 << r) - 1 for r in regs], dtype=np.uint64), rows)
-    r = np.zeros(x.shape[0], dtype=np.uint64)
+    shift = np.minimum(w, 63).astype(np.uint64)
+    gate = np.where(w >= 64, np.uint64(0), keep[None, :])  # a shift by >= 64 clears R
     out = np.zeros_like(x)
+    r = np.zeros(x.shape[1], dtype=np.uint64)
     for step in range(t):
-        s = w[:, step]
-        moved = np.where(s >= 64, np.uint64(0), r << np.minimum(s, 63).astype(np.uint64))
-        r = (moved | x[:, step]) & keep
-        out[:, step] = r
+        np.left_shift(r, shift[step], out=r)
+        np.bitwise_and(r, gate[step], out=r)
+        np.bitwise_or(r, x[step], out=r)
+        out[step] = r
+    out = out.T
     flat = out.reshape(len(seeds), rows * t)
     return [np.ascontiguousarray(flat[i, :b]) for i in range(len(seeds))]
 
