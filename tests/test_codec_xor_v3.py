@@ -270,3 +270,41 @@ def test_inspect_notes_show_variant_and_rates(sample: tuple[QuantTensor, Encoded
     text = " ".join(notes(e.stats))
     assert text.startswith("variant=3")
     assert f"rate={'/'.join(map(str, e.params['rate']))}" in text and "eff=" in text
+
+
+def test_patches_are_care_indices(sample: tuple[QuantTensor, Encoded]) -> None:
+    """Patch values count kept weights (§12.3): one at K is out of range in both models."""
+    from xorc.codecs.xor.patches import encode_patches
+
+    q, e = sample
+    k = e.params["n_kept"]
+    runs = [np.zeros(0, np.int64)] * q.bits
+    runs[2] = np.array([k - 1])
+    ok = dict(zip(("patches", "patch_k", "patch_bits"), encode_patches(runs)[1:], strict=True))
+    stream = encode_patches(runs)[0]
+    ref, sim = both(q, {**e.params, **ok}, {**e.streams, "patches": stream})
+    assert np.array_equal(ref, sim)
+    runs[2] = np.array([k])
+    bad = dict(zip(("patches", "patch_k", "patch_bits"), encode_patches(runs)[1:], strict=True))
+    streams = {**e.streams, "patches": encode_patches(runs)[0]}
+    with pytest.raises(CorruptStream):
+        decode(q.shape, q.bits, {**e.params, **bad}, streams)
+    with pytest.raises(CorruptStream):
+        simulate_tensor(
+            q.shape, q.bits, CodecId.XOR, {**e.params, **bad}, streams, DatapathConfig()
+        )
+
+
+def test_skewed_plane_is_patched_within_the_share() -> None:
+    """A plane with few ones among its care bits is coded as patches; no plane coded at rate 0
+    patches more than a quarter of its care bits."""
+    q = rows_pruned_q(5)
+    v = q.values.copy()
+    v[np.abs(v) >= 64] //= 3  # the magnitude MSB is now rare among kept weights
+    q = QuantTensor("t", v, 8, np.ones(1, np.float32), None)
+    e = xor_only(q)
+    k = e.params["n_kept"]
+    assert e.stats["plane_mode"][1] in ("ones", "zeros")
+    for mode, count in zip(e.stats["plane_mode"], e.params["patches"], strict=True):
+        assert mode == "seeds" or count <= k / 4
+    assert np.array_equal(decode(q.shape, 8, e.params, e.streams), q.values)

@@ -51,6 +51,9 @@ SCAN_RATES = (252, 256, 260, 264)
 """Scanned rates in 1/256 seed bit per care bit, on the chosen `n_out`."""
 FIRST_RATE = 256
 """The rate at which the candidate `n_out` are compared first."""
+PATCH_SHARE = 0.25
+"""A plane is coded at rate 0 (its ones or zeros patched) only when that takes at most this
+share of its care bits as patches, so the patch unit never carries a plane's bulk."""
 MAX_N_OUT_ENC = 1024
 
 
@@ -136,11 +139,13 @@ def _scan(
     cost = np.stack(
         [
             float(field_widths(care, [r], [REG]).sum())
-            + _patch_estimate(err[r].sum(axis=0) * scale, n)
+            + _patch_estimate(err[r].sum(axis=0) * scale, kept.size)
             for r in rates
         ]
     )  # (rates, P)
-    zero = _rate_zero_costs(codes, bits, n).min(axis=1)
+    zero = _rate_zero_costs(codes, bits, kept.size).min(axis=1)
+    ones = np.array([float(((codes >> np.uint16(bits - 1 - i)) & 1).mean()) for i in range(bits)])
+    zero[np.minimum(ones, 1.0 - ones) > PATCH_SHARE] = np.inf
     best, total = [], 0.0
     for i in range(bits):
         j = int(cost[:, i].argmin())
@@ -177,7 +182,7 @@ def _candidate(
     err = np.flatnonzero(got != truth)
     imp = importance[err].astype(np.float32)
     by_imp = np.argsort(imp, kind="stable").astype(np.int32)
-    _, bits = patch_run_length(kept[err])
+    _, bits = patch_run_length(err)  # variant 3 patches are care indices
     full = np.zeros(n_slices, dtype=np.uint64)
     full[busy_ids] = fields
     reg = REG if rate else 0
@@ -216,7 +221,9 @@ def _plane_candidates(
                 cands[i].append(_candidate(r, sd, truth, ctx, kept, importance[i]))
             zero = np.zeros(n_busy, dtype=np.uint64)
             for inv in (0, 1):
-                cands[i].append(_candidate(0, zero, truth, ctx, kept, importance[i], inv))
+                patched = int((truth != inv).sum())
+                if not tries[i] or patched <= PATCH_SHARE * kept.size:
+                    cands[i].append(_candidate(0, zero, truth, ctx, kept, importance[i], inv))
     return cands, length, n_busy
 
 

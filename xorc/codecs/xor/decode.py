@@ -108,11 +108,13 @@ def decode(
     rows = network(p.m_seed, p.n_out)
     p.check_network(network_crc32(rows))
     mask = decode_mask(stream(streams, "mask"), n, p.n_kept, p.mask_coding, p.mask_k, p.mask_bits)
-    patched = decode_patches(stream(streams, "patches"), p.patches, p.patch_k, p.patch_bits, n)
+    adapt = p.variant == schema.VARIANT_ADAPT  # patches are care indices (§12.3)
+    span = p.n_kept if adapt else n
+    patched = decode_patches(stream(streams, "patches"), p.patches, p.patch_k, p.patch_bits, span)
     schema.check_streams(streams)
     kept = np.flatnonzero(mask)
     n_busy, seed_index = busy_slices(kept, p.n_out)
-    if p.variant == schema.VARIANT_ADAPT:
+    if adapt:
         care = np.bincount(seed_index, minlength=n_busy).astype(np.int64)
         widths = adaptive.field_widths(care, p.rate or [], p.n_in)
         fields = adaptive.read_fields(stream(streams, "seeds"), widths)
@@ -121,7 +123,7 @@ def decode(
         seeds = read_seeds(stream(streams, "seeds"), n_busy, p.n_in)
     if p.variant == schema.VARIANT_SEQ:
         seeds = seed_windows(seeds, p.n_in, p.plane_stages(), p.stream_len)
-    flips = [care_indices(kept, pos) for pos in patched]
+    flips = patched if adapt else [care_indices(kept, pos) for pos in patched]
     codes = kept_codes(seeds, seed_index, rows[kept % p.n_out], flips, p.plane_invert())
     out = np.zeros(n, dtype=np.int16)
     out[kept] = from_sign_magnitude(codes, bits)

@@ -166,8 +166,10 @@ def _left_after_forcing(
 def _patches(
     solved: SolvedTensor, choice: tuple[int, ...], masks: list[NDArray[np.bool_]]
 ) -> list[NDArray[np.int64]]:
-    """Per plane, the sorted positions to patch: the errors not left uncorrected."""
-    return [solved.kept[solved.candidates[i][ci].err[~masks[i]]] for i, ci in enumerate(choice)]
+    """Per plane, the sorted positions to patch (variant 3: care indices, §12.3): the errors
+    not left uncorrected."""
+    at = (lambda c: c) if solved.variant == VARIANT_ADAPT else (lambda c: solved.kept[c])
+    return [at(solved.candidates[i][ci].err[~masks[i]]) for i, ci in enumerate(choice)]
 
 
 def _measure(solved: SolvedTensor, choice: tuple[int, ...], left: tuple[int, ...]) -> _Option:

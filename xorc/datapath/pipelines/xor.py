@@ -56,18 +56,22 @@ def run(
         n, rec.n_kept, rec.mask_coding, rec.mask_k, rec.mask_bits,
         config.rice_codes_per_cycle, config.dim,
     )  # fmt: skip
+    adapt = rec.variant == schema.VARIANT_ADAPT  # patches count kept weights (§12.3)
     flips = patch.decode(
         dram.fetch("patches", stream(streams, "patches")),
         rec.patches,
         rec.patch_k,
         rec.patch_bits,
-        n,
+        rec.n_kept if adapt else n,
     )
     schema.check_streams(streams)
+    if adapt:
+        kept_at = np.flatnonzero(keep)
+        flips = [kept_at[c] for c in flips]
     busy = xor.busy_slices(keep, rec.n_out)
     n_busy = int(np.count_nonzero(busy))
     seed_bus = dram.fetch("seeds", stream(streams, "seeds"))
-    if rec.variant == schema.VARIANT_ADAPT:
+    if adapt:
         care = xor.slice_care(keep, rec.n_out, busy)
         widths = [
             xor.adaptive_widths(care, r, w)
