@@ -258,40 +258,27 @@ def compress_tiny(options: CompressOptions) -> Container:
         return compress_model(model_path, options)
 
 
-def write_xor_v2_only() -> None:
-    """`--xor-v2`: (re)write only the xor_v2_* malformed blobs and their manifest entries."""
+def write_xor_only(variant: int) -> None:
+    """`--xor-v2` / `--xor-v3`: (re)write only the xor_v<variant>_* malformed blobs and their
+    manifest entries."""
     mdir = GOLDEN / "malformed"
     manifest = json.loads((mdir / "manifest.json").read_text())
-    for old in mdir.glob("xor_v2_*.xorc"):
+    for old in mdir.glob(f"xor_v{variant}_*.xorc"):
         old.unlink()
         manifest.pop(old.name, None)
-    for name, (data, error) in malformed_xor_v2(v1.write(compress_tiny(V2_OPTIONS))).items():
+    make, options = (
+        (malformed_xor_v2, V2_OPTIONS) if variant == 2 else (malformed_xor_v3, V3_OPTIONS)
+    )
+    for name, (data, error) in make(v1.write(compress_tiny(options))).items():
         (mdir / f"{name}.xorc").write_bytes(data)
         manifest[f"{name}.xorc"] = error
     (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    print(f"wrote the xor_v2 malformed blobs; manifest has {len(manifest)} entries")
-
-
-def write_xor_v3_only() -> None:
-    """`--xor-v3`: (re)write only the xor_v3_* malformed blobs and their manifest entries."""
-    mdir = GOLDEN / "malformed"
-    manifest = json.loads((mdir / "manifest.json").read_text())
-    for old in mdir.glob("xor_v3_*.xorc"):
-        old.unlink()
-        manifest.pop(old.name, None)
-    for name, (data, error) in malformed_xor_v3(v1.write(compress_tiny(V3_OPTIONS))).items():
-        (mdir / f"{name}.xorc").write_bytes(data)
-        manifest[f"{name}.xorc"] = error
-    (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    print(f"wrote the xor_v3 malformed blobs; manifest has {len(manifest)} entries")
+    print(f"wrote the xor_v{variant} malformed blobs; manifest has {len(manifest)} entries")
 
 
 def main() -> None:
-    if sys.argv[1:] == ["--xor-v2"]:
-        write_xor_v2_only()
-        return
-    if sys.argv[1:] == ["--xor-v3"]:
-        write_xor_v3_only()
+    if sys.argv[1:] in (["--xor-v2"], ["--xor-v3"]):
+        write_xor_only(int(sys.argv[1][-1]))
         return
     container = compress_tiny(CompressOptions(policy="raw"))
     blob = v1.write(container)

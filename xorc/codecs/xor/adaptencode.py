@@ -38,6 +38,7 @@ from xorc.codecs.xor.seqencode import (
     _Rows,
     _rows,
     _sample,
+    best_per_stream,
     stream_length,
 )
 from xorc.codecs.xor.solve import _ranks
@@ -107,17 +108,7 @@ def _solve(
     and the errors per stream (S, P)."""
     lanes, n_streams = _lanes(rows, ranks, rates, length)
     seeds, errors = solve_adaptive(lanes, n_p)
-    n_r = len(ranks)
-    out_seeds, out_err = {}, {}
-    for c, rate in enumerate(rates):
-        at = slice(c * n_r * n_streams, (c + 1) * n_r * n_streams)
-        err = errors[at].reshape(n_r, n_streams, n_p)
-        best = err.argmin(axis=0)
-        sd = seeds[at].reshape(n_r, n_streams, length, n_p)
-        pick = np.take_along_axis(sd, best[None, :, None, :], axis=0)[0]
-        out_seeds[rate] = pick.reshape(n_streams * length, n_p)[: rows.n_busy]
-        out_err[rate] = np.take_along_axis(err, best[None], axis=0)[0]
-    return out_seeds, out_err
+    return best_per_stream(seeds, errors, rates, len(ranks), n_streams, rows.n_busy)
 
 
 def _scan(

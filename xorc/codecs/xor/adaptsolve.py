@@ -19,15 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc.codecs.xor.seqsolve_jit import _jit, _shift, _solve_column
+from xorc.codecs.xor.seqsolve_jit import _insert, _jit, _shift, _solve_column
 
 ONE = np.uint64(1)
 ALL = np.uint64(2**64 - 1)
-DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
-"""Index of the lowest set bit: table[((x & -x) * DEBRUIJN) >> 58]."""
-_TABLE = np.zeros(64, dtype=np.int64)
-for _j in range(64):
-    _TABLE[((((1 << _j) * 0x03F79D71B4CB0A89) % 2**64) >> 58)] = _j
 _SWAPS = (
     (np.uint64(1), np.uint64(0x5555555555555555)),
     (np.uint64(2), np.uint64(0x3333333333333333)),
@@ -82,23 +77,6 @@ def _rev64(x):  # type: ignore[no-untyped-def]  # pragma: no cover
     for sh, m in _SWAPS:
         x = ((x >> sh) & m) | ((x & m) << sh)
     return (x >> np.uint64(32)) | (x << np.uint64(32))
-
-
-@_jit
-def _insert(w, r, b_coef, b_rhs, b_has):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Reduce row (w, r) at its lowest set bit until it becomes a pivot (returns 0) or
-    vanishes (returns its target bits: errors where nonzero); as `seqsolve_jit._insert`,
-    visiting only the set bits."""
-    while w:
-        j = _TABLE[((w & (~w + ONE)) * DEBRUIJN) >> np.uint64(58)]
-        if not b_has[j]:
-            b_coef[j] = w
-            b_rhs[j] = r
-            b_has[j] = True
-            return np.uint8(0)
-        w ^= b_coef[j]
-        r ^= b_rhs[j]
-    return r
 
 
 @_jit
