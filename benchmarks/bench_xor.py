@@ -7,11 +7,12 @@ initializers (ndim >= 2) of an ONNX file given with --onnx, quantized per output
 
 Printed per configuration: bits/weight of planes, patches and mask next to their lower bounds
 (Q(1-S) for the planes, H(S) for the mask), raw int8 and int8 + zstd level 19 on the same int8
-bytes, encode and decode time and throughput (single process), peak memory, alternative patch
-formats measured on the same patches, and for --budgets the `importance` policy trade-off.
+bytes, encode, decode and datapath-simulator time and throughput (single process), peak
+memory, alternative patch formats measured on the same patches, and for --budgets the
+`importance` policy trade-off.
 
-    python benchmarks/bench_xor.py                 # S = 0.8 and 0.9, effort 1 and 4, variants 1, 2
-    python benchmarks/bench_xor.py --sparsity 0.5,0.7,0.9,0.95 --effort 1 --variants 1,2
+    python benchmarks/bench_xor.py                 # S = 0.8, 0.9; effort 1, 4; variants 1, 2, 3
+    python benchmarks/bench_xor.py --sparsity 0.5,0.7,0.9,0.95 --effort 1 --variants 1,2,3
     python benchmarks/bench_xor.py --quick         # a 1.4 M-weight subset, S = 0.9, effort 1
     python benchmarks/bench_xor.py --onnx model.onnx --budgets 0.9,0.98
 """
@@ -87,6 +88,13 @@ def zstd19_bits(tensors: list[QuantTensor]) -> int:
     return 8 * len(zstandard.ZstdCompressor(level=19).compress(data))
 
 
+def simulate(t: QuantTensor, e: Encoded) -> np.ndarray:
+    """The datapath simulator's decoded levels (docs/datapath.md)."""
+    from xorc.datapath import DatapathConfig, simulate_tensor
+
+    return simulate_tensor(t.shape, t.bits, e.codec, e.params, e.streams, DatapathConfig())[0]
+
+
 def decode_any(t: QuantTensor, e: Encoded) -> np.ndarray:
     dec = xor_decode if e.codec == CodecId.XOR else raw_decode
     return dec(t.shape, t.bits, e.params, e.streams)
@@ -135,6 +143,10 @@ def run(
     decoded = [decode_any(t, e) for t, e in zip(tensors, encoded, strict=True)]
     t_dec = time.perf_counter() - t0
     assert all(np.array_equal(d, t.values) for d, t in zip(decoded, tensors, strict=True))
+    t0 = time.perf_counter()
+    simulated = [simulate(t, e) for t, e in zip(tensors, encoded, strict=True)]
+    t_sim = time.perf_counter() - t0
+    assert all(np.array_equal(d, t.values) for d, t in zip(simulated, tensors, strict=True))
     plane = patch = mask = other = 0
     n_xor = kept_xor = 0
     formats = PatchFormats()
@@ -200,11 +212,12 @@ def run(
         f"{label[:34]:<34}{s:7.3f}{effort:4d}{variant:4d}{pp:9.3f}"
         f"{(plane + patch + mask) / nx:9.4f}"
         f"{total / n:9.4f}{zstd / n:9.4f}{total / zstd:8.3f}{len(fallbacks):5d}"
-        f"{n / t_enc / 1e6:8.2f}{n / t_dec / 1e6:8.1f}"
+        f"{n / t_enc / 1e6:8.2f}{n / t_dec / 1e6:8.1f}{n / t_sim / 1e6:8.1f}"
     )
     print(f"encode {t_enc:.2f} s ({n / t_enc / 1e6:.2f} M weights/s, "
           f"{q * n / t_enc / 1e6:.1f} Mbit/s of planes); decode {t_dec:.2f} s "
-          f"({n / t_dec / 1e6:.1f} M weights/s, {q * n / t_dec / 1e6:.0f} Mbit/s)")  # fmt: skip
+          f"({n / t_dec / 1e6:.1f} M weights/s, {q * n / t_dec / 1e6:.0f} Mbit/s); datapath "
+          f"simulator {t_sim:.2f} s ({n / t_sim / 1e6:.1f} M weights/s)")  # fmt: skip
     print(f"peak memory: encoder working set on the largest tensor ({big.values.size:,} weights) "
           f"{enc_peak / 2**20:.0f} MiB (tracemalloc); process peak RSS {rss:.0f} MiB")  # fmt: skip
     if budgets:
@@ -244,7 +257,7 @@ def main() -> None:
     ap.add_argument("--sparsity", default="0.8,0.9", help="synthetic model sparsities")
     ap.add_argument("--effort", default="1,4", help="restart counts to run")
     ap.add_argument("--budgets", default="", help="importance budgets, e.g. 0.9,0.98")
-    ap.add_argument("--variants", default="1,2", help="XOR variants to run (docs/codecs/xor.md)")
+    ap.add_argument("--variants", default="1,2,3", help="XOR variants to run (docs/codecs/xor.md)")
     ap.add_argument("--onnx", type=Path, help="bench this model's initializers instead")
     ap.add_argument("--bits", type=int, default=8, help="--onnx: quantization bits")
     ap.add_argument("--prune", type=float, help="--onnx: magnitude-prune to this sparsity")
@@ -268,7 +281,8 @@ def main() -> None:
                     run(tensors, name, effort, budgets, v)
     print("\n## summary (planes+patches / Q(1-S) over the xor-coded tensors; bits/weight)")
     print(f"{'model':<34}{'S':>7}{'eff':>4}{'var':>4}{'pp/bound':>9}{'xor tot':>9}"
-          f"{'all':>9}{'zstd19':>9}{'/zstd':>8}{'raw':>5}{'enc M/s':>8}{'dec M/s':>8}")  # fmt: skip
+          f"{'all':>9}{'zstd19':>9}{'/zstd':>8}{'raw':>5}{'enc M/s':>8}{'dec M/s':>8}"
+          f"{'sim M/s':>8}")  # fmt: skip
     print("\n".join(SUMMARY))
 
 

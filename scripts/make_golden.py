@@ -1,10 +1,11 @@
 """Regenerate tests/golden/containers/ and tests/golden/malformed/ (format version 1.1).
 
-    python scripts/make_golden.py [--xor-v2]
+    python scripts/make_golden.py [--xor-v2 | --xor-v3]
 
 The valid blob is made from tests/models.py's tiny_cnn with policy `raw`; each malformed blob is
 that blob with one defect (the `xor_v2_*` ones: tiny_cnn with XOR variant 2, one defect of a
-variant-2 record; `--xor-v2` rewrites only those), listed in
+variant-2 record; `--xor-v2` rewrites only those; `xor_v3_*` likewise for variant 3 and
+`--xor-v3`), listed in
 tests/golden/malformed/manifest.json with the error class the reader must raise. Only rerun
 on a deliberate format change (docs/format.md, "Version changes"), and review the diff.
 `tiny_raw_v1_0.xorc` (and its levels) is a version 1.0 file kept from before 1.1, for the
@@ -231,6 +232,35 @@ def malformed_xor_v2(blob: bytes) -> dict[str, tuple[bytes, str]]:
     return out
 
 
+V3_OPTIONS = CompressOptions(policy="all", xor_variant=3, sparsity=0.75, bits=4)
+"""tiny_cnn with these options: XOR variant-3 records (docs/codecs/xor.md §12)."""
+
+
+def malformed_xor_v3(blob: bytes) -> dict[str, tuple[bytes, str]]:
+    """Defects of the variant-3 keys of record 1 (`w2`)."""
+
+    def edit(change):  # type: ignore[no-untyped-def]
+        def apply(tensors: list[dict]) -> None:
+            change(tensors[1]["params"])
+
+        return apply
+
+    changes = {
+        "rate_without_register": lambda p: p["n_in"].__setitem__(0, 0),
+        "register_without_rate": lambda p: p["rate"].__setitem__(0, 0),
+        "rate_huge": lambda p: p["rate"].__setitem__(0, 16385),
+        "rate_short": lambda p: p["rate"].pop(),
+        "no_rate": lambda p: p.pop("rate"),
+        "stages_instead_of_rate": lambda p: p.__setitem__("stages", p.pop("rate")),
+        "stream_len_zero": lambda p: p.__setitem__("stream_len", 0),
+    }
+    out = {f"xor_v3_{k}": (with_tensors(blob, edit(c)), "BadRecord") for k, c in changes.items()}
+    # a lower rate: the seeds stream is longer than the mask-derived widths say
+    lower = edit(lambda p: p["rate"].__setitem__(0, max(1, p["rate"][0] // 2)))
+    out["xor_v3_seeds_length"] = (with_tensors(blob, lower), "CorruptStream")
+    return out
+
+
 def compress_tiny(options: CompressOptions) -> Container:
     with tempfile.TemporaryDirectory() as tmp:
         model_path = Path(tmp) / "tiny.onnx"
@@ -238,23 +268,27 @@ def compress_tiny(options: CompressOptions) -> Container:
         return compress_model(model_path, options)
 
 
-def write_xor_v2_only() -> None:
-    """`--xor-v2`: (re)write only the xor_v2_* malformed blobs and their manifest entries."""
+def write_xor_only(variant: int) -> None:
+    """`--xor-v2` / `--xor-v3`: (re)write only the xor_v<variant>_* malformed blobs and their
+    manifest entries."""
     mdir = GOLDEN / "malformed"
     manifest = json.loads((mdir / "manifest.json").read_text())
-    for old in mdir.glob("xor_v2_*.xorc"):
+    for old in mdir.glob(f"xor_v{variant}_*.xorc"):
         old.unlink()
         manifest.pop(old.name, None)
-    for name, (data, error) in malformed_xor_v2(v1.write(compress_tiny(V2_OPTIONS))).items():
+    make, options = (
+        (malformed_xor_v2, V2_OPTIONS) if variant == 2 else (malformed_xor_v3, V3_OPTIONS)
+    )
+    for name, (data, error) in make(v1.write(compress_tiny(options))).items():
         (mdir / f"{name}.xorc").write_bytes(data)
         manifest[f"{name}.xorc"] = error
     (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    print(f"wrote the xor_v2 malformed blobs; manifest has {len(manifest)} entries")
+    print(f"wrote the xor_v{variant} malformed blobs; manifest has {len(manifest)} entries")
 
 
 def main() -> None:
-    if sys.argv[1:] == ["--xor-v2"]:
-        write_xor_v2_only()
+    if sys.argv[1:] in (["--xor-v2"], ["--xor-v3"]):
+        write_xor_only(int(sys.argv[1][-1]))
         return
     container = compress_tiny(CompressOptions(policy="raw"))
     blob = v1.write(container)
@@ -271,7 +305,11 @@ def main() -> None:
     for old in mdir.glob("*.xorc"):
         old.unlink()
     manifest = {}
-    cases = {**malformed(blob), **malformed_xor_v2(v1.write(compress_tiny(V2_OPTIONS)))}
+    cases = {
+        **malformed(blob),
+        **malformed_xor_v2(v1.write(compress_tiny(V2_OPTIONS))),
+        **malformed_xor_v3(v1.write(compress_tiny(V3_OPTIONS))),
+    }
     for name, (data, error) in sorted(cases.items()):
         (mdir / f"{name}.xorc").write_bytes(data)
         manifest[f"{name}.xorc"] = error

@@ -165,9 +165,9 @@ def cli() -> None:
 @click.option("--effort", type=click.IntRange(1, 64), help="XOR solver restarts [default: 1].")
 @click.option(
     "--xor-variant",
-    type=click.IntRange(1, 2),
-    help="XOR codec variant: 1 non-sequential, 2 shift-register (docs/codecs/xor.md §11) "
-    "[default: 1].",
+    type=click.IntRange(1, 3),
+    help="XOR codec variant: 1 non-sequential, 2 shift-register (docs/codecs/xor.md §11), "
+    "3 mask-adaptive seed widths (§12) [default: 1].",
 )
 @click.option("--dict-size", type=click.IntRange(1, 256), help="Dictionary codebook size K.")
 @click.option("--dict-group", type=click.IntRange(1), help="Output channels per codebook.")

@@ -95,7 +95,7 @@ class CompressOptions:
             self.scale_dtype, "scale_dtype", lambda v: v in SCALE_DTYPES, " or ".join(SCALE_DTYPES)
         )
         check(self.effort, "effort", lambda v: type(v) is int and 1 <= v <= 64, "in [1, 64]")
-        check(self.xor_variant, "xor_variant", lambda v: type(v) is int and v in (1, 2), "1 or 2")
+        check(self.xor_variant, "xor_variant", lambda v: type(v) is int and 1 <= v <= 3, "1-3")
         if self.error_budget is not None:
             check(self.error_budget, "error_budget", lambda v: _num(v) and v >= 0, "a number >= 0")
         if self.max_drop is not None:

@@ -9,4 +9,6 @@ Spec: docs/codecs/xor.md. Modules:
 * `decode` - the reference decoder (imports only the shared modules).
 * `solve` - the encoder's batched GF(2) Gauss-Jordan solver.
 * `encode` - the encoder: `encode`, and `solve_tensor` + `finish` for cheap budget searches.
+* variant 2: `seqsolve` / `seqsolve_jit` (solver), `seqencode` (encoder); variant 3: `adaptive`
+  (seed widths and registers; shared), `adaptsolve` (solver), `adaptencode` (encoder).
 """

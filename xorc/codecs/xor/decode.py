@@ -1,4 +1,4 @@
-"""Reference decoder of codec `xor` (docs/codecs/xor.md; variant 2: §11).
+"""Reference decoder of codec `xor` (docs/codecs/xor.md; variant 2: §11; variant 3: §12).
 
 Imports only the shared modules (`schema`, `network`, `mask`, `patches`), never the solver or
 encoder. The record's params are checked by `schema.parse`, which the datapath model shares.
@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from xorc import bits as bitio
 from xorc.codecs.common import from_sign_magnitude, n_elements, stream
-from xorc.codecs.xor import schema
+from xorc.codecs.xor import adaptive, schema
 from xorc.codecs.xor.mask import decode_mask, stream_bits
 from xorc.codecs.xor.network import network, network_crc32, xor_outputs
 from xorc.codecs.xor.patches import decode_patches
@@ -108,14 +108,22 @@ def decode(
     rows = network(p.m_seed, p.n_out)
     p.check_network(network_crc32(rows))
     mask = decode_mask(stream(streams, "mask"), n, p.n_kept, p.mask_coding, p.mask_k, p.mask_bits)
-    patched = decode_patches(stream(streams, "patches"), p.patches, p.patch_k, p.patch_bits, n)
+    adapt = p.variant == schema.VARIANT_ADAPT  # patches are care indices (§12.3)
+    span = p.n_kept if adapt else n
+    patched = decode_patches(stream(streams, "patches"), p.patches, p.patch_k, p.patch_bits, span)
     schema.check_streams(streams)
     kept = np.flatnonzero(mask)
     n_busy, seed_index = busy_slices(kept, p.n_out)
-    seeds = read_seeds(stream(streams, "seeds"), n_busy, p.n_in)
+    if adapt:
+        care = np.bincount(seed_index, minlength=n_busy).astype(np.int64)
+        widths = adaptive.field_widths(care, p.rate or [], p.n_in)
+        fields = adaptive.read_fields(stream(streams, "seeds"), widths)
+        seeds = adaptive.register_windows(fields, widths, p.n_in, p.stream_len)
+    else:
+        seeds = read_seeds(stream(streams, "seeds"), n_busy, p.n_in)
     if p.variant == schema.VARIANT_SEQ:
         seeds = seed_windows(seeds, p.n_in, p.plane_stages(), p.stream_len)
-    flips = [care_indices(kept, pos) for pos in patched]
+    flips = patched if adapt else [care_indices(kept, pos) for pos in patched]
     codes = kept_codes(seeds, seed_index, rows[kept % p.n_out], flips, p.plane_invert())
     out = np.zeros(n, dtype=np.int16)
     out[kept] = from_sign_magnitude(codes, bits)

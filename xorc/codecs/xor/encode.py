@@ -229,6 +229,10 @@ def solve_tensor(q: QuantTensor, options: XorOptions) -> SolvedTensor:
         from xorc.codecs.xor.seqencode import solve_tensor_seq  # it imports this module
 
         return solve_tensor_seq(q, options)
+    if options.variant == 3:
+        from xorc.codecs.xor.adaptencode import solve_tensor_adapt  # it imports this module
+
+        return solve_tensor_adapt(q, options)
     restarts = max(1, int(options.effort))
     rng = np.random.default_rng(options.seed)
     flat = q.values.ravel()

@@ -21,7 +21,7 @@ from xorc.codecs.xor.decode import VARIANT
 from xorc.codecs.xor.network import network, network_crc32
 from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.patches import encode_patches, patch_run_length
-from xorc.codecs.xor.schema import VARIANT_SEQ
+from xorc.codecs.xor.schema import VARIANT_ADAPT, VARIANT_SEQ
 from xorc.tensor import JSON, Encoded, QuantTensor
 
 GRID = 48
@@ -41,6 +41,8 @@ class Candidate:
         all_bits: exact patch-run bits when every error is patched.
         stages, invert: variant 2's register stages and output inversion (docs/codecs/xor.md
             §11; 1 and 0 for variant 1).
+        rate, widths: variant 3's rate and per-busy-slice field widths (§12; `n_in` is then
+            the register width).
     """
 
     n_in: int
@@ -51,6 +53,12 @@ class Candidate:
     all_bits: int
     stages: int = 1
     invert: int = 0
+    rate: int = 0
+    widths: NDArray[np.int64] | None = None
+
+    def seed_bits(self, n_busy: int) -> int:
+        """Bits of this plane's seed fields over the `n_busy` busy slices."""
+        return int(self.widths.sum()) if self.widths is not None else self.n_in * n_busy
 
     @property
     def patch_cost(self) -> float:
@@ -117,11 +125,11 @@ def _plan(solved: SolvedTensor, lam: float, cums: list[list[NDArray[np.float64]]
         best = (math.inf, 0, 0)
         for ci, (c, cum) in enumerate(zip(cands, csums, strict=True)):
             if math.isinf(lam) or c.err.size == 0:
-                m, cost = 0, c.n_in * solved.n_busy + c.all_bits
+                m, cost = 0, c.seed_bits(solved.n_busy) + c.all_bits
             else:
                 m = int(np.searchsorted(c.imp_sorted, c.patch_cost / lam, side="left"))
                 damage = float(cum[m - 1]) if m else 0.0
-                cost = c.n_in * solved.n_busy + c.patch_cost * (c.err.size - m) + lam * damage
+                cost = c.seed_bits(solved.n_busy) + c.patch_cost * (c.err.size - m) + lam * damage
             if cost < best[0]:
                 best = (cost, ci, m)
         choice.append(best[1])
@@ -158,8 +166,10 @@ def _left_after_forcing(
 def _patches(
     solved: SolvedTensor, choice: tuple[int, ...], masks: list[NDArray[np.bool_]]
 ) -> list[NDArray[np.int64]]:
-    """Per plane, the sorted positions to patch: the errors not left uncorrected."""
-    return [solved.kept[solved.candidates[i][ci].err[~masks[i]]] for i, ci in enumerate(choice)]
+    """Per plane, the sorted positions to patch (variant 3: care indices, §12.3): the errors
+    not left uncorrected."""
+    at = (lambda c: c) if solved.variant == VARIANT_ADAPT else (lambda c: solved.kept[c])
+    return [at(solved.candidates[i][ci].err[~masks[i]]) for i, ci in enumerate(choice)]
 
 
 def _measure(solved: SolvedTensor, choice: tuple[int, ...], left: tuple[int, ...]) -> _Option:
@@ -168,7 +178,9 @@ def _measure(solved: SolvedTensor, choice: tuple[int, ...], left: tuple[int, ...
         masks = [np.zeros(solved.candidates[i][ci].err.size, bool) for i, ci in enumerate(choice)]
     else:
         masks, _ = _left_after_forcing(solved, choice, left)
-    seed_bits = sum(solved.candidates[i][ci].n_in for i, ci in enumerate(choice)) * solved.n_busy
+    seed_bits = sum(
+        solved.candidates[i][ci].seed_bits(solved.n_busy) for i, ci in enumerate(choice)
+    )
     patch_bits = sum(patch_run_length(p)[1] for p in _patches(solved, choice, masks))
     total = sum(solved.candidates[i][ci].err.size for i, ci in enumerate(choice))
     n_left = sum(int(m.sum()) for m in masks)
@@ -196,6 +208,15 @@ def _options(solved: SolvedTensor) -> list[_Option]:
         options += [_plan(solved, math.exp(float(x)), cums) for x in np.linspace(lo, hi, GRID)]
     solved.cache["options"] = options
     return options
+
+
+def _adaptive_stream(chosen: list[Candidate], busy: NDArray[np.int64]) -> bytes:
+    """Variant 3's seeds stream: each busy slice's fields of every plane, at its width (§12.2)."""
+    widths = np.stack(
+        [c.widths if c.widths is not None else np.zeros(busy.size, np.int64) for c in chosen]
+    )
+    values = np.stack([c.seeds[busy] for c in chosen])
+    return bitio.pack_bits(bitio.fields_to_bits(values.T.ravel(), widths.T.ravel()))
 
 
 def _seeds_stream(seeds: list[NDArray[np.uint64]], n_in: list[int], n_slices: int) -> bytes:
@@ -229,14 +250,17 @@ def finish(
     patch_stream, counts, ks, lengths = encode_patches(_patches(solved, best.choice, masks))
     n_in = [c.n_in for c in chosen]
     busy = np.unique(solved.kept // solved.n_out)
-    seeds_stream = _seeds_stream([c.seeds[busy] for c in chosen], n_in, busy.size)
+    if solved.variant == VARIANT_ADAPT:
+        seeds_stream = _adaptive_stream(chosen, busy)
+    else:
+        seeds_stream = _seeds_stream([c.seeds[busy] for c in chosen], n_in, busy.size)
     params = _params(solved, n_in, counts, ks, lengths)
     if solved.variant == VARIANT_SEQ:
-        params |= {
-            "stages": [c.stages for c in chosen],
-            "invert": [c.invert for c in chosen],
-            "stream_len": solved.stream_len,
-        }
+        params |= {"stages": [c.stages for c in chosen]}
+    if solved.variant == VARIANT_ADAPT:
+        params |= {"rate": [c.rate for c in chosen]}
+    if solved.variant in (VARIANT_SEQ, VARIANT_ADAPT):
+        params |= {"invert": [c.invert for c in chosen], "stream_len": solved.stream_len}
     streams = {"mask": solved.mask_stream, "seeds": seeds_stream, "patches": patch_stream}
     decoded = np.zeros(q.values.size, dtype=np.int16)
     decoded[solved.kept] = from_sign_magnitude(solved.codes ^ flips, q.bits)
@@ -246,8 +270,9 @@ def finish(
         "errors_if_all": options[0].n_errors,
         "forced": forced,
     }
-    stats = _stats(solved, n_in, counts, lengths, errors)
-    if solved.variant == VARIANT_SEQ:
+    plane_bits = [c.seed_bits(solved.n_busy) for c in chosen]
+    stats = _stats(solved, n_in, plane_bits, counts, lengths, errors)
+    if solved.variant in (VARIANT_SEQ, VARIANT_ADAPT):
         stats |= _seq_stats(solved, chosen, lengths)
     encoded = Encoded(CodecId.XOR, params, streams, decoded.reshape(q.values.shape), stats)
     return _raw_if_not_larger(encoded, q) if fallback else encoded
@@ -276,6 +301,7 @@ def _params(
 def _stats(
     solved: SolvedTensor,
     n_in: list[int],
+    plane_bits: list[int],
     counts: list[int],
     lengths: list[int],
     errors: dict[str, JSON],
@@ -283,7 +309,6 @@ def _stats(
     """What `inspect` shows of the encoding; `errors` are the error counts `finish` found."""
     q = solved.q
     n = max(q.values.size, 1)
-    plane_bits = [r * solved.n_busy for r in n_in]
     return {
         "policy": solved.options.patch_policy,
         "restarts": max(1, int(solved.options.effort)),
@@ -314,11 +339,16 @@ def _seq_stats(
     modes, eff = [], []
     for c, patch_bits in zip(chosen, lengths, strict=True):
         modes.append("seeds" if c.n_in else ("zeros" if c.invert else "ones"))
-        stored = c.n_in * solved.n_busy + patch_bits
+        stored = c.seed_bits(solved.n_busy) + patch_bits
         eff.append(round(care / stored, 4) if stored else None)
+    shape: dict[str, JSON] = (
+        {"rate": [c.rate for c in chosen]}
+        if solved.variant == VARIANT_ADAPT
+        else {"stages": [c.stages for c in chosen]}
+    )
     return {
         "variant": solved.variant,
-        "stages": [c.stages for c in chosen],
+        **shape,
         "invert": [c.invert for c in chosen],
         "stream_len": solved.stream_len,
         "plane_mode": modes,

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PATCH_POLICIES = ("all", "importance")
-VARIANTS = (1, 2)
+VARIANTS = (1, 2, 3)
 DEFAULT_VARIANT = 1
-"""Variant 1 stays the default: variant 2 is smaller on every benchmark row, but its encoder needs
-the optional compiled solver (numba, `xorc[fast]`) to be fast; the numpy solver it falls back
-to is about 50 x slower (docs/codecs/xor.md §11.4, README "Measured")."""
+"""Variant 1 stays the default: variants 2 and 3 are smaller on every benchmark row (README
+"Measured"), but their encoders need the optional compiled solver (numba, `xorc[fast]`) to be
+fast; variant 2's numpy solver is about 50 x slower, and variant 3 without numba runs its solver
+as plain Python (docs/codecs/xor.md §11.4, §12.6)."""
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class XorOptions:
             may leave some uncorrected within `error_budget`.
         error_budget: with "importance", at most f x E errors stay uncorrected, E being the
             number the correct-all encoding patches (f may exceed 1; None or 0 corrects all).
-        variant: 1 (non-sequential network) or 2 (shift-register windows, docs/codecs/xor.md
-            §11).
+        variant: 1 (non-sequential network), 2 (shift-register windows, docs/codecs/xor.md
+            §11) or 3 (mask-adaptive seed widths, §12).
     """
 
     seed: int = 0

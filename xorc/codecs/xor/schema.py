@@ -19,7 +19,11 @@ VARIANT = 1
 """The non-sequential variant (docs/codecs/xor.md §1-§9)."""
 VARIANT_SEQ = 2
 """The sequential (shift-register) variant (docs/codecs/xor.md §11)."""
-VARIANTS = (VARIANT, VARIANT_SEQ)
+VARIANT_ADAPT = 3
+"""The sequential variant with mask-adaptive seed widths (docs/codecs/xor.md §12)."""
+VARIANTS = (VARIANT, VARIANT_SEQ, VARIANT_ADAPT)
+MAX_RATE = 16384
+"""Largest variant-3 rate (1/256 seed bits per care bit)."""
 MAX_STREAM_LEN = 2**31 - 1
 MASK_CODINGS = ("all", "bitmap", "rice-kept", "rice-pruned")
 STREAMS = ("mask", "seeds", "patches")
@@ -46,6 +50,7 @@ class XorParams:
     stages: list[int] | None = None
     invert: list[int] | None = None
     stream_len: int = 0
+    rate: list[int] | None = None
 
     def plane_stages(self) -> list[int]:
         """Register stages per plane (1 everywhere for variant 1)."""
@@ -99,7 +104,7 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> XorP
     if type(bits) is not int or not 2 <= bits <= 8:
         raise BadRecord(f"bit width must be an integer in [2, 8], got {bits!r}")
     n = n_elements(shape)
-    variant = param_int(params, "variant", VARIANT, VARIANT_SEQ)
+    variant = param_int(params, "variant", VARIANT, VARIANT_ADAPT)
     coding = params.get("mask_coding")
     if coding not in MASK_CODINGS:
         raise BadRecord(
@@ -110,6 +115,8 @@ def parse(shape: tuple[int, ...], bits: int, params: Mapping[str, JSON]) -> XorP
     seq: dict[str, object] = {}
     if variant == VARIANT_SEQ:
         seq = _sequential(params, bits, n_in)
+    elif variant == VARIANT_ADAPT:
+        seq = _adaptive(params, bits, n_in)
     return XorParams(
         n_out=param_int(params, "n_out", 1, MAX_N_OUT),
         m_seed=param_int(params, "m_seed", 0, 2**32 - 1),
@@ -142,6 +149,26 @@ def _sequential(params: Mapping[str, JSON], bits: int, n_in: list[int]) -> dict[
             )
     return {
         "stages": stages,
+        "invert": _int_list(params, "invert", bits, 0, 1),
+        "stream_len": param_int(params, "stream_len", 1, MAX_STREAM_LEN),
+    }
+
+
+def _adaptive(params: Mapping[str, JSON], bits: int, n_in: list[int]) -> dict[str, object]:
+    """The variant-3 keys (docs/codecs/xor.md §12.3).
+
+    Raises:
+        BadRecord: missing, out of range, or a register width without a rate (or the reverse).
+    """
+    rate = _int_list(params, "rate", bits, 0, MAX_RATE)
+    for i, (r, w) in enumerate(zip(rate, n_in, strict=True)):
+        if (r == 0) != (w == 0):
+            raise BadRecord(
+                f"codec parameters 'rate' and 'n_in' of plane {i} are {r} and {w}: "
+                "a plane has both a rate and a register width, or neither"
+            )
+    return {
+        "rate": rate,
         "invert": _int_list(params, "invert", bits, 0, 1),
         "stream_len": param_int(params, "stream_len", 1, MAX_STREAM_LEN),
     }

@@ -116,7 +116,21 @@ def _solve(
     the errors per stream (S, P)."""
     lanes, n_streams = _lanes(rows, ranks, rates, length)
     seeds, errors = solve_lanes(lanes, n_planes)
-    n_r = len(ranks)
+    return best_per_stream(seeds, errors, rates, len(ranks), n_streams, rows.n_busy)
+
+
+def best_per_stream(
+    seeds: NDArray[np.uint64],
+    errors: NDArray[np.int64],
+    rates: Sequence[int],
+    n_r: int,
+    n_streams: int,
+    n_busy: int,
+) -> tuple[dict[int, NDArray[np.uint64]], dict[int, NDArray[np.int64]]]:
+    """From lanes (rate, restart, stream) = index (c * R + r) * S + s of seeds (L, T, P) and
+    errors (L, P): per rate the seeds (B, P) of the restart with the fewest errors per stream
+    and plane, and those errors (S, P)."""
+    length, n_planes = seeds.shape[1], seeds.shape[2]
     out_seeds, out_err = {}, {}
     for c, rate in enumerate(rates):
         at = slice(c * n_r * n_streams, (c + 1) * n_r * n_streams)
@@ -124,7 +138,7 @@ def _solve(
         best = err.argmin(axis=0)  # (S, P)
         sd = seeds[at].reshape(n_r, n_streams, length, n_planes)
         pick = np.take_along_axis(sd, best[None, :, None, :], axis=0)[0]
-        out_seeds[rate] = pick.reshape(n_streams * length, n_planes)[: rows.n_busy]
+        out_seeds[rate] = pick.reshape(n_streams * length, n_planes)[:n_busy]
         out_err[rate] = np.take_along_axis(err, best[None], axis=0)[0]
     return out_seeds, out_err
 

@@ -37,6 +37,11 @@ Kernel = Callable[..., None]
 SHIFTS = (32, 16, 8, 4, 2, 1)
 """Parity of a word by folding."""
 ONE = np.uint64(1)
+DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+"""Index of the lowest set bit: table[((x & -x) * DEBRUIJN) >> 58]."""
+_TABLE = np.zeros(64, dtype=np.int64)
+for _j in range(64):
+    _TABLE[((((1 << _j) * 0x03F79D71B4CB0A89) % 2**64) >> 58)] = _j
 
 
 def compiled_solver() -> Kernel | None:
@@ -59,11 +64,11 @@ def _internal(word: np.uint64, n: int, st: int, t: int) -> np.uint64:  # pragma:
 
 @_jit
 def _insert(w, r, b_coef, b_rhs, b_has):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Reduce row (w, r) at its lowest set bits; store it as a pivot or return its target
-    bits (an error when nonzero and the row vanished)."""
-    for j in range(64):  # a pivot row's lowest bit is j: w's only grows
-        if (w >> np.uint64(j)) & ONE == 0:
-            continue
+    """Reduce row (w, r) at its lowest set bit until it becomes a pivot (returns 0) or
+    vanishes (returns its target bits: errors where nonzero); visiting only the
+    set bits (the lowest by a de Bruijn multiply)."""
+    while w:
+        j = _TABLE[((w & (~w + ONE)) * DEBRUIJN) >> np.uint64(58)]
         if not b_has[j]:
             b_coef[j] = w
             b_rhs[j] = r

@@ -20,11 +20,17 @@ def notes(details: Mapping[str, Any]) -> list[str]:
         f"patches={sum(details.get('patches', []))}",
         f"left={sum(details.get('errors_left', []))}",
     ]
-    if details.get("variant", 1) == 2:
+    variant = details.get("variant", 1)
+    if variant in (2, 3):
         eff = [f"{e:.2f}" if isinstance(e, int | float) else "-" for e in details["efficiency"]]
-        parts.insert(0, "variant=2")
+        parts.insert(0, f"variant={variant}")
+        shape = (
+            f"N_s={'/'.join(map(str, details['stages']))}"
+            if variant == 2
+            else f"rate={'/'.join(map(str, details['rate']))}"
+        )
         parts.append(
-            f"N_s={'/'.join(map(str, details['stages']))} T={details['stream_len']} "
+            f"{shape} T={details['stream_len']} "
             f"modes={'/'.join(m[0] for m in details['plane_mode'])} eff={'/'.join(eff)}"
         )
     elif "n_in" in details:

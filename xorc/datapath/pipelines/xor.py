@@ -56,17 +56,31 @@ def run(
         n, rec.n_kept, rec.mask_coding, rec.mask_k, rec.mask_bits,
         config.rice_codes_per_cycle, config.dim,
     )  # fmt: skip
+    adapt = rec.variant == schema.VARIANT_ADAPT  # patches count kept weights (§12.3)
     flips = patch.decode(
         dram.fetch("patches", stream(streams, "patches")),
         rec.patches,
         rec.patch_k,
         rec.patch_bits,
-        n,
+        rec.n_kept if adapt else n,
     )
     schema.check_streams(streams)
+    if adapt:
+        kept_at = np.flatnonzero(keep)
+        flips = [kept_at[c] for c in flips]
     busy = xor.busy_slices(keep, rec.n_out)
     n_busy = int(np.count_nonzero(busy))
-    seeds = xor.read_seeds(dram.fetch("seeds", stream(streams, "seeds")), n_busy, rec.n_in)
+    seed_bus = dram.fetch("seeds", stream(streams, "seeds"))
+    if adapt:
+        care = xor.slice_care(keep, rec.n_out, busy)
+        widths = [
+            xor.adaptive_widths(care, r, w)
+            for r, w in zip(rec.rate or [0] * bits, rec.n_in, strict=True)
+        ]
+        seeds = xor.read_adaptive_seeds(seed_bus, widths)
+        seeds = xor.adaptive_registers(seeds, widths, rec.n_in, rec.stream_len)
+    else:
+        seeds = xor.read_seeds(seed_bus, n_busy, rec.n_in)
     for where in flips:
         if where.size and not keep[where].all():
             raise CorruptStream("stream 'patches' patches a pruned position")
@@ -130,6 +144,8 @@ def _timing(
     }
     if rec.variant == schema.VARIANT_SEQ:
         extra |= {"variant": rec.variant, "stages": rec.stages, "stream_len": rec.stream_len}
+    if rec.variant == schema.VARIANT_ADAPT:
+        extra |= {"variant": rec.variant, "rate": rec.rate, "stream_len": rec.stream_len}
     return Timing(bounds, 0, timing, extra)
 
 
@@ -179,6 +195,8 @@ def area(records: Sequence[TensorRecord], container: Container, config: Datapath
     }
     if any(p.variant == schema.VARIANT_SEQ for _, p in recs):
         units["xor_shift_registers"] = _shift_registers(recs, arrays)
+    if any(p.variant == schema.VARIANT_ADAPT for _, p in recs):
+        units["xor_adaptive_registers"] = _adaptive_registers(recs, arrays)
     n_max = max(int(np.prod(r.shape, dtype=np.int64)) for r, _ in recs)
     units["patch_unit"] = _patch_unit(q, n_out, n_max, config)
     if any(p.mask_coding.startswith("rice") for _, p in recs):
@@ -201,6 +219,29 @@ def _shift_registers(recs: list[tuple[TensorRecord, XorParams]], arrays: int) ->
         "formula": (
             "sum over planes of (stages - 1) x n_in flip-flops, each with a load mux; per array a "
             "64-bit 6-level barrel shifter (MUX2), 64 AND2 window gates and n_out XOR2 inverters"
+        ),
+    }
+
+
+def _adaptive_registers(recs: list[tuple[TensorRecord, XorParams]], arrays: int) -> dict[str, JSON]:
+    """Variant 3: per plane a W-bit register (planes share an array in turn, so each keeps its
+    own) with a load mux per bit; per array a 64-bit 7-level barrel shifter (shift 0 .. 64),
+    the width unit (an 11 x 15-bit multiplier on the slice popcount, about 165 full adders of
+    ~7 GE), window gating and the output inverters."""
+    reg = max(
+        sum(w for w, p_rate in zip(p.n_in, p.rate or [], strict=True) if p_rate)
+        for _, p in recs
+        if p.variant == schema.VARIANT_ADAPT
+    )
+    n_out = max(p.n_out for _, p in recs)
+    per_array = 64 * 7 * GE_MUX2 + 165 * 7 + 64 * GE_AND2 + n_out * GE_XOR2
+    return {
+        "ge": reg * (GE_DFF + GE_MUX2) + arrays * per_array,
+        "register_bits": reg,
+        "formula": (
+            "sum over planes of W flip-flops, each with a load mux; per array a 64-bit 7-level "
+            "barrel shifter (MUX2), a popcount x rate width multiplier (~165 full adders x 7 GE), "
+            "64 AND2 window gates and n_out XOR2 inverters"
         ),
     }
 

@@ -83,6 +83,77 @@ def shift_register(
     return reg.reshape(-1)[:b]
 
 
+def slice_care(keep: NDArray[np.bool_], n_out: int, busy: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Variant 3: kept weights of each busy slice (the popcount of its mask bits)."""
+    n_slices = busy.size
+    padded = np.zeros(n_slices * n_out, dtype=bool)
+    padded[: keep.size] = keep
+    return padded.reshape(n_slices, n_out).sum(axis=1, dtype=np.int64)[busy]
+
+
+def adaptive_widths(care: NDArray[np.int64], rate: int, reg: int) -> NDArray[np.int64]:
+    """Variant 3 (docs/codecs/xor.md §12.1): field width min(W, (c * rate + 128) >> 8) of each
+    busy slice, in hardware a small multiplier on the slice's popcount."""
+    return np.minimum(reg, (care * rate + 128) >> 8)  # type: ignore[no-any-return]
+
+
+def read_adaptive_seeds(
+    bus: BusStream, widths: list[NDArray[np.int64]]
+) -> list[NDArray[np.uint64]]:
+    """Variant 3 (§12.2): per plane, the field of every busy slice; fields are slice-major, so a
+    field starts at the running sum of the widths before it.
+
+    Raises:
+        CorruptStream: wrong length or nonzero pad bits.
+    """
+    grid = np.stack(widths, axis=1) if widths else np.zeros((0, 0), np.int64)  # (B, P)
+    flat = grid.ravel()
+    fields.exact_stream(bus, int(flat.sum()), "seeds")
+    win = fields.windows(bus)
+    start = np.cumsum(flat) - flat
+    values = np.zeros(flat.size, dtype=np.uint64)
+    for width in np.unique(flat[flat > 0]):
+        sel = np.flatnonzero(flat == width)
+        values[sel] = fields.peek(win, start[sel], int(width))
+    out = values.reshape(grid.shape)
+    return [np.ascontiguousarray(out[:, i]) for i in range(grid.shape[1])]
+
+
+def adaptive_registers(
+    seeds: list[NDArray[np.uint64]],
+    widths: list[NDArray[np.int64]],
+    regs: list[int],
+    stream_len: int,
+) -> list[NDArray[np.uint64]]:
+    """Variant 3 (§12.1): each plane's W-bit register after each busy slice's shift,
+    R <- ((R << w) | x) & (2^W - 1), reset at every stream start. All streams of all planes
+    step together, one busy slice per step."""
+    b = seeds[0].size if seeds else 0
+    if b == 0:
+        return [np.zeros(b, dtype=np.uint64) for _ in seeds]
+    t = max(1, min(stream_len, b))
+    rows = -(-b // t)
+    x = np.zeros((len(seeds), rows * t), dtype=np.uint64)
+    w = np.zeros((len(seeds), rows * t), dtype=np.int64)
+    x[:, :b], w[:, :b] = np.stack(seeds), np.stack(widths)
+    # (steps, planes x streams), so that each step reads contiguous rows
+    x = np.ascontiguousarray(x.reshape(-1, t).T)
+    w = np.ascontiguousarray(w.reshape(-1, t).T)
+    keep = np.repeat(np.array([(1 << r) - 1 for r in regs], dtype=np.uint64), rows)
+    shift = np.minimum(w, 63).astype(np.uint64)
+    gate = np.where(w >= 64, np.uint64(0), keep[None, :])  # a shift by >= 64 clears R
+    out = np.zeros_like(x)
+    r = np.zeros(x.shape[1], dtype=np.uint64)
+    for step in range(t):
+        np.left_shift(r, shift[step], out=r)
+        np.bitwise_and(r, gate[step], out=r)
+        np.bitwise_or(r, x[step], out=r)
+        out[step] = r
+    out = out.T
+    flat = out.reshape(len(seeds), rows * t)
+    return [np.ascontiguousarray(flat[i, :b]) for i in range(len(seeds))]
+
+
 class XorArray:
     """The XOR network of one (m_seed, n_out): byte tables of the XOR of column subsets."""
 
