@@ -2,8 +2,10 @@
 
 1. fashion_cnn with --calib: crossbars used (crossbar-128, 128 x 128 tiles) against dense at
    <= 1 point top-1 drop, for --prune-structure kernel-group and crossbar and for unstructured
-   OBS pruning, each swept over --sparsity (uniform per tensor, and on fc1.weight only, which
-   holds 25 of the 30 tiles); the largest sparsity within the drop is each method's row.
+   OBS pruning, each swept over --sparsity (uniform per tensor; on fc1.weight only, which
+   holds 25 of the 30 tiles; and --sparsity-scope global, where xorc/allocate.py chooses each
+   layer's sparsity on its measured output error); the largest sparsity within the drop is each
+   method's row.
 2. pow2 against bfloat16 (default) and float32 scales at 8 and 4 bits, GPTQ with --calib, on
    fashion_cnn and EfficientNet-Lite0: held-out accuracy and its difference.
 3. fashion_cnn (8-bit, pow2, GPTQ) under log-normal write variation, SIGMA 0.05 / 0.1 / 0.2,
@@ -18,6 +20,7 @@ without compress's keep-it-if-it-helps fidelity guard); the calibration statisti
 once per model and shared by its runs.
 
     PYTHONPATH=$PWD python benchmarks/bench_crossbar.py [--trials N] [--json OUT]
+        [--tables pruning,variation,scales] [--scopes uniform,fc1 only,global] [--sparsities ..]
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ FASHION = (S / "fashion_cnn.onnx", S / "fashion_calib.npz", S / "fashion_test.np
 EFFNET = (S / "efficientnet_lite0.onnx", S / "efficientnet_calib.npz", S / "photos.npz")
 SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SIGMAS = (0.05, 0.1, 0.2)
+SCOPES = ("uniform", "fc1 only", "global")
 BASE = CompressOptions(policy="raw", scale_dtype="pow2")
 
 
@@ -75,15 +79,22 @@ def accuracy(blob: Path, model: Path, data: Path) -> tuple[float, float]:
     return acc.original, acc.compressed
 
 
-def pruning_table(comp: Compressor) -> list[dict]:
+def pruning_table(
+    comp: Compressor, scopes: list[str], sparsities: tuple[float, ...] = SPARSITIES
+) -> list[dict]:
     model, _, test = FASHION
     rows = []
     for structure in (None, "kernel-group", "crossbar"):
-        for scope in ("uniform", "fc1 only"):
+        for scope in scopes:
             best = None
-            for s in SPARSITIES:
-                if scope == "uniform":
-                    opts = replace(BASE, sparsity=s, prune_structure=structure)
+            for s in sparsities:
+                if scope != "fc1 only":
+                    opts = replace(
+                        BASE,
+                        sparsity=s,
+                        prune_structure=structure,
+                        sparsity_scope="tensor" if scope == "uniform" else scope,
+                    )
                 else:
                     rule = LayerRule("fc1.weight", {"sparsity": s})
                     opts = replace(BASE, prune_structure=structure, layers=(rule,))
@@ -149,15 +160,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--tables", default="pruning,variation,scales")
+    parser.add_argument("--scopes", default=",".join(SCOPES), help="of the pruning table")
+    parser.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)))
     args = parser.parse_args()
+    tables = args.tables.split(",")
+    sparsities = tuple(float(s) for s in args.sparsities.split(","))
     t0 = time.time()
+    out: dict = {"pruning": [], "variation": [], "scales": []}
     with tempfile.TemporaryDirectory() as tmp, reconstruct.shared_factors():
         comp = Compressor(*FASHION[:2], Path(tmp))
-        out = {
-            "pruning": pruning_table(comp),
-            "variation": variation_table(comp, args.trials),
-            "scales": scales_table(Path(tmp)),
-        }
+        if "pruning" in tables:
+            out["pruning"] = pruning_table(comp, args.scopes.split(","), sparsities)
+        if "variation" in tables:
+            out["variation"] = variation_table(comp, args.trials)
+        if "scales" in tables:
+            out["scales"] = scales_table(Path(tmp))
     out["seconds"] = round(time.time() - t0, 1)
     render(out)
     if args.json:

@@ -16,7 +16,7 @@ from models import tiny_cnn
 from xorc import aligned, api
 from xorc.config import CompressOptions
 from xorc.decode import decode_levels
-from xorc.errors import ConfigError
+from xorc.errors import ConfigError, UsageError
 from xorc.format import levels_digest, read_bytes, read_file
 from xorc.hessian import Hessian
 from xorc.tiles import Structure, absent_nonzero, decode_presence, encode_presence, unit_ids
@@ -102,8 +102,12 @@ def test_obs_saliency_with_identity_h_ranks_as_magnitude() -> None:
 def test_options_refuse_bad_combinations() -> None:
     with pytest.raises(ConfigError, match="prune_structure"):
         CompressOptions(prune_structure="rows")
-    with pytest.raises(ConfigError):
-        CompressOptions(prune_structure="crossbar", sparsity_scope="global", sparsity=0.5)
+    with pytest.raises(ConfigError, match="prune_pattern"):
+        CompressOptions(prune_structure="crossbar", prune_pattern="2:4")
+    glob = CompressOptions(prune_structure="crossbar", sparsity_scope="global", sparsity=0.5)
+    with pytest.raises(UsageError, match="needs --calib"):
+        glob.resolved(False)
+    assert glob.resolved(True).prune == "obs"
     with pytest.raises(ConfigError, match="crossbar"):
         CompressOptions(crossbar="crossbar-1")
 
@@ -125,3 +129,22 @@ def test_pipeline_prunes_with_calib(tmp_path: Path, kind: str) -> None:
     assert api.verify(blob).bit_exact
     layer = next(m for m in api.map_crossbars(blob, "crossbar-64-slc").layers if m.name == "w2")
     assert layer.tiles_used == 1 < layer.tiles_dense == 2
+
+
+def test_global_scope_allocates_units_across_layers(tmp_path: Path) -> None:
+    model, calib, blob = tmp_path / "m.onnx", tmp_path / "c.npz", tmp_path / "m.xorc"
+    onnx.save(tiny_cnn(), model)
+    x = np.random.default_rng(0).normal(size=(64, 1, 8, 8)).astype(np.float32)
+    np.savez(calib, x=x)
+    options = CompressOptions(
+        sparsity=0.3, sparsity_scope="global", prune_structure="crossbar",
+        crossbar="crossbar-64-slc", scale_dtype="pow2",
+    )  # fmt: skip
+    api.compress(model, blob, options, calib)
+    container = read_bytes(read_file(blob))
+    zeros = sum(t.n_weights - t.n_nonzero for t in container.tensors)
+    assert zeros >= 0.3 * sum(t.n_weights for t in container.tensors)
+    w2 = next(t for t in container.tensors if t.name == "w2")
+    assert w2.stats["reconstruction"]["allocation"] == "global"
+    assert w2.structure is not None and w2.stats["aligned"]["pruned_units"] >= 1
+    assert api.verify(blob).bit_exact

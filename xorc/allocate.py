@@ -118,19 +118,19 @@ def allocate_jobs(
         hess = stats[name].hessian
         err = relative_error(w, delta, job.weight.axis, hess) if hess is not None else None
         zeros = int(np.count_nonzero(q.values == 0))
-        return Trial(1.0 if err is None else err, zeros, (q, trial.reconstruction))
+        return Trial(1.0 if err is None else err, zeros, (q, trial.reconstruction, trial.aligned))
 
     total = sum(int(j.weight.array.size) for j in jobs if not j.prequantized)
     needed = needed_zeros(options.sparsity, total, elsewhere)
     for name, (sparsity, trial) in choose([j.name for j in free], needed, run).items():
         job = by_name[name]
         job.settings = replace(job.settings, sparsity=sparsity)
-        job.quantized, record = trial.result
+        job.quantized, record, job.aligned = trial.result
         if options.clip_search:  # kept only where it does not lose zeros (S stays met)
             clipped = replace(job, reconstruction=None)
             q = quantize(clipped, per_tensor, stats.get(name))
             if np.count_nonzero(q.values == 0) >= trial.zeros:
-                job.quantized, record = q, clipped.reconstruction
+                job.quantized, record, job.aligned = q, clipped.reconstruction, clipped.aligned
         job.reconstruction = {**(record or {}), "sparsity": sparsity, "allocation": "global"}
 
 
