@@ -10,7 +10,9 @@
    fashion_cnn and EfficientNet-Lite0: held-out accuracy and its difference.
 3. fashion_cnn (8-bit, pow2, GPTQ) under log-normal write variation, SIGMA 0.05 / 0.1 / 0.2,
    TRIALS trials each (crossbar-128: 2-bit cells, differential pairs), without and with the
-   per-column gain compensation; the same seeded noise for both (paired).
+   compensation modes of docs/crossbar.md §4 (per-column gain, spare-column remapping with
+   SPARES spare columns per 128, both), also with STUCK stuck-at cells; the same seeded noise
+   for every mode (paired).
 
 Held-out data only: fashion_cnn calibrated on fashion_calib.npz (training images), measured on
 fashion_test.npz (5,000 test images, top-1 against labels); EfficientNet-Lite0 calibrated on
@@ -47,6 +49,8 @@ EFFNET = (S / "efficientnet_lite0.onnx", S / "efficientnet_calib.npz", S / "phot
 SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SIGMAS = (0.05, 0.1, 0.2)
 SCOPES = ("uniform", "fc1 only", "global")
+STUCK = (0.0, 0.01)
+SPARES = 8
 BASE = CompressOptions(policy="raw", scale_dtype="pow2")
 
 
@@ -143,16 +147,16 @@ def variation_table(comp: Compressor, trials: int) -> list[dict]:
     _, noiseless = accuracy(blob, model, test)
     cfg = get_preset("crossbar-128")
     rows = []
-    for sigma in SIGMAS:
-        var = variation.Variation(sigma, trials=trials)
-        runs = [variation.run_trials(tensors, evaluate, cfg, var, c).to_json() for c in (0, 1)]
-        row = {"sigma": sigma, "trials": trials, "noiseless": noiseless,
-               "none_mean": runs[0]["accuracy_mean"], "none_std": runs[0]["accuracy_std"],
-               "none_min": runs[0]["accuracy_min"], "comp_mean": runs[1]["accuracy_mean"],
-               "comp_std": runs[1]["accuracy_std"],
-               "comp_min": runs[1]["accuracy_min"]}  # fmt: skip
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+    for stuck in STUCK:
+        for sigma in SIGMAS:
+            var = variation.Variation(sigma, stuck_at=stuck, trials=trials, spares=SPARES)
+            row: dict = {"sigma": sigma, "stuck_at": stuck, "trials": trials,
+                         "noiseless": noiseless}  # fmt: skip
+            for mode in variation.MODES:
+                r = variation.run_trials(tensors, evaluate, cfg, var, mode).to_json()
+                row[mode] = {k: r[f"accuracy_{k}"] for k in ("mean", "std", "min")}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     return rows
 
 
@@ -196,12 +200,15 @@ def render(out: dict) -> None:
         print(f"{r['model']:<18} {r['bits']}-bit  fp32 model {r['original']:6.2f}  float32 "
               f"{r['float32']:6.2f}  bfloat16 {r['bfloat16']:6.2f}  pow2 {r['pow2']:6.2f}  "
               f"pow2 - float32 {r['pow2_minus_float32']:+.2f}")  # fmt: skip
-    print("\nfashion_cnn 8-bit pow2 on crossbar-128 under write variation (top-1 %)")
+    print(f"\nfashion_cnn 8-bit pow2 on crossbar-128 under write variation (top-1 %, mean +- "
+          f"std (min); remap: {SPARES} spare columns per 128)")  # fmt: skip
     for r in out["variation"]:
-        print(f"sigma {r['sigma']:<5} {r['trials']} trials  noiseless {r['noiseless']:.2f}  "
-              f"none {r['none_mean']:.2f} +- {r['none_std']:.2f} (min {r['none_min']:.2f})  "
-              f"compensated {r['comp_mean']:.2f} +- {r['comp_std']:.2f} "
-              f"(min {r['comp_min']:.2f})")  # fmt: skip
+        cells = "  ".join(
+            f"{m} {r[m]['mean']:.2f} +- {r[m]['std']:.2f} ({r[m]['min']:.2f})"
+            for m in ("none", "gain", "remap", "remap+gain")
+        )
+        print(f"sigma {r['sigma']:<4} stuck {r['stuck_at']:<4} {r['trials']} trials  "
+              f"noiseless {r['noiseless']:.2f}  {cells}")  # fmt: skip
     print(f"\n{out['seconds']} s in all (shared machine: pessimistic)")
 
 
