@@ -13,6 +13,8 @@
    compensation modes of docs/crossbar.md §4 (per-column gain, spare-column remapping with
    SPARES spare columns per 128, both), also with STUCK stuck-at cells; the same seeded noise
    for every mode (paired).
+4. (coding) fc1.weight at crossbar S = 0.5: codec stream bytes when only the surviving tiles
+   are coded (docs/format.md §3.6 `coded`) against the whole tensor's coding, per policy.
 
 Held-out data only: fashion_cnn calibrated on fashion_calib.npz (training images), measured on
 fashion_test.npz (5,000 test images, top-1 against labels); EfficientNet-Lite0 calibrated on
@@ -22,7 +24,8 @@ without compress's keep-it-if-it-helps fidelity guard); the calibration statisti
 once per model and shared by its runs.
 
     PYTHONPATH=$PWD python benchmarks/bench_crossbar.py [--trials N] [--json OUT]
-        [--tables pruning,variation,scales] [--scopes uniform,fc1 only,global] [--sparsities ..]
+        [--tables pruning,coding,variation,scales] [--scopes "uniform,fc1 only,global"]
+        [--sparsities S1,S2,..]
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SIGMAS = (0.05, 0.1, 0.2)
 SCOPES = ("uniform", "fc1 only", "global")
 STUCK = (0.0, 0.01)
+CODING_POLICIES = ("raw", "all", "ebpc", "dictionary")
 SPARES = 8
 BASE = CompressOptions(policy="raw", scale_dtype="pow2")
 
@@ -117,6 +121,24 @@ def pruning_table(
     return rows
 
 
+def coding_table(comp: Compressor) -> list[dict]:
+    """fc1 pruned to S = 0.5 with --prune-structure crossbar: its codec stream bytes when only
+    the surviving tiles are coded against the whole tensor's coding, per policy."""
+    rows = []
+    for policy in CODING_POLICIES:
+        rule = LayerRule("fc1.weight", {"sparsity": 0.5})
+        blob = comp.blob(replace(BASE, policy=policy, prune_structure="crossbar", layers=(rule,)))
+        rec = next(t for t in read_bytes(read_file(blob)).tensors if t.name == "fc1.weight")
+        coded = sum(s.length for s in rec.streams if s.name not in ("scales", "presence"))
+        info = rec.stats["aligned"]
+        row = {"policy": policy, "codec": rec.codec_name, "weights": rec.n_weights,
+               "coded_weights": info.get("coded_weights", rec.n_weights), "bytes": coded,
+               "whole_bytes": info.get("whole_tensor_bytes", coded)}  # fmt: skip
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def zero_fraction(blob: Path) -> float:
     c = read_bytes(read_file(blob))
     return 1 - sum(t.n_nonzero for t in c.tensors) / sum(t.n_weights for t in c.tensors)
@@ -164,18 +186,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--tables", default="pruning,variation,scales")
+    parser.add_argument("--tables", default="pruning,coding,variation,scales")
     parser.add_argument("--scopes", default=",".join(SCOPES), help="of the pruning table")
     parser.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)))
     args = parser.parse_args()
     tables = args.tables.split(",")
     sparsities = tuple(float(s) for s in args.sparsities.split(","))
     t0 = time.time()
-    out: dict = {"pruning": [], "variation": [], "scales": []}
+    out: dict = {"pruning": [], "coding": [], "variation": [], "scales": []}
     with tempfile.TemporaryDirectory() as tmp, reconstruct.shared_factors():
         comp = Compressor(*FASHION[:2], Path(tmp))
         if "pruning" in tables:
             out["pruning"] = pruning_table(comp, args.scopes.split(","), sparsities)
+        if "coding" in tables:
+            out["coding"] = coding_table(comp)
         if "variation" in tables:
             out["variation"] = variation_table(comp, args.trials)
         if "scales" in tables:
@@ -195,6 +219,13 @@ def render(out: dict) -> None:
               f"{r['accuracy']:6.2f} {r['drop']:5.2f} {r['tiles_used']:>3}/{r['tiles_dense']:<3} "
               f"{r['crossbars_used']:>4}/{r['crossbars_dense']:<4} {100 * r['utilisation']:5.1f}% "
               f"{100 * r['adc_ratio']:5.1f}%")  # fmt: skip
+    print("\nfc1.weight, crossbar S = 0.5 (--calib): codec stream bytes, surviving tiles only "
+          "against the whole tensor")  # fmt: skip
+    for r in out["coding"]:
+        print(f"{r['policy']:<11} {r['codec']:<11} coded {r['coded_weights']:>7}/{r['weights']} "
+              f"weights  {r['bytes']:>7} B  whole tensor {r['whole_bytes']:>7} B  "
+              f"{8 * r['bytes'] / r['weights']:.3f} vs {8 * r['whole_bytes'] / r['weights']:.3f} "
+              "bits/weight")  # fmt: skip
     print("\nscales (GPTQ with --calib; held-out top-1, EfficientNet: agreement)")
     for r in out["scales"]:
         print(f"{r['model']:<18} {r['bits']}-bit  fp32 model {r['original']:6.2f}  float32 "

@@ -40,11 +40,13 @@ def pack_present(job: TensorJob, options: CompressOptions) -> None:
     coded = QuantTensor(q.name, pack(q.values, mask, axis), q.bits, np.ones(1, np.float32),
                         None, imp)  # fmt: skip
     enc = job.policy.encode(coded, job.settings, options)
-    if _size(enc) >= _size(job.encoded):
+    whole = _size(job.encoded)
+    if _size(enc) >= whole:
         return
     decoded = unpack(enc.decoded, mask, axis)
     job.encoded = replace(enc, decoded=decoded, stats={**enc.stats, "coded": "present"})
-    job.aligned = (replace(st, coded="present"), {**info, "coded_weights": n})
+    info = {**info, "coded_weights": n, "whole_tensor_bytes": whole}
+    job.aligned = (replace(st, coded="present"), info)
 
 
 def _size(enc: Encoded) -> int:
