@@ -25,7 +25,7 @@ once per model and shared by its runs.
 
     PYTHONPATH=$PWD python benchmarks/bench_crossbar.py [--trials N] [--json OUT]
         [--tables pruning,coding,variation,scales] [--scopes "uniform,fc1 only,global"]
-        [--sparsities S1,S2,..]
+        [--sparsities S1,S2,..] [--sigmas 0.05,0.1,0.2] [--stuck 0,0.01]
 """
 
 from __future__ import annotations
@@ -161,7 +161,10 @@ def scales_table(folder: Path) -> list[dict]:
     return rows
 
 
-def variation_table(comp: Compressor, trials: int) -> list[dict]:
+def variation_table(
+    comp: Compressor, trials: int, sigmas: tuple[float, ...] = SIGMAS,
+    stucks: tuple[float, ...] = STUCK,
+) -> list[dict]:  # fmt: skip
     model, calib, test = FASHION
     blob = comp.blob(BASE)
     container = read_bytes(read_file(blob))
@@ -169,8 +172,8 @@ def variation_table(comp: Compressor, trials: int) -> list[dict]:
     _, noiseless = accuracy(blob, model, test)
     cfg = get_preset("crossbar-128")
     rows = []
-    for stuck in STUCK:
-        for sigma in SIGMAS:
+    for stuck in stucks:
+        for sigma in sigmas:
             var = variation.Variation(sigma, stuck_at=stuck, trials=trials, spares=SPARES)
             row: dict = {"sigma": sigma, "stuck_at": stuck, "trials": trials,
                          "noiseless": noiseless}  # fmt: skip
@@ -189,9 +192,11 @@ def main() -> None:
     parser.add_argument("--tables", default="pruning,coding,variation,scales")
     parser.add_argument("--scopes", default=",".join(SCOPES), help="of the pruning table")
     parser.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)))
+    parser.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
+    parser.add_argument("--stuck", default=",".join(map(str, STUCK)), help="stuck-at fractions")
     args = parser.parse_args()
     tables = args.tables.split(",")
-    sparsities = tuple(float(s) for s in args.sparsities.split(","))
+    sparsities = floats(args.sparsities)
     t0 = time.time()
     out: dict = {"pruning": [], "coding": [], "variation": [], "scales": []}
     with tempfile.TemporaryDirectory() as tmp, reconstruct.shared_factors():
@@ -201,13 +206,18 @@ def main() -> None:
         if "coding" in tables:
             out["coding"] = coding_table(comp)
         if "variation" in tables:
-            out["variation"] = variation_table(comp, args.trials)
+            out["variation"] = variation_table(comp, args.trials, floats(args.sigmas),
+                                               floats(args.stuck))  # fmt: skip
         if "scales" in tables:
             out["scales"] = scales_table(Path(tmp))
     out["seconds"] = round(time.time() - t0, 1)
     render(out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
 
 
 def render(out: dict) -> None:
