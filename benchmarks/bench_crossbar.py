@@ -2,13 +2,19 @@
 
 1. fashion_cnn with --calib: crossbars used (crossbar-128, 128 x 128 tiles) against dense at
    <= 1 point top-1 drop, for --prune-structure kernel-group and crossbar and for unstructured
-   OBS pruning, each swept over --sparsity (uniform per tensor, and on fc1.weight only, which
-   holds 25 of the 30 tiles); the largest sparsity within the drop is each method's row.
+   OBS pruning, each swept over --sparsity (uniform per tensor; on fc1.weight only, which
+   holds 25 of the 30 tiles; and --sparsity-scope global, where xorc/allocate.py chooses each
+   layer's sparsity on its measured output error); the largest sparsity within the drop is each
+   method's row.
 2. pow2 against bfloat16 (default) and float32 scales at 8 and 4 bits, GPTQ with --calib, on
    fashion_cnn and EfficientNet-Lite0: held-out accuracy and its difference.
 3. fashion_cnn (8-bit, pow2, GPTQ) under log-normal write variation, SIGMA 0.05 / 0.1 / 0.2,
    TRIALS trials each (crossbar-128: 2-bit cells, differential pairs), without and with the
-   per-column gain compensation; the same seeded noise for both (paired).
+   compensation modes of docs/crossbar.md §4 (per-column gain, spare-column remapping with
+   SPARES spare columns per 128, both), also with STUCK stuck-at cells; the same seeded noise
+   for every mode (paired).
+4. (coding) fc1.weight at crossbar S = 0.5: codec stream bytes when only the surviving tiles
+   are coded (docs/format.md §3.6 `coded`) against the whole tensor's coding, per policy.
 
 Held-out data only: fashion_cnn calibrated on fashion_calib.npz (training images), measured on
 fashion_test.npz (5,000 test images, top-1 against labels); EfficientNet-Lite0 calibrated on
@@ -18,6 +24,8 @@ without compress's keep-it-if-it-helps fidelity guard); the calibration statisti
 once per model and shared by its runs.
 
     PYTHONPATH=$PWD python benchmarks/bench_crossbar.py [--trials N] [--json OUT]
+        [--tables pruning,coding,variation,scales] [--scopes "uniform,fc1 only,global"]
+        [--sparsities S1,S2,..] [--sigmas 0.05,0.1,0.2] [--stuck 0,0.01]
 """
 
 from __future__ import annotations
@@ -43,6 +51,10 @@ FASHION = (S / "fashion_cnn.onnx", S / "fashion_calib.npz", S / "fashion_test.np
 EFFNET = (S / "efficientnet_lite0.onnx", S / "efficientnet_calib.npz", S / "photos.npz")
 SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SIGMAS = (0.05, 0.1, 0.2)
+SCOPES = ("uniform", "fc1 only", "global")
+STUCK = (0.0, 0.01)
+CODING_POLICIES = ("raw", "all", "ebpc", "dictionary")
+SPARES = 8
 BASE = CompressOptions(policy="raw", scale_dtype="pow2")
 
 
@@ -75,15 +87,22 @@ def accuracy(blob: Path, model: Path, data: Path) -> tuple[float, float]:
     return acc.original, acc.compressed
 
 
-def pruning_table(comp: Compressor) -> list[dict]:
+def pruning_table(
+    comp: Compressor, scopes: list[str], sparsities: tuple[float, ...] = SPARSITIES
+) -> list[dict]:
     model, _, test = FASHION
     rows = []
     for structure in (None, "kernel-group", "crossbar"):
-        for scope in ("uniform", "fc1 only"):
+        for scope in scopes:
             best = None
-            for s in SPARSITIES:
-                if scope == "uniform":
-                    opts = replace(BASE, sparsity=s, prune_structure=structure)
+            for s in sparsities:
+                if scope != "fc1 only":
+                    opts = replace(
+                        BASE,
+                        sparsity=s,
+                        prune_structure=structure,
+                        sparsity_scope="tensor" if scope == "uniform" else scope,
+                    )
                 else:
                     rule = LayerRule("fc1.weight", {"sparsity": s})
                     opts = replace(BASE, prune_structure=structure, layers=(rule,))
@@ -99,6 +118,24 @@ def pruning_table(comp: Compressor) -> list[dict]:
                 best = point
             if best is not None:
                 rows.append(best)
+    return rows
+
+
+def coding_table(comp: Compressor) -> list[dict]:
+    """fc1 pruned to S = 0.5 with --prune-structure crossbar: its codec stream bytes when only
+    the surviving tiles are coded against the whole tensor's coding, per policy."""
+    rows = []
+    for policy in CODING_POLICIES:
+        rule = LayerRule("fc1.weight", {"sparsity": 0.5})
+        blob = comp.blob(replace(BASE, policy=policy, prune_structure="crossbar", layers=(rule,)))
+        rec = next(t for t in read_bytes(read_file(blob)).tensors if t.name == "fc1.weight")
+        coded = sum(s.length for s in rec.streams if s.name not in ("scales", "presence"))
+        info = rec.stats["aligned"]
+        row = {"policy": policy, "codec": rec.codec_name, "weights": rec.n_weights,
+               "coded_weights": info.get("coded_weights", rec.n_weights), "bytes": coded,
+               "whole_bytes": info.get("whole_tensor_bytes", coded)}  # fmt: skip
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     return rows
 
 
@@ -124,7 +161,10 @@ def scales_table(folder: Path) -> list[dict]:
     return rows
 
 
-def variation_table(comp: Compressor, trials: int) -> list[dict]:
+def variation_table(
+    comp: Compressor, trials: int, sigmas: tuple[float, ...] = SIGMAS,
+    stucks: tuple[float, ...] = STUCK,
+) -> list[dict]:  # fmt: skip
     model, calib, test = FASHION
     blob = comp.blob(BASE)
     container = read_bytes(read_file(blob))
@@ -132,16 +172,16 @@ def variation_table(comp: Compressor, trials: int) -> list[dict]:
     _, noiseless = accuracy(blob, model, test)
     cfg = get_preset("crossbar-128")
     rows = []
-    for sigma in SIGMAS:
-        var = variation.Variation(sigma, trials=trials)
-        runs = [variation.run_trials(tensors, evaluate, cfg, var, c).to_json() for c in (0, 1)]
-        row = {"sigma": sigma, "trials": trials, "noiseless": noiseless,
-               "none_mean": runs[0]["accuracy_mean"], "none_std": runs[0]["accuracy_std"],
-               "none_min": runs[0]["accuracy_min"], "comp_mean": runs[1]["accuracy_mean"],
-               "comp_std": runs[1]["accuracy_std"],
-               "comp_min": runs[1]["accuracy_min"]}  # fmt: skip
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+    for stuck in stucks:
+        for sigma in sigmas:
+            var = variation.Variation(sigma, stuck_at=stuck, trials=trials, spares=SPARES)
+            row: dict = {"sigma": sigma, "stuck_at": stuck, "trials": trials,
+                         "noiseless": noiseless}  # fmt: skip
+            for mode in variation.MODES:
+                r = variation.run_trials(tensors, evaluate, cfg, var, mode).to_json()
+                row[mode] = {k: r[f"accuracy_{k}"] for k in ("mean", "std", "min")}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     return rows
 
 
@@ -149,19 +189,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--tables", default="pruning,coding,variation,scales")
+    parser.add_argument("--scopes", default=",".join(SCOPES), help="of the pruning table")
+    parser.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)))
+    parser.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
+    parser.add_argument("--stuck", default=",".join(map(str, STUCK)), help="stuck-at fractions")
     args = parser.parse_args()
+    tables = args.tables.split(",")
+    sparsities = floats(args.sparsities)
     t0 = time.time()
+    out: dict = {"pruning": [], "coding": [], "variation": [], "scales": []}
     with tempfile.TemporaryDirectory() as tmp, reconstruct.shared_factors():
         comp = Compressor(*FASHION[:2], Path(tmp))
-        out = {
-            "pruning": pruning_table(comp),
-            "variation": variation_table(comp, args.trials),
-            "scales": scales_table(Path(tmp)),
-        }
+        if "pruning" in tables:
+            out["pruning"] = pruning_table(comp, args.scopes.split(","), sparsities)
+        if "coding" in tables:
+            out["coding"] = coding_table(comp)
+        if "variation" in tables:
+            out["variation"] = variation_table(comp, args.trials, floats(args.sigmas),
+                                               floats(args.stuck))  # fmt: skip
+        if "scales" in tables:
+            out["scales"] = scales_table(Path(tmp))
     out["seconds"] = round(time.time() - t0, 1)
     render(out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
 
 
 def render(out: dict) -> None:
@@ -173,17 +229,27 @@ def render(out: dict) -> None:
               f"{r['accuracy']:6.2f} {r['drop']:5.2f} {r['tiles_used']:>3}/{r['tiles_dense']:<3} "
               f"{r['crossbars_used']:>4}/{r['crossbars_dense']:<4} {100 * r['utilisation']:5.1f}% "
               f"{100 * r['adc_ratio']:5.1f}%")  # fmt: skip
+    print("\nfc1.weight, crossbar S = 0.5 (--calib): codec stream bytes, surviving tiles only "
+          "against the whole tensor")  # fmt: skip
+    for r in out["coding"]:
+        print(f"{r['policy']:<11} {r['codec']:<11} coded {r['coded_weights']:>7}/{r['weights']} "
+              f"weights  {r['bytes']:>7} B  whole tensor {r['whole_bytes']:>7} B  "
+              f"{8 * r['bytes'] / r['weights']:.3f} vs {8 * r['whole_bytes'] / r['weights']:.3f} "
+              "bits/weight")  # fmt: skip
     print("\nscales (GPTQ with --calib; held-out top-1, EfficientNet: agreement)")
     for r in out["scales"]:
         print(f"{r['model']:<18} {r['bits']}-bit  fp32 model {r['original']:6.2f}  float32 "
               f"{r['float32']:6.2f}  bfloat16 {r['bfloat16']:6.2f}  pow2 {r['pow2']:6.2f}  "
               f"pow2 - float32 {r['pow2_minus_float32']:+.2f}")  # fmt: skip
-    print("\nfashion_cnn 8-bit pow2 on crossbar-128 under write variation (top-1 %)")
+    print(f"\nfashion_cnn 8-bit pow2 on crossbar-128 under write variation (top-1 %, mean +- "
+          f"std (min); remap: {SPARES} spare columns per 128)")  # fmt: skip
     for r in out["variation"]:
-        print(f"sigma {r['sigma']:<5} {r['trials']} trials  noiseless {r['noiseless']:.2f}  "
-              f"none {r['none_mean']:.2f} +- {r['none_std']:.2f} (min {r['none_min']:.2f})  "
-              f"compensated {r['comp_mean']:.2f} +- {r['comp_std']:.2f} "
-              f"(min {r['comp_min']:.2f})")  # fmt: skip
+        cells = "  ".join(
+            f"{m} {r[m]['mean']:.2f} +- {r[m]['std']:.2f} ({r[m]['min']:.2f})"
+            for m in ("none", "gain", "remap", "remap+gain")
+        )
+        print(f"sigma {r['sigma']:<4} stuck {r['stuck_at']:<4} {r['trials']} trials  "
+              f"noiseless {r['noiseless']:.2f}  {cells}")  # fmt: skip
     print(f"\n{out['seconds']} s in all (shared machine: pessimistic)")
 
 

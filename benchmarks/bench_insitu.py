@@ -20,7 +20,7 @@ pays; decode and simulate at >= 10 M weights/s on one core (BLAS and numba pinne
 
     PYTHONPATH=$PWD python benchmarks/bench_insitu.py [--models fashion,effnet]
         [--policies insitu,dictionary,all,importance] [--fashion-budgets 1,1.5,2,3,4]
-        [--effnet-budgets 3,4,5,6] [--skip-residual] [--skip-speed]
+        [--effnet-budgets 3,4,5,6] [--max-drop 1] [--skip-residual] [--skip-speed]
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ def run(
     )  # fmt: skip
 
 
-def sweep(model: str, policies: list[str], budgets: list[float], folder: Path) -> list[Row]:
+def sweep(
+    model: str, policies: list[str], budgets: list[float], folder: Path, drops: list[float]
+) -> list[Row]:
     print(f"\n## {model}: size against held-out accuracy (--calib, --max-bits-per-weight B)")
     print(
         f"{'policy / target':<34} {'bits/w':>7} {'held-out':>8} {'drop':>6} {'agree':>7} "
@@ -111,6 +113,10 @@ def sweep(model: str, policies: list[str], budgets: list[float], folder: Path) -
             options = CompressOptions(policy=policy, max_bits_per_weight=b)
             rows.append(run(model, f"{policy} B<={b:g}", options, folder, base.agreement))
             print(rows[-1].line(), flush=True)
+    for d in drops:  # the accuracy search: layers fall back where generation does not pay
+        options = CompressOptions(policy="insitu", max_drop=d)
+        rows.append(run(model, f"insitu max-drop {d:g}", options, folder, base.agreement))
+        print(rows[-1].line(), flush=True)
     paper = CompressOptions(policy="insitu", insitu_config="2,44,3,6,3")
     rows.append(run(model, "insitu paper 2-44-3-6-3", paper, folder, base.agreement))
     print(rows[-1].line(), flush=True)
@@ -133,6 +139,7 @@ def main() -> None:
     ap.add_argument("--policies", default="insitu,dictionary,all,importance")
     ap.add_argument("--fashion-budgets", default="1,1.5,2,3,4")
     ap.add_argument("--effnet-budgets", default="3,4,5,6")
+    ap.add_argument("--max-drop", default="", help="insitu rows under --max-drop D, e.g. 1")
     ap.add_argument("--skip-residual", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
@@ -141,7 +148,8 @@ def main() -> None:
         folder = Path(tmp)
         for model in args.models.split(","):
             budgets = [float(b) for b in getattr(args, f"{model}_budgets").split(",")]
-            smallest(sweep(model, policies, budgets, folder))
+            drops = [float(d) for d in args.max_drop.split(",") if d]
+            smallest(sweep(model, policies, budgets, folder, drops))
             if not args.skip_speed:
                 from bench_insitu_extra import speed
 

@@ -1,6 +1,9 @@
 """Golden and malformed blobs of issue 19 (pow2 scales, aligned pruning; docs/format.md §3.4,
-§3.6): `tests/golden/containers/tiny_crossbar.xorc` with its levels, and the malformed cases,
-added to `tests/golden/malformed/manifest.json`. Run from the repository root:
+§3.6): `tests/golden/containers/tiny_crossbar_packed.xorc` (structure `coded` "present") with
+its levels, and the malformed cases, added to `tests/golden/malformed/manifest.json`. The first
+vector, `tiny_crossbar.xorc` (written before `coded`: the codec codes the whole tensor), is kept
+as it is, so old blobs keep decoding; its malformed cases are derived from it again. Run from
+the repository root:
 
     PYTHONPATH=$PWD python scripts/make_crossbar_golden.py
 """
@@ -78,20 +81,46 @@ def cases(blob: bytes) -> dict[str, tuple[bytes, str]]:
     return out
 
 
-def main() -> None:
-    blob = golden()
-    (GOLDEN / "containers" / "tiny_crossbar.xorc").write_bytes(blob)
+def packed_cases(blob: bytes) -> dict[str, tuple[bytes, str]]:
+    """Malformed blobs of `coded` "present": a bad value, and bitmaps that disagree with the
+    coded vector (every unit present, none present: P is no longer the vector's length)."""
+    doc = json.loads(sections(blob)[1][2])
+    i = next(k for k, t in enumerate(doc["tensors"]) if t.get("structure", {}).get("coded"))
     container = read_bytes(blob)
+    ref = next(s for s in container.tensors[i].streams if s.name == "presence")
+    out = {
+        "packed_coded_bad_value": (
+            with_tensors(blob, lambda ts: ts[i]["structure"].update(coded="some")),
+            "BadRecord",
+        )
+    }
+    for name, byte in (("packed_presence_all", 0xFF), ("packed_presence_none", 0x00)):
+        payload = bytearray(container.payload)
+        payload[ref.offset] = byte
+        out[name] = (with_section(blob, 4, bytes(payload)), "CorruptStream")
+    return out
+
+
+def main() -> None:
+    old = (GOLDEN / "containers" / "tiny_crossbar.xorc").read_bytes()
+    blob = golden()
+    (GOLDEN / "containers" / "tiny_crossbar_packed.xorc").write_bytes(blob)
+    container = read_bytes(blob)
+    assert any(
+        t.structure is not None and t.structure.coded == "present" for t in container.tensors
+    )
     levels = {t.name: decode_levels(container, t).ravel().tolist() for t in container.tensors}
-    (GOLDEN / "containers" / "tiny_crossbar.levels.json").write_text(json.dumps(levels) + "\n")
+    out = GOLDEN / "containers" / "tiny_crossbar_packed.levels.json"
+    out.write_text(json.dumps(levels) + "\n")
     manifest_path = GOLDEN / "malformed" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    for name, (data, error) in cases(blob).items():
+    made = {**cases(old), **packed_cases(blob)}
+    for name, (data, error) in made.items():
         (GOLDEN / "malformed" / f"{name}.xorc").write_bytes(data)
         manifest[f"{name}.xorc"] = error
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     assert v1.read_layout(blob).required_flags & v1.POW2_SCALES
-    print(f"wrote tiny_crossbar.xorc ({len(blob)} bytes) and {len(cases(blob))} malformed blobs")
+    print(f"wrote tiny_crossbar_packed.xorc ({len(blob)} bytes) and {len(made)} malformed blobs")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,23 @@ from models import tiny_cnn
 
 from xorc import aligned, api
 from xorc.config import CompressOptions
+from xorc.datapath.config import DatapathConfig
+from xorc.datapath.sim import simulate
 from xorc.decode import decode_levels
-from xorc.errors import ConfigError
+from xorc.errors import ConfigError, UsageError
 from xorc.format import levels_digest, read_bytes, read_file
 from xorc.hessian import Hessian
-from xorc.tiles import Structure, absent_nonzero, decode_presence, encode_presence, unit_ids
+from xorc.tiles import (
+    Structure,
+    absent_nonzero,
+    coded_shape,
+    decode_presence,
+    encode_presence,
+    pack,
+    unit_ids,
+    unit_mask,
+    unpack,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "containers"
 
@@ -48,6 +60,48 @@ def test_golden_blob_decodes_and_its_bitmap_holds() -> None:
         )
         pruned += int((~present).sum())
     assert pruned == 1  # w2's second tile of 64 features
+
+
+def test_packed_golden_blob_decodes_with_both_models() -> None:
+    expected = json.loads((GOLDEN / "tiny_crossbar_packed.levels.json").read_text())
+    container = read_bytes(read_file(GOLDEN / "tiny_crossbar_packed.xorc"))
+    w2 = next(t for t in container.tensors if t.name == "w2")
+    assert w2.structure is not None and w2.structure.coded == "present"
+    assert sum(s.length for s in w2.streams if s.name == "values") == 64 * 12  # one tile of two
+    for t in container.tensors:
+        levels = decode_levels(container, t)
+        assert levels.ravel().tolist() == expected[t.name]
+        assert levels_digest(levels) == t.digest
+    sim = simulate(container, DatapathConfig(), keep_levels=True)
+    for t in container.tensors:
+        assert sim.levels[t.name].ravel().tolist() == expected[t.name]
+
+
+def test_pack_order_is_the_matrix_row_by_row() -> None:
+    levels = np.arange(1, 13, dtype=np.int16).reshape(3, 4)  # Gemm [K=3, N=4], output axis 1
+    mask = np.array([[1, 0, 1, 1], [1, 0, 1, 1], [0, 0, 0, 0]], bool)
+    assert pack(levels, mask, 1).tolist() == [1, 5, 3, 7, 4, 8]  # column o, then feature f
+    np.testing.assert_array_equal(unpack(pack(levels, mask, 1), mask, 1), np.where(mask, levels, 0))
+
+
+@given(
+    st.integers(1, 6), st.integers(1, 4), st.integers(1, 3), st.integers(1, 4), st.integers(1, 5),
+    st.sampled_from(["kernel-group", "crossbar"]), st.integers(0, 2**32 - 1), st.integers(0, 1),
+)  # fmt: skip
+def test_packed_round_trip(
+    co: int, ci: int, k: int, rows: int, cols: int, kind: str, seed: int, axis: int
+) -> None:
+    structure = Structure(kind, rows, cols, k if axis == 0 else 1, 1, "present")
+    shape = (co, ci * k) if axis == 0 else (ci * k, co)
+    rng = np.random.default_rng(seed)
+    ids = unit_ids(shape, axis, structure)
+    keep = rng.random(structure.n_units(shape, axis)) < 0.5
+    levels = np.where(keep[ids], rng.integers(-3, 4, shape), 0).astype(np.int16)
+    present, mask = unit_mask(levels, axis, structure)
+    coded = pack(levels, mask, axis)
+    shape2, mask2 = coded_shape(shape, axis, structure, encode_presence(present))
+    assert mask2 is not None and shape2 == coded.shape == (int(mask.sum()),)
+    np.testing.assert_array_equal(unpack(coded, mask2, axis), levels)
 
 
 @given(
@@ -102,8 +156,12 @@ def test_obs_saliency_with_identity_h_ranks_as_magnitude() -> None:
 def test_options_refuse_bad_combinations() -> None:
     with pytest.raises(ConfigError, match="prune_structure"):
         CompressOptions(prune_structure="rows")
-    with pytest.raises(ConfigError):
-        CompressOptions(prune_structure="crossbar", sparsity_scope="global", sparsity=0.5)
+    with pytest.raises(ConfigError, match="prune_pattern"):
+        CompressOptions(prune_structure="crossbar", prune_pattern="2:4")
+    glob = CompressOptions(prune_structure="crossbar", sparsity_scope="global", sparsity=0.5)
+    with pytest.raises(UsageError, match="needs --calib"):
+        glob.resolved(False)
+    assert glob.resolved(True).prune == "obs"
     with pytest.raises(ConfigError, match="crossbar"):
         CompressOptions(crossbar="crossbar-1")
 
@@ -125,3 +183,37 @@ def test_pipeline_prunes_with_calib(tmp_path: Path, kind: str) -> None:
     assert api.verify(blob).bit_exact
     layer = next(m for m in api.map_crossbars(blob, "crossbar-64-slc").layers if m.name == "w2")
     assert layer.tiles_used == 1 < layer.tiles_dense == 2
+
+
+def test_global_scope_allocates_units_across_layers(tmp_path: Path) -> None:
+    model, calib, blob = tmp_path / "m.onnx", tmp_path / "c.npz", tmp_path / "m.xorc"
+    onnx.save(tiny_cnn(), model)
+    x = np.random.default_rng(0).normal(size=(64, 1, 8, 8)).astype(np.float32)
+    np.savez(calib, x=x)
+    options = CompressOptions(
+        sparsity=0.3, sparsity_scope="global", prune_structure="crossbar",
+        crossbar="crossbar-64-slc", scale_dtype="pow2",
+    )  # fmt: skip
+    api.compress(model, blob, options, calib)
+    container = read_bytes(read_file(blob))
+    zeros = sum(t.n_weights - t.n_nonzero for t in container.tensors)
+    assert zeros >= 0.3 * sum(t.n_weights for t in container.tensors)
+    w2 = next(t for t in container.tensors if t.name == "w2")
+    assert w2.stats["reconstruction"]["allocation"] == "global"
+    assert w2.structure is not None and w2.stats["aligned"]["pruned_units"] >= 1
+    assert api.verify(blob).bit_exact
+
+
+@pytest.mark.parametrize("policy", ["raw", "all", "dictionary"])
+def test_only_present_units_are_coded_when_shorter(tmp_path: Path, policy: str) -> None:
+    model, blob = tmp_path / "m.onnx", tmp_path / "m.xorc"
+    onnx.save(tiny_cnn(), model)
+    options = CompressOptions(
+        policy=policy, sparsity=0.5, prune_structure="crossbar", crossbar="crossbar-64-slc"
+    )
+    api.compress(model, blob, options, None, min_fidelity=None)
+    container = read_bytes(read_file(blob))
+    w2 = next(t for t in container.tensors if t.name == "w2")
+    assert w2.structure is not None and w2.structure.coded == "present"
+    assert w2.stats["aligned"]["coded_weights"] == 64 * 12
+    assert api.verify(blob, decoder="both").bit_exact

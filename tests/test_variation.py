@@ -19,7 +19,7 @@ from xorc.config import CompressOptions
 from xorc.datapath.crossbar import get_preset
 from xorc.errors import UsageError
 from xorc.hessian import Hessian
-from xorc.variation import Variation, column_gains, program
+from xorc.variation import Tensor, Variation, column_gains, program, remap_columns, run_trials
 
 levels_8 = hnp.arrays(np.int16, st.tuples(st.integers(1, 5), st.integers(1, 7)),
                       elements=st.integers(-127, 127))  # fmt: skip
@@ -54,6 +54,44 @@ def test_column_gain_undoes_a_gain_error() -> None:
     np.testing.assert_allclose(gains, [1 / 1.1, 1 / 0.9, 1.0, 0.5])
 
 
+def test_remap_rewrites_only_the_worst_columns_and_only_when_better() -> None:
+    rng = np.random.default_rng(2)
+    levels = rng.integers(-127, 128, size=(12, 20)).astype(np.int16)
+    x = rng.normal(size=(300, 20))
+    hess = Hessian((x.T @ x / 300)[None], 300)
+    t = Tensor(0, levels, np.ones((12, 1), np.float32), 0, 8, np.dtype(np.float32), hess)
+    cfg = get_preset("crossbar-128", {"cols": 4})  # 3 column blocks of 4 output channels
+    var = Variation(0.0, stuck_at=0.05, spares=1)
+    programmed = program(levels, 8, cfg, var, np.random.default_rng(0))
+    out = remap_columns(t, programmed, cfg, var, np.random.default_rng(1))
+
+    def err(v: np.ndarray) -> np.ndarray:
+        d = v - levels
+        return np.einsum("of,fg,og->o", d, hess.moment[0], d)
+
+    changed = np.flatnonzero((out != programmed).any(axis=1))
+    assert 1 <= changed.size <= 3 and len(set(changed // 4)) == changed.size  # one per block
+    assert (err(out) <= err(programmed) + 1e-9).all() and err(out).sum() < err(programmed).sum()
+    for o in changed:  # the rewritten column was its block's worst
+        block = np.arange(4 * (o // 4), 4 * (o // 4) + 4)
+        assert err(programmed)[o] == err(programmed)[block].max()
+    assert remap_columns(t, programmed, cfg, Variation(0.0, spares=0), rng) is programmed
+
+
+def test_modes_share_the_main_noise() -> None:
+    levels = np.random.default_rng(3).integers(-50, 50, size=(6, 8)).astype(np.int16)
+    t = Tensor(0, levels, np.ones((6, 1), np.float32), 0, 8, np.dtype(np.float32), None)
+    seen: list[np.ndarray] = []
+    cfg, var = get_preset("crossbar-128"), Variation(0.1, trials=2)
+    for mode in ("none", "remap", True):  # without an H neither compensation changes a cell
+        run_trials([t], lambda a: seen.append(a[0]) or 0.0, cfg, var, mode)
+    np.testing.assert_array_equal(seen[0], seen[2])
+    np.testing.assert_array_equal(seen[1], seen[3])
+    np.testing.assert_array_equal(seen[0], seen[4])
+    with pytest.raises(UsageError, match="--compensate"):
+        run_trials([t], lambda a: 0.0, cfg, var, "spare")
+
+
 def test_variation_option_is_checked() -> None:
     assert Variation.parse("lognormal:0.1", 0.01, 5).sigma == 0.1
     for bad in ("gauss:0.1", "lognormal:x", "lognormal:-1"):
@@ -82,6 +120,7 @@ def test_verify_variation_json(digits: tuple[Path, Path, Path]) -> None:
     assert result.exit_code == 0, result.output
     runs = json.loads(result.stdout)["variation"]
     assert [r["compensate"] for r in runs] == [False, True]
+    assert [r["compensation"] for r in runs] == ["none", "gain"]
     assert all(len(r["accuracies"]) == 3 and r["sigma"] == 0.3 for r in runs)
     again = json.loads(CliRunner().invoke(cli, args).stdout)["variation"]
     assert again == runs  # deterministic seeds
@@ -95,3 +134,14 @@ def test_verify_variation_needs_calib_to_compensate(digits: tuple[Path, Path, Pa
             "--data", str(test), "--variation", "lognormal:0.1", "--compensate"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "--calib" in result.stderr
+
+
+def test_verify_variation_remap(digits: tuple[Path, Path, Path]) -> None:
+    blob, calib, test = digits
+    args = ["verify", str(blob), "--model", "sample_models/digits_mlp.onnx", "--accuracy",
+            "--data", str(test), "--variation", "lognormal:0.3", "--trials", "2",
+            "--stuck-at", "0.01", "--compensate", "remap", "--spare-columns", "4",
+            "--calib", str(calib)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "compensated: remap" in result.output and "no compensation" in result.output

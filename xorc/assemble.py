@@ -15,7 +15,7 @@ from xorc.format import Container, TensorRecord, levels_digest
 from xorc.format.container import SCALES, StreamRef, encode_scales, layout_payload, pow2_shifts
 from xorc.quantize import is_bfloat16
 from xorc.tensor import QuantTensor
-from xorc.tiles import PRESENCE, encode_presence, unit_ids
+from xorc.tiles import PRESENCE, encode_presence, unit_mask
 
 if TYPE_CHECKING:
     from xorc.pipeline import TensorJob
@@ -76,9 +76,8 @@ def presence_stream(job: TensorJob) -> list[tuple[str, bytes]]:
     if job.aligned is None or job.q.axis is None:
         return []
     st = job.aligned[0]
-    levels = job.enc.decoded
-    present = np.zeros(st.n_units(levels.shape, job.q.axis), bool)
-    present[unit_ids(levels.shape, job.q.axis, st)[levels != 0]] = True
+    coded = st.coded == "present"  # present: the units coded, those of nonzero levels
+    present, _ = unit_mask(job.q.values if coded else job.enc.decoded, job.q.axis, st)
     return [(PRESENCE, encode_presence(present))]
 
 

@@ -38,8 +38,13 @@ def variation_options(func: F) -> F:
                      help="Trials of --variation."),
         click.option("--stuck-at", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                      help="Fraction of cells stuck (half at 0, half at the top conductance)."),
-        click.option("--compensate", is_flag=True,
-                     help="Also run the trials with per-column gain recalibration from --calib."),
+        click.option("--compensate", type=click.Choice(["gain", "remap", "remap+gain"]),
+                     is_flag=False, flag_value="gain", default=None,
+                     help="Also run the trials compensated from --calib: gain (per-column gain "
+                     "recalibration, the default), remap (spare columns for the worst columns), "
+                     "or remap+gain."),
+        click.option("--spare-columns", type=click.IntRange(0, 4096), default=8,
+                     show_default=True, help="Spare columns per crossbar column block (remap)."),
         click.option("--calib", type=click.Path(dir_okay=False),
                      help="Calibration .npz for --compensate (not the evaluation data)."),
         click.option("--crossbar", "crossbar_preset", default="crossbar-128", show_default=True,
@@ -65,11 +70,15 @@ def variation_trials(
     from xorc.format import read_bytes, read_file
 
     var = variation.Variation.parse(
-        options["variation"], options["stuck_at"], options["trials"], options["variation_seed"]
+        options["variation"],
+        options["stuck_at"],
+        options["trials"],
+        options["variation_seed"],
+        options["spare_columns"],
     )
     cfg = get_preset(options["crossbar_preset"])
     container = read_bytes(read_file(blob))
-    runs = [False, True] if options["compensate"] else [False]
+    runs = ["none", options["compensate"]] if options["compensate"] else ["none"]
     return [
         variation.measure(container, model, data, var, cfg, c, options["calib"]).to_json()
         for c in runs
@@ -80,7 +89,8 @@ def variation_text(runs: list[dict[str, Any]]) -> list[str]:
     """One line per --variation run."""
     return [
         f"variation lognormal:{r['sigma']:g} stuck-at {r['stuck_at']:g} ({r['crossbar']}, "
-        f"{r['trials']} trials, {'compensated' if r['compensate'] else 'no compensation'}): "
+        f"{r['trials']} trials, "
+        f"{'compensated: ' + r['compensation'] if r['compensate'] else 'no compensation'}): "
         f"accuracy {r['accuracy_mean']:.2f}% +- {r['accuracy_std']:.2f} "
         f"(min {r['accuracy_min']:.2f}, max {r['accuracy_max']:.2f})"
         for r in runs

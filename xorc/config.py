@@ -127,10 +127,8 @@ class CompressOptions:
                 lambda v: v in STRUCTURES,
                 "kernel-group or crossbar",
             )
-            if self.prune_pattern is not None or self.sparsity_scope == "global":
-                raise ConfigError(
-                    "prune_structure prunes each tensor: no prune_pattern or global scope"
-                )
+            if self.prune_pattern is not None:
+                raise ConfigError("prune_structure prunes units: no prune_pattern")
         check(self.crossbar, "crossbar", _is_crossbar, "one of " + ", ".join(_crossbars()))
         if self.prune_pattern is not None:
             check(self.prune_pattern, "prune_pattern", _is_pattern, "N:M with 1 <= N < M <= 64")
@@ -166,6 +164,8 @@ class CompressOptions:
             raise UsageError(
                 "--sparsity-scope global with --prune obs needs --reconstruct-order parallel"
             )
+        if self.prune_structure and self.sparsity_scope == "global" and prune != "obs":
+            raise UsageError("--prune-structure with --sparsity-scope global needs --calib")
         return replace(self, reconstruct=recon, prune=prune)
 
     def settings_for(self, tensor: str, nodes: list[str]) -> TensorSettings:

@@ -20,22 +20,23 @@ from xorc.errors import BadRecord, CorruptStream
 from xorc.format import Container, TensorRecord
 from xorc.format.container import SCALES
 from xorc.quantize import dequantize, shift_dequantize
-from xorc.tiles import PRESENCE, absent_nonzero
+from xorc.tiles import PRESENCE, absent_nonzero, coded_shape, unpack
 
 
 def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int16]:
     """The reference decoder's levels for one tensor (its codec's `decode`)."""
     spec = codec_for(record.codec, record.name)
     streams = container.codec_streams(record)
+    shape, mask = coded_levels_shape(container, record)
     try:
-        check_expansion(record.n_weights, streams, spec.max_weights_per_bit, spec.name)
-        levels = spec.decode(record.shape, record.bits, record.params, streams)
+        check_expansion(int(np.prod(shape)), streams, spec.max_weights_per_bit, spec.name)
+        levels = spec.decode(shape, record.bits, record.params, streams)
     except (BadRecord, CorruptStream) as exc:
         raise type(exc)(f"tensor {record.name!r}: {exc}") from None
-    if levels.shape != record.shape:
-        raise CorruptStream(
-            f"tensor {record.name!r}: decoded shape {levels.shape} != {record.shape}"
-        )
+    if levels.shape != shape:
+        raise CorruptStream(f"tensor {record.name!r}: decoded shape {levels.shape} != {shape}")
+    if mask is not None and record.axis is not None:  # only the present units were coded
+        return unpack(levels, mask, record.axis)
     if record.structure is not None and record.axis is not None:
         bad = absent_nonzero(
             levels, record.axis, record.structure, container.stream(record, PRESENCE)
@@ -46,6 +47,17 @@ def decode_levels(container: Container, record: TensorRecord) -> NDArray[np.int1
                 "marks absent"
             )
     return levels
+
+
+def coded_levels_shape(
+    container: Container, record: TensorRecord
+) -> tuple[tuple[int, ...], NDArray[np.bool_] | None]:
+    """The shape the record's codec decodes, and the mask of the weights it codes when only
+    the present units are coded (docs/format.md §3.6 `coded`)."""
+    st = record.structure
+    if st is None or st.coded != "present":
+        return record.shape, None
+    return coded_shape(record.shape, record.axis, st, container.stream(record, PRESENCE))
 
 
 def to_weights(container: Container, record: TensorRecord, levels: NDArray[np.int16]) -> NDArray:

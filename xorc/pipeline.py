@@ -23,6 +23,7 @@ from xorc import (
     calibrate,
     fidelity,
     onnx_io,
+    packing,
     policies,
     prequant,
     prior,
@@ -382,6 +383,7 @@ def encode_stage(
     """Stage encode: each job's policy encodes its tensor."""
     for job in jobs:
         job.encoded = job.policy.encode(job.q, job.settings, options)
+        packing.pack_present(job, options)  # docs/format.md §3.6 `coded`
         _tick(progress, job, jobs)
 
 

@@ -38,15 +38,17 @@ class Structure:
     cols: int
     kernel: int
     groups: int
+    coded: str = "all"  # "present": the codec codes only the present units' levels
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind,
             "rows": self.rows,
             "cols": self.cols,
             "kernel": self.kernel,
             "groups": self.groups,
         }
+        return out if self.coded == "all" else {**out, "coded": self.coded}
 
     def grid(self, shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
         """(column blocks per group, row units per column block, features F)."""
@@ -75,6 +77,46 @@ def unit_ids(shape: tuple[int, ...], axis: int, st: Structure) -> NDArray[np.int
     return np.moveaxis(ids.reshape(moved), 0, axis)
 
 
+def unit_mask(
+    levels: NDArray[np.integer], axis: int, st: Structure
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(present units, their weights' mask in the levels' shape): a unit is present when
+    it holds a nonzero level."""
+    ids = unit_ids(levels.shape, axis, st)
+    present = np.zeros(st.n_units(levels.shape, axis), bool)
+    present[ids[levels != 0]] = True
+    return present, present[ids]
+
+
+def pack(levels: NDArray, mask: NDArray[np.bool_], axis: int) -> NDArray:
+    """The levels at `mask`, in the order of the matrix [Co, F] row by row (§3.6 `coded`)."""
+    return _matrix(levels, axis)[_matrix(mask, axis)]
+
+
+def unpack(coded: NDArray, mask: NDArray[np.bool_], axis: int) -> NDArray:
+    """`pack`'s inverse: `coded` at `mask`, zero elsewhere, in the mask's shape."""
+    out = np.zeros(_matrix(mask, axis).shape, coded.dtype)
+    out[_matrix(mask, axis)] = coded
+    moved = [mask.shape[axis], *(d for i, d in enumerate(mask.shape) if i != axis)]
+    return np.moveaxis(out.reshape(moved), 0, axis)
+
+
+def coded_shape(
+    shape: tuple[int, ...], axis: int | None, st: Structure | None, presence: bytes
+) -> tuple[tuple[int, ...], NDArray[np.bool_] | None]:
+    """The shape the codec decodes and, for `coded` "present", the mask of the coded weights
+    (None: the codec decodes the whole tensor)."""
+    if st is None or axis is None or st.coded != "present":
+        return shape, None
+    mask = decode_presence(presence, st.n_units(shape, axis))[unit_ids(shape, axis, st)]
+    return (int(mask.sum()),), mask
+
+
+def _matrix(a: NDArray, axis: int) -> NDArray:
+    moved = np.moveaxis(a, axis, 0)
+    return moved.reshape(moved.shape[0], -1)
+
+
 def encode_presence(present: NDArray[np.bool_]) -> bytes:
     """The `presence` stream of a unit mask."""
     return pack_bits(present.astype(np.uint8))
@@ -96,8 +138,11 @@ def parse_structure(raw: Any, shape: tuple[int, ...], axis: int | None, where: s
     """Check a record's `structure` against its shape (docs/format.md §3.6); ValueError with
     the reason (the caller names it a BadRecord)."""
     keys = ("kind", "rows", "cols", "kernel", "groups")
-    if not isinstance(raw, dict) or sorted(raw) != sorted(keys):
+    if not isinstance(raw, dict) or sorted(k for k in raw if k != "coded") != sorted(keys):
         raise ValueError(f"{where}: field 'structure' must be an object with {', '.join(keys)}")
+    coded = raw.get("coded", "all")
+    if coded not in ("all", "present"):
+        raise ValueError(f"{where}: structure coded must be all or present")
     if raw["kind"] not in KINDS:
         raise ValueError(f"{where}: structure kind must be kernel-group or crossbar")
     for key in keys[1:]:
@@ -106,7 +151,7 @@ def parse_structure(raw: Any, shape: tuple[int, ...], axis: int | None, where: s
             raise ValueError(f"{where}: structure {key} must be an integer in [1, {MAX_SIDE}]")
     if axis is None or len(shape) < 2:
         raise ValueError(f"{where}: a structure needs a channel axis and rank >= 2")
-    st = Structure(raw["kind"], raw["rows"], raw["cols"], raw["kernel"], raw["groups"])
+    st = Structure(raw["kind"], raw["rows"], raw["cols"], raw["kernel"], raw["groups"], coded)
     features = int(np.prod(shape, dtype=np.int64)) // max(shape[axis], 1)
     if shape[axis] % st.groups or features % st.kernel or 0 in shape:
         raise ValueError(f"{where}: structure groups or kernel do not divide the weight {shape}")

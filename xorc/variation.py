@@ -15,6 +15,14 @@ calibration inputs, y' the programmed column's output and y the intended one. Wi
 of the layer's inputs (xorc/hessian.py) that is a_o = v_o H w_o^T / v_o H v_o^T (v the programmed
 row, w the intended one); on the chip it is one read of each column per calibration input and one
 digital multiply per column after the ADC. Layers without an H keep a_o = 1.
+
+Spare-column remapping (`compensate="remap"`): every column block (C bit lines) of every
+crossbar has `spares` spare columns. After programming, the output error of each column on the
+calibration inputs, scale_o^2 (v_o - w_o) H (v_o - w_o)^T, is read (column reads against the
+intended outputs); the `spares` worst columns of each block are written again to spare columns
+(a fresh noisy write, drawn from (seed, trial, 1) so the main cells stay paired with the other
+modes) and the better of the two copies, by the same measure, is used. "remap+gain" remaps,
+then recalibrates the gains.
 """
 
 from __future__ import annotations
@@ -39,9 +47,12 @@ class Variation:
     stuck_at: float = 0.0
     trials: int = 20
     seed: int = 0
+    spares: int = 8
 
     @staticmethod
-    def parse(text: str, stuck_at: float = 0.0, trials: int = 20, seed: int = 0) -> Variation:
+    def parse(
+        text: str, stuck_at: float = 0.0, trials: int = 20, seed: int = 0, spares: int = 8
+    ) -> Variation:
         kind, _, value = text.partition(":")
         try:
             sigma = float(value)
@@ -51,7 +62,13 @@ class Variation:
             raise UsageError(f"--variation must be lognormal:SIGMA, SIGMA in [0, 10], got {text!r}")
         if not 0 <= stuck_at <= 1 or trials < 1:
             raise UsageError("--stuck-at must be in [0, 1] and --trials at least 1")
-        return Variation(sigma, stuck_at, trials, seed)
+        if not 0 <= spares <= 4096:
+            raise UsageError("--spare-columns must be in [0, 4096]")
+        return Variation(sigma, stuck_at, trials, seed, spares)
+
+
+MODES = ("none", "gain", "remap", "remap+gain")
+"""The compensation modes (`verify --compensate [MODE]`)."""
 
 
 def program(
@@ -98,12 +115,62 @@ def column_gains(
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0).reshape(-1)
 
 
+def mode_of(compensate: str | bool | None) -> str:
+    """The compensation mode of `compensate` (a MODES name; True is "gain", False "none")."""
+    if compensate is None or isinstance(compensate, (bool, int)):
+        return "gain" if compensate else "none"
+    if compensate not in MODES:
+        raise UsageError(f"--compensate must be one of {', '.join(MODES[1:])}, got {compensate!r}")
+    return compensate
+
+
+def remap_columns(
+    t: Tensor, programmed: NDArray[np.float64], cfg: CrossbarConfig, var: Variation,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:  # fmt: skip
+    """The programmed levels with the `var.spares` worst columns of each column block
+    rewritten to spare columns where the rewrite is better (unchanged without a fitting H)."""
+    hess = t.hess
+    if hess is None or hess.moment is None or var.spares == 0:
+        return programmed
+    w = matrix_form(t.levels.astype(np.float64), t.axis)
+    v = matrix_form(programmed, t.axis).copy()
+    groups, feats = hess.moment.shape[0], hess.moment.shape[1]
+    if w.shape[1] != feats or w.shape[0] % groups:
+        return programmed
+    per = w.shape[0] // groups
+    scale2 = np.broadcast_to(t.scale, t.levels.shape)
+    scale2 = matrix_form(scale2, t.axis)[:, 0].astype(np.float64) ** 2
+
+    def errors(rows: NDArray[np.intp], cand: NDArray[np.float64]) -> NDArray[np.float64]:
+        d, g = cand - w[rows], rows // per
+        out = np.empty(rows.size)
+        for k in np.unique(g):  # one H per group
+            at = g == k
+            out[at] = np.einsum("of,fg,og->o", d[at], hess.moment[k], d[at], optimize=True)
+        return scale2[rows] * out
+
+    every = np.arange(w.shape[0])
+    err = errors(every, v)
+    block = (every // per) * -(-per // cfg.cols) + (every % per) // cfg.cols
+    order = np.lexsort((-err, block))  # by block, worst first
+    rank = np.empty_like(order)
+    starts = np.searchsorted(block[order], block[order], side="left")
+    rank[order] = np.arange(order.size) - starts
+    worst = np.flatnonzero(rank < var.spares)
+    spare = program(w[worst].astype(np.int64), t.bits, cfg, var, rng)
+    better = errors(worst, spare) < err[worst]
+    v[worst[better]] = spare[better]
+    moved = np.moveaxis(programmed, t.axis, 0).shape
+    return np.moveaxis(v.reshape(moved), 0, t.axis)
+
+
 @dataclass
 class Trials:
     """Accuracy over the trials (JSON field names are fixed)."""
 
     variation: Variation
-    compensate: bool
+    compensate: str
     crossbar: str
     accuracies: list[float] = field(default_factory=list)
 
@@ -115,7 +182,9 @@ class Trials:
             "stuck_at": self.variation.stuck_at,
             "trials": self.variation.trials,
             "seed": self.variation.seed,
-            "compensate": self.compensate,
+            "compensate": self.compensate != "none",
+            "compensation": self.compensate,
+            "spare_columns": self.variation.spares if "remap" in self.compensate else 0,
             "crossbar": self.crossbar,
             "accuracy_mean": round(float(a.mean()), 6),
             "accuracy_std": round(float(a.std(ddof=1)) if a.size > 1 else 0.0, 6),
@@ -143,17 +212,22 @@ def run_trials(
     evaluate: Callable[[dict[int, NDArray]], float],
     cfg: CrossbarConfig,
     var: Variation,
-    compensate: bool,
+    compensate: str | bool,
 ) -> Trials:
-    """`var.trials` noisy writes of every tensor; `evaluate` scores the model with the given
-    float weights (by record index) and returns its accuracy in percent."""
-    out = Trials(var, compensate, cfg.name)
+    """`var.trials` noisy writes of every tensor, compensated by mode `compensate` (MODES;
+    True is "gain"); `evaluate` scores the model with the given float weights (by record
+    index) and returns its accuracy in percent."""
+    mode = mode_of(compensate)
+    out = Trials(var, mode, cfg.name)
     for trial in range(var.trials):
         rng = np.random.default_rng([var.seed, trial])
+        spare_rng = np.random.default_rng([var.seed, trial, 1])
         arrays = {}
         for t in tensors:
             programmed = program(t.levels, t.bits, cfg, var, rng)
-            if compensate and t.hess is not None:
+            if "remap" in mode:
+                programmed = remap_columns(t, programmed, cfg, var, spare_rng)
+            if "gain" in mode and t.hess is not None:
                 gains = column_gains(t.levels.astype(np.float64), programmed, t.axis, t.hess)
                 if gains is not None:
                     shape = [-1 if d == t.axis else 1 for d in range(programmed.ndim)]
@@ -169,17 +243,18 @@ def measure(
     data_path: Any,
     var: Variation,
     cfg: CrossbarConfig,
-    compensate: bool = False,
+    compensate: str | bool = False,
     calib_path: Any = None,
 ) -> Trials:
     """Monte-Carlo accuracy of a blob's model with its Conv/Gemm/MatMul weights on noisy
     crossbars, on `data_path` (top-1 against labels, else agreement with the original)."""
-    if compensate and calib_path is None:
+    mode = mode_of(compensate)
+    if mode != "none" and calib_path is None:
         raise UsageError("--compensate needs --calib DATA.npz (the calibration inputs)")
     tensors, evaluate = prepare(
-        container, model_path, data_path, calib_path if compensate else None
+        container, model_path, data_path, calib_path if mode != "none" else None
     )
-    return run_trials(tensors, evaluate, cfg, var, compensate)
+    return run_trials(tensors, evaluate, cfg, var, mode)
 
 
 def prepare(

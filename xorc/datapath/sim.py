@@ -29,6 +29,7 @@ from xorc.errors import BadRecord, CorruptStream
 from xorc.format import Container
 from xorc.format.container import levels_digest
 from xorc.tensor import JSON
+from xorc.tiles import PRESENCE, coded_shape, unpack
 
 
 @dataclass(frozen=True)
@@ -306,10 +307,14 @@ def simulate(
     levels_out: dict[str, NDArray[np.int16]] = {}
     for rec in container.tensors:
         try:
+            presence = container.stream(rec, PRESENCE) if rec.structure is not None else b""
+            shape, mask = coded_shape(rec.shape, rec.axis, rec.structure, presence)  # §3.6
             levels, counters = simulate_tensor(
-                rec.shape, rec.bits, rec.codec, rec.params, container.codec_streams(rec), config,
+                shape, rec.bits, rec.codec, rec.params, container.codec_streams(rec), config,
                 scale_bytes=len(container.stream(rec, "scales")),
             )  # fmt: skip
+            if mask is not None and rec.axis is not None:
+                levels = unpack(levels, mask, rec.axis)
         except (BadRecord, CorruptStream) as exc:
             raise type(exc)(f"tensor {rec.name!r}: {exc}") from None
         m = macs.get(rec.name)

@@ -28,7 +28,12 @@ def read_signed(bus: BusStream, shape: tuple[int, ...], width: int) -> NDArray[n
     codes = fields.narrow_fields(bus, count, width)
     if (codes == np.uint16(1 << (width - 1))).any():
         raise CorruptStream(f"stream {bus.name!r} holds a negative zero")
-    return from_sign_magnitude(codes, width).astype(np.int64).reshape(shape)
+    return _signed_table(width)[codes].reshape(shape)
+
+
+def _signed_table(width: int) -> NDArray[np.int64]:
+    """The signed value of every `width`-bit sign-magnitude code (one gather decodes a stream)."""
+    return from_sign_magnitude(np.arange(1 << width), width).astype(np.int64)
 
 
 def read_unsigned(bus: BusStream, count: int, width: int) -> NDArray[np.int64]:
@@ -59,21 +64,20 @@ def generate(
     """R x F levels, accumulated pass by pass (DIM groups each), then requantized.
 
     The accumulators' width is checked up front from the factors: no partial sum of row r can
-    exceed sum_o |V[r, o]| * max|W1_o|. The products run in float64, exact below 2^53."""
-    w1 = np.concatenate(
-        [level1(rec, basis, u, f, min(f + dim, rec.bo)) for f in range(0, rec.bo, dim)]
-    )
-    reach = np.abs(v) @ np.abs(w1).max(axis=1)
-    if reach.size and int(reach.max()) >= 1 << (ACC_BITS - 1):  # cannot happen within the schema
+    exceed sum_o |V[r, o]| * max|W1_o|. The products run in float64, exact below 2^53, so
+    every partial sum is exact and the order of the passes does not change a bit: the passes
+    of DIM groups (`passes`) are counted, and the whole sum is one BLAS product."""
+    w1 = level1(rec, basis, u, 0, rec.bo)  # the lanes' W1 rows of every pass
+    reach = np.abs(v).astype(np.float64) @ np.abs(w1).max(axis=1).astype(np.float64)
+    if reach.size and float(reach.max()) >= float(1 << (ACC_BITS - 1)):  # not within the schema
         raise CorruptStream(f"generator accumulator exceeds {ACC_BITS} bits")
-    acc = np.zeros((rec.rows, rec.cols), dtype=np.float64)
-    vf, w1f = v.astype(np.float64), w1.astype(np.float64)
-    for first in range(0, rec.bo, dim):  # one pass: DIM rank-1 updates on the MAC array
-        acc += vf[:, first : first + dim] @ w1f[first : first + dim]
+    acc = (v.astype(np.float64) @ w1.astype(np.float64)).astype(np.int64)
     top = (1 << (rec.bits - 1)) - 1
-    rounding = (1 << (rec.shift - 1)) if rec.shift else 0
-    scaled = acc.astype(np.int64) * mult[:, None] + rounding
-    return np.clip(scaled >> rec.shift, -top, top).astype(np.int16)
+    acc *= mult[:, None]
+    if rec.shift:
+        acc += 1 << (rec.shift - 1)
+        acc >>= rec.shift
+    return np.clip(acc, -top, top, out=acc).astype(np.int16)
 
 
 def passes(rec: InsituParams, dim: int) -> int:
