@@ -20,7 +20,12 @@ photos.npz (no image in common); fashion_cnn is calibrated on fashion_calib.npz 
 images) and evaluated on fashion_test.npz. Each compress runs in its own process, so its wall
 time and peak resident memory are its own.
 
-    python benchmarks/bench_reconstruct.py [--quick]
+`--groups` prints instead the group-scale table (`--group-size`, docs/format.md §3.4): each
+model and bit width at G in {none, 128, 64, 32} with bfloat16 (float) and pow2 scales, GPTQ with
+calibration next to round-to-nearest without, bits/weight counting the scales; `--parallel N`
+runs N compresses at a time (their wall times then share the cores).
+
+    python benchmarks/bench_reconstruct.py [--quick] [--groups [--parallel N]]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +89,53 @@ TARGETS = {
     "fashion_cnn 4-bit S=0.5 all": "<= 1.5 bits/w within 0.5 pp",
     "fashion_cnn 3-bit S=0.75 all": "<= 1.5 bits/w within 0.5 pp",
 }
+
+
+GROUP_SIZES = (None, 128, 64, 32)
+GROUP_MODELS = [  # (label, model and calibration data, bits)
+    ("EfficientNet-Lite0", EFFNET, 4),
+    ("fashion_cnn", FASHION, 4),
+    ("fashion_cnn", FASHION, 3),
+]
+
+
+def group_table(quick: bool, parallel: int) -> None:
+    """The group-scale rows (policy raw): per model, bits, scale dtype and G, round-to-nearest
+    without data and GPTQ with calibration, measured on the held-out data."""
+    runs = [
+        (label, model, calib, bits, dtype, g, method)
+        for label, (model, calib), bits in GROUP_MODELS
+        if not quick or "fashion" in label
+        for dtype in ("bfloat16", "pow2")
+        for g in GROUP_SIZES
+        for method in ("rtn", "gptq")
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def one(i: int) -> tuple:
+            label, model, calib, bits, dtype, g, method = runs[i]
+            flags = ["--bits", str(bits), "--policy", "raw", "--scale-dtype", dtype]
+            flags += [] if g is None else ["--group-size", str(g)]
+            blob = Path(tmp) / f"g{i}.xorc"
+            c = _compress(model, calib if method == "gptq" else None, flags, blob)
+            acc = _verify(blob, model)
+            print(f"# {runs[i]}: {c} {acc}", file=sys.stderr, flush=True)
+            return c, acc
+
+        with ThreadPoolExecutor(max(1, parallel)) as pool:
+            results = list(pool.map(one, range(len(runs))))
+    print(
+        "| model | bits | scales | G | method | bits/w | output cosine "
+        "| top-1 (agreement or accuracy) | drop pp | compress s |"
+    )
+    print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
+    for (label, _, _, bits, dtype, g, method), (c, acc) in zip(runs, results, strict=True):
+        top = acc.get("top1_agreement", acc.get("compressed"))
+        print(
+            f"| {label} | {bits} | {dtype} | {g or 'channel'} | {method} "
+            f"| {c['bits_per_weight']:.3f} | {acc['output_cosine']:.4f} | {top} "
+            f"| {acc['drop_pp']} | {c['wall_s']:.0f} |"
+        )
 
 
 def _run(args: list[str]) -> str:
@@ -176,7 +229,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fashion_cnn rows only")
     parser.add_argument("--no-sequential", action="store_true", help="leave out the seq runs")
+    parser.add_argument("--groups", action="store_true", help="the group-scale table only")
+    parser.add_argument("--parallel", type=int, default=1, help="compresses at a time (--groups)")
     args = parser.parse_args()
+    if args.groups:
+        group_table(args.quick, args.parallel)
+        return
     settings = [s for s in SETTINGS if not args.quick or "fashion" in s[0]]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

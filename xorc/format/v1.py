@@ -41,7 +41,8 @@ FLAG_REQUIRED = 1  # section entry flag (§2.2)
 BF16_SCALES = 1  # header required flag bit 0 (§2.4)
 INT_OFFSETS = 2  # header required flag bit 1 (§2.4)
 POW2_SCALES = 4  # header required flag bit 2 (§2.4)
-KNOWN_REQUIRED_FLAGS = BF16_SCALES | INT_OFFSETS | POW2_SCALES
+GROUP_SCALES = 8  # header required flag bit 3 (§2.4)
+KNOWN_REQUIRED_FLAGS = BF16_SCALES | INT_OFFSETS | POW2_SCALES | GROUP_SCALES
 assert HEADER.size == 64 and ENTRY.size == 32
 
 
@@ -317,7 +318,8 @@ def _read_records(
     bf16 = bool(layout.required_flags & BF16_SCALES)
     offsets = bool(layout.required_flags & INT_OFFSETS)
     pow2 = bool(layout.required_flags & POW2_SCALES)
-    return meta, records.parse_tensors(doc, payload_length, bf16, offsets, pow2)
+    groups = bool(layout.required_flags & GROUP_SCALES)
+    return meta, records.parse_tensors(doc, payload_length, bf16, offsets, pow2, groups)
 
 
 def _read_contents(

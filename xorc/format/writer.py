@@ -15,6 +15,7 @@ from xorc.format.v1 import (
     ENTRY,
     FLAG_REQUIRED,
     FOOTER_SIZE,
+    GROUP_SCALES,
     HEADER,
     INT_OFFSETS,
     MAGIC,
@@ -56,8 +57,9 @@ def _bodies(container: Container) -> tuple[list[tuple[int, int, Body]], int]:
     bf16 = any(t.scale_dtype == "bfloat16" for t in container.tensors)
     offsets = any(t.offsets is not None for t in container.tensors)
     pow2 = any(t.scale_dtype == "pow2" for t in container.tensors)
+    groups = any(t.group_size is not None for t in container.tensors)
     flags = (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0)
-    return bodies, flags | (POW2_SCALES if pow2 else 0)
+    return bodies, flags | (POW2_SCALES if pow2 else 0) | (GROUP_SCALES if groups else 0)
 
 
 def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0) -> bytes:
