@@ -113,7 +113,7 @@ def group_table(quick: bool, parallel: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
 
         def one(i: int) -> tuple:
-            label, model, calib, bits, dtype, g, method = runs[i]
+            _, model, calib, bits, dtype, g, method = runs[i]
             flags = ["--bits", str(bits), "--policy", "raw", "--scale-dtype", dtype]
             flags += [] if g is None else ["--group-size", str(g)]
             blob = Path(tmp) / f"g{i}.xorc"

@@ -146,9 +146,7 @@ def test_blob_with_groups_sets_its_flag_decodes_and_verifies(group_blob: Path) -
     record = container.tensors[0]
     assert record.group_size == 16 and record.scale_dtype == "pow2"
     features = record.n_weights // record.shape[record.axis]
-    assert len(container.stream(record, "scales")) == record.shape[record.axis] * -(
-        -features // 16
-    )
+    assert len(container.stream(record, "scales")) == record.shape[record.axis] * -(-features // 16)
     assert api.verify(group_blob).bit_exact
     levels = decode_levels(container, record)
     scales = container.scales(record)
@@ -180,7 +178,9 @@ def _edited(blob: Path, flags_off: int = 0, **fields: object) -> bytes:
     """The blob with the first record's JSON fields set (None: removed), its flags cleared."""
     data = read_file(blob)
     layout = v1.read_layout(data)
-    bodies = [(s.kind, s.flags, bytes(data[s.offset : s.offset + s.length])) for s in layout.sections]
+    bodies = [
+        (s.kind, s.flags, bytes(data[s.offset : s.offset + s.length])) for s in layout.sections
+    ]
     doc = json.loads(bodies[1][2])
     for key, value in fields.items():
         if value is None:

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc.groupscale import GroupScales
 from xorc.hessian import Hessian, matrix_form
-from xorc.quantize import max_level, quantize, scales_of
+from xorc.quantize import max_level, quantize
 
 BLOCK = 128
 DAMP_TRIES = 6
@@ -144,7 +145,9 @@ def _solve_grouped(
     columns in natural order, each group's scale fixed at its first column (`_GroupScales`)."""
     h = np.array(hess.moment, dtype=np.float64)
     u, damp = _inverse_factor(h, method.damp)
-    pick = _GroupScales(w.shape, h, method)
+    search = method.clip and method.rounding and method.bits <= CLIP_MAX_BITS
+    ratios = CLIP_RATIOS if search else (1.0,)
+    pick = GroupScales(w.shape, h, method.bits, method.scale_dtype, method.group, ratios)
     scales = np.zeros(w.shape)
     levels = _columns(w.copy(), scales, u, method, fixed, pick)
     info = {
@@ -154,52 +157,9 @@ def _solve_grouped(
         "act_order": False,
         "group_size": method.group,
     }
-    if pick.search:
+    if search:
         info["clip"] = {"ratios": list(CLIP_RATIOS), "mean_ratio": float(np.mean(pick.ratios))}
     return levels, pick.scales.reshape(-1), info
-
-
-class _GroupScales:
-    """Group scales as the GPTQ sweep reaches each group's first column: max|w| of the
-    group's weights not pruned so far, as the error updates left them, times the clipping
-    ratio of least output error d H_gg d^T over the group's columns (with the search)."""
-
-    def __init__(self, shape: tuple[int, int, int], h: NDArray[np.float64], method: Method):
-        assert method.group is not None
-        self.group, self.h, self.method = method.group, h, method
-        self.search = method.clip and method.rounding and method.bits <= CLIP_MAX_BITS
-        n_groups = -(-shape[2] // self.group)
-        self.scales = np.ones((*shape[:2], n_groups), np.float32)
-        self.ratios = np.ones((*shape[:2], n_groups))
-
-    def __call__(
-        self, w: NDArray[np.float64], pruned: NDArray[np.bool_], start: int
-    ) -> NDArray[np.float64]:
-        """[groups, rows] scales of the group starting at column `start` (`w`, `pruned`:
-        its columns)."""
-        m = self.method
-        peak = np.where(pruned, 0.0, np.abs(w)).max(axis=2)
-        top = float(max_level(m.bits))
-        best, best_err, best_ratio = None, None, None
-        h = self.h[:, start : start + w.shape[2], start : start + w.shape[2]]
-        for ratio in CLIP_RATIOS if self.search else (1.0,):
-            s = scales_of(peak * ratio, m.bits, m.scale_dtype).astype(np.float64)
-            if not self.search:
-                best = s
-                break
-            d = np.where(pruned, 0.0, np.clip(np.rint(w / s[:, :, None]), -top, top)) * s[
-                :, :, None
-            ] - w
-            err = (np.matmul(d, h) * d).sum(axis=2)
-            take = np.ones(err.shape, bool) if best_err is None else err < best_err
-            best = s if best is None else np.where(take, s, best)
-            best_err = err if best_err is None else np.where(take, err, best_err)
-            best_ratio = np.where(take, ratio, 1.0 if best_ratio is None else best_ratio)
-        assert best is not None
-        self.scales[:, :, start // self.group] = best
-        if best_ratio is not None:
-            self.ratios[:, :, start // self.group] = best_ratio
-        return best
 
 
 def _row_error(
@@ -322,7 +282,7 @@ def _columns(
     u: NDArray[np.float64],
     method: Method,
     fixed: NDArray[np.bool_] | None,
-    pick: _GroupScales | None = None,
+    pick: GroupScales | None = None,
 ) -> NDArray[np.int16]:
     """The GPTQ / SparseGPT loop over blocks of columns, lazy updates between blocks.
 
