@@ -100,7 +100,7 @@ GROUP_MODELS = [  # (label, model and calibration data, bits)
 GROUP_CHILD = """
 import json, sys, time
 from xorc import api, calibrate
-from xorc.config import CompressOptions
+from xorc.config import build_options
 original, memo = calibrate.input_stats, {}
 def cached(model, calib, moments=(), hessians=None):
     key = (model.sha256, str(calib), tuple(moments), tuple(sorted((hessians or {}).items())))
@@ -110,34 +110,51 @@ def cached(model, calib, moments=(), hessians=None):
 calibrate.input_stats = cached
 for run in json.loads(sys.argv[1]):
     t = time.perf_counter()
-    summary = api.compress(run["model"], run["blob"], CompressOptions(**run["options"]),
-                           run["calib"])
+    options = build_options(run["config"], **run["options"])
+    summary = api.compress(run["model"], run["blob"], options, run["calib"])
     print(json.dumps({"blob": run["blob"], "wall": time.perf_counter() - t,
                       "bits_per_weight": summary.to_json()["totals"]["bits_per_weight"]}),
           flush=True)
 """
 
 
-def group_table(quick: bool, parallel: int) -> None:
-    """The group-scale rows (policy raw): per model, bits, scale dtype and G, round-to-nearest
-    without data and GPTQ with calibration, measured on the held-out data. The compresses of
-    one model run in one process that gathers the calibration statistics once (so a row's
-    compress time leaves that out), the models `parallel` at a time."""
+DW8 = """[[layer]]
+match = "*_depthwise_conv.weight"
+bits = 8
+
+[[layer]]
+match = "_conv_stem.weight"
+bits = 8
+"""
+"""Method gptq-dw8: GPTQ with the depthwise convolutions and the stem at 8 bits (EfficientNet's
+most sensitive layers, 3.9 % of its weights; groups never apply to them: F = k x k <= G)."""
+
+
+def group_table(
+    quick: bool, parallel: int, methods: list[str], models: str, dtypes: list[str]
+) -> None:
+    """The group-scale rows (policy raw): per model (label containing `models`), bits, scale
+    dtype and G, round-to-nearest without data (rtn), GPTQ with calibration (gptq, gptq-dw8),
+    measured on the held-out data. The compresses of one model run in one process that gathers
+    the calibration statistics once (so a row's compress time leaves that out), the models
+    `parallel` at a time."""
     runs = [
         (label, model, calib, bits, dtype, g, method)
         for label, (model, calib), bits in GROUP_MODELS
-        if not quick or "fashion" in label
-        for dtype in ("bfloat16", "pow2")
+        if (not quick or "fashion" in label) and models in label
+        for dtype in dtypes
         for g in GROUP_SIZES
-        for method in ("rtn", "gptq")
+        for method in methods
     ]
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "dw8.toml").write_text(DW8)
         jobs: dict[Path, list[dict]] = {}
         for i, (_, model, calib, bits, dtype, g, method) in enumerate(runs):
             options = {"bits": bits, "policy": "raw", "scale_dtype": dtype, "group_size": g}
             jobs.setdefault(model, []).append(
                 {"model": str(model), "blob": f"{tmp}/g{i}.xorc", "options": options,
-                 "calib": str(calib) if method == "gptq" else None}
+                 "calib": None if method == "rtn" else str(calib),
+                 "config": f"{tmp}/dw8.toml" if method == "gptq-dw8" else None}
             )  # fmt: skip
 
         def child(model: Path) -> list[dict]:
@@ -258,10 +275,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fashion_cnn rows only")
     parser.add_argument("--no-sequential", action="store_true", help="leave out the seq runs")
     parser.add_argument("--groups", action="store_true", help="the group-scale table only")
-    parser.add_argument("--parallel", type=int, default=1, help="compresses at a time (--groups)")
+    parser.add_argument("--parallel", type=int, default=1, help="models at a time (--groups)")
+    parser.add_argument("--group-methods", default="rtn,gptq", help="rtn, gptq, gptq-dw8")
+    parser.add_argument("--group-models", default="", help="only labels containing this")
+    parser.add_argument("--group-dtypes", default="bfloat16,pow2", help="scale dtypes")
     args = parser.parse_args()
     if args.groups:
-        group_table(args.quick, args.parallel)
+        group_table(
+            args.quick, args.parallel, args.group_methods.split(","), args.group_models,
+            args.group_dtypes.split(","),
+        )  # fmt: skip
         return
     settings = [s for s in SETTINGS if not args.quick or "fashion" in s[0]]
     rows = []
