@@ -22,10 +22,14 @@ time and peak resident memory are its own.
 
 `--groups` prints instead the group-scale table (`--group-size`, docs/format.md §3.4): each
 model and bit width at G in {none, 128, 64, 32} with bfloat16 (float) and pow2 scales, GPTQ with
-calibration next to round-to-nearest without, bits/weight counting the scales; `--parallel N`
-runs N compresses at a time (their wall times then share the cores).
+calibration (`gptq`) next to round-to-nearest without (`rtn`), and `gptq-dw8` (GPTQ with the
+depthwise convolutions and the stem at 8 bits, by `[[layer]]` rules), bits/weight counting the
+scales; `--group-methods`, `--group-models`, `--group-dtypes` pick the rows; `--parallel N` runs
+N models' processes at a time (their wall times then share the cores).
 
-    python benchmarks/bench_reconstruct.py [--quick] [--groups [--parallel N]]
+    python benchmarks/bench_reconstruct.py [--quick] [--no-sequential]
+    python benchmarks/bench_reconstruct.py --groups [--group-methods rtn,gptq,gptq-dw8]
+        [--group-models LABEL] [--group-dtypes bfloat16,pow2] [--parallel N]
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def _solve_grouped(
     w: NDArray[np.float64], hess: Hessian, method: Method, fixed: NDArray[np.bool_] | None
 ) -> tuple[NDArray[np.int16], NDArray[np.float32], dict]:
     """[groups, rows, F] levels and the group scales (C x ceil(F / G), channel major): the
-    columns in natural order, each group's scale fixed at its first column (`_GroupScales`)."""
+    columns in natural order, each group's scale fixed at its first column (`GroupScales`)."""
     h = np.array(hess.moment, dtype=np.float64)
     u, damp = _inverse_factor(h, method.damp)
     search = method.clip and method.rounding and method.bits <= CLIP_MAX_BITS
