@@ -135,7 +135,12 @@ most sensitive layers, 3.9 % of its weights; groups never apply to them: F = k x
 
 
 def group_table(
-    quick: bool, parallel: int, methods: list[str], models: str, dtypes: list[str]
+    quick: bool,
+    parallel: int,
+    methods: list[str],
+    models: str,
+    dtypes: list[str],
+    sizes: tuple[int | None, ...] = GROUP_SIZES,
 ) -> None:
     """The group-scale rows (policy raw): per model (label containing `models`), bits, scale
     dtype and G, round-to-nearest without data (rtn), GPTQ with calibration (gptq, gptq-dw8),
@@ -147,7 +152,7 @@ def group_table(
         for label, (model, calib), bits in GROUP_MODELS
         if (not quick or "fashion" in label) and models in label
         for dtype in dtypes
-        for g in GROUP_SIZES
+        for g in sizes
         for method in methods
     ]
     with tempfile.TemporaryDirectory() as tmp:
@@ -283,11 +288,13 @@ def main() -> None:
     parser.add_argument("--group-methods", default="rtn,gptq", help="rtn, gptq, gptq-dw8")
     parser.add_argument("--group-models", default="", help="only labels containing this")
     parser.add_argument("--group-dtypes", default="bfloat16,pow2", help="scale dtypes")
+    parser.add_argument("--group-sizes", default="none,128,64,32", help="G values (none: channel)")
     args = parser.parse_args()
     if args.groups:
         group_table(
             args.quick, args.parallel, args.group_methods.split(","), args.group_models,
             args.group_dtypes.split(","),
+            tuple(None if g == "none" else int(g) for g in args.group_sizes.split(",")),
         )  # fmt: skip
         return
     settings = [s for s in SETTINGS if not args.quick or "fashion" in s[0]]
