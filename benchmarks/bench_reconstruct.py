@@ -25,7 +25,8 @@ model and bit width at G in {none, 128, 64, 32} with bfloat16 (float) and pow2 s
 calibration (`gptq`) next to round-to-nearest without (`rtn`), and `gptq-dw8` (GPTQ with the
 depthwise convolutions and the stem at 8 bits, by `[[layer]]` rules), bits/weight counting the
 scales; `--group-methods`, `--group-models`, `--group-dtypes` pick the rows; `--parallel N` runs
-N models' processes at a time (their wall times then share the cores).
+N processes (one per model and scale dtype) at a time (their wall times then share the
+cores).
 
     python benchmarks/bench_reconstruct.py [--quick] [--no-sequential]
     python benchmarks/bench_reconstruct.py --groups [--group-methods rtn,gptq,gptq-dw8]
@@ -144,9 +145,9 @@ def group_table(
 ) -> None:
     """The group-scale rows (policy raw): per model (label containing `models`), bits, scale
     dtype and G, round-to-nearest without data (rtn), GPTQ with calibration (gptq, gptq-dw8),
-    measured on the held-out data. The compresses of one model run in one process that gathers
-    the calibration statistics once (so a row's compress time leaves that out), the models
-    `parallel` at a time."""
+    measured on the held-out data, each row printed as it is measured. The compresses of one
+    model and scale dtype run in one process that gathers the calibration statistics once (so
+    a row's compress time leaves that out), `parallel` such processes at a time."""
     runs = [
         (label, model, calib, bits, dtype, g, method)
         for label, (model, calib), bits in GROUP_MODELS
@@ -155,41 +156,42 @@ def group_table(
         for g in sizes
         for method in methods
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "dw8.toml").write_text(DW8)
-        jobs: dict[Path, list[dict]] = {}
-        for i, (_, model, calib, bits, dtype, g, method) in enumerate(runs):
-            options = {"bits": bits, "policy": "raw", "scale_dtype": dtype, "group_size": g}
-            jobs.setdefault(model, []).append(
-                {"model": str(model), "blob": f"{tmp}/g{i}.xorc", "options": options,
-                 "calib": None if method == "rtn" else str(calib),
-                 "config": f"{tmp}/dw8.toml" if method == "gptq-dw8" else None}
-            )  # fmt: skip
-
-        def child(model: Path) -> list[dict]:
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            args = [sys.executable, "-c", GROUP_CHILD, json.dumps(jobs[model])]
-            out = subprocess.run(args, capture_output=True, env=env, check=True).stdout
-            return [json.loads(line) for line in out.decode().splitlines()]
-
-        with ThreadPoolExecutor(max(1, parallel)) as pool:
-            done = {r["blob"]: r for rs in pool.map(child, list(jobs)) for r in rs}
-        results = [
-            (done[f"{tmp}/g{i}.xorc"], _verify(Path(f"{tmp}/g{i}.xorc"), run[1]))
-            for i, run in enumerate(runs)
-        ]
     print(
         "| model | bits | scales | G | method | bits/w | output cosine "
         "| top-1 (agreement or accuracy) | drop pp | compress s |"
     )
-    print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
-    for (label, _, _, bits, dtype, g, method), (c, acc) in zip(runs, results, strict=True):
-        top = acc.get("top1_agreement", acc.get("compressed"))
-        print(
-            f"| {label} | {bits} | {dtype} | {g or 'channel'} | {method} "
-            f"| {c['bits_per_weight']:.3f} | {acc['output_cosine']:.4f} | {top} "
-            f"| {acc['drop_pp']} | {c['wall']:.0f} |"
-        )
+    print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "dw8.toml").write_text(DW8)
+        jobs: dict[tuple, list[dict]] = {}
+        for i, (_, model, calib, bits, dtype, g, method) in enumerate(runs):
+            options = {"bits": bits, "policy": "raw", "scale_dtype": dtype, "group_size": g}
+            jobs.setdefault((model, dtype), []).append(
+                {"model": str(model), "blob": f"{tmp}/g{i}.xorc", "options": options,
+                 "calib": None if method == "rtn" else str(calib), "index": i,
+                 "config": f"{tmp}/dw8.toml" if method == "gptq-dw8" else None}
+            )  # fmt: skip
+
+        def child(key: tuple) -> None:
+            """One process per model and scale dtype; each row printed when it is measured."""
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            args = [sys.executable, "-c", GROUP_CHILD, json.dumps(jobs[key])]
+            with subprocess.Popen(args, stdout=subprocess.PIPE, env=env) as proc:
+                assert proc.stdout is not None
+                for line, job in zip(proc.stdout, jobs[key], strict=False):
+                    c = json.loads(line)
+                    label, model, _, bits, dtype, g, method = runs[job["index"]]
+                    acc = _verify(Path(c["blob"]), model)
+                    top = acc.get("top1_agreement", acc.get("compressed"))
+                    print(
+                        f"| {label} | {bits} | {dtype} | {g or 'channel'} | {method} "
+                        f"| {c['bits_per_weight']:.3f} | {acc['output_cosine']:.4f} | {top} "
+                        f"| {acc['drop_pp']} | {c['wall']:.0f} |",
+                        flush=True,
+                    )
+
+        with ThreadPoolExecutor(max(1, parallel)) as pool:
+            list(pool.map(child, list(jobs)))
 
 
 def _run(args: list[str]) -> str:
