@@ -22,6 +22,16 @@ photos.npz (no image in common); fashion_cnn is calibrated on fashion_calib.npz 
 images) and evaluated on fashion_test.npz. Each compress runs in its own process, so its wall
 time and peak resident memory are its own.
 
+`--groups` prints instead the group-scale table (`--group-size`, docs/format.md §3.4): each
+model and bit width at G in {none, 128, 64, 32} with bfloat16 (float) and pow2 scales, GPTQ with
+calibration (`gptq`) next to round-to-nearest without (`rtn`), and `gptq-dw8` (GPTQ with the
+depthwise convolutions and the stem at 8 bits, by `[[layer]]` rules), bits/weight counting the
+scales; `--group-methods`, `--group-models`, `--group-dtypes` pick the rows; `--parallel N` runs
+N processes (one per model and scale dtype) at a time (their wall times then share the
+cores).
+
+    python benchmarks/bench_reconstruct.py --groups [--group-methods rtn,gptq,gptq-dw8]
+        [--group-models LABEL] [--group-dtypes bfloat16,pow2] [--parallel N]
     python benchmarks/bench_reconstruct.py [--quick] [--timing]
 """
 
@@ -33,6 +43,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +96,106 @@ TARGETS = {
     "fashion_cnn 4-bit S=0.5 all": "<= 1.5 bits/w within 0.5 pp",
     "fashion_cnn 3-bit S=0.75 all": "<= 1.5 bits/w within 0.5 pp",
 }
+
+
+GROUP_SIZES = (None, 128, 64, 32)
+GROUP_MODELS = [  # (label, model and calibration data, bits)
+    ("EfficientNet-Lite0", EFFNET, 4),
+    ("fashion_cnn", FASHION, 4),
+    ("fashion_cnn", FASHION, 3),
+]
+GROUP_CHILD = """
+import json, sys, time
+from xorc import api, calibrate
+from xorc.config import build_options
+original, memo = calibrate.input_stats, {}
+def cached(model, calib, moments=(), hessians=None):
+    key = (model.sha256, str(calib), tuple(moments), tuple(sorted((hessians or {}).items())))
+    if key not in memo:
+        memo[key] = original(model, calib, moments, hessians)
+    return memo[key]
+calibrate.input_stats = cached
+for run in json.loads(sys.argv[1]):
+    t = time.perf_counter()
+    options = build_options(run["config"], **run["options"])
+    summary = api.compress(run["model"], run["blob"], options, run["calib"])
+    print(json.dumps({"blob": run["blob"], "wall": time.perf_counter() - t,
+                      "bits_per_weight": summary.to_json()["totals"]["bits_per_weight"]}),
+          flush=True)
+"""
+
+
+DW8 = """[[layer]]
+match = "*_depthwise_conv.weight"
+bits = 8
+
+[[layer]]
+match = "_conv_stem.weight"
+bits = 8
+"""
+"""Method gptq-dw8: GPTQ with the depthwise convolutions and the stem at 8 bits (EfficientNet's
+most sensitive layers, 3.9 % of its weights; groups never apply to them: F = k x k <= G)."""
+
+
+def group_table(
+    quick: bool,
+    parallel: int,
+    methods: list[str],
+    models: str,
+    dtypes: list[str],
+    sizes: tuple[int | None, ...] = GROUP_SIZES,
+) -> None:
+    """The group-scale rows (policy raw): per model (label containing `models`), bits, scale
+    dtype and G, round-to-nearest without data (rtn), GPTQ with calibration (gptq, gptq-dw8),
+    measured on the held-out data, each row printed as it is measured. The compresses of one
+    model and scale dtype run in one process that gathers the calibration statistics once (so
+    a row's compress time leaves that out), `parallel` such processes at a time."""
+    runs = [
+        (label, model, calib, bits, dtype, g, method)
+        for label, (model, calib), bits in GROUP_MODELS
+        if (not quick or "fashion" in label) and models in label
+        for dtype in dtypes
+        for g in sizes
+        for method in methods
+    ]
+    print(
+        "| model | bits | scales | G | method | bits/w | output cosine "
+        "| top-1 (agreement or accuracy) | drop pp | compress s |"
+    )
+    print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "dw8.toml").write_text(DW8)
+        jobs: dict[tuple, list[dict]] = {}
+        for i, (_, model, calib, bits, dtype, g, method) in enumerate(runs):
+            options = {"bits": bits, "policy": "raw", "scale_dtype": dtype, "group_size": g}
+            if method == "rtn":  # the data-free prior off (xorc/prior.py)
+                options["reconstruct"] = "none"
+            jobs.setdefault((model, dtype), []).append(
+                {"model": str(model), "blob": f"{tmp}/g{i}.xorc", "options": options,
+                 "calib": None if method == "rtn" else str(calib), "index": i,
+                 "config": f"{tmp}/dw8.toml" if method == "gptq-dw8" else None}
+            )  # fmt: skip
+
+        def child(key: tuple) -> None:
+            """One process per model and scale dtype; each row printed when it is measured."""
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            args = [sys.executable, "-c", GROUP_CHILD, json.dumps(jobs[key])]
+            with subprocess.Popen(args, stdout=subprocess.PIPE, env=env) as proc:
+                assert proc.stdout is not None
+                for line, job in zip(proc.stdout, jobs[key], strict=False):
+                    c = json.loads(line)
+                    label, model, _, bits, dtype, g, method = runs[job["index"]]
+                    acc = _verify(Path(c["blob"]), model)
+                    top = acc.get("top1_agreement", acc.get("compressed"))
+                    print(
+                        f"| {label} | {bits} | {dtype} | {g or 'channel'} | {method} "
+                        f"| {c['bits_per_weight']:.3f} | {acc['output_cosine']:.4f} | {top} "
+                        f"| {acc['drop_pp']} | {c['wall']:.0f} |",
+                        flush=True,
+                    )
+
+        with ThreadPoolExecutor(max(1, parallel)) as pool:
+            list(pool.map(child, list(jobs)))
 
 
 def _run(args: list[str]) -> str:
@@ -213,7 +324,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fashion_cnn rows only")
     parser.add_argument("--no-sequential", action="store_true", help="leave out the seq runs")
     parser.add_argument("--timing", action="store_true", help="only the time, memory and H")
+    parser.add_argument("--groups", action="store_true", help="the group-scale table only")
+    parser.add_argument("--parallel", type=int, default=1, help="models at a time (--groups)")
+    parser.add_argument("--group-methods", default="rtn,gptq", help="rtn, gptq, gptq-dw8")
+    parser.add_argument("--group-models", default="", help="only labels containing this")
+    parser.add_argument("--group-dtypes", default="bfloat16,pow2", help="scale dtypes")
+    parser.add_argument("--group-sizes", default="none,128,64,32", help="G values (none: channel)")
     args = parser.parse_args()
+    if args.groups:
+        group_table(
+            args.quick, args.parallel, args.group_methods.split(","), args.group_models,
+            args.group_dtypes.split(","),
+            tuple(None if g == "none" else int(g) for g in args.group_sizes.split(",")),
+        )  # fmt: skip
+        return
     settings = [s for s in SETTINGS if not args.quick or "fashion" in s[0]]
     if args.timing:
         settings = [s for s in SETTINGS if s[1] == EFFNET][:1]

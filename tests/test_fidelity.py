@@ -81,7 +81,7 @@ def test_compare_cosine_sqnr_and_match() -> None:
 
 
 def _job(w: np.ndarray, levels: np.ndarray, scales: np.ndarray) -> SimpleNamespace:
-    q = SimpleNamespace(scales=scales, axis=0)
+    q = SimpleNamespace(scales=scales, axis=0, group=None)
     return SimpleNamespace(
         prequantized=False,
         encoded=SimpleNamespace(decoded=levels),

@@ -118,7 +118,7 @@ def allocate_jobs(
         trial = replace(job, settings=replace(job.settings, sparsity=sparsity), reconstruction=None)
         q = quantize(trial, trials, stats.get(name))
         w = job.weight.array
-        delta = dequantize(q.values, q.scales, q.axis).astype(np.float64) - w
+        delta = dequantize(q.values, q.scales, q.axis, q.group).astype(np.float64) - w
         hess = stats[name].hessian
         err = relative_error(w, delta, job.weight.axis, hess) if hess is not None else None
         zeros = int(np.count_nonzero(q.values == 0))

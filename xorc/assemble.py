@@ -67,6 +67,7 @@ def tensor_record(job: TensorJob, scale_dtype: str, streams: tuple[StreamRef, ..
         scale_dtype=scale_dtype,
         offsets=offsets,
         structure=structure,
+        group_size=q.group,
     )
 
 

@@ -45,7 +45,8 @@ def corrected_biases(
         if st is None or st.layer.bias is None or job.prequantized:
             continue
         q = job.q
-        delta = dequantize(e.decoded, q.scales, q.axis).astype(np.float64) - job.weight.array
+        delta = dequantize(e.decoded, q.scales, q.axis, q.group).astype(np.float64)
+        delta -= job.weight.array
         shift = calibrate.bias_shift(st, delta)
         if shift is None:
             continue

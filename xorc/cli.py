@@ -82,6 +82,12 @@ def cli() -> None:
     "shift: crossbar and integer-only datapaths) [default: bfloat16].",
 )
 @click.option(
+    "--group-size",
+    type=click.IntRange(1, 2**31 - 1),
+    help="One scale per G consecutive input-side weights of each output channel (32, 64, 128; "
+    "docs/format.md §3.4) [default: one per channel].",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),

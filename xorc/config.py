@@ -61,6 +61,7 @@ class CompressOptions:
     policy: str = "all"
     per_channel: bool = True
     scale_dtype: str = "bfloat16"
+    group_size: int | None = None
     seed: int = 0
     effort: int = 1
     error_budget: float | None = None
@@ -94,6 +95,10 @@ class CompressOptions:
         check(
             self.scale_dtype, "scale_dtype", lambda v: v in SCALE_DTYPES, " or ".join(SCALE_DTYPES)
         )
+        if self.group_size is not None:
+            check(self.group_size, "group_size", _is_group_size, "an integer in [1, 2^31 - 1]")
+            if not self.per_channel:
+                raise ConfigError("group_size needs per-channel scales (not per_channel = false)")
         check(self.effort, "effort", lambda v: type(v) is int and 1 <= v <= 64, "in [1, 64]")
         check(self.xor_variant, "xor_variant", lambda v: type(v) is int and 1 <= v <= 3, "1-3")
         if self.error_budget is not None:
@@ -247,6 +252,10 @@ def _is_insitu_config(v: Any) -> bool:
     except ValueError:
         return False
     return 0 <= bi <= 64 and bo >= 1 and all(2 <= q <= 8 for q in qs)
+
+
+def _is_group_size(v: Any) -> bool:
+    return type(v) is int and 1 <= v <= 2**31 - 1
 
 
 def _is_dict_size(v: Any) -> bool:

@@ -74,8 +74,8 @@ def to_weights(container: Container, record: TensorRecord, levels: NDArray[np.in
         return prequant.decode(levels, scales, record.offsets, record.axis, record.dtype)
     if record.scale_dtype == "pow2":  # the datapath's rescale: a shift by n, no multiplier
         shifts = np.frombuffer(container.stream(record, SCALES), dtype="i1")
-        return shift_dequantize(levels, shifts, record.axis).astype(dtype)
-    return dequantize(levels, scales, record.axis).astype(dtype)
+        return shift_dequantize(levels, shifts, record.axis, record.group_size).astype(dtype)
+    return dequantize(levels, scales, record.axis, record.group_size).astype(dtype)
 
 
 def rebuild_model(container: Container, levels: list[NDArray[np.int16]]) -> bytes:

@@ -164,7 +164,7 @@ def layer_error(job: TensorJob, st: calibrate.InputStats | None) -> tuple[float,
         return None
     w = job.weight.array.astype(np.float64)
     q = job.q
-    d = dequantize(job.enc.decoded, q.scales, q.axis).astype(np.float64) - w
+    d = dequantize(job.enc.decoded, q.scales, q.axis, q.group).astype(np.float64) - w
     hess = st.hessian if st is not None else None
     axis = job.weight.axis
     if hess is not None and axis is not None:

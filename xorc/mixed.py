@@ -379,7 +379,7 @@ class Probe:
             job = replace(self.jobs[name], quantized=q, encoded=e)
             trial_jobs.append(job)
             encoded.append(e)
-            arrays[name] = dequantize(e.decoded, q.scales, q.axis)
+            arrays[name] = dequantize(e.decoded, q.scales, q.axis, q.group)
         if self.stats:
             arrays.update(bias.corrected_biases(self.model, trial_jobs, encoded, self.stats)[0])
         sess = runtime.session(onnx_io.substitute(self.model, arrays), "candidate model")

@@ -37,8 +37,9 @@ from xorc.config import CompressOptions, TensorSettings
 from xorc.format import Container
 from xorc.policies import Policy
 from xorc.quantize import (
-    along,
+    expand_scales,
     global_threshold,
+    group_of,
     max_level,
     prune_below,
     prune_pattern,
@@ -307,6 +308,7 @@ def quantize_job(
             original, w.axis, s.sparsity, options.prune_structure, options.crossbar, st
         )
     axis = w.axis if s.per_channel else None
+    group = None if job.policy.name == "insitu" else group_of(w.shape, axis, options.group_size)
     done = None
     on_prior = _reconstructs(job, options) and _on_prior(job, options)
     hess = prior.prior_hessian(w) if on_prior else (st.hessian if st is not None else None)
@@ -314,36 +316,38 @@ def quantize_job(
         method = reconstruct.Method(
             s.bits, s.sparsity, options.pattern, "magnitude" if job.aligned else options.prune,
             options.reconstruct != "none", options.act_order, options.damp, options.scale_dtype,
-            options.clip_search,
+            options.clip_search, group,
         )  # fmt: skip
         done, job.reconstruction = reconstruct.for_tensor(
             original, values, w.axis, s.per_channel, hess, method
         )
         if on_prior:
             job.reconstruction = {**job.reconstruction, "h": "prior"}
-    levels, scales = done or quantize(values, s.bits, axis, options.scale_dtype)
+    levels, scales = done or quantize(values, s.bits, axis, options.scale_dtype, group)
+    scale = expand_scales(scales, axis, values.shape, group)
     imp = None
     if job.policy.uses_sensitivity:
         sens = calibrate.sensitivity(st, w.array.shape) if st is not None else None
-        imp = error_weight(levels.shape, scales, axis, sens)
+        imp = error_weight(levels.shape, scale, sens)
     exact, moment = None, None
     if job.policy.uses_moment and st is not None and st.moment is not None and axis is not None:
         top = float(max_level(s.bits))
-        exact = np.clip(values / along(scales, axis, values.ndim), -top, top)
+        exact = np.clip(values / scale, -top, top)
         moment = st.moment
     if job.policy.uses_hessian and st is not None and st.hessian is not None:
-        exact, moment = _hessian_inputs(values, scales, axis, s.bits, st.hessian.moment)
-    return QuantTensor(w.name, levels, s.bits, scales, axis, imp, exact, moment)
+        exact, moment = _hessian_inputs(values, scale, axis, s.bits, st.hessian.moment)
+    return QuantTensor(w.name, levels, s.bits, scales, axis, imp, exact, moment, group)
 
 
 def _hessian_inputs(
-    values: np.ndarray, scales: np.ndarray, axis: int | None, bits: int, h: np.ndarray | None
+    values: np.ndarray, scale: np.ndarray, axis: int | None, bits: int, h: np.ndarray | None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Unrounded levels and the H of a one-group layer (policy `uses_hessian`), else None."""
+    """Unrounded levels and the H of a one-group layer (policy `uses_hessian`), else None;
+    `scale` broadcasts over the weight (`expand_scales`)."""
     if h is None or h.shape[0] != 1 or axis is None:
         return None, None
     top = float(max_level(bits))
-    return np.clip(values / along(scales, axis, values.ndim), -top, top), h[0]
+    return np.clip(values / scale, -top, top), h[0]
 
 
 def _magnitude_pruned(
@@ -362,17 +366,14 @@ def _magnitude_pruned(
 
 
 def error_weight(
-    shape: tuple[int, ...],
-    scales: np.ndarray,
-    axis: int | None,
-    sensitivity: np.ndarray | None,
+    shape: tuple[int, ...], scale: np.ndarray, sensitivity: np.ndarray | None
 ) -> np.ndarray:
     """Per-weight importance for the codecs: the cost of a one-level error at each weight.
 
-    A level error of d changes the weight by d × scale[channel] and the layer output by that
-    times the input, so the weight is scale × input sensitivity (1 without calibration data).
+    A level error of d changes the weight by d × scale (of its channel or group, `scale`
+    broadcasting over the weight: `expand_scales`) and the layer output by that times the
+    input, so the weight is scale × input sensitivity (1 without calibration data).
     """
-    scale = along(scales, axis, len(shape))
     base = np.ones(shape, np.float32) if sensitivity is None else sensitivity
     return (base * scale).astype(np.float32)
 

@@ -11,13 +11,17 @@ consecutive input features of a row).
 
 Scales are xorc's own (`quantize.quantize`: max|w| per output channel over the original weights,
 bfloat16 rounding included) and stay fixed; the levels land in the same range as
-round-to-nearest, so every codec downstream is unchanged. Everything runs over all output
+round-to-nearest, so every codec downstream is unchanged. With group scales (`Method.group` G)
+the columns go in their natural order and a group's scale is fixed when the sweep reaches the
+group's first column, from the weights the error updates left (GPTQ's groupsize), its clipping
+ratio chosen then by the output error of the group's columns. Everything runs over all output
 channels and all groups of a layer at once. See docs/reconstruction.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from xorc.groupscale import GroupScales
 from xorc.hessian import Hessian, matrix_form
 from xorc.quantize import max_level, quantize
 
@@ -55,7 +60,9 @@ class Method:
         damp: dampening, as a fraction of the mean of diag(H).
         scale_dtype: "float32", "bfloat16" or "pow2", as `quantize` (GPTQ rounds against it).
         clip: search each row's clipping ratio (CLIP_RATIOS) at CLIP_MAX_BITS or fewer
-            (with rounding only).
+            (with rounding only); with `group`, each group's.
+        group: G, one scale per G consecutive input features of a row (docs/format.md §3.4
+            "Group scales"; per-channel scales only), or None: one per row.
     """
 
     bits: int
@@ -67,6 +74,7 @@ class Method:
     damp: float = 0.01
     scale_dtype: str = "bfloat16"
     clip: bool = False
+    group: int | None = None
 
 
 def reconstruct(
@@ -92,6 +100,11 @@ def reconstruct(
         raise ValueError(f"H of {groups} x {width} features does not fit a weight {w.shape}")
     shape3 = (groups, rows.shape[0] // groups, width)
     fixed = None if mask is None else matrix_form(mask, out_axis).reshape(shape3)
+    if method.group is not None:
+        if not per_channel:
+            raise ValueError("group scales need per-channel scales")
+        levels3, scales, info = _solve_grouped(rows.reshape(shape3), hess, method, fixed)
+        return _finish(levels3, scales, info, w.shape, out_axis, hess)
     search = method.clip and method.rounding and method.bits <= CLIP_MAX_BITS
     best = None
     for ratio in CLIP_RATIOS if search else (1.0,):
@@ -107,10 +120,46 @@ def reconstruct(
     if best is not None:
         levels3, scales, _, ratios = best
         info["clip"] = {"ratios": list(CLIP_RATIOS), "mean_ratio": float(np.mean(ratios))}
-    moved = np.moveaxis(w, out_axis, 0).shape
+    return _finish(levels3, scales, info, w.shape, out_axis, hess)
+
+
+def _finish(
+    levels3: NDArray[np.int16],
+    scales: NDArray[np.float32],
+    info: dict,
+    shape: tuple[int, ...],
+    out_axis: int,
+    hess: Hessian,
+) -> tuple[NDArray[np.int16], NDArray[np.float32], dict]:
+    """[groups, rows, F] levels back in the weight's shape; the sample count noted."""
+    moved = (shape[out_axis], *(d for i, d in enumerate(shape) if i != out_axis))
     levels = np.moveaxis(levels3.reshape(moved), 0, out_axis).astype(np.int16)
     info["n_samples"] = hess.n_samples
     return np.ascontiguousarray(levels), scales, info
+
+
+def _solve_grouped(
+    w: NDArray[np.float64], hess: Hessian, method: Method, fixed: NDArray[np.bool_] | None
+) -> tuple[NDArray[np.int16], NDArray[np.float32], dict]:
+    """[groups, rows, F] levels and the group scales (C x ceil(F / G), channel major): the
+    columns in natural order, each group's scale fixed at its first column (`GroupScales`)."""
+    h = np.array(hess.moment, dtype=np.float64)
+    u, damp = _inverse_factor(h, method.damp)
+    search = method.clip and method.rounding and method.bits <= CLIP_MAX_BITS
+    ratios = CLIP_RATIOS if search else (1.0,)
+    pick = GroupScales(w.shape, h, method.bits, method.scale_dtype, method.group, ratios)
+    scales = np.zeros(w.shape)
+    levels = _columns(w.copy(), scales, u, method, fixed, pick)
+    info = {
+        "method": "gptq" if method.rounding else "none",
+        "prune": None if (method.sparsity <= 0 and method.pattern is None) else method.prune,
+        "damp": damp,
+        "act_order": False,
+        "group_size": method.group,
+    }
+    if search:
+        info["clip"] = {"ratios": list(CLIP_RATIOS), "mean_ratio": float(np.mean(pick.ratios))}
+    return levels, pick.scales.reshape(-1), info
 
 
 def _row_error(
@@ -233,13 +282,15 @@ def _columns(
     u: NDArray[np.float64],
     method: Method,
     fixed: NDArray[np.bool_] | None,
+    pick: GroupScales | None = None,
 ) -> NDArray[np.int16]:
-    """The GPTQ / SparseGPT loop over blocks of columns, lazy updates between blocks."""
+    """The GPTQ / SparseGPT loop over blocks of columns, lazy updates between blocks.
+
+    `scales`: [groups, rows, 1] per row; with `pick` (group scales), [groups, rows, F] filled
+    group by group as the sweep reaches each group's first column."""
     top = float(max_level(method.bits))
     width = w.shape[2]
-    block = (
-        BLOCK if method.pattern is None else method.pattern[1] * max(1, BLOCK // method.pattern[1])
-    )
+    block = _block_width(method)
     levels = np.zeros(w.shape, np.int16)
     for i1 in range(0, width, block):
         i2 = min(i1 + block, width)
@@ -254,18 +305,32 @@ def _columns(
                 pruned[:, :, j] = _pattern_mask(
                     w1[:, :, j], diag[:, j], method.pattern[0], pruned[:, :, j]
                 )
+            if pick is not None and (i1 + i) % pick.group == 0:
+                j = slice(i, i + pick.group)
+                scales[:, :, i1 + i : i1 + i + pick.group] = pick(
+                    w1[:, :, j], pruned[:, :, j], i1 + i
+                )[:, :, None]
+            sc = scales[:, :, 0 if pick is None else i1 + i]
             col = w1[:, :, i]
-            q = np.clip(np.rint(col / scales[:, :, 0]), -top, top) if method.rounding else col
+            q = np.clip(np.rint(col / sc), -top, top) if method.rounding else col
             q = np.where(pruned[:, :, i], 0.0, q)
-            deq = q * scales[:, :, 0] if method.rounding else q
+            deq = q * sc if method.rounding else q
             e = (col - deq) / u1[:, i, i][:, None]
             w1[:, :, i:] -= e[:, :, None] * u1[:, None, i, i:]
             w1[:, :, i] = deq
             err[:, :, i] = e
-        q_block = np.clip(np.rint(w1 / scales), -top, top)  # GPTQ: w1 holds q x scale already
+        divisor = scales if pick is None else scales[:, :, i1:i2]
+        q_block = np.clip(np.rint(w1 / divisor), -top, top)  # GPTQ: w1 holds q x scale already
         levels[:, :, i1:i2] = np.where(pruned, 0, q_block).astype(np.int16)
         w[:, :, i2:] -= np.matmul(err, u[:, i1:i2, i2:])
     return levels
+
+
+def _block_width(method: Method) -> int:
+    """Columns per lazy-update block: BLOCK, rounded to a multiple of the N:M pattern's M and
+    of the group size G (so a group's columns are all in the block when its scale is set)."""
+    unit = math.lcm(method.pattern[1] if method.pattern else 1, method.group or 1)
+    return unit * max(1, BLOCK // unit)
 
 
 def _block_mask(

@@ -57,6 +57,7 @@ class Summary:
                     "payload_bytes": payload,
                     "scale_bytes": next(s.length for s in t.streams if s.name == SCALES),
                     "scale_dtype": t.scale_dtype,
+                    "group_size": t.group_size,
                     "bits_per_weight": _ratio(8 * payload, t.n_weights),
                     "details": t.stats,
                 }
@@ -223,7 +224,7 @@ def render_text(summary: Summary) -> str:
             f"{100 * r['sparsity']:.1f}%",
             _fmt_bytes(r["payload_bytes"]),
             "n/a" if r["bits_per_weight"] is None else f"{r['bits_per_weight']:.3f}",
-            _notes(r["details"]),
+            _group_note(r["group_size"]) + _notes(r["details"]),
         )
         for r in rows
     ]
@@ -302,6 +303,11 @@ def _fidelity_line(fid: dict[str, Any]) -> str:
             sqnr = ", identical"
         parts.append(f"{o['name']} {cos}{sqnr}")
     return f"fidelity on {inputs['n_samples']} {inputs['source']} inputs: " + "; ".join(parts)
+
+
+def _group_note(group_size: int | None) -> str:
+    """The text table's note of group scales (docs/format.md §3.4)."""
+    return "" if group_size is None else f"scales per {group_size} "
 
 
 def _notes(details: dict[str, Any]) -> str:

@@ -101,7 +101,7 @@ class AccuracyProbe:
         for q, e, dtype in zip(self.quantized, encoded, self.dtypes, strict=True):
             if dtype in ("int8", "uint8"):
                 continue
-            arrays[q.name] = dequantize(e.decoded, q.scales, q.axis)
+            arrays[q.name] = dequantize(e.decoded, q.scales, q.axis, q.group)
         arrays.update(self.biases(encoded))
         sess = runtime.session(onnx_io.substitute(self.model, arrays), "candidate model")
         (out,) = runtime.run(sess, self.data, [self.output])

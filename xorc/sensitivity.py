@@ -334,4 +334,4 @@ def _measure_layer(
 
 def _dequantized(job: pipeline.TensorJob) -> NDArray[np.generic]:
     q = job.q
-    return dequantize(job.enc.decoded, q.scales, q.axis).astype(job.weight.array.dtype)
+    return dequantize(job.enc.decoded, q.scales, q.axis, q.group).astype(job.weight.array.dtype)

@@ -68,7 +68,7 @@ def reconstruct_in_order(
 
 def _dequantized(job: TensorJob) -> np.ndarray:
     q = job.q
-    return dequantize(q.values, q.scales, q.axis).astype(job.weight.array.dtype)
+    return dequantize(q.values, q.scales, q.axis, q.group).astype(job.weight.array.dtype)
 
 
 def _step_hessians(

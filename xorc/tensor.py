@@ -38,6 +38,8 @@ class QuantTensor:
         moment: optional [C, C] second moment E[x x^T] of the layer's input over calibration
             data, C the size of all axes but `axis` (the input features each output channel
             reads; only for layers where that holds: Gemm, MatMul, 1x1 Conv).
+        group: G when `scales` are group scales (ceil(F / G) per channel, channel major,
+            docs/format.md §3.4 "Group scales"); None: one per channel (or per tensor).
     """
 
     name: str
@@ -48,6 +50,7 @@ class QuantTensor:
     importance: NDArray[np.float32] | None = None
     exact: NDArray[np.float32] | None = None
     moment: NDArray[np.float64] | None = None
+    group: int | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

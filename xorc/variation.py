@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from xorc.datapath.crossbar import CrossbarConfig
 from xorc.errors import UsageError
 from xorc.hessian import Hessian, matrix_form
+from xorc.quantize import expand_scales
 
 
 @dataclass(frozen=True)
@@ -285,11 +286,11 @@ def prepare(
         stats = calibrate.input_stats(source, calib_path, [], wanted)
     tensors = []
     for i, r in mapped:
-        shape = [-1 if d == r.axis else 1 for d in range(len(r.shape))]
+        scale = expand_scales(container.scales(r), r.axis, r.shape, r.group_size)
         st = stats.get(r.name)
         tensors.append(
-            Tensor(i, levels[i], container.scales(r).reshape(shape), r.axis, r.bits,
-                   base[i].dtype, st.hessian if st is not None else None)
+            Tensor(i, levels[i], scale, r.axis, r.bits, base[i].dtype,
+                   st.hessian if st is not None else None)
         )  # fmt: skip
     sess_o = runtime.source_session(source)
     data = runtime.load_data(data_path, sess_o)

@@ -52,9 +52,12 @@ class TensorRecord:
     scale_dtype: str = "float32"
     offsets: tuple[int, ...] | None = None
     structure: Structure | None = None
+    group_size: int | None = None
 
     def to_json(self) -> dict[str, JSON]:
         extra: dict[str, JSON] = {} if self.offsets is None else {"offsets": list(self.offsets)}
+        if self.group_size is not None:
+            extra["group_size"] = self.group_size
         if self.structure is not None:
             extra["structure"] = self.structure.to_json()
         return {
@@ -80,8 +83,17 @@ class TensorRecord:
 
     @property
     def n_channels(self) -> int:
-        """Number of scales: the size of the channel axis, or 1."""
+        """The size of the channel axis, or 1."""
         return 1 if self.axis is None else self.shape[self.axis]
+
+    @property
+    def n_scales(self) -> int:
+        """Number of scales: one per channel, or ceil(F / G) per channel with `group_size` G
+        (docs/format.md §3.4)."""
+        if self.group_size is None or self.axis is None:
+            return self.n_channels
+        features = self.n_weights // max(self.shape[self.axis], 1)
+        return self.n_channels * -(-features // self.group_size)
 
 
 @dataclass(frozen=True)

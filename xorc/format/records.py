@@ -130,10 +130,11 @@ def parse_tensors(
     offsets: bool = False,
     pow2_scales: bool = False,
     full_range: bool = False,
+    group_scales: bool = False,
 ) -> tuple[TensorRecord, ...]:
     """Check every tensor record and its stream layout (docs/format.md §3.2, §3.4);
-    `bf16_scales`, `offsets`, `pow2_scales`, `full_range`: whether the header's required flags
-    BF16_SCALES, INT_OFFSETS, POW2_SCALES and FULL_RANGE are set."""
+    `bf16_scales`, `offsets`, `pow2_scales`, `full_range`, `group_scales`: whether the header's
+    required flags BF16_SCALES, INT_OFFSETS, POW2_SCALES, FULL_RANGE and GROUP_SCALES are set."""
     raw = doc.get("tensors")
     if not isinstance(raw, list) or len(raw) > MAX_TENSORS:
         raise BadRecord(f"section TENSORS: 'tensors' must be a list of at most {MAX_TENSORS}")
@@ -143,7 +144,7 @@ def parse_tensors(
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise BadRecord(f"tensor #{i}: record must be an object")
-        rec = _parse_record(item, i, bf16_scales, offsets, pow2_scales)
+        rec = _parse_record(item, i, bf16_scales, offsets, pow2_scales, group_scales)
         _check_full_range(rec, full_range)
         if rec.name in names:
             raise BadRecord(f"tensor {rec.name!r}: duplicate name")
@@ -208,7 +209,12 @@ def _parse_shape(item: Mapping[str, Any], where: str) -> tuple[tuple[int, ...], 
 
 
 def _parse_record(
-    item: dict[str, Any], i: int, bf16_scales: bool, offsets_flag: bool = False, pow2: bool = False
+    item: dict[str, Any],
+    i: int,
+    bf16_scales: bool,
+    offsets_flag: bool = False,
+    pow2: bool = False,
+    groups: bool = False,
 ) -> TensorRecord:
     name = _parse_name(item, i)
     where = f"tensor {name!r}"
@@ -227,14 +233,15 @@ def _parse_record(
         raise BadRecord(f"{where}: bfloat16 scales, but required flag BF16_SCALES is clear")
     if scale_dtype == "pow2" and not pow2:
         raise BadRecord(f"{where}: pow2 scales, but required flag POW2_SCALES is clear")
-    expected = SCALE_DTYPES[scale_dtype] * (1 if axis is None else shape[axis])
+    dtype = _str(item, "dtype", where, DTYPES)
+    group_size, n_scales = _parse_group_size(item, where, shape, axis, dtype, groups)
+    expected = SCALE_DTYPES[scale_dtype] * n_scales
     if streams[0].length != expected:
         raise BadRecord(
             f"{where}: stream 'scales' is {streams[0].length} bytes, expected {expected} "
             f"({scale_dtype})"
         )
     structure = _parse_structure(item, shape, axis, streams, where)
-    dtype = _str(item, "dtype", where, DTYPES)
     offsets = _parse_offsets(item, where, dtype, 1 if axis is None else shape[axis], offsets_flag)
     return TensorRecord(
         name=name,
@@ -254,7 +261,38 @@ def _parse_record(
         scale_dtype=scale_dtype,
         offsets=offsets,
         structure=structure,
+        group_size=group_size,
     )
+
+
+def _parse_group_size(
+    item: Mapping[str, Any],
+    where: str,
+    shape: tuple[int, ...],
+    axis: int | None,
+    dtype: str,
+    flag: bool,
+) -> tuple[int | None, int]:
+    """The optional `group_size` G (docs/format.md §3.2) and the number of scales it means:
+    one per channel without it, ceil(F / G) per channel with it."""
+    channels = 1 if axis is None else shape[axis]
+    if "group_size" not in item:
+        return None, channels
+    if not flag:
+        raise BadRecord(f"{where}: field 'group_size', but required flag GROUP_SCALES is clear")
+    if axis is None or dtype in INTEGER_DTYPES:
+        raise BadRecord(
+            f"{where}: field 'group_size' needs a channel axis and a float dtype, got axis "
+            f"{axis!r} and dtype {dtype!r}"
+        )
+    features = 0 if channels == 0 else math.prod(shape) // channels
+    group = _int(item, "group_size", 1, MAX_DIM, where)
+    if group >= features:
+        raise BadRecord(
+            f"{where}: field 'group_size' {group} must be below the {features} weights per "
+            "channel (one group per channel is written without it)"
+        )
+    return group, channels * -(-features // group)
 
 
 def _parse_structure(

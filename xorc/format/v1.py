@@ -42,7 +42,8 @@ BF16_SCALES = 1  # header required flag bit 0 (§2.4)
 INT_OFFSETS = 2  # header required flag bit 1 (§2.4)
 POW2_SCALES = 4  # header required flag bit 2 (§2.4)
 FULL_RANGE = 8  # header required flag bit 3 (§2.4)
-KNOWN_REQUIRED_FLAGS = BF16_SCALES | INT_OFFSETS | POW2_SCALES | FULL_RANGE
+GROUP_SCALES = 16  # header required flag bit 4 (§2.4)
+KNOWN_REQUIRED_FLAGS = BF16_SCALES | INT_OFFSETS | POW2_SCALES | FULL_RANGE | GROUP_SCALES
 assert HEADER.size == 64 and ENTRY.size == 32
 
 
@@ -319,7 +320,8 @@ def _read_records(
     offsets = bool(layout.required_flags & INT_OFFSETS)
     pow2 = bool(layout.required_flags & POW2_SCALES)
     full = bool(layout.required_flags & FULL_RANGE)
-    return meta, records.parse_tensors(doc, payload_length, bf16, offsets, pow2, full)
+    groups = bool(layout.required_flags & GROUP_SCALES)
+    return meta, records.parse_tensors(doc, payload_length, bf16, offsets, pow2, full, groups)
 
 
 def _read_contents(

@@ -17,6 +17,7 @@ from xorc.format.v1 import (
     FLAG_REQUIRED,
     FOOTER_SIZE,
     FULL_RANGE,
+    GROUP_SCALES,
     HEADER,
     INT_OFFSETS,
     MAGIC,
@@ -59,8 +60,13 @@ def _bodies(container: Container) -> tuple[list[tuple[int, int, Body]], int]:
     offsets = any(t.offsets is not None for t in container.tensors)
     pow2 = any(t.scale_dtype == "pow2" for t in container.tensors)
     full = any(records.full_range(t) for t in container.tensors)
-    flags = (BF16_SCALES if bf16 else 0) | (INT_OFFSETS if offsets else 0)
-    return bodies, flags | (POW2_SCALES if pow2 else 0) | (FULL_RANGE if full else 0)
+    groups = any(t.group_size is not None for t in container.tensors)
+    flags = (
+        (BF16_SCALES if bf16 else 0)
+        | (INT_OFFSETS if offsets else 0)
+        | (POW2_SCALES if pow2 else 0)
+    )
+    return bodies, flags | (FULL_RANGE if full else 0) | (GROUP_SCALES if groups else 0)
 
 
 def write_sections(bodies: list[tuple[int, int, bytes]], required_flags: int = 0) -> bytes:
