@@ -74,10 +74,13 @@ def source_session(model: SourceModel, outputs: Sequence[str] = ()) -> ort.Infer
     from the model's folder: nothing is inlined, so a model over protobuf's 2 GB runs too."""
     from xorc import onnx_io
 
-    if not model.external:
-        return session(onnx_io.with_outputs(onnx_io.serialize(model), list(outputs)), model.path)
-    graph = onnx_io.with_outputs(onnx_io.to_bytes(model.proto, model.path), list(outputs))
-    return session(graph, model.path, Path(model.path).resolve().parent)
+    if model.external:
+        graph, folder = onnx_io.to_bytes(model.proto, model.path), Path(model.path).resolve().parent
+    else:
+        graph, folder = onnx_io.serialize(model), None
+    if outputs:  # parsed and written again only when the graph changes
+        graph = onnx_io.with_outputs(graph, list(outputs))
+    return session(graph, model.path, folder)
 
 
 def load_data(path: str | Path, sess: ort.InferenceSession) -> Dataset:
