@@ -109,7 +109,17 @@ def bits_to_fields(
 
 
 def pack_fields(values: ArrayLike, widths: ArrayLike) -> tuple[bytes, int]:
-    """Pack fields (see `fields_to_bits`) into bytes; returns the bytes and the exact bit length."""
+    """Pack fields (see `fields_to_bits`) into bytes; returns the bytes and the exact bit length.
+
+    A scalar width 1..64 packs per field (`pack_fields_fast`, the same bytes), the bits above
+    the width cleared first as `fields_to_bits` ignores them."""
+    w = np.asarray(widths)
+    if w.ndim == 0 and 1 <= int(w) <= 64:
+        vals = np.asarray(values, dtype=np.uint64).ravel()
+        width = int(w)
+        if width < 64:
+            vals = vals & np.uint64((1 << width) - 1)
+        return pack_fields_fast(vals, np.full(vals.size, width, dtype=np.uint8), width)
     bits = fields_to_bits(values, widths)
     return pack_bits(bits), int(bits.size)
 

@@ -8,7 +8,9 @@ per plane group over every register stream with the chosen rates as lanes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,30 +18,29 @@ from numpy.typing import NDArray
 from xorc.codecs.common import to_sign_magnitude
 from xorc.codecs.xor.adaptive import field_widths, register_windows
 from xorc.codecs.xor.adaptsolve import AdaptLanes, solve_adaptive
-from xorc.codecs.xor.decode import busy_slices
 from xorc.codecs.xor.encode import (
     LOW_RATES,
-    _error_importance,
-    _groups,
-    _keys,
     _patch_estimate,
+    _plane_importance,
     _plane_targets,
 )
 from xorc.codecs.xor.finish import Candidate, SolvedTensor
 from xorc.codecs.xor.mask import encode_mask
-from xorc.codecs.xor.network import DEFAULT_M_SEED, MAX_N_IN, network, xor_outputs
+from xorc.codecs.xor.network import DEFAULT_M_SEED, MAX_N_IN, xor_outputs
 from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.patches import patch_run_length
 from xorc.codecs.xor.schema import MAX_RATE, VARIANT_ADAPT
 from xorc.codecs.xor.seqencode import (
     N_OUT_STEP,
     SCAN_LEN,
+    Slicing,
     _rate_zero_costs,
     _Rows,
     _rows,
     _sample,
     best_per_stream,
-    stream_length,
+    group_candidates,
+    slicing,
 )
 from xorc.codecs.xor.solve import _ranks
 from xorc.tensor import QuantTensor
@@ -62,10 +63,14 @@ def _n_out_choices(n: int, kept: NDArray[np.int64]) -> list[int]:
     """Multiples of N_OUT_STEP whose mean care count per busy slice is near CARE_TARGETS."""
     cap = max(N_OUT_STEP, -(-n // N_OUT_STEP) * N_OUT_STEP)
     picks = set()
+    busy: dict[int, int] = {}
     for target in CARE_TARGETS:
         n_out = N_OUT_STEP
         for _ in range(8):  # busy slices depend on n_out: iterate the estimate
-            n_busy, _ = busy_slices(kept, n_out)
+            if n_out not in busy:
+                slice_of = kept // n_out
+                busy[n_out] = int(slice_of.size > 0) + int(np.count_nonzero(np.diff(slice_of)))
+            n_busy = busy[n_out]
             mean = kept.size / max(n_busy, 1)
             guess = round(n_out * target / max(mean, 1e-9) / N_OUT_STEP) * N_OUT_STEP
             guess = int(min(cap, MAX_N_OUT_ENC, max(N_OUT_STEP, guess)))
@@ -111,37 +116,55 @@ def _solve(
     return best_per_stream(seeds, errors, rates, len(ranks), n_streams, rows.n_busy)
 
 
-def _scan(
-    kept: NDArray[np.int64],
-    codes: NDArray[np.uint16],
-    bits: int,
-    n: int,
-    n_out: int,
-    rates: Sequence[int] = SCAN_RATES,
-) -> tuple[float, list[int]]:
-    """Estimated bits and best rate per plane (0: a rate-0 mode) for `n_out` among `rates`,
-    policy all."""
-    rows = _rows(kept, n_out, _plane_targets(codes, bits, list(range(bits))))
-    sample = _sample(rows)
-    scale = rows.n_busy / max(sample.n_busy, 1)
-    care = np.bincount(rows.busy, minlength=rows.n_busy)
-    rank = _ranks(sample.busy, np.bincount(sample.busy), np.arange(sample.busy.size))
-    _, err = _solve(sample, [rank], rates, min(SCAN_LEN, sample.n_busy), bits)
-    cost = np.stack(
-        [
-            float(field_widths(care, [r], [REG]).sum())
-            + _patch_estimate(err[r].sum(axis=0) * scale, kept.size)
-            for r in rates
-        ]
-    )  # (rates, P)
+@dataclass
+class _Scan:
+    """The rate scan of one tensor: the targets, the rate-0 cost per plane (inf where
+    PATCH_SHARE forbids it), and per `n_out` the sample, the care counts of the busy slices
+    and the sample's errors per rate (S, P), filled as rates are solved."""
+
+    kept: NDArray[np.int64]
+    bits: int
+    targets: NDArray[np.uint8]
+    zero: NDArray[np.float64]
+    rows: dict[int, tuple[_Rows, NDArray[np.int64], int]] = field(default_factory=dict)
+    errors: dict[tuple[int, int], NDArray[np.int64]] = field(default_factory=dict)
+
+
+def _scan_state(kept: NDArray[np.int64], codes: NDArray[np.uint16], bits: int) -> _Scan:
     zero = _rate_zero_costs(codes, bits, kept.size).min(axis=1)
     ones = np.array([float(((codes >> np.uint16(bits - 1 - i)) & 1).mean()) for i in range(bits)])
     zero[np.minimum(ones, 1.0 - ones) > PATCH_SHARE] = np.inf
+    return _Scan(kept, bits, _plane_targets(codes, bits, list(range(bits))), zero)
+
+
+def _scan(state: _Scan, n_out: int, rates: Sequence[int] = SCAN_RATES) -> tuple[float, list[int]]:
+    """Estimated bits and best rate per plane (0: a rate-0 mode) for `n_out` among `rates`,
+    policy all. A rate's lanes do not depend on the other rates', so each (n_out, rate) is
+    solved once."""
+    if n_out not in state.rows:
+        rows = _rows(state.kept, n_out, state.targets)
+        care = np.bincount(rows.busy, minlength=rows.n_busy)
+        state.rows[n_out] = (_sample(rows), care, rows.n_busy)
+    sample, care, n_busy = state.rows[n_out]
+    todo = [r for r in rates if (n_out, r) not in state.errors]
+    if todo:
+        rank = _ranks(sample.busy, np.bincount(sample.busy), np.arange(sample.busy.size))
+        _, err = _solve(sample, [rank], todo, min(SCAN_LEN, sample.n_busy), state.bits)
+        state.errors |= {(n_out, r): err[r] for r in todo}
+    scale = n_busy / max(sample.n_busy, 1)
+    k = state.kept.size
+    cost = np.stack(
+        [
+            float(field_widths(care, [r], [REG]).sum())
+            + _patch_estimate(state.errors[n_out, r].sum(axis=0) * scale, k)
+            for r in rates
+        ]
+    )  # (rates, P)
     best, total = [], 0.0
-    for i in range(bits):
+    for i in range(state.bits):
         j = int(cost[:, i].argmin())
-        best.append(rates[j] if float(cost[j, i]) < zero[i] else 0)
-        total += min(float(cost[j, i]), float(zero[i]))
+        best.append(rates[j] if float(cost[j, i]) < state.zero[i] else 0)
+        total += min(float(cost[j, i]), float(state.zero[i]))
     return total, best
 
 
@@ -156,66 +179,31 @@ def _rates_for(best: list[int], planes: list[int], policy: str) -> dict[int, lis
 
 
 def _candidate(
+    q: QuantTensor,
+    sl: Slicing,
     rate: int,
     fields: NDArray[np.uint64],
     truth: NDArray[np.uint8],
-    ctx: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint64], int, int],
-    kept: NDArray[np.int64],
-    importance: NDArray[np.float64],
+    plane: int,
     invert: int = 0,
 ) -> Candidate:
     """Decode one plane at one rate (one field per busy slice) and record its errors."""
-    busy_ids, index, row_words, stream_len, n_slices = ctx
-    care = np.bincount(index, minlength=busy_ids.size)
-    widths = field_widths(care, [rate], [REG if rate else 0])
-    win = register_windows(fields[None, :], widths, [REG if rate else 0], stream_len)[0]
-    got = xor_outputs(win[index], row_words) ^ np.uint8(invert)
-    err = np.flatnonzero(got != truth)
-    imp = importance[err].astype(np.float32)
+    reg = REG if rate else 0
+    widths = field_widths(sl.care, [rate], [reg])
+    if rate:
+        win = register_windows(fields[None, :], widths, [reg], sl.length)[0]
+        got = xor_outputs(win[sl.index], sl.row_words) ^ np.uint8(invert)
+        err = np.flatnonzero(got != truth)
+    else:  # rate 0: the plane decodes to `invert` everywhere
+        err = np.flatnonzero(truth != invert)
+    imp = _plane_importance(q, sl.kept, plane, err).astype(np.float32)
     by_imp = np.argsort(imp, kind="stable").astype(np.int32)
     _, bits = patch_run_length(err)  # variant 3 patches are care indices
-    full = np.zeros(n_slices, dtype=np.uint64)
-    full[busy_ids] = fields
-    reg = REG if rate else 0
+    full = np.zeros(sl.n_slices, dtype=np.uint64)
+    full[sl.busy_ids] = fields
     return Candidate(
         reg, full, err.astype(np.int32), by_imp, imp[by_imp], bits, 1, invert, rate, widths[0]
     )
-
-
-def _plane_candidates(
-    q: QuantTensor, options: XorOptions, kept: NDArray[np.int64], best: list[int], n_out: int
-) -> tuple[list[list[Candidate]], int, int]:
-    """Every plane's candidates (its seeded rates, rate 0 and rate 0 inverted); stream length
-    and busy slices."""
-    codes = to_sign_magnitude(q.values.ravel()[kept], q.bits)
-    rng = np.random.default_rng(options.seed)
-    n_busy, index = busy_slices(kept, n_out)
-    length = stream_length(n_busy)
-    row_words = network(DEFAULT_M_SEED, n_out)[kept % n_out]
-    ctx = (np.unique(kept // n_out), index, row_words, length, -(-q.values.size // n_out))
-    importance = _error_importance(q, kept)
-    cands: list[list[Candidate]] = [[] for _ in range(q.bits)]
-    fields_at: dict[int, NDArray[np.uint64]] = {}
-    for g in _groups(q, kept, options.patch_policy):
-        tries = _rates_for(best, g.planes, options.patch_policy)
-        rates = sorted(set().union(*tries.values()))
-        if rates and kept.size:
-            rows = _Rows(index, row_words, _plane_targets(codes, q.bits, g.planes), n_busy)
-            counts = np.bincount(index, minlength=n_busy)
-            keys = _keys(g.base, kept.size, max(1, int(options.effort)), rng)
-            ranks = [_ranks(index, counts, key) for key in keys]
-            fields_at, _ = _solve(rows, ranks, rates, length, len(g.planes))
-        for j, i in enumerate(g.planes):
-            truth = ((codes >> np.uint16(q.bits - 1 - i)) & np.uint16(1)).astype(np.uint8)
-            for r in tries[i]:
-                sd = np.ascontiguousarray(fields_at[r][:, j])
-                cands[i].append(_candidate(r, sd, truth, ctx, kept, importance[i]))
-            zero = np.zeros(n_busy, dtype=np.uint64)
-            for inv in (0, 1):
-                patched = int((truth != inv).sum())
-                if not tries[i] or patched <= PATCH_SHARE * kept.size:
-                    cands[i].append(_candidate(0, zero, truth, ctx, kept, importance[i], inv))
-    return cands, length, n_busy
 
 
 def solve_tensor_adapt(q: QuantTensor, options: XorOptions) -> SolvedTensor:
@@ -228,10 +216,15 @@ def solve_tensor_adapt(q: QuantTensor, options: XorOptions) -> SolvedTensor:
     if kept.size == 0:
         n_out, best = choices[-1], [0] * q.bits
     else:
-        scans = [(*_scan(kept, codes, q.bits, n, c, [FIRST_RATE]), c) for c in choices]
+        state = _scan_state(kept, codes, q.bits)
+        scans = [(*_scan(state, c, [FIRST_RATE]), c) for c in choices]
         _, _, n_out = min(scans, key=lambda s: (s[0], -s[2]))
-        _, best = _scan(kept, codes, q.bits, n, n_out)
-    cands, length, n_busy = _plane_candidates(q, options, kept, best, n_out)
+        _, best = _scan(state, n_out)
+    sl = slicing(kept, n, n_out)
+    make = functools.partial(_candidate, q, sl)
+    steps = (_rates_for, _solve, make)
+    cands = group_candidates(q, options, codes, sl, best, steps, PATCH_SHARE)
+    length, n_busy = sl.length, sl.n_busy
     coding, mask_k, mask_bits, mask_stream = encode_mask(flat != 0)
     return SolvedTensor(
         q, options, n_out, DEFAULT_M_SEED, -(-n // n_out), n_busy, kept, codes,

@@ -137,6 +137,22 @@ def _error_importance(q: QuantTensor, kept: NDArray[np.int64]) -> NDArray[np.flo
     return out
 
 
+def _plane_importance(
+    q: QuantTensor, kept: NDArray[np.int64], plane: int, at: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Row `plane` of `_error_importance(q, kept)` at the care indices `at` (the same values,
+    computed for those weights only)."""
+    pos = kept[at]
+    imp = (
+        np.ones(pos.size, dtype=np.float64)
+        if q.importance is None
+        else np.asarray(q.importance, dtype=np.float64).ravel()[pos]
+    )
+    if plane == 0:
+        return imp * 2.0 * np.abs(q.values.ravel()[pos].astype(np.float64))  # type: ignore[no-any-return]
+    return imp * float(2 ** (q.bits - 1 - plane))  # type: ignore[no-any-return]
+
+
 def _n_out_choices(n: int, kept: NDArray[np.int64]) -> list[int]:
     """Slice lengths worth scanning: the three largest (not above n rounded up to a power of
     two) whose mean care count per busy slice is <= MAX_MEAN_CARE; else the smallest."""

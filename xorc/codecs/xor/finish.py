@@ -216,7 +216,7 @@ def _adaptive_stream(chosen: list[Candidate], busy: NDArray[np.int64]) -> bytes:
         [c.widths if c.widths is not None else np.zeros(busy.size, np.int64) for c in chosen]
     )
     values = np.stack([c.seeds[busy] for c in chosen])
-    return bitio.pack_bits(bitio.fields_to_bits(values.T.ravel(), widths.T.ravel()))
+    return bitio.pack_fields_fast(values.T.ravel(), widths.T.ravel())[0]
 
 
 def _seeds_stream(seeds: list[NDArray[np.uint64]], n_in: list[int], n_slices: int) -> bytes:

@@ -9,7 +9,8 @@ the distinct chosen rates (and, for policy importance, the reduced rates) as lan
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +20,10 @@ from xorc.codecs.common import to_sign_magnitude
 from xorc.codecs.xor.decode import busy_slices, seed_windows
 from xorc.codecs.xor.encode import (
     LOW_RATES,
-    _error_importance,
-    _Group,
     _groups,
     _keys,
     _patch_estimate,
+    _plane_importance,
     _plane_targets,
 )
 from xorc.codecs.xor.finish import Candidate, SolvedTensor
@@ -215,68 +215,100 @@ def _rates_for(best: list[int], planes: list[int], policy: str) -> dict[int, lis
 
 
 def _candidate(
-    kept: NDArray[np.int64],
+    q: QuantTensor,
+    sl: Slicing,
     n_in: int,
     seeds: NDArray[np.uint64],
     truth: NDArray[np.uint8],
-    ctx: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint64], int, int],
-    importance: NDArray[np.float64],
+    plane: int,
     invert: int = 0,
 ) -> Candidate:
     """Decode one plane at one rate (seeds per busy slice) and record its errors."""
-    busy_ids, index, row_words, stream_len, n_slices = ctx
     stages = stages_for(n_in)
-    win = seed_windows(seeds[None, :], [n_in], [stages], stream_len)[0]
-    got = xor_outputs(win[index], row_words) ^ np.uint8(invert)
-    err = np.flatnonzero(got != truth)
-    imp = importance[err].astype(np.float32)
+    if n_in:
+        win = seed_windows(seeds[None, :], [n_in], [stages], sl.length)[0]
+        got = xor_outputs(win[sl.index], sl.row_words) ^ np.uint8(invert)
+        err = np.flatnonzero(got != truth)
+    else:  # rate 0: the plane decodes to `invert` everywhere
+        err = np.flatnonzero(truth != invert)
+    imp = _plane_importance(q, sl.kept, plane, err).astype(np.float32)
     by_imp = np.argsort(imp, kind="stable").astype(np.int32)
-    _, bits = patch_run_length(kept[err])
-    full = np.zeros(n_slices, dtype=np.uint64)
-    full[busy_ids] = seeds
+    _, bits = patch_run_length(sl.kept[err])
+    full = np.zeros(sl.n_slices, dtype=np.uint64)
+    full[sl.busy_ids] = seeds
     return Candidate(n_in, full, err.astype(np.int32), by_imp, imp[by_imp], bits, stages, invert)
 
 
-def _plane_candidates(
+@dataclass(frozen=True)
+class Slicing:
+    """The full solve's slicing of one tensor: kept positions, busy index and M word of each
+    kept weight, busy slices B, stream length T, busy slice ids, slices, care count of each
+    busy slice."""
+
+    kept: NDArray[np.int64]
+    index: NDArray[np.int64]
+    row_words: NDArray[np.uint64]
+    n_busy: int
+    length: int
+    busy_ids: NDArray[np.int64]
+    n_slices: int
+    care: NDArray[np.int64]
+
+
+def slicing(kept: NDArray[np.int64], n: int, n_out: int) -> Slicing:
+    n_busy, index = busy_slices(kept, n_out)
+    words = network(DEFAULT_M_SEED, n_out)[kept % n_out]
+    busy_ids = np.unique(kept // n_out)
+    care = np.bincount(index, minlength=n_busy)
+    length = stream_length(n_busy)
+    return Slicing(kept, index, words, n_busy, length, busy_ids, -(-n // n_out), care)
+
+
+RatesFor = Callable[[list[int], list[int], str], dict[int, list[int]]]
+Solve = Callable[
+    [_Rows, Sequence[NDArray[np.int64]], Sequence[int], int, int],
+    tuple[dict[int, NDArray[np.uint64]], dict[int, NDArray[np.int64]]],
+]
+MakeCandidate = Callable[[int, NDArray[np.uint64], NDArray[np.uint8], int, int], Candidate]
+"""(rate, seed field per busy slice, target bits, plane, invert) -> the plane's candidate."""
+
+
+def group_candidates(
     q: QuantTensor,
     options: XorOptions,
-    kept: NDArray[np.int64],
     codes: NDArray[np.uint16],
-    groups: list[_Group],
+    sl: Slicing,
     best: list[int],
-    n_out: int,
-) -> tuple[list[list[Candidate]], int, int]:
-    """Every plane's candidates (its seeded rates, rate 0 and rate 0 inverted); stream length
-    and busy slices."""
+    steps: tuple[RatesFor, Solve, MakeCandidate],
+    zero_cap: float | None = None,
+) -> list[list[Candidate]]:
+    """Every plane's candidates (variants 2 and 3): per plane group one full solve over every
+    register stream with the group's rates as lanes, then per plane its seeded rates, rate 0
+    and rate 0 inverted (those two only when they patch at most `zero_cap` x K care bits, or
+    when the plane has no seeded rate; always if `zero_cap` is None)."""
+    rates_for, solve, make = steps
     restarts = max(1, int(options.effort))
     rng = np.random.default_rng(options.seed)
-    n_slices = -(-q.values.size // n_out)
-    n_busy, index = busy_slices(kept, n_out)
-    length = stream_length(n_busy)
-    row_words = network(DEFAULT_M_SEED, n_out)[kept % n_out]
-    busy_ids = np.unique(kept // n_out)
-    ctx = (busy_ids, index, row_words, length, n_slices)
-    importance = _error_importance(q, kept)
     cands: list[list[Candidate]] = [[] for _ in range(q.bits)]
     seeds_at: dict[int, NDArray[np.uint64]] = {}
-    for g in groups:
-        tries = _rates_for(best, g.planes, options.patch_policy)
+    for g in _groups(q, sl.kept, options.patch_policy):
+        tries = rates_for(best, g.planes, options.patch_policy)
         rates = sorted(set().union(*tries.values()))
-        if rates and kept.size:
-            rows = _Rows(index, row_words, _plane_targets(codes, q.bits, g.planes), n_busy)
-            keys = _keys(g.base, kept.size, restarts, rng)
-            counts = np.bincount(index, minlength=n_busy)
-            ranks = [_ranks(index, counts, key) for key in keys]
-            seeds_at, _ = _solve(rows, ranks, rates, length, len(g.planes))
+        if rates and sl.kept.size:
+            rows = _Rows(sl.index, sl.row_words, _plane_targets(codes, q.bits, g.planes), sl.n_busy)
+            keys = _keys(g.base, sl.kept.size, restarts, rng)
+            ranks = [_ranks(sl.index, sl.care, key) for key in keys]
+            seeds_at, _ = solve(rows, ranks, rates, sl.length, len(g.planes))
         for j, i in enumerate(g.planes):
             truth = ((codes >> np.uint16(q.bits - 1 - i)) & np.uint16(1)).astype(np.uint8)
             for r in tries[i]:
-                sd = np.ascontiguousarray(seeds_at[r][:, j])
-                cands[i].append(_candidate(kept, r, sd, truth, ctx, importance[i]))
-            zero = np.zeros(n_busy, dtype=np.uint64)
+                cands[i].append(make(r, np.ascontiguousarray(seeds_at[r][:, j]), truth, i, 0))
+            zero = np.zeros(sl.n_busy, dtype=np.uint64)
             for inv in (0, 1):
-                cands[i].append(_candidate(kept, 0, zero, truth, ctx, importance[i], inv))
-    return cands, length, n_busy
+                patched = int((truth != inv).sum())
+                if zero_cap is None or not tries[i] or patched <= zero_cap * sl.kept.size:
+                    cands[i].append(make(0, zero, truth, i, inv))
+    return cands
 
 
 def solve_tensor_seq(q: QuantTensor, options: XorOptions) -> SolvedTensor:
@@ -285,14 +317,16 @@ def solve_tensor_seq(q: QuantTensor, options: XorOptions) -> SolvedTensor:
     n = flat.size
     kept = np.flatnonzero(flat != 0).astype(np.int64)
     codes = to_sign_magnitude(flat[kept], q.bits)
-    groups = _groups(q, kept, options.patch_policy)
     choices = _n_out_choices(n, kept)
     if kept.size == 0:
         n_out, best = choices[-1], [0] * q.bits
     else:
         scans = [(*_scan(kept, codes, q.bits, n, c), c) for c in choices]
         _, best, n_out = min(scans, key=lambda s: (s[0], -s[2]))
-    cands, length, n_busy = _plane_candidates(q, options, kept, codes, groups, best, n_out)
+    sl = slicing(kept, n, n_out)
+    make = functools.partial(_candidate, q, sl)
+    cands = group_candidates(q, options, codes, sl, best, (_rates_for, _solve, make))
+    length, n_busy = sl.length, sl.n_busy
     coding, mask_k, mask_bits, mask_stream = encode_mask(flat != 0)
     return SolvedTensor(
         q, options, n_out, DEFAULT_M_SEED, -(-n // n_out), n_busy, kept, codes,
