@@ -268,14 +268,16 @@ def byte_windows(data: bytes | NDArray[np.uint8]) -> NDArray[np.uint64]:
 
 
 def peek_fields(
-    windows: NDArray[np.uint64], positions: ArrayLike, width: int
+    windows: NDArray[np.uint64], positions: ArrayLike, width: int | NDArray[np.int64]
 ) -> NDArray[np.uint64]:
-    """The `width`-bit MSB-first field (1 <= width <= 57) starting at each bit position of the
+    """The `width`-bit MSB-first field (1 <= width <= 57; an array gives one width per
+    position, 0 <= width <= 57, and a 0-bit field reads 0) starting at each bit position of the
     stream whose `byte_windows` are given. Bits past the end of the stream read as zero; a
     position must be at most 8 * len(data).
     """
     pos = np.asarray(positions, dtype=np.int64)
-    return (windows[pos >> 3] << (pos & 7).astype(np.uint64)) >> np.uint64(64 - width)
+    drop = (64 - np.asarray(width, dtype=np.int64)).astype(np.uint64)  # a shift by 64 gives 0
+    return (windows[pos >> 3] << (pos & 7).astype(np.uint64)) >> drop  # type: ignore[no-any-return]
 
 
 def bit_windows(data: bytes, width: int, positions: ArrayLike | None = None) -> NDArray[np.uint32]:

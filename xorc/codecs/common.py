@@ -28,7 +28,12 @@ def from_sign_magnitude(
     codes: NDArray[np.integer], bits: int, full_range: bool = False
 ) -> NDArray[np.int16]:
     """Signed levels of Q-bit sign-magnitude codes. A negative zero decodes to 0, or to
-    -2**(Q-1) with `full_range`."""
+    -2**(Q-1) with `full_range`. Many uint16 codes below 2**Q: one lookup in the table of
+    all 2**Q codes (the same values)."""
+    big = codes.dtype == np.uint16 and bits <= 16 and codes.size > 1 << bits
+    if big and int(codes.max()) < 1 << bits:
+        table = from_sign_magnitude(np.arange(1 << bits, dtype=np.int32), bits, full_range)
+        return table[codes]  # type: ignore[no-any-return]
     c = codes.astype(np.int32)
     top = 1 << (bits - 1)
     mag = c & (top - 1)

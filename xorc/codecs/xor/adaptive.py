@@ -34,19 +34,13 @@ def read_fields(data: bytes, widths: NDArray[np.int64]) -> NDArray[np.uint64]:
     windows = bitio.byte_windows(data)
     start = np.cumsum(order) - order
     values = np.zeros(order.size, dtype=np.uint64)
-    by_width = np.argsort(order, kind="stable")
-    bounds = np.searchsorted(order[by_width], np.arange(66))
-    for width in range(1, 65):
-        sel = by_width[bounds[width] : bounds[width + 1]]
-        if sel.size == 0:
-            continue
-        if width <= 57:
-            values[sel] = bitio.peek_fields(windows, start[sel], width)
-        else:
-            high = bitio.peek_fields(windows, start[sel], width - 32)
-            values[sel] = (high << np.uint64(32)) | bitio.peek_fields(
-                windows, start[sel] + (width - 32), 32
-            )
+    small = order <= 57  # widths 0 .. 57 in one read (a 0-bit field reads 0)
+    values[small] = bitio.peek_fields(windows, start[small], order[small])
+    big = np.flatnonzero(~small)  # 58 .. 64 bits: two reads
+    if big.size:
+        high = bitio.peek_fields(windows, start[big], order[big] - 32)
+        low = bitio.peek_fields(windows, start[big] + (order[big] - 32), 32)
+        values[big] = (high << np.uint64(32)) | low
     return np.ascontiguousarray(values.reshape(widths.shape[1], widths.shape[0]).T)
 
 
@@ -83,10 +77,13 @@ def register_windows(
         ~np.uint64(0),
         (np.uint64(1) << np.minimum(width, 63).astype(np.uint64)) - np.uint64(1),
     )
+    if live.size == n_p * n_b:  # every slice moves every register
+        return out.reshape(n_p, n_b)
     if live.size == 0:
         return np.zeros_like(seeds)
     every = np.arange(n_p * n_b, dtype=np.int64)
-    last = np.maximum(np.searchsorted(live, every, side="right") - 1, 0)
+    moved = np.cumsum(flat_w > 0)  # live slices up to and including each one
+    last = np.maximum(moved - 1, 0)
     mine = (every // n_b) * (n_b // t + 1) + (every % n_b) // t
-    ok = (live[last] <= every) & (run[last] == mine)
+    ok = (moved > 0) & (run[last] == mine)
     return np.where(ok, out[last], np.uint64(0)).reshape(n_p, n_b)
