@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from xor_helpers import both, make_q, xor_only
 
 from xorc.codecs import CodecId
 from xorc.codecs.raw.decode import decode as raw_decode
@@ -25,16 +26,6 @@ GOLDEN = Path(__file__).parent / "golden" / "xor"
 V2 = XorOptions(variant=2)
 
 
-def make_q(shape: tuple[int, ...], bits: int, sparsity: float, seed: int) -> QuantTensor:
-    rng = np.random.default_rng(seed)
-    top = 2 ** (bits - 1) - 1
-    v = rng.integers(-top, top + 1, size=shape).astype(np.int16)
-    v[v == 0] = 1
-    v[rng.random(shape) < sparsity] = 0
-    imp = rng.random(shape).astype(np.float32)
-    return QuantTensor("t", v, bits, np.ones(1, np.float32), None, imp)
-
-
 def laplace_q(n: int, bits: int, sparsity: float, seed: int) -> QuantTensor:
     rng = np.random.default_rng(seed)
     w = rng.laplace(size=n)
@@ -43,10 +34,6 @@ def laplace_q(n: int, bits: int, sparsity: float, seed: int) -> QuantTensor:
     v = np.round(w / np.abs(w).max() * top).astype(np.int16)
     v[(w != 0) & (v == 0)] = 1
     return QuantTensor("t", v, bits, np.ones(1, np.float32), None)
-
-
-def xor_only(q: QuantTensor, options: XorOptions = V2) -> Encoded:
-    return finish(solve_tensor(q, options), None, fallback=False)
 
 
 # --- the register (spec §11.1, §11.3) ------------------------------------------------------------
@@ -130,14 +117,17 @@ shapes = st.lists(st.integers(1, 12), min_size=0, max_size=3).map(tuple)
     seed=st.integers(0, 2**16),
     effort=st.integers(1, 2),
 )
+@pytest.mark.parametrize("variant", [2, 3])
 def test_round_trip_is_exact(
-    shape: tuple[int, ...], bits: int, sparsity: float, seed: int, effort: int
+    variant: int, shape: tuple[int, ...], bits: int, sparsity: float, seed: int, effort: int
 ) -> None:
+    """Variants 2 and 3: both decoders rebuild the levels, with or without the raw fallback."""
     q = make_q(shape, bits, sparsity, seed)
-    options = XorOptions(seed=seed, effort=effort, variant=2)
+    options = XorOptions(seed=seed, effort=effort, variant=variant)
     e = xor_only(q, options)
-    assert e.params["variant"] == 2
-    assert np.array_equal(decode(q.shape, bits, e.params, e.streams), q.values)
+    assert e.params["variant"] == variant
+    ref, sim = both(q, dict(e.params), dict(e.streams))
+    assert np.array_equal(ref, q.values) and np.array_equal(sim, q.values)
     assert np.array_equal(e.decoded, q.values)
     json.dumps(e.params), json.dumps(e.stats)
     chosen = encode(q, options)
@@ -172,8 +162,8 @@ def test_deterministic() -> None:
 @pytest.mark.parametrize("sparsity", [0.7, 0.9])
 def test_variant_two_is_smaller_than_variant_one(sparsity: float) -> None:
     q = laplace_q(120_000, 8, sparsity, seed=5)
-    one = xor_only(q, XorOptions()).stats["bits_per_weight"]
-    two = xor_only(q).stats["bits_per_weight"]
+    one = xor_only(q, XorOptions(variant=1)).stats["bits_per_weight"]
+    two = xor_only(q, V2).stats["bits_per_weight"]
     assert two["planes"] + two["patches"] < 0.95 * (one["planes"] + one["patches"])
     assert two["planes"] + two["patches"] <= 1.1 * 8 * (1 - sparsity)
 
@@ -184,7 +174,7 @@ def test_plane_modes_follow_the_skew() -> None:
     v = (mag * np.where(rng.random(mag.size) < 0.5, -1, 1)).astype(np.int16)
     v[rng.random(v.size) < 0.8] = 0
     q = QuantTensor("t", v, 4, np.ones(1, np.float32), None)
-    e = xor_only(q)
+    e = xor_only(q, V2)
     modes = e.stats["plane_mode"]
     assert modes[0] == "seeds"  # sign: unbiased
     assert modes[1] == "zeros" and e.params["invert"][1] == 1  # 97 % ones
@@ -198,7 +188,7 @@ def test_plane_modes_follow_the_skew() -> None:
 @pytest.fixture(scope="module")
 def sample() -> tuple[QuantTensor, Encoded]:
     q = make_q((30, 50), 6, 0.75, seed=13)
-    e = xor_only(q)
+    e = xor_only(q, V2)
     assert max(e.params["stages"]) > 1
     return q, e
 
@@ -244,9 +234,9 @@ def test_inspect_notes_show_variant_stages_and_efficiency(
     assert text.startswith("variant=2")
     assert f"N_s={'/'.join(map(str, e.params['stages']))}" in text
     assert "eff=" in text and "modes=" in text
-    assert " ".join(notes(xor_only(make_q((30, 50), 6, 0.75, 13), XorOptions()).stats)).startswith(
-        "variant=1"
-    )
+    assert " ".join(
+        notes(xor_only(make_q((30, 50), 6, 0.75, 13), XorOptions(variant=1)).stats)
+    ).startswith("variant=1")
 
 
 def test_compiled_solver_matches_numpy() -> None:
@@ -275,21 +265,12 @@ def test_compiled_solver_matches_numpy() -> None:
     assert np.array_equal(_decode_lanes(fast[0], lanes), fast[1])
 
 
-def _both(q: QuantTensor, params: dict, streams: dict) -> list[np.ndarray]:
-    """Decode with the reference decoder and the datapath model."""
-    from xorc.datapath import DatapathConfig, simulate_tensor
-
-    ref = decode(q.shape, q.bits, params, streams)
-    sim = simulate_tensor(q.shape, q.bits, CodecId.XOR, params, streams, DatapathConfig())[0]
-    return [ref, sim]
-
-
 def test_datapath_matches_reference(sample: tuple[QuantTensor, Encoded]) -> None:
     q, e = sample
-    ref, sim = _both(q, dict(e.params), dict(e.streams))
+    ref, sim = both(q, dict(e.params), dict(e.streams))
     assert np.array_equal(ref, q.values) and np.array_equal(sim, q.values)
     # a different stream length is a different (valid) record: both models agree on it
-    ref, sim = _both(q, {**e.params, "stream_len": 3}, dict(e.streams))
+    ref, sim = both(q, {**e.params, "stream_len": 3}, dict(e.streams))
     assert np.array_equal(ref, sim)
 
 
@@ -314,7 +295,7 @@ def test_flipped_seed_bits_agree_in_both_models(sample: tuple[QuantTensor, Encod
     for i in range(0, sum(e.stats["plane_bits"]), 97):  # not the pad bits
         bad = bytearray(data)
         bad[i // 8] ^= 0x80 >> (i % 8)
-        ref, sim = _both(q, dict(e.params), {**e.streams, "seeds": bytes(bad)})
+        ref, sim = both(q, dict(e.params), {**e.streams, "seeds": bytes(bad)})
         assert np.array_equal(ref, sim)
 
 

@@ -9,7 +9,9 @@ width (rows whose pivot falls below it are retired for back-substitution), then 
 care rows are inserted one at a time at their lowest set bit (`seqsolve_jit._insert`), which
 keeps the pivots on the oldest variables. Back-substitution runs from the last window backwards;
 free variables are 0. Compiled with numba when the optional `fast` extra is installed; without
-it the same code runs as plain Python (correct, slow).
+it (or with XORC_JIT=0) `solve_adaptive_numpy` runs the same elimination vectorised over lanes,
+column by column as `seqsolve.solve_lanes_numpy` (the same pivots, hence the same seeds and
+errors, bit for bit; `tests/test_codec_xor_v3.py` checks both against each other).
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc.codecs.xor.seqsolve_jit import _insert, _jit, _shift, _solve_column
+from xorc.codecs.xor.seqsolve import (
+    _back_substitute,
+    _Basis,
+    _eliminate_step,
+    _retire,
+    low_mask,
+)
+from xorc.codecs.xor.seqsolve_jit import _insert, _jit, _shift, _solve_column, compiled_solver
 
 ONE = np.uint64(1)
 ALL = np.uint64(2**64 - 1)
@@ -54,7 +63,10 @@ class AdaptLanes:
 def solve_adaptive(
     lanes: AdaptLanes, n_planes: int
 ) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """Seeds (L, T, P) (each step's field) and errors (L, P) of every lane."""
+    """Seeds (L, T, P) (each step's field) and errors (L, P) of every lane (compiled kernel
+    with numba, else `solve_adaptive_numpy`: the same result)."""
+    if compiled_solver() is None:
+        return solve_adaptive_numpy(lanes, n_planes)
     n_lanes, steps, _ = lanes.coef.shape
     seeds = np.zeros((n_lanes, steps, n_planes), dtype=np.uint64)
     errors = np.zeros((n_lanes, n_planes), dtype=np.int64)
@@ -71,12 +83,63 @@ def solve_adaptive(
     return seeds, errors
 
 
-@_jit
-def _rev64(x):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """x with its 64 bits in reverse order (swap halves of ever larger blocks)."""
+def _reverse(x):  # type: ignore[no-untyped-def]
+    """x with its 64 bits in reverse order (swap halves of ever larger blocks); x a uint64 or
+    an array of them."""
     for sh, m in _SWAPS:
         x = ((x >> sh) & m) | ((x & m) << sh)
     return (x >> np.uint64(32)) | (x << np.uint64(32))
+
+
+_rev64 = _jit(_reverse)
+
+
+def solve_adaptive_numpy(
+    lanes: AdaptLanes, n_planes: int
+) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """`solve_adaptive` in numpy, vectorised over lanes: per step the basis moves down by each
+    lane's width (`seqsolve._retire`), then the step's rows are eliminated column by column
+    (`seqsolve._eliminate_step`: the pivots of inserting them one at a time)."""
+    n_lanes, steps, _ = lanes.coef.shape
+    widths = np.asarray(lanes.widths, dtype=np.int64)
+    valid = low_mask(np.minimum(np.cumsum(widths, axis=1), lanes.reg[:, None]))  # (L, T)
+    basis = _Basis(
+        np.zeros((n_lanes, 64), np.uint64),
+        np.zeros((n_lanes, 64), np.uint8),
+        np.zeros((n_lanes, 64), bool),
+    )
+    errors = np.zeros((n_lanes, n_planes), dtype=np.int64)
+    retired: list[_Basis] = []
+    for t in range(steps):
+        if t > 0:
+            retired.append(_retire(basis, widths[:, t]))
+        k = int(lanes.counts[:, t].max()) if n_lanes else 0
+        if k:
+            coef = _reverse(lanes.coef[:, t, :k] & valid[:, t, None])
+            rhs = lanes.rhs[:, t, :k].copy()
+            err = _eliminate_step(basis, coef, rhs, 64)
+            for p in range(n_planes):
+                errors[:, p] += ((err >> np.uint8(p)) & np.uint8(1)).sum(axis=1, dtype=np.int64)
+    return _fields(basis, retired, widths, n_planes), errors
+
+
+def _fields(
+    last: _Basis, retired: list[_Basis], widths: NDArray[np.int64], n_planes: int
+) -> NDArray[np.uint64]:
+    """Back-substitution from the last window backwards (as `_back`): each step's field."""
+    n_lanes, steps = widths.shape
+    seeds = np.zeros((n_lanes, steps, n_planes), dtype=np.uint64)
+    x = np.zeros((n_lanes, n_planes), dtype=np.uint64)
+    if steps == 0:
+        return seeds
+    _back_substitute(last, x, 0, 64, n_planes)
+    for t in range(steps - 1, -1, -1):
+        if t < steps - 1:
+            w1 = widths[:, t + 1, None]
+            x = np.where(w1 >= 64, np.uint64(0), x << np.minimum(w1, 63).astype(np.uint64))
+            _back_substitute(retired[t], x, 0, int(w1.max()), n_planes)
+        seeds[:, t] = _reverse(x) & low_mask(widths[:, t])[:, None]
+    return seeds
 
 
 @_jit

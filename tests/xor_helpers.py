@@ -1,0 +1,35 @@
+"""Helpers shared by the tests of codec `xor`'s sequential variants (2 and 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xorc.codecs import CodecId
+from xorc.codecs.xor.decode import decode
+from xorc.codecs.xor.encode import finish, solve_tensor
+from xorc.codecs.xor.options import XorOptions
+from xorc.datapath import DatapathConfig, simulate_tensor
+from xorc.tensor import Encoded, QuantTensor
+
+
+def make_q(shape: tuple[int, ...], bits: int, sparsity: float, seed: int) -> QuantTensor:
+    """Uniform random levels (none 0 before pruning), pruned at random, random importance."""
+    rng = np.random.default_rng(seed)
+    top = 2 ** (bits - 1) - 1
+    v = rng.integers(-top, top + 1, size=shape).astype(np.int16)
+    v[v == 0] = 1
+    v[rng.random(shape) < sparsity] = 0
+    imp = rng.random(shape).astype(np.float32)
+    return QuantTensor("t", v, bits, np.ones(1, np.float32), None, imp)
+
+
+def xor_only(q: QuantTensor, options: XorOptions) -> Encoded:
+    """The XOR encoding, never the raw fallback."""
+    return finish(solve_tensor(q, options), None, fallback=False)
+
+
+def both(q: QuantTensor, params: dict, streams: dict) -> list[np.ndarray]:
+    """Decode with the reference decoder and the datapath model."""
+    ref = decode(q.shape, q.bits, params, streams)
+    sim = simulate_tensor(q.shape, q.bits, CodecId.XOR, params, streams, DatapathConfig())[0]
+    return [ref, sim]
