@@ -299,11 +299,12 @@ def test_flipped_seed_bits_agree_in_both_models(sample: tuple[QuantTensor, Encod
         assert np.array_equal(ref, sim)
 
 
-def test_blobs_do_not_depend_on_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("variant", [2, 3])
+def test_blobs_do_not_depend_on_numba(monkeypatch: pytest.MonkeyPatch, variant: int) -> None:
     """Same input and options give byte-identical streams with and without the compiled
-    solver (XORC_JIT=0 forces numpy)."""
+    solver (XORC_JIT=0 forces numpy), variants 2 and 3."""
     q = laplace_q(20_000, 8, 0.9, seed=4)
-    o = XorOptions(variant=2, effort=2)
+    o = XorOptions(variant=variant, effort=2)
     monkeypatch.setenv("XORC_JIT", "1")
     a = encode(q, o)
     monkeypatch.setenv("XORC_JIT", "0")

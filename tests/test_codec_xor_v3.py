@@ -17,7 +17,6 @@ from xorc.codecs import CodecId
 from xorc.codecs.xor.adaptive import field_widths, register_windows
 from xorc.codecs.xor.adaptsolve import AdaptLanes, solve_adaptive, solve_adaptive_numpy
 from xorc.codecs.xor.decode import decode
-from xorc.codecs.xor.encode import encode
 from xorc.codecs.xor.network import DEFAULT_M_SEED, network, xor_outputs
 from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.seqsolve_jit import compiled_solver
@@ -157,17 +156,6 @@ def test_numpy_solver_matches_compiled(
     lanes = AdaptLanes(coef, rhs, counts, widths, reg)
     fast, slow = solve_adaptive(lanes, n_planes), solve_adaptive_numpy(lanes, n_planes)
     assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
-
-
-def test_blobs_do_not_depend_on_numba(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Byte-identical variant-3 blobs with the compiled solver and with numpy (XORC_JIT=0)."""
-    q = make_q((40, 100), 8, 0.6, seed=4)
-    o = XorOptions(variant=3, effort=2)
-    monkeypatch.setenv("XORC_JIT", "1")
-    a = encode(q, o)
-    monkeypatch.setenv("XORC_JIT", "0")
-    b = encode(q, o)
-    assert a.params == b.params and a.streams == b.streams
 
 
 # --- round-trips ---------------------------------------------------------------------------------

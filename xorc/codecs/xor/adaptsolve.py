@@ -26,6 +26,7 @@ from xorc.codecs.xor.seqsolve import (
     _Basis,
     _eliminate_step,
     _retire,
+    add_errors,
     low_mask,
 )
 from xorc.codecs.xor.seqsolve_jit import _insert, _jit, _shift, _solve_column, compiled_solver
@@ -103,11 +104,7 @@ def solve_adaptive_numpy(
     n_lanes, steps, _ = lanes.coef.shape
     widths = np.asarray(lanes.widths, dtype=np.int64)
     valid = low_mask(np.minimum(np.cumsum(widths, axis=1), lanes.reg[:, None]))  # (L, T)
-    basis = _Basis(
-        np.zeros((n_lanes, 64), np.uint64),
-        np.zeros((n_lanes, 64), np.uint8),
-        np.zeros((n_lanes, 64), bool),
-    )
+    basis = _Basis.empty(n_lanes)
     errors = np.zeros((n_lanes, n_planes), dtype=np.int64)
     retired: list[_Basis] = []
     for t in range(steps):
@@ -117,9 +114,7 @@ def solve_adaptive_numpy(
         if k:
             coef = _reverse(lanes.coef[:, t, :k] & valid[:, t, None])
             rhs = lanes.rhs[:, t, :k].copy()
-            err = _eliminate_step(basis, coef, rhs, 64)
-            for p in range(n_planes):
-                errors[:, p] += ((err >> np.uint8(p)) & np.uint8(1)).sum(axis=1, dtype=np.int64)
+            add_errors(errors, _eliminate_step(basis, coef, rhs, 64))
     return _fields(basis, retired, widths, n_planes), errors
 
 

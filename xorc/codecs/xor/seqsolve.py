@@ -77,6 +77,20 @@ class _Basis:
     rhs: NDArray[np.uint8]  # (L, 64)
     has: NDArray[np.bool_]  # (L, 64)
 
+    @staticmethod
+    def empty(n_lanes: int) -> _Basis:
+        return _Basis(
+            np.zeros((n_lanes, 64), np.uint64),
+            np.zeros((n_lanes, 64), np.uint8),
+            np.zeros((n_lanes, 64), bool),
+        )
+
+
+def add_errors(errors: NDArray[np.int64], err: NDArray[np.uint8]) -> None:
+    """Add one step's error rows (target bits, (L, K)) to the per-plane counts (L, P)."""
+    for p in range(errors.shape[1]):
+        errors[:, p] += ((err >> np.uint8(p)) & np.uint8(1)).sum(axis=1, dtype=np.int64)
+
 
 def _eliminate_step(
     basis: _Basis, coef: NDArray[np.uint64], rhs: NDArray[np.uint8], width: int
@@ -178,11 +192,7 @@ def solve_lanes_numpy(lanes: Lanes, n_planes: int) -> tuple[NDArray[np.uint64], 
     n_lanes, steps, _ = lanes.coef.shape
     n_in, stages = lanes.n_in, lanes.stages
     width = int((n_in * stages).max()) if n_lanes else 0
-    basis = _Basis(
-        np.zeros((n_lanes, 64), np.uint64),
-        np.zeros((n_lanes, 64), np.uint8),
-        np.zeros((n_lanes, 64), bool),
-    )
+    basis = _Basis.empty(n_lanes)
     errors = np.zeros((n_lanes, n_planes), dtype=np.int64)
     retired: list[_Basis] = []
     for t in range(steps):
@@ -190,9 +200,7 @@ def solve_lanes_numpy(lanes: Lanes, n_planes: int) -> tuple[NDArray[np.uint64], 
         if k:
             coef = internal_words(np.ascontiguousarray(lanes.coef[:, t, :k]), n_in, stages, t)
             rhs = np.ascontiguousarray(lanes.rhs[:, t, :k])
-            err = _eliminate_step(basis, coef, rhs, width)
-            for p in range(n_planes):
-                errors[:, p] += ((err >> np.uint8(p)) & np.uint8(1)).sum(axis=1, dtype=np.int64)
+            add_errors(errors, _eliminate_step(basis, coef, rhs, width))
         if t < steps - 1:
             retired.append(_retire(basis, n_in))
     return _seeds(basis, retired, n_in, stages, steps, n_planes, width), errors
