@@ -10,8 +10,8 @@ VARIANTS = (1, 2, 3)
 DEFAULT_VARIANT = 1
 """Variant 1 stays the default: variants 2 and 3 are smaller on every benchmark row (README
 "Measured"), but their encoders need the optional compiled solver (numba, `xorc[fast]`) to be
-fast; variant 2's numpy solver is about 50 x slower, and variant 3 without numba runs its solver
-as plain Python (docs/codecs/xor.md §11.4, §12.6)."""
+fast: without numba their numpy solvers give the same blobs but about 50 x (variant 2) and 75 x
+(variant 3) slower than variant 1 (docs/codecs/xor.md §11.4, §12.6, §12.7)."""
 
 
 @dataclass(frozen=True)
