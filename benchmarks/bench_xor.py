@@ -116,9 +116,12 @@ def patch_formats(t: QuantTensor, e: Encoded) -> PatchFormats:
     kept = np.flatnonzero(t.values.ravel())
     n_slices = -(-n // p["n_out"])
     f = PatchFormats()
-    for pos in positions:
+    care_coded = p.get("variant") == 3  # variant 3's patches are care indices (§12.3)
+    for run in positions:
+        pos = kept[run] if care_coded else run
+        care = run if care_coded else np.searchsorted(kept, pos)
         f.absolute += best_k(positions_to_gaps(pos))[1]
-        f.care += best_k(positions_to_gaps(np.searchsorted(kept, pos)))[1]
+        f.care += best_k(positions_to_gaps(care))[1]
         counts = np.bincount(pos // p["n_out"], minlength=n_slices).astype(np.uint64)
         f.per_slice += best_k(counts)[1] + pos.size * int(math.log2(p["n_out"]))
     return f
@@ -186,7 +189,7 @@ def run(
     )
     rows = [
         ("planes (seeds)", plane / nx, None),
-        ("patches (absolute gaps, Rice)", patch / nx, None),
+        (f"patches ({'care-index' if variant == 3 else 'absolute'} gaps, Rice)", patch / nx, None),
         ("planes + patches", (plane + patch) / nx, q * (1 - sx)),
         ("mask", mask / nx, entropy(sx)),
         ("xor total", (plane + patch + mask) / nx, q * (1 - sx) + entropy(sx)),
