@@ -33,6 +33,15 @@ def busy_slices(kept: NDArray[np.int64], n_out: int) -> tuple[int, NDArray[np.in
     return int(first.sum()), index
 
 
+def busy_ids(kept: NDArray[np.int64], n_out: int) -> NDArray[np.int64]:
+    """The sorted ids of the slices holding a kept weight (`kept` sorted): np.unique without
+    the sort."""
+    slice_of = kept // n_out
+    first = np.ones(slice_of.size, dtype=bool)
+    first[1:] = slice_of[1:] != slice_of[:-1]
+    return slice_of[first]  # type: ignore[no-any-return]
+
+
 def read_seeds(data: bytes, n_slices: int, n_in: list[int]) -> NDArray[np.uint64]:
     """The seed words, shape (planes, n_slices), of the busy slices, from the `seeds` stream."""
     per_slice = sum(n_in)

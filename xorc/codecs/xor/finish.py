@@ -17,7 +17,7 @@ from xorc.codecs import CodecId
 from xorc.codecs.common import from_sign_magnitude
 from xorc.codecs.raw.encode import encode as raw_encode
 from xorc.codecs.raw.options import RawOptions
-from xorc.codecs.xor.decode import VARIANT
+from xorc.codecs.xor.decode import VARIANT, busy_ids
 from xorc.codecs.xor.network import network, network_crc32
 from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.patches import encode_patches, patch_run_length
@@ -249,7 +249,7 @@ def finish(
         flips[idx] |= np.uint16(1 << (q.bits - 1 - i))
     patch_stream, counts, ks, lengths = encode_patches(_patches(solved, best.choice, masks))
     n_in = [c.n_in for c in chosen]
-    busy = np.unique(solved.kept // solved.n_out)
+    busy = busy_ids(solved.kept, solved.n_out)
     if solved.variant == VARIANT_ADAPT:
         seeds_stream = _adaptive_stream(chosen, busy)
     else:

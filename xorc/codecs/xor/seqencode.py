@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc.codecs.common import to_sign_magnitude
-from xorc.codecs.xor.decode import busy_slices, seed_windows
+from xorc.codecs.xor.decode import busy_ids, busy_slices, seed_windows
 from xorc.codecs.xor.encode import (
     LOW_RATES,
     _groups,
@@ -258,10 +258,10 @@ class Slicing:
 def slicing(kept: NDArray[np.int64], n: int, n_out: int) -> Slicing:
     n_busy, index = busy_slices(kept, n_out)
     words = network(DEFAULT_M_SEED, n_out)[kept % n_out]
-    busy_ids = np.unique(kept // n_out)
+    ids = busy_ids(kept, n_out)
     care = np.bincount(index, minlength=n_busy)
     length = stream_length(n_busy)
-    return Slicing(kept, index, words, n_busy, length, busy_ids, -(-n // n_out), care)
+    return Slicing(kept, index, words, n_busy, length, ids, -(-n // n_out), care)
 
 
 RatesFor = Callable[[list[int], list[int], str], dict[int, list[int]]]
