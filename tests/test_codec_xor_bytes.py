@@ -1,6 +1,6 @@
 """Encoder output pinned byte for byte, and the fast paths that must not change it.
 
-`tests/golden/xor/encode_sha256.json` holds the SHA-256 of every blob (params and streams) that
+`tests/golden/xor_encoder_sha256.json` holds the SHA-256 of every blob (params and streams) that
 variants 1, 2 and 3 give for a few seeded tensors, policies all and importance; a speed change
 to the encoder must leave them all as they are. Regenerate only for an intended format change:
 `XORC_WRITE_GOLDEN=1 python -m pytest tests/test_codec_xor_bytes.py`.
@@ -25,7 +25,7 @@ from xorc.codecs.xor.options import XorOptions
 from xorc.codecs.xor.solve import _ranks
 from xorc.tensor import Encoded, QuantTensor
 
-GOLDEN = Path(__file__).parent / "golden" / "xor" / "encode_sha256.json"
+GOLDEN = Path(__file__).parent / "golden" / "xor_encoder_sha256.json"
 CASES = [
     (shape, s, v, policy)
     for shape in ((64, 32, 3, 3), (96, 200))
