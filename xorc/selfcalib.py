@@ -18,8 +18,10 @@ prior leaves without one (1x1 Conv, Gemm, MatMul). GPTQ then quantizes with it (
 weights that are not pruned: BITS); nothing else is taken from these inputs (no bias
 correction, no sensitivities: their means say nothing about real data). A layer without such
 an H keeps the prior (xorc/prior.py), and a model with an integer input (token ids, masks:
-noise does not reach its embeddings like data), or one that no size runs, or whose weights exceed
-MAX_WEIGHT_BYTES, takes the prior for every layer. See docs/reconstruction.md, "Without data".
+noise does not reach its embeddings like data; a float input cast to integers or read as
+Gather indices is one), an input with a fixed first axis (no sample axis), or one that no size
+runs, or whose weights exceed MAX_WEIGHT_BYTES, takes the prior for every layer. See
+docs/reconstruction.md, "Without data".
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xorc import calibrate, onnx_io, runtime
+from xorc.errors import ModelError
 
 if TYPE_CHECKING:
     from xorc.pipeline import TensorJob
@@ -43,6 +46,7 @@ SAMPLES = 16
 SEED = 1  # the fidelity check's synthetic inputs use seed 0: these are other inputs
 SIZES = (224, 64, 48, 32, 16)
 """Lengths tried, in order, for every dynamic axis but the first."""
+FLOAT_TYPES = (1, 10, 11, 16)  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 MAX_WEIGHT_BYTES = 1 << 30
 """Models with more weight bytes keep the prior (the pass would hold them in onnxruntime)."""
 
@@ -60,6 +64,8 @@ def synthetic_data(model: onnx_io.SourceModel) -> runtime.Dataset | None:
     dtypes = [runtime.ORT_TYPES.get(s.type) for s in specs]
     if not specs or any(d is None or not np.issubdtype(d, np.floating) for d in dtypes):
         return None
+    if any(not s.shape or isinstance(s.shape[0], int) for s in specs) or _read_as_ids(model):
+        return None
     for size in SIZES:
         shapes = [_dims(s.shape, size) for s in specs]
         rng = np.random.default_rng(SEED)
@@ -73,6 +79,18 @@ def synthetic_data(model: onnx_io.SourceModel) -> runtime.Dataset | None:
             continue
         return runtime.Dataset(data, None)
     return None
+
+
+def _read_as_ids(model: onnx_io.SourceModel) -> bool:
+    """Whether a float graph input is really ids: cast to an integer type, or Gather indices."""
+    names = {i.name for i in model.proto.graph.input}
+    for node in model.proto.graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] in names:
+            return True
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type == "Cast" and node.input[0] in names and to not in FLOAT_TYPES:
+            return True
+    return False
 
 
 def _dims(shape: Sequence[object], size: int) -> list[int]:
@@ -94,7 +112,10 @@ def synthetic_stats(
         return {}
     names = set(wanted)
     hessians = {j.name: (j.weight.shape, j.weight.axis) for j in jobs if j.name in names}
-    stats = calibrate.input_stats(model, data, (), hessians)
+    try:
+        stats = calibrate.input_stats(model, data, (), hessians)
+    except ModelError:  # the model does not run on a batch of them: the prior
+        return {}
     empty = np.zeros(0)
     return {
         name: calibrate.InputStats(st.layer, empty, empty, None, st.hessian)
