@@ -76,3 +76,21 @@ def test_an_integer_input_keeps_the_prior(tmp_path: Path) -> None:
     api.compress(tmp_path / "i.onnx", blob, CompressOptions(bits=4), min_fidelity=None)
     for record in read_bytes(read_file(blob)).tensors:
         assert "reconstruction" not in record.stats  # 1x1 kernels under the prior: rounded
+
+
+def test_float_ids_and_a_fixed_sample_axis_keep_the_prior(tmp_path: Path) -> None:
+    table = numpy_helper.from_array(np.ones((10, 4), np.float32), "table")
+    nodes = [
+        helper.make_node("Cast", ["x"], ["ids"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "ids"], ["y"]),
+    ]
+    for name, dims in (("ids", ["N", 5]), ("fixed", [1, 5])):
+        graph = helper.make_graph(
+            nodes if name == "ids" else [helper.make_node("Relu", ["x"], ["y"])],
+            name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [table] if name == "ids" else [],
+        )
+        onnx.save(helper.make_model(graph, opset_imports=OPSET), tmp_path / f"{name}.onnx")
+        assert selfcalib.synthetic_data(onnx_io.load_model(tmp_path / f"{name}.onnx")) is None
