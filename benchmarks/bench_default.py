@@ -1,10 +1,13 @@
-"""The default compress without calibration data, before and after the data-free prior H.
+"""The default compress without calibration data: round to nearest, the prior H, synthetic H.
 
-Every sample model is compressed with the default options and no `--calib`, twice in one run:
+Every sample model is compressed with the default options and no `--calib`, three times in one
+run:
 
 * `rtn`: `--reconstruct none` (round to nearest, the default until the prior);
-* `prior`: the default (`--reconstruct prior`: convolution kernels rounded by GPTQ on the
-  data-free prior H of xorc/prior.py; every other weight rounds to nearest as before);
+* `prior`: `--reconstruct prior` (convolution kernels rounded by GPTQ on the data-free prior H
+  of xorc/prior.py; every other weight rounds to nearest);
+* `synthetic`: the default (`--reconstruct synthetic`: kernels on the prior as above, and the
+  1x1 Conv, Gemm and MatMul weights by GPTQ on the H of synthetic inputs, xorc/selfcalib.py);
 
 and `verify --accuracy` measures each blob on the model's held-out data (photos.npz for
 EfficientNet-Lite0, the test sets of the others): output cosine, top-1 (accuracy with labels,
@@ -33,7 +36,7 @@ MODELS = [  # (model, held-out data)
     ("efficientnet_lite0.onnx", "photos.npz"),
 ]
 SETTINGS = [("8-bit (default)", []), ("4-bit", ["--bits", "4"])]
-METHODS = {"rtn": ["--reconstruct", "none"], "prior": []}
+METHODS = {"rtn": ["--reconstruct", "none"], "prior": ["--reconstruct", "prior"], "synthetic": []}
 DEFAULT_GATE_PP = 1.0
 
 

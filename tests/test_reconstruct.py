@@ -280,7 +280,7 @@ def test_options_need_calibration_data_and_one_kind_of_sparsity() -> None:
     auto = CompressOptions(sparsity=0.5).resolved(has_calib=True)
     assert (auto.reconstruct, auto.prune) == ("gptq", "obs")
     plain = CompressOptions(sparsity=0.5).resolved(has_calib=False)
-    assert (plain.reconstruct, plain.prune) == ("prior", "magnitude")
+    assert (plain.reconstruct, plain.prune) == ("synthetic", "magnitude")
 
 
 def test_the_prior_h_correlates_kernel_taps_and_only_spatial_kernels_have_one() -> None:

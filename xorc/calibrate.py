@@ -48,14 +48,15 @@ class InputStats:
 
 def input_stats(
     model: onnx_io.SourceModel,
-    calib_path: str | Path,
+    calib_path: str | Path | runtime.Dataset,
     moments: Collection[str] = (),
     hessians: Mapping[str, tuple[tuple[int, ...], int | None]] | None = None,
 ) -> dict[str, InputStats]:
     """Run the model on the calibration data; statistics of every layer input, by weight name.
     The weights named in `moments` also get their input's second moment (channels-last
     features; inputs of at most MAX_MOMENT_FEATURES channels); those in `hessians` (name ->
-    (shape, output axis)) the H of their rows' features (xorc/hessian.py)."""
+    (shape, output axis)) the H of their rows' features (xorc/hessian.py). `calib_path` may
+    also be the inputs themselves (xorc/selfcalib.py)."""
     layers = onnx_io.layers(model, reach=True)  # Constant weights, shape ops: onnx_io.reach
     accs = {
         name: hessian.Accumulator(layers[name], shape, axis)
@@ -68,7 +69,11 @@ def input_stats(
     wanted = {f"{_kind(layers[w])}:{layers[w].data}" for w in moments if w in layers}
     second: dict[str, list] = {}  # (layer kind, tap) -> [feature vectors, X^T X]
     sess = runtime.source_session(model, taps)
-    data = runtime.load_data(calib_path, sess).take(MAX_CALIB_SAMPLES)
+    data = (
+        calib_path
+        if isinstance(calib_path, runtime.Dataset)
+        else runtime.load_data(calib_path, sess)
+    ).take(MAX_CALIB_SAMPLES)
     sums: dict[str, list] = {}  # tap -> [count, sum, sum of squares], per (layer kind, tap)
     for outputs in tap_batches(sess, data, taps):
         for tap, x in zip(taps, outputs, strict=True):

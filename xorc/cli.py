@@ -101,9 +101,10 @@ def cli() -> None:
 )
 @click.option(
     "--reconstruct",
-    type=click.Choice(["gptq", "prior", "none"]),
-    help="Quantize with GPTQ on each layer's input H from --calib, GPTQ on a data-free prior H "
-    "of convolution kernels, or round to nearest [default: gptq with --calib, else prior].",
+    type=click.Choice(["gptq", "synthetic", "prior", "none"]),
+    help="Quantize with GPTQ on each layer's input H from --calib, on the H of synthetic inputs, "
+    "on a data-free prior H of convolution kernels, or round to nearest [default: gptq with "
+    "--calib, else synthetic].",
 )
 @click.option(
     "--prune",

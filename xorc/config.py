@@ -21,7 +21,7 @@ from xorc.errors import ConfigError, UsageError
 
 SCOPES = ("tensor", "global")
 SCALE_DTYPES = ("bfloat16", "float32", "pow2")
-RECONSTRUCT = ("auto", "gptq", "prior", "none")
+RECONSTRUCT = ("auto", "gptq", "synthetic", "prior", "none")
 PRUNE = ("auto", "magnitude", "obs")
 ORDERS = ("parallel", "sequential")
 STRUCTURES = ("kernel-group", "crossbar")
@@ -151,10 +151,11 @@ class CompressOptions:
     def resolved(self, has_calib: bool) -> CompressOptions:
         """The options with "auto" methods decided: with calibration data, GPTQ and OBS
         pruning (with --sparsity-scope global: per-layer sparsities, xorc/allocate.py);
-        without, GPTQ on the data-free prior H of convolution kernels (xorc/prior.py)."""
+        without, GPTQ on the H of synthetic inputs (xorc/selfcalib.py), else on the data-free
+        prior H of convolution kernels (xorc/prior.py)."""
         recon = self.reconstruct
         if recon == "auto":
-            recon = "gptq" if has_calib else "prior"
+            recon = "gptq" if has_calib else "synthetic"
         prune = self.prune
         if prune == "auto":
             prune = "obs" if has_calib else "magnitude"

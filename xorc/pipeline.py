@@ -29,6 +29,7 @@ from xorc import (
     prior,
     reconstruct,
     search_stage,
+    selfcalib,
     streamed,
 )
 from xorc.assemble import assemble, uncompressed_summary
@@ -136,8 +137,9 @@ def compress_and_measure(
     options = options.resolved(calib is not None)
     jobs, left = plan_stage(model, options)
     run = (n_jobs, executor)
+    synthetic = synthetic_stage(model, jobs, options) if calib is None else {}
     done = streamed.compress_if_streamed(
-        model, options, jobs, left, calib, progress, min_fidelity, run
+        model, options, jobs, left, calib, progress, min_fidelity, run, synthetic
     )
     if done is not None:
         return done
@@ -236,11 +238,31 @@ def calibration_stage(
     return calibrate.input_stats(model, calib, moments, hessians)
 
 
+def synthetic_stage(
+    model: onnx_io.SourceModel, jobs: list[TensorJob], options: CompressOptions
+) -> dict[str, calibrate.InputStats]:
+    """Stage synthetic H (`--reconstruct synthetic`, the default without --calib, on the
+    streamed path): the H from synthetic inputs (xorc/selfcalib.py) of each reconstructed layer
+    that has no prior H (1x1 Conv, Gemm, MatMul), at 8 bits without pruning; {} otherwise."""
+    if options.reconstruct != "synthetic" or not streamed.streams_work(options, None):
+        return {}
+    wanted = [
+        j.name
+        for j in jobs
+        if _reconstructs(j, options)
+        and _on_prior(j, options)
+        and prior.prior_hessian(j.weight) is None
+        and j.settings.bits == selfcalib.BITS
+        and not _pruning(j, options)
+    ]
+    return selfcalib.synthetic_stats(model, jobs, wanted)
+
+
 def _reconstructs(job: TensorJob, options: CompressOptions) -> bool:
     """Whether GPTQ or OBS pruning applies to a job (float weight, a policy that uses it)."""
     if job.prequantized or not job.policy.reconstructs:
         return False
-    return options.reconstruct in ("gptq", "prior") or (
+    return options.reconstruct in ("gptq", "synthetic", "prior") or (
         options.prune == "obs" and _pruning(job, options)
     )
 
@@ -250,8 +272,9 @@ def _pruning(job: TensorJob, options: CompressOptions) -> bool:
 
 
 def _on_prior(job: TensorJob, options: CompressOptions) -> bool:
-    """Whether a reconstructed job's H is the data-free prior (xorc/prior.py), not the data's."""
-    return options.reconstruct == "prior" and not (
+    """Whether a reconstructed job's H is data-free (synthetic inputs or the prior), not the
+    data's."""
+    return options.reconstruct in ("synthetic", "prior") and not (
         options.prune == "obs" and _pruning(job, options)
     )
 
@@ -311,7 +334,11 @@ def quantize_job(
     group = None if job.policy.name == "insitu" else group_of(w.shape, axis, options.group_size)
     done = None
     on_prior = _reconstructs(job, options) and _on_prior(job, options)
-    hess = prior.prior_hessian(w) if on_prior else (st.hessian if st is not None else None)
+    hess = st.hessian if st is not None else None
+    if on_prior:  # kernels: the prior; other layers: a synthetic H where there is one
+        kernel = prior.prior_hessian(w)
+        source = "prior" if kernel is not None or hess is None else "synthetic"
+        hess = kernel if kernel is not None else hess
     if _reconstructs(job, options) and (hess is not None or not on_prior):
         method = reconstruct.Method(
             s.bits, s.sparsity, options.pattern, "magnitude" if job.aligned else options.prune,
@@ -322,7 +349,7 @@ def quantize_job(
             original, values, w.axis, s.per_channel, hess, method
         )
         if on_prior:
-            job.reconstruction = {**job.reconstruction, "h": "prior"}
+            job.reconstruction = {**job.reconstruction, "h": source}
     levels, scales = done or quantize(values, s.bits, axis, options.scale_dtype, group)
     scale = expand_scales(scales, axis, values.shape, group)
     imp = None

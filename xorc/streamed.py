@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xorc import fidelity, onnx_io, parallel, policies
+from xorc import calibrate, fidelity, onnx_io, parallel, policies
 from xorc.assemble import container_meta, stored_scales, tensor_record
 from xorc.config import CompressOptions, TensorSettings
 from xorc.errors import UsageError
@@ -38,6 +38,7 @@ class Work:
     stored: Stored | None
     options: CompressOptions
     keep_levels: bool
+    stats: calibrate.InputStats | None = None  # a synthetic H (xorc/selfcalib.py)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def compress_if_streamed(
     progress: Progress | None,
     min_fidelity: float | None,
     run_on: tuple[int | None, str | None],
+    synthetic: dict[str, calibrate.InputStats] | None = None,
 ) -> tuple[Container, fidelity.Fidelity | None] | None:
     """`compress_streamed` on `run_on` (--jobs, --executor) when the run streams; None when it
     does not (then --jobs and --executor are refused: the in-memory path runs here)."""
@@ -85,7 +87,9 @@ def compress_if_streamed(
     nbytes = sum(j.weight.nbytes for j in jobs)
     executor_ = parallel.make(n_jobs, executor, len(jobs), nbytes)
     extra = {"uncompressed": left}
-    return compress_streamed(model, options, jobs, extra, progress, min_fidelity, executor_)
+    return compress_streamed(
+        model, options, jobs, extra, progress, min_fidelity, executor_, synthetic or {}
+    )
 
 
 def encode_one(work: Work) -> Done:
@@ -94,7 +98,7 @@ def encode_one(work: Work) -> Done:
 
     job = TensorJob(work.weight, work.settings, policies.get(work.settings.policy))
     job.stored = work.stored
-    job.quantized = quantize_job(job, work.options, 0.0, None)
+    job.quantized = quantize_job(job, work.options, 0.0, work.stats)
     enc = job.policy.encode(job.q, job.settings, work.options)
     if job.reconstruction is not None:
         enc = replace(enc, stats={**enc.stats, "reconstruction": job.reconstruction})
@@ -119,11 +123,13 @@ def compress_streamed(
     progress: Progress | None,
     min_fidelity: float | None,
     executor: parallel.Executor,
+    synthetic: dict[str, calibrate.InputStats] | None = None,
 ) -> tuple[Container, fidelity.Fidelity | None]:
     """Encode every job on `executor`, in order, into a container whose PAYLOAD is a file; then
-    (unless `min_fidelity` is None) the fidelity check."""
+    (unless `min_fidelity` is None) the fidelity check. `synthetic`: H by weight name."""
     keep = min_fidelity is not None and not model.external
-    works = [Work(j.weight, j.settings, j.stored, options, keep) for j in jobs]
+    syn = synthetic or {}
+    works = [Work(j.weight, j.settings, j.stored, options, keep, syn.get(j.name)) for j in jobs]
     total = sum(j.weight.nbytes for j in jobs)
     payload = PayloadFile()
     records, layers, levels = [], [], []
