@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,35 @@ def test_asymmetric_order_targets_the_original_output(tmp_path: Path) -> None:
         targets = {t.name: t.stats["reconstruction"].get("target") for t in container.tensors}
         assert targets == {"w1": None, "w2": "original"}
     assert blobs[0] == blobs[1]
+
+
+def test_corrected_bias_of_the_asymmetric_order(tmp_path: Path) -> None:
+    """With the compressed input's means (`shifted_mean`), the bias absorbs Q E[x] - W E[x_ref];
+    without them, (Q - W) E[x_ref] as before."""
+    from types import SimpleNamespace
+
+    from xorc import bias, calibrate
+
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(3, 4)).astype(np.float32)
+    b = rng.normal(size=3).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)],
+        "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=OPSET), tmp_path / "g.onnx")
+    model = onnx_io.load_model(tmp_path / "g.onnx")
+    levels = rng.integers(-7, 8, size=w.shape).astype(np.int16)
+    scales = np.full(3, 0.25, np.float32)
+    q = SimpleNamespace(values=levels, scales=scales, axis=0, group=None)
+    job = SimpleNamespace(prequantized=False, q=q, weight=SimpleNamespace(array=w))
+    mean, shifted = rng.normal(size=4), rng.normal(size=4)
+    st = calibrate.InputStats(onnx_io.layers(model)["w"], mean, mean**2)
+    deq = levels * 0.25
+    plain = bias.corrected_bias(model, job, levels, st)
+    np.testing.assert_allclose(plain, b - (deq - w) @ mean, rtol=1e-6)
+    moved = bias.corrected_bias(model, job, levels, replace(st, shifted_mean=shifted))
+    np.testing.assert_allclose(moved, b - (deq @ shifted - w @ mean), rtol=1e-6)
