@@ -26,7 +26,8 @@ time and peak resident memory are its own.
 model and bit width at G in {none, 128, 64, 32} with bfloat16 (float) and pow2 scales, GPTQ with
 calibration (`gptq`) next to round-to-nearest without (`rtn`), and `gptq-dw8` (GPTQ with the
 depthwise convolutions and the stem at 8 bits, by `[[layer]]` rules), bits/weight counting the
-scales; `gptq-early8` (the stem and blocks 0 to 3 at 8 bits), `asym` and `asym-early8`
+scales; `gptq-early8` (the stem and blocks 0 to 3 at 8 bits; `gptq-early8-dw8`: and every
+depthwise convolution), `asym` and `asym-early8`
 (`--reconstruct-order asymmetric`); `--group-methods`, `--group-models`, `--group-dtypes`
 pick the rows; `--parallel N` runs N processes (one per model and scale dtype) at a time (their
 wall times then share the cores).
@@ -142,7 +143,12 @@ EARLY8 = "".join(
 )
 """Method gptq-early8: the stem and blocks 0 to 3 at 8 bits (EfficientNet-Lite0's 16 layers
 nearest the input, 0.6 % of its weights, which cause most of the 4-bit output error)."""
-CONFIGS = {"gptq-dw8": "dw8.toml", "gptq-early8": "early8.toml", "asym-early8": "early8.toml"}
+CONFIGS = {
+    "gptq-dw8": "dw8.toml",
+    "gptq-early8": "early8.toml",
+    "gptq-early8-dw8": "early8dw8.toml",
+    "asym-early8": "early8.toml",
+}
 """The `[[layer]]` file of each method that has one."""
 
 
@@ -175,6 +181,7 @@ def group_table(
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "dw8.toml").write_text(DW8)
         (Path(tmp) / "early8.toml").write_text(EARLY8)
+        (Path(tmp) / "early8dw8.toml").write_text(EARLY8 + DW8)
         jobs: dict[tuple, list[dict]] = {}
         for i, (_, model, calib, bits, dtype, g, method) in enumerate(runs):
             options = {"bits": bits, "policy": "raw", "scale_dtype": dtype, "group_size": g}
@@ -339,8 +346,8 @@ def main() -> None:
     parser.add_argument("--groups", action="store_true", help="the group-scale table only")
     parser.add_argument("--parallel", type=int, default=1, help="models at a time (--groups)")
     parser.add_argument(
-        "--group-methods", default="rtn,gptq", help="rtn, gptq, gptq-dw8, gptq-early8, asym, "
-        "asym-early8"
+        "--group-methods", default="rtn,gptq", help="rtn, gptq, gptq-dw8, gptq-early8, "
+        "gptq-early8-dw8, asym, asym-early8"
     )  # fmt: skip
     parser.add_argument("--group-models", default="", help="only labels containing this")
     parser.add_argument("--group-dtypes", default="bfloat16,pow2", help="scale dtypes")
