@@ -26,11 +26,13 @@ time and peak resident memory are its own.
 model and bit width at G in {none, 128, 64, 32} with bfloat16 (float) and pow2 scales, GPTQ with
 calibration (`gptq`) next to round-to-nearest without (`rtn`), and `gptq-dw8` (GPTQ with the
 depthwise convolutions and the stem at 8 bits, by `[[layer]]` rules), bits/weight counting the
-scales; `--group-methods`, `--group-models`, `--group-dtypes` pick the rows; `--parallel N` runs
-N processes (one per model and scale dtype) at a time (their wall times then share the
-cores).
+scales; `gptq-early8` (the stem and blocks 0 to 3 at 8 bits; `gptq-early8-dw8`: and every
+depthwise convolution), `asym` and `asym-early8`
+(`--reconstruct-order asymmetric`); `--group-methods`, `--group-models`, `--group-dtypes`
+pick the rows; `--parallel N` runs N processes (one per model and scale dtype) at a time (their
+wall times then share the cores).
 
-    python benchmarks/bench_reconstruct.py --groups [--group-methods rtn,gptq,gptq-dw8]
+    python benchmarks/bench_reconstruct.py --groups [--group-methods rtn,gptq,gptq-early8,asym]
         [--group-models LABEL] [--group-dtypes bfloat16,pow2] [--parallel N]
     python benchmarks/bench_reconstruct.py [--quick] [--timing]
 """
@@ -135,6 +137,19 @@ bits = 8
 """
 """Method gptq-dw8: GPTQ with the depthwise convolutions and the stem at 8 bits (EfficientNet's
 most sensitive layers, 3.9 % of its weights; groups never apply to them: F = k x k <= G)."""
+EARLY8 = "".join(
+    f'[[layer]]\nmatch = "{m}"\nbits = 8\n\n'
+    for m in ("_conv_stem.weight", "_blocks.0.*", "_blocks.1.*", "_blocks.2.*", "_blocks.3.*")
+)
+"""Method gptq-early8: the stem and blocks 0 to 3 at 8 bits (EfficientNet-Lite0's 16 layers
+nearest the input, 0.6 % of its weights, which cause most of the 4-bit output error)."""
+CONFIGS = {
+    "gptq-dw8": "dw8.toml",
+    "gptq-early8": "early8.toml",
+    "gptq-early8-dw8": "early8dw8.toml",
+    "asym-early8": "early8.toml",
+}
+"""The `[[layer]]` file of each method that has one."""
 
 
 def group_table(
@@ -165,15 +180,19 @@ def group_table(
     print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "dw8.toml").write_text(DW8)
+        (Path(tmp) / "early8.toml").write_text(EARLY8)
+        (Path(tmp) / "early8dw8.toml").write_text(EARLY8 + DW8)
         jobs: dict[tuple, list[dict]] = {}
         for i, (_, model, calib, bits, dtype, g, method) in enumerate(runs):
             options = {"bits": bits, "policy": "raw", "scale_dtype": dtype, "group_size": g}
             if method == "rtn":  # the data-free prior off (xorc/prior.py)
                 options["reconstruct"] = "none"
+            if method.startswith("asym"):  # sequential, fitted to the original output
+                options["reconstruct_order"] = "asymmetric"
             jobs.setdefault((model, dtype), []).append(
                 {"model": str(model), "blob": f"{tmp}/g{i}.xorc", "options": options,
                  "calib": None if method == "rtn" else str(calib), "index": i,
-                 "config": f"{tmp}/dw8.toml" if method == "gptq-dw8" else None}
+                 "config": f"{tmp}/{CONFIGS[method]}" if method in CONFIGS else None}
             )  # fmt: skip
 
         def child(key: tuple) -> None:
@@ -326,7 +345,10 @@ def main() -> None:
     parser.add_argument("--timing", action="store_true", help="only the time, memory and H")
     parser.add_argument("--groups", action="store_true", help="the group-scale table only")
     parser.add_argument("--parallel", type=int, default=1, help="models at a time (--groups)")
-    parser.add_argument("--group-methods", default="rtn,gptq", help="rtn, gptq, gptq-dw8")
+    parser.add_argument(
+        "--group-methods", default="rtn,gptq", help="rtn, gptq, gptq-dw8, gptq-early8, "
+        "gptq-early8-dw8, asym, asym-early8"
+    )  # fmt: skip
     parser.add_argument("--group-models", default="", help="only labels containing this")
     parser.add_argument("--group-dtypes", default="bfloat16,pow2", help="scale dtypes")
     parser.add_argument("--group-sizes", default="none,128,64,32", help="G values (none: channel)")

@@ -3,6 +3,7 @@ shift its weight changes cause on the calibration inputs (xorc.calibrate.bias_sh
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,17 +43,31 @@ def corrected_biases(
     corrected: set[str] = set()
     for job, e in zip(jobs, encoded, strict=True):
         st = stats.get(job.name)
-        if st is None or st.layer.bias is None or job.prequantized:
-            continue
-        q = job.q
-        delta = dequantize(e.decoded, q.scales, q.axis, q.group).astype(np.float64)
-        delta -= job.weight.array
-        shift = calibrate.bias_shift(st, delta)
-        if shift is None:
-            continue
-        bias = onnx_io.initializer(model, st.layer.bias).astype(np.float64)
-        if bias.shape != shift.shape:
-            continue
-        new[st.layer.bias] = bias - shift
-        corrected.add(job.name)
+        fixed = None if st is None else corrected_bias(model, job, e.decoded, st)
+        if fixed is not None:
+            assert st is not None and st.layer.bias is not None
+            new[st.layer.bias] = fixed
+            corrected.add(job.name)
     return new, corrected
+
+
+def corrected_bias(
+    model: onnx_io.SourceModel, job: TensorJob, levels: np.ndarray, st: calibrate.InputStats
+) -> np.ndarray | None:
+    """The layer's bias minus the mean output shift of its weight as `levels` (decoded) give
+    it, or None (no bias, or shapes that do not fit). With `st.shifted_mean` (asymmetric
+    order) the shift is Q E[x] - W E[x_ref]: the input the compressed layers before produce
+    against the original model's."""
+    if st.layer.bias is None or job.prequantized:
+        return None
+    q = job.q
+    deq = dequantize(levels, q.scales, q.axis, q.group).astype(np.float64)
+    shift = calibrate.bias_shift(st, deq - job.weight.array)
+    if shift is not None and st.shifted_mean is not None:
+        shift = calibrate.bias_shift(replace(st, mean=st.shifted_mean), deq)
+        ref = calibrate.bias_shift(st, job.weight.array.astype(np.float64))
+        shift = None if shift is None or ref is None else shift - ref
+    if shift is None:
+        return None
+    bias = onnx_io.initializer(model, st.layer.bias).astype(np.float64)
+    return bias - shift if bias.shape == shift.shape else None

@@ -44,6 +44,7 @@ class InputStats:
     mean_square: NDArray[np.float64]
     moment: NDArray[np.float64] | None = None  # [C, C] E[x x^T], when asked for
     hessian: hessian.Hessian | None = None  # per-row features' E[x x^T] (xorc/hessian.py)
+    shifted_mean: NDArray[np.float64] | None = None  # asymmetric order: the compressed input's
 
 
 def input_stats(
@@ -129,6 +130,15 @@ def _add_moment(second: dict[str, list], key: str, x: NDArray[np.float64], kind:
     acc = second.setdefault(key, [0, 0.0])
     acc[0] += feats.shape[0]
     acc[1] = acc[1] + feats.T @ feats
+
+
+def channel_sum(layer: onnx_io.Layer, x: NDArray) -> tuple[int, NDArray[np.float64]] | None:
+    """How many values of each input channel a batch of the layer's input holds, and their
+    sum per channel (None where the layer's input has no channel axis)."""
+    axes = _sample_axes(_kind(layer), x)
+    if axes is None:
+        return None
+    return int(np.prod([x.shape[a] for a in axes])), x.sum(axis=axes, dtype=np.float64)
 
 
 def _kind(layer: onnx_io.Layer) -> str:

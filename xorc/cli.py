@@ -114,10 +114,10 @@ def cli() -> None:
 )
 @click.option(
     "--reconstruct-order",
-    type=click.Choice(["parallel", "sequential"]),
+    type=click.Choice(["parallel", "sequential", "asymmetric"]),
     help="GPTQ / OBS: every layer's H from the original model's inputs, or layers in graph "
-    "order, each on the inputs the already compressed layers produce (slower) "
-    "[default: parallel].",
+    "order, each on the inputs the already compressed layers produce (slower); asymmetric: "
+    "sequential, each layer fitted to the original model's output (GPTAQ) [default: parallel].",
 )
 @click.option(
     "--prune-pattern",

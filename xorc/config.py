@@ -23,7 +23,7 @@ SCOPES = ("tensor", "global")
 SCALE_DTYPES = ("bfloat16", "float32", "pow2")
 RECONSTRUCT = ("auto", "gptq", "synthetic", "prior", "none")
 PRUNE = ("auto", "magnitude", "obs")
-ORDERS = ("parallel", "sequential")
+ORDERS = ("parallel", "sequential", "asymmetric")
 STRUCTURES = ("kernel-group", "crossbar")
 LAYER_KEYS = ("bits", "sparsity", "policy", "skip", "per_channel", "dict_size")
 

@@ -55,11 +55,14 @@ class Hessian:
             (rows of group g read features of H[g]); None when `reason` says why not.
         n_samples: how many feature vectors were averaged (samples x positions).
         reason: why the layer has no H (unsupported layer kind, too large, no data).
+        cross: [groups, F, F] E[x_ref x^T], x_ref the same features of the original model's
+            input (asymmetric order, GPTAQ: GPTQ then targets the original output); else None.
     """
 
     moment: NDArray[np.float64] | None
     n_samples: int
     reason: str | None = None
+    cross: NDArray[np.float64] | None = None
 
 
 def matrix_form(weight: NDArray, out_axis: int) -> NDArray:
@@ -185,11 +188,13 @@ class Accumulator:
         self.reason = unsupported(layer, shape, out_axis)
         self.width = int(np.prod(shape)) // max(int(shape[out_axis or 0]), 1)
         self.total: NDArray[np.float64] | None = None
+        self.cross: NDArray[np.float64] | None = None
         self.count = 0
         self.batches = 0
 
-    def add(self, x: NDArray) -> None:
-        """Add one batch of the layer's data input (samples along the first axis)."""
+    def add(self, x: NDArray, ref: NDArray | None = None) -> None:
+        """Add one batch of the layer's data input (samples along the first axis); with `ref`,
+        the original model's input on the same samples, the cross moment E[x_ref x^T] too."""
         if self.reason is not None:
             return
         x = np.asarray(x, dtype=np.float32)
@@ -208,17 +213,29 @@ class Accumulator:
             if not np.isfinite(f).all():
                 self.reason = "non-finite calibration inputs"
                 return
-            part = (f[0].T @ f[0])[None] if f.shape[0] == 1 else np.matmul(f.transpose(0, 2, 1), f)
-            if self.total is None:
-                self.total = np.zeros(part.shape, np.float64)
-            np.add(self.total, part, out=self.total)  # in place: no float64 copy per step
+            self.total = _add_product(self.total, f, f)
+            if ref is not None:
+                r = features(self.layer, ref[start : start + chunk], self.shape, step, self.batches)
+                self.cross = _add_product(self.cross, r.astype(np.float32), f)
             self.count += f.shape[1]
         self.batches += 1
 
     def result(self) -> Hessian:
         if self.reason is not None or self.total is None or self.count == 0:
             return Hessian(None, self.count, self.reason or "no calibration inputs reached it")
-        return Hessian(self.total / self.count, self.count)
+        cross = None if self.cross is None else self.cross / self.count
+        return Hessian(self.total / self.count, self.count, cross=cross)
+
+
+def _add_product(
+    total: NDArray[np.float64] | None, a: NDArray[np.float32], b: NDArray[np.float32]
+) -> NDArray[np.float64]:
+    """total + a^T b per group ([groups, vectors, F] each), added in place into float64."""
+    part = (a[0].T @ b[0])[None] if a.shape[0] == 1 else np.matmul(a.transpose(0, 2, 1), b)
+    if total is None:
+        total = np.zeros(part.shape, np.float64)
+    np.add(total, part, out=total)  # in place: no float64 copy per step
+    return total
 
 
 def relative_error(

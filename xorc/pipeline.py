@@ -143,7 +143,7 @@ def compress_and_measure(
     )
     if done is not None:
         return done
-    sequential = options.reconstruct_order == "sequential" and calib is not None
+    sequential = options.reconstruct_order != "parallel" and calib is not None
     stats = calibration_stage(model, jobs, calib, None if sequential else options)
     quantize_stage(jobs, options, stats, (model, calib) if sequential else None)
     extra: dict = {"uncompressed": left}
@@ -306,6 +306,7 @@ def quantize_stage(
         sequential.reconstruct_in_order(
             *sequential_on[:1], jobs, lambda j: _reconstructs(j, options), stats, sequential_on[1],
             lambda j, st: quantize_job(j, options, threshold, st),
+            options.reconstruct_order == "asymmetric", options.bias_correction,
         )  # fmt: skip
         return
     for job in jobs:

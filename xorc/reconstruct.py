@@ -40,6 +40,10 @@ CLIP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 output error d H d^T (1.0 first, so a tie keeps the unclipped scale)."""
 CLIP_MAX_BITS = 6
 """The search runs at this many bits or fewer (at 8 bits clipping gains nothing)."""
+TARGET_DAMP = 1.0
+"""Ridge of the asymmetric order's target fit (`original_target`), a fraction of mean diag H
+(EfficientNet-Lite0, 4 bits: 0.01 and 0.1 fit the calibration images closer and held-out
+images worse; docs/reconstruction.md "Asymmetric order")."""
 
 _factor_memo: dict[tuple, tuple] | None = None  # set by shared_factors()
 
@@ -100,6 +104,10 @@ def reconstruct(
         raise ValueError(f"H of {groups} x {width} features does not fit a weight {w.shape}")
     shape3 = (groups, rows.shape[0] // groups, width)
     fixed = None if mask is None else matrix_form(mask, out_axis).reshape(shape3)
+    if hess.cross is not None:  # asymmetric order: GPTQ approximates the original output
+        rows = original_target(rows.reshape(shape3), hess, TARGET_DAMP).reshape(rows.shape)
+        moved = np.moveaxis(w, out_axis, 0).shape
+        w = np.moveaxis(rows.reshape(moved), 0, out_axis)
     if method.group is not None:
         if not per_channel:
             raise ValueError("group scales need per-channel scales")
@@ -123,6 +131,24 @@ def reconstruct(
     return _finish(levels3, scales, info, w.shape, out_axis, hess)
 
 
+def original_target(w: NDArray[np.float64], hess: Hessian, damp: float) -> NDArray[np.float64]:
+    """[groups, rows, F]: the weights W* = W + W (C - H)(H + lambda I)^-1 (C = `hess.cross`,
+    E[x_ref x^T]; lambda = damp x mean diag H, as GPTQ's) whose output on the compressed
+    model's inputs x best matches the original W x_ref: E|W x_ref - Q x|^2 = E|(Q - W*) x|^2
+    + const, so GPTQ of W* on H minimizes the error against the original output (GPTAQ's
+    asymmetric calibration, in closed form). W* = W where C = H (the same inputs)."""
+    h = np.asarray(hess.moment, np.float64)
+    diag = np.diagonal(h, axis1=1, axis2=2)
+    mean = np.where(diag.mean(axis=1) > 0, diag.mean(axis=1), 1.0)
+    a = h + (damp * mean)[:, None, None] * np.eye(h.shape[1])
+    a[:, np.arange(h.shape[1]), np.arange(h.shape[1])] += np.where(diag <= 0, mean[:, None], 0)
+    cross = np.asarray(hess.cross, np.float64)
+    # W (C - H) A^-1 = (A^-1 (C - H)^T W^T)^T, A symmetric
+    return w + np.linalg.solve(
+        a, np.matmul((cross - h).transpose(0, 2, 1), w.transpose(0, 2, 1))
+    ).transpose(0, 2, 1)
+
+
 def _finish(
     levels3: NDArray[np.int16],
     scales: NDArray[np.float32],
@@ -135,6 +161,8 @@ def _finish(
     moved = (shape[out_axis], *(d for i, d in enumerate(shape) if i != out_axis))
     levels = np.moveaxis(levels3.reshape(moved), 0, out_axis).astype(np.int16)
     info["n_samples"] = hess.n_samples
+    if hess.cross is not None:
+        info["target"] = "original"  # asymmetric order (original_target)
     return np.ascontiguousarray(levels), scales, info
 
 

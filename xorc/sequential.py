@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xorc import calibrate, hessian, onnx_io, runtime
+from xorc import bias, calibrate, hessian, onnx_io, runtime
 from xorc.quantize import dequantize
 from xorc.tensor import QuantTensor
 
@@ -38,9 +38,17 @@ def reconstruct_in_order(
     stats: dict[str, calibrate.InputStats],
     calib: str | Path,
     quantize_one: QuantizeOne,
+    asymmetric: bool = False,
+    correct_bias: bool = True,
 ) -> None:
     """Fill `quantized` of every job: first those not reconstructed, then the reconstructed
-    ones step by step; `stats` (the original model's, without H) gains each H it uses."""
+    ones step by step; `stats` (the original model's, without H) gains each H it uses.
+
+    `asymmetric` (order "asymmetric", GPTAQ): each step also runs the original model's prefix,
+    so every H carries the cross moment E[x_ref x^T] and GPTQ targets the original output
+    (`reconstruct.original_target`); the step's stats get the compressed input's channel means
+    (`shifted_mean`) and, with `correct_bias`, its corrected biases enter the later steps
+    (`bias.corrected_bias`)."""
     layers = onnx_io.layers(model)
     done: dict[str, np.ndarray] = {}
     later = [j for j in jobs if reconstructs(j) and j.name in layers]
@@ -56,14 +64,22 @@ def reconstruct_in_order(
             taps.append(layers[job.name].data)
     for tap in taps:
         step = [j for j in later if layers[j.name].data == tap]
-        found = _step_hessians(model, step, layers, tap, calib, done)
+        found, mean = _step_hessians(model, step, layers, tap, calib, done, asymmetric)
         for job in step:
             base = stats.get(job.name) or calibrate.InputStats(
                 layers[job.name], np.zeros(0), np.zeros(0)
             )
-            stats[job.name] = replace(base, hessian=found[job.name])
+            st = replace(base, hessian=found[job.name])
+            shifted = mean is not None and mean.shape == base.mean.shape
+            stats[job.name] = replace(st, shifted_mean=mean if shifted else None)
             job.quantized = quantize_one(job, stats[job.name])
             done[job.name] = _dequantized(job)
+            h = found[job.name]
+            stats[job.name] = replace(stats[job.name], hessian=replace(h, cross=None))
+            if asymmetric and shifted and correct_bias:
+                fixed = bias.corrected_bias(model, job, job.q.values, stats[job.name])
+                if fixed is not None and base.layer.bias is not None:
+                    done[base.layer.bias] = fixed.astype(np.float32)
 
 
 def _dequantized(job: TensorJob) -> np.ndarray:
@@ -78,24 +94,39 @@ def _step_hessians(
     tap: str,
     calib: str | Path,
     done: dict[str, np.ndarray],
-) -> dict[str, hessian.Hessian]:
-    """The H of the step's layers on their input computed with the compressed weights."""
+    asymmetric: bool = False,
+) -> tuple[dict[str, hessian.Hessian], np.ndarray | None]:
+    """The H of the step's layers on their input computed with the compressed weights; with
+    `asymmetric`, with the cross moment to the original input, and that input's channel means
+    (None otherwise, or for a model input, which the compressed layers do not change)."""
     accs = {
         j.name: hessian.Accumulator(layers[j.name], j.weight.array.shape, j.weight.axis)
         for j in step
     }
     if all(a.reason is not None for a in accs.values()):
-        return {name: a.result() for name, a in accs.items()}
+        return {name: a.result() for name, a in accs.items()}, None
     if tap in {i.name for i in model.proto.graph.input}:  # a model input: nothing upstream
         sess = runtime.source_session(model)
         data = runtime.load_data(calib, sess).take(calibrate.MAX_CALIB_SAMPLES)
         inputs = data.inputs[tap]
-        batches = iter([[inputs[i : i + 8]] for i in range(0, len(inputs), 8)])
-    else:
-        sess = runtime.session(onnx_io.prefix(model, tap, done), model.path)
-        data = runtime.load_data(calib, sess).take(calibrate.MAX_CALIB_SAMPLES)
-        batches = runtime.batches(sess, data, [tap], batch=8)
+        for i in range(0, len(inputs), 8):
+            for acc in accs.values():
+                acc.add(inputs[i : i + 8])
+        return {name: a.result() for name, a in accs.items()}, None
+    sess = runtime.session(onnx_io.prefix(model, tap, done), model.path)
+    data = runtime.load_data(calib, sess).take(calibrate.MAX_CALIB_SAMPLES)
+    batches = runtime.batches(sess, data, [tap], batch=8)
+    refs = iter(())
+    if asymmetric:
+        ref_sess = runtime.session(onnx_io.prefix(model, tap, {}), model.path)
+        refs = runtime.batches(ref_sess, data, [tap], batch=8)
+    count, total = 0, None
     for (x,) in batches:
+        ref = next(refs)[0] if asymmetric else None
         for acc in accs.values():
-            acc.add(x)
-    return {name: a.result() for name, a in accs.items()}
+            acc.add(x, ref)
+        summed = calibrate.channel_sum(layers[step[0].name], x) if asymmetric else None
+        if summed is not None:
+            count, total = count + summed[0], summed[1] if total is None else total + summed[1]
+    mean = None if total is None or count == 0 else total / count
+    return {name: a.result() for name, a in accs.items()}, mean
