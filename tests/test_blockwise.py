@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from models import write_matmul_chain
+
 from xorc import api, blockwise, onnx_io
 from xorc.config import CompressOptions
 from xorc.errors import UsageError
