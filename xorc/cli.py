@@ -200,7 +200,8 @@ def cli() -> None:
     type=click.IntRange(1),
     metavar="MiB",
     help="--calib: the H of a block of layers, calibrated in one pass, fit in this "
-    "(docs/reconstruction.md) [default: 64]; the blob does not depend on it.",
+    "(docs/reconstruction.md) [default: 64, models with external data only]; the blob does "
+    "not depend on it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors

@@ -133,8 +133,9 @@ def compress_and_measure(
     """`compress_model`, then (unless `min_fidelity` is None) the fidelity check of the
     compressed model against the original (xorc/fidelity.py), with that threshold. A run
     without data, search or global sparsity streams tensor by tensor on `n_jobs` processes or
-    `executor` (xorc/streamed.py); one with data calibrates block by block, the H of a block
-    within `calib_memory` MiB (xorc/blockwise.py); the others hold every weight."""
+    `executor` (xorc/streamed.py); one with data on a model with external data (or with
+    `calib_memory`) calibrates block by block, the H of a block within `calib_memory` MiB
+    (xorc/blockwise.py); the others hold every weight."""
     model = onnx_io.load_model(model_path)
     options = options.resolved(calib is not None)
     jobs, left = plan_stage(model, options)
@@ -144,7 +145,7 @@ def compress_and_measure(
     )
     if done is not None:
         return done
-    if blockwise.applies(options, calib):  # H of a block of layers at a time
+    if blockwise.applies(options, calib) and (model.external or calib_memory is not None):
         assert calib is not None
         return blockwise.compress_blockwise(
             model, options, jobs, left, calib, progress, min_fidelity, calib_memory
