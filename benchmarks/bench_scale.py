@@ -4,6 +4,7 @@ in onnxruntime.
 
     PYTHONPATH=$PWD python benchmarks/bench_scale.py [--sizes 0.5,2.3,4.3] [--jobs 1,2]
         [--policy raw] [--width 4096] [--steps compress,verify,decompress,run] [--dir DIR]
+        [--calib N [--calib-memory MiB]]
 
 Each size (GB of fp32 weights) is a chain of MatMul [width, width] layers with 90 % zeros
 (tests/models.py `write_matmul_chain`), written layer by layer into a temporary folder (under
@@ -15,7 +16,9 @@ issue 17 is 1.5 GB plus 3 x the largest tensor. The baseline of the --jobs compa
 byte with it. `run` feeds 4 standard-normal inputs to the original and the decompressed model
 and prints the cosine of their outputs and the largest error relative to the output's scale.
 
-A quick --jobs comparison only: --sizes 0.5 --steps compress.
+A quick --jobs comparison only: --sizes 0.5 --steps compress. With --calib N, compress runs
+with N standard-normal calibration inputs (GPTQ / OBS, block by block, xorc/blockwise.py; only
+--jobs 1) and the row says how many blocks (passes over the data) the budget gives.
 """
 
 from __future__ import annotations
@@ -118,6 +121,26 @@ def row(size: str, step: str, r: dict, bound: float, extra: str = "") -> None:
     )
 
 
+def _calib_args(args: argparse.Namespace, folder: Path, model: Path) -> list[str]:
+    """The compress flags of a --calib run (its data written to `folder`), and its blocks."""
+    if not args.calib:
+        return []
+    import numpy as np
+
+    from xorc import blockwise, onnx_io
+    from xorc.config import CompressOptions
+    from xorc.pipeline import hessian_specs, plan_stage
+
+    x = np.random.default_rng(2).standard_normal((args.calib, args.width), np.float32)
+    np.savez(folder / "calib.npz", x=x)
+    options = CompressOptions(policy=args.policy).resolved(True)
+    jobs, _ = plan_stage(onnx_io.load_model(model), options)
+    mib = args.calib_memory or blockwise.DEFAULT_MIB
+    blocks = blockwise.plan_blocks(jobs, set(hessian_specs(jobs, options)), mib << 20)
+    print(f"# --calib {args.calib} inputs, --calib-memory {mib} MiB: {len(blocks)} blocks")
+    return ["--calib", str(folder / "calib.npz"), "--calib-memory", str(mib)]
+
+
 def one_size(gb: float, args: argparse.Namespace, base: Path) -> None:
     layers = max(1, round(gb * GB / (args.width * args.width * 4)))
     folder = Path(tempfile.mkdtemp(prefix=f"scale-{gb}-", dir=base))
@@ -136,8 +159,9 @@ def one_size(gb: float, args: argparse.Namespace, base: Path) -> None:
         blob = folder / "m.xorc"
         ref = None
         base_s = None
+        calib = _calib_args(args, folder, model)
         if "compress" in args.steps:
-            for n in args.jobs:
+            for n in [1] if calib else args.jobs:
                 out = folder / f"j{n}.xorc"
                 r = measured(
                     xorc(
@@ -149,6 +173,7 @@ def one_size(gb: float, args: argparse.Namespace, base: Path) -> None:
                         args.policy,
                         "--jobs",
                         str(n),
+                        *calib,
                     )
                 )
                 digest = hashlib.sha256(out.read_bytes()).hexdigest() if r["rc"] == 0 else None
@@ -195,6 +220,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=4096)
     parser.add_argument("--steps", default=",".join(STEPS))
     parser.add_argument("--dir", default=None, help="folder for the temporary models")
+    parser.add_argument("--calib", type=int, default=0, help="compress with N calibration inputs")
+    parser.add_argument("--calib-memory", type=int, default=None, help="MiB per block")
     args = parser.parse_args()
     args.jobs = [int(j) for j in args.jobs.split(",")]
     args.steps = args.steps.split(",")

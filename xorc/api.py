@@ -54,17 +54,20 @@ def compress(
     min_fidelity: float | None = 0.99,
     jobs: int | None = None,
     executor: str | None = None,
+    calib_memory: int | None = None,
 ) -> Summary:
     """Compress `model` into the blob `out` (written atomically); returns its summary, with
     the fidelity check against the original (`Summary.fidelity`; docs/reconstruction.md) at
     threshold `min_fidelity` (None: no check). `jobs` worker processes (None: one per core)
-    or `executor` ("dask:ADDRESS") encode the tensors (docs/scale.md); the blob is the same."""
+    or `executor` ("dask:ADDRESS") encode the tensors (docs/scale.md); the blob is the same.
+    `calib_memory`: MiB of H per calibration block (docs/reconstruction.md, "Memory")."""
     _check_output([model, calib], out)
     from xorc.pipeline import compress_and_measure
 
     container, check = compress_and_measure(
-        model, options or CompressOptions(), calib, progress, min_fidelity, jobs, executor
-    )
+        model, options or CompressOptions(), calib, progress, min_fidelity, jobs, executor,
+        calib_memory,
+    )  # fmt: skip
     with atomic_output(out) as (f, tmp):
         v1.write_to(container, f)
         f.flush()

@@ -58,66 +58,106 @@ def input_stats(
     features; inputs of at most MAX_MOMENT_FEATURES channels); those in `hessians` (name ->
     (shape, output axis)) the H of their rows' features (xorc/hessian.py). `calib_path` may
     also be the inputs themselves (xorc/selfcalib.py)."""
-    layers = onnx_io.layers(model, reach=True)  # Constant weights, shape ops: onnx_io.reach
-    accs = {
-        name: hessian.Accumulator(layers[name], shape, axis)
-        for name, (shape, axis) in (hessians or {}).items()
-        if name in layers
-    }
-    taps = sorted({layer.data for layer in layers.values()})
-    if not taps:  # no float layer reads a weight directly (a weight-only int8 model, say)
+    source = Source.open(model, calib_path)
+    if source is None:  # no float layer reads a weight directly (a weight-only int8 model, say)
         return {}
-    wanted = {f"{_kind(layers[w])}:{layers[w].data}" for w in moments if w in layers}
-    second: dict[str, list] = {}  # (layer kind, tap) -> [feature vectors, X^T X]
-    sess = runtime.source_session(model, taps)
-    data = (
-        calib_path
-        if isinstance(calib_path, runtime.Dataset)
-        else runtime.load_data(calib_path, sess)
-    ).take(MAX_CALIB_SAMPLES)
-    sums: dict[str, list] = {}  # tap -> [count, sum, sum of squares], per (layer kind, tap)
-    for outputs in tap_batches(sess, data, taps):
-        for tap, x in zip(taps, outputs, strict=True):
-            for kind in {_kind(layer) for layer in layers.values() if layer.data == tap}:
-                axes = _sample_axes(kind, x)
-                if axes is None:
-                    continue
-                acc = sums.setdefault(f"{kind}:{tap}", [0, 0.0, 0.0])
-                acc[0] += int(np.prod([x.shape[a] for a in axes]))
-                acc[1] = acc[1] + x.sum(axis=axes, dtype=np.float64)
-                acc[2] = acc[2] + np.square(x).sum(axis=axes, dtype=np.float64)
-                if f"{kind}:{tap}" in wanted:
-                    _add_moment(second, f"{kind}:{tap}", x.astype(np.float64), kind)
-            for acc_h in (a for a in accs.values() if a.layer.data == tap):
-                acc_h.add(x)
-    out = {}
-    for name, layer in layers.items():
-        acc = sums.get(f"{_kind(layer)}:{layer.data}")
-        h = accs[name].result() if name in accs else None
-        if acc is not None and acc[0]:
-            mom = second.get(f"{_kind(layer)}:{layer.data}") if name in moments else None
-            moment = mom[1] / mom[0] if mom is not None and mom[0] else None
-            out[name] = InputStats(layer, acc[1] / acc[0], acc[2] / acc[0], moment, h)
-        elif h is not None:  # no per-channel statistics (MatMul's first operand), but an H
-            out[name] = InputStats(layer, np.zeros(0), np.zeros(0), None, h)
-    return out
+    return source.stats(source.layers, moments, hessians)
+
+
+@dataclass
+class Source:
+    """A session on the source model that yields every layer input, and its calibration data:
+    `stats` can be asked for all layers at once or for a block of them (xorc/blockwise.py), with
+    the same batches, so a layer's statistics are the same numbers either way."""
+
+    layers: dict[str, onnx_io.Layer]
+    taps: list[str]
+    sess: runtime.ort.InferenceSession
+    data: runtime.Dataset
+
+    @classmethod
+    def open(
+        cls, model: onnx_io.SourceModel, calib_path: str | Path | runtime.Dataset
+    ) -> Source | None:
+        layers = onnx_io.layers(model, reach=True)  # Constant weights, shape ops: onnx_io.reach
+        taps = sorted({layer.data for layer in layers.values()})
+        if not taps:
+            return None
+        sess = runtime.source_session(model, taps)
+        data = (
+            calib_path
+            if isinstance(calib_path, runtime.Dataset)
+            else runtime.load_data(calib_path, sess)
+        ).take(MAX_CALIB_SAMPLES)
+        return cls(layers, taps, sess, data)
+
+    def stats(
+        self,
+        names: Collection[str],
+        moments: Collection[str] = (),
+        hessians: Mapping[str, tuple[tuple[int, ...], int | None]] | None = None,
+    ) -> dict[str, InputStats]:
+        """`input_stats` of the layers of the weights in `names` (one pass over the data)."""
+        layers = {n: layer for n, layer in self.layers.items() if n in names}
+        accs = {
+            name: hessian.Accumulator(layers[name], shape, axis)
+            for name, (shape, axis) in (hessians or {}).items()
+            if name in layers
+        }
+        want = sorted({layer.data for layer in layers.values()})
+        if not want:
+            return {}
+        wanted = {f"{_kind(layers[w])}:{layers[w].data}" for w in moments if w in layers}
+        second: dict[str, list] = {}  # (layer kind, tap) -> [feature vectors, X^T X]
+        sums: dict[str, list] = {}  # tap -> [count, sum, sum of squares], per (layer kind, tap)
+        for outputs in tap_batches(self.sess, self.data, self.taps, want):
+            for tap, x in zip(want, outputs, strict=True):
+                for kind in {_kind(layer) for layer in layers.values() if layer.data == tap}:
+                    axes = _sample_axes(kind, x)
+                    if axes is None:
+                        continue
+                    acc = sums.setdefault(f"{kind}:{tap}", [0, 0.0, 0.0])
+                    acc[0] += int(np.prod([x.shape[a] for a in axes]))
+                    acc[1] = acc[1] + x.sum(axis=axes, dtype=np.float64)
+                    acc[2] = acc[2] + np.square(x).sum(axis=axes, dtype=np.float64)
+                    if f"{kind}:{tap}" in wanted:
+                        _add_moment(second, f"{kind}:{tap}", x.astype(np.float64), kind)
+                for acc_h in (a for a in accs.values() if a.layer.data == tap):
+                    acc_h.add(x)
+        out = {}
+        for name, layer in layers.items():
+            acc = sums.get(f"{_kind(layer)}:{layer.data}")
+            h = accs[name].result() if name in accs else None
+            if acc is not None and acc[0]:
+                mom = second.get(f"{_kind(layer)}:{layer.data}") if name in moments else None
+                moment = mom[1] / mom[0] if mom is not None and mom[0] else None
+                out[name] = InputStats(layer, acc[1] / acc[0], acc[2] / acc[0], moment, h)
+            elif h is not None:  # no per-channel statistics (MatMul's first operand), but an H
+                out[name] = InputStats(layer, np.zeros(0), np.zeros(0), None, h)
+        return out
 
 
 def tap_batches(
-    sess: runtime.ort.InferenceSession, data: runtime.Dataset, taps: list[str]
+    sess: runtime.ort.InferenceSession,
+    data: runtime.Dataset,
+    taps: list[str],
+    want: list[str] | None = None,
 ) -> Iterator[list[NDArray]]:
     """Every layer input (`taps`) of the data, batch by batch: the first sample alone, then
     as many samples at once as keep one batch's layer inputs within STATS_BATCH_BYTES (at least
-    one), so the pass holds one small batch of activations whatever the data or batch size."""
+    one), so the pass holds one small batch of activations whatever the data or batch size.
+    With `want` (some of the taps), only those are yielded, in the same batches."""
     first = data.take(1)
     out = next(runtime.batches(sess, first, taps, batch=1))
-    yield out
     per_sample = sum(x.nbytes for x in out)  # one sample's (runtime.batches cuts the padding)
+    if want is not None:
+        out = [out[taps.index(t)] for t in want]
+    yield out
     del out
     batch = max(1, STATS_BATCH_BYTES // max(per_sample, 1))
     rest = runtime.Dataset({k: v[first.n_samples :] for k, v in data.inputs.items()}, None)
     if rest.n_samples:
-        yield from runtime.batches(sess, rest, taps, batch=batch)
+        yield from runtime.batches(sess, rest, taps if want is None else want, batch=batch)
 
 
 def _add_moment(second: dict[str, list], key: str, x: NDArray[np.float64], kind: str) -> None:

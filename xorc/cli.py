@@ -196,6 +196,14 @@ def cli() -> None:
 @click.option("--strict", is_flag=True, help="Exit 3 when the fidelity is below --min-fidelity.")
 @click.option("--jobs", type=click.IntRange(1), help="Worker processes [default: the cores].")
 @click.option("--executor", help="local, or dask:ADDRESS (docs/scale.md) [default: local].")
+@click.option(
+    "--calib-memory",
+    type=click.IntRange(1),
+    metavar="MiB",
+    help="--calib: the H of a block of layers, calibrated in one pass, fit in this "
+    "(docs/reconstruction.md) [default: 64, models with external data only]; the blob does "
+    "not depend on it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @handle_errors
 def compress(
@@ -209,6 +217,7 @@ def compress(
     strict: bool,
     jobs: int | None,
     executor: str | None,
+    calib_memory: int | None,
     **flags: Any,
 ) -> None:
     """Compress MODEL.onnx into a blob, print its per-tensor summary and how close the
@@ -221,7 +230,9 @@ def compress(
 
     cli_compress.before(options)
     with progress_bar("compress", "B", scale=True) as tick:
-        summary = api.compress(model, target, options, calib, tick, min_fidelity, jobs, executor)
+        summary = api.compress(
+            model, target, options, calib, tick, min_fidelity, jobs, executor, calib_memory
+        )
     problem = cli_compress.after(model, summary, options)
     if as_json:
         emit_json(summary.to_json())

@@ -319,14 +319,27 @@ def keep_bias_if_better(
     it was kept and both cosines). `uncorrected` builds the container without corrected
     biases (and clears the jobs' flags); called only when it is needed."""
     flags = [j.bias_corrected for j in jobs]
-    with_bias = check(model, corrected, jobs, stats, calib, threshold)
+    chosen, result = choose_bias(
+        corrected, uncorrected, lambda c: check(model, c, jobs, stats, calib, threshold)
+    )
+    if result.bias_correction["kept"]:
+        for job, flag in zip(jobs, flags, strict=True):
+            job.bias_corrected = flag
+    return chosen, result
+
+
+def choose_bias(
+    corrected: Container,
+    uncorrected: Callable[[], Container],
+    measure_: Callable[[Container], Fidelity],
+) -> tuple[Container, Fidelity]:
+    """`keep_bias_if_better` on containers built any way (xorc/blockwise.py): measures both
+    with `measure_` and keeps the corrected one unless it has the lower worst cosine."""
+    with_bias = measure_(corrected)
     plain = uncorrected()
-    without_bias = check(model, plain, jobs, stats, calib, threshold)
+    without_bias = measure_(plain)
     a, b = with_bias.min_cosine, without_bias.min_cosine
     keep = a is None or b is None or a >= b
     chosen, result = (corrected, with_bias) if keep else (plain, without_bias)
-    if keep:
-        for job, flag in zip(jobs, flags, strict=True):
-            job.bias_corrected = flag
     result.bias_correction = {"kept": keep, "cosine_with": a, "cosine_without": b}
     return chosen, result

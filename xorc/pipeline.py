@@ -20,6 +20,7 @@ import numpy as np
 
 from xorc import (
     aligned,
+    blockwise,
     calibrate,
     fidelity,
     onnx_io,
@@ -128,11 +129,14 @@ def compress_and_measure(
     min_fidelity: float | None = fidelity.DEFAULT_MIN_COSINE,
     n_jobs: int | None = None,
     executor: str | None = None,
+    calib_memory: int | None = None,
 ) -> tuple[Container, fidelity.Fidelity | None]:
     """`compress_model`, then (unless `min_fidelity` is None) the fidelity check of the
     compressed model against the original (xorc/fidelity.py), with that threshold. A run
     without data, search or global sparsity streams tensor by tensor on `n_jobs` processes or
-    `executor` (xorc/streamed.py); the others hold every weight (docs/scale.md)."""
+    `executor` (xorc/streamed.py); one with data on a model with external data (or with
+    `calib_memory`) calibrates block by block, the H of a block within `calib_memory` MiB
+    (xorc/blockwise.py); the others hold every weight."""
     model = onnx_io.load_model(model_path)
     options = options.resolved(calib is not None)
     jobs, left = plan_stage(model, options)
@@ -143,7 +147,14 @@ def compress_and_measure(
     )
     if done is not None:
         return done
+    if blockwise.applies(options, calib) and (model.external or calib_memory is not None):
+        assert calib is not None
+        return blockwise.compress_blockwise(
+            model, options, jobs, left, calib, progress, min_fidelity, calib_memory
+        )
     sequential = options.reconstruct_order != "parallel" and calib is not None
+    if sequential:
+        blockwise.refuse_sequential(model, jobs)
     stats = calibration_stage(model, jobs, calib, None if sequential else options)
     quantize_stage(jobs, options, stats, (model, calib) if sequential else None)
     extra: dict = {"uncompressed": left}
@@ -229,13 +240,20 @@ def calibration_stage(
     if calib is None:
         return {}
     moments = [j.name for j in jobs if j.policy.uses_moment]
-    hessians = {
+    return calibrate.input_stats(model, calib, moments, hessian_specs(jobs, options))
+
+
+def hessian_specs(
+    jobs: list[TensorJob], options: CompressOptions | None
+) -> dict[str, tuple[tuple[int, ...], int | None]]:
+    """The jobs that get an H from the data (name -> shape, output axis): those GPTQ / OBS
+    reconstructs on data (resolved `options`; none without them) and policies that use it."""
+    return {
         j.name: (j.weight.shape, j.weight.axis)
         for j in jobs
         if (options is not None and _reconstructs(j, options) and not _on_prior(j, options))
         or j.policy.uses_hessian
     }
-    return calibrate.input_stats(model, calib, moments, hessians)
 
 
 def synthetic_stage(
