@@ -28,6 +28,11 @@ ORT_TYPES = {
     "tensor(int32)": np.int32,
     "tensor(uint8)": np.uint8,
     "tensor(int8)": np.int8,
+    "tensor(int16)": np.int16,
+    "tensor(uint16)": np.uint16,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
 }
 
 
@@ -112,7 +117,7 @@ def _cast(path: str | Path, spec: ort.NodeArg, array: NDArray[np.generic]) -> ND
     want = ORT_TYPES.get(spec.type)
     if want is None:
         raise DataError(f"{path}: model input {spec.name!r} has unsupported type {spec.type}")
-    if array.dtype == np.bool_:
+    if array.dtype == np.bool_ and want is not np.bool_:
         raise DataError(
             f"{path}: input {spec.name!r} is bool, the model wants {np.dtype(want)}: "
             "save it as numbers"
