@@ -95,8 +95,7 @@ def test_reconstruct_order_is_checked() -> None:
 
 def test_original_target_is_the_least_squares_fit_to_the_original_output() -> None:
     """W* minimizes E|W x_ref - W* x|^2 (with a vanishing damp), and is W when x = x_ref."""
-    from xorc.hessian import Hessian
-    from xorc.reconstruct import original_target
+    from xorc.hessian import Hessian, original_target
 
     rng = np.random.default_rng(3)
     x_ref = rng.normal(size=(4000, 6)) @ rng.normal(size=(6, 6))

@@ -44,6 +44,10 @@ MAX_SAMPLE_VALUES = 1 << 18
 (a depthwise layer's small H needs few positions)."""
 MIN_POSITIONS = 16
 """... but never fewer than this many positions of each sample (when it has them)."""
+TARGET_DAMP = 1.0
+"""Ridge of the asymmetric order's target fit (`original_target`), a fraction of mean diag H
+(EfficientNet-Lite0, 4 bits: 0.01 and 0.1 fit the calibration images closer and held-out
+images worse; docs/reconstruction.md "Asymmetric order")."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,36 @@ class Hessian:
     n_samples: int
     reason: str | None = None
     cross: NDArray[np.float64] | None = None
+
+
+def dead_fixed(h: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """[groups, F, F] H with each dead input's diagonal (an input that is always zero: its column
+    is rounded to nearest) set to its group's mean diagonal, and that mean per group (1 for a
+    group that never saw a nonzero input: round to nearest). The dampening of GPTQ's factor and
+    of the asymmetric target are fractions of this mean."""
+    diag = np.diagonal(h, axis1=1, axis2=2)
+    mean = diag.mean(axis=1)
+    mean = np.where(mean > 0, mean, 1.0)
+    h = h.copy()
+    gi, ci = np.nonzero(diag <= 0)
+    h[gi, ci, ci] = mean[gi]
+    return h, mean
+
+
+def original_target(w: NDArray[np.float64], hess: Hessian, damp: float) -> NDArray[np.float64]:
+    """[groups, rows, F]: the weights W* = W + W (C - H)(H + lambda I)^-1 (C = `hess.cross`,
+    E[x_ref x^T]; lambda = damp x mean diag H, as GPTQ's) whose output on the compressed
+    model's inputs x best matches the original W x_ref: E|W x_ref - Q x|^2 = E|(Q - W*) x|^2
+    + const, so GPTQ of W* on H minimizes the error against the original output (GPTAQ's
+    asymmetric calibration, in closed form). W* = W where C = H (the same inputs)."""
+    h = np.asarray(hess.moment, np.float64)
+    fixed, mean = dead_fixed(h)
+    a = fixed + (damp * mean)[:, None, None] * np.eye(h.shape[1])
+    cross = np.asarray(hess.cross, np.float64)
+    # W (C - H) A^-1 = (A^-1 (C - H)^T W^T)^T, A symmetric
+    return w + np.linalg.solve(
+        a, np.matmul((cross - h).transpose(0, 2, 1), w.transpose(0, 2, 1))
+    ).transpose(0, 2, 1)
 
 
 def matrix_form(weight: NDArray, out_axis: int) -> NDArray:

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xorc.groupscale import GroupScales
-from xorc.hessian import Hessian, matrix_form
+from xorc.hessian import TARGET_DAMP, Hessian, dead_fixed, matrix_form, original_target
 from xorc.quantize import max_level, quantize
 
 BLOCK = 128
@@ -40,10 +40,6 @@ CLIP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 output error d H d^T (1.0 first, so a tie keeps the unclipped scale)."""
 CLIP_MAX_BITS = 6
 """The search runs at this many bits or fewer (at 8 bits clipping gains nothing)."""
-TARGET_DAMP = 1.0
-"""Ridge of the asymmetric order's target fit (`original_target`), a fraction of mean diag H
-(EfficientNet-Lite0, 4 bits: 0.01 and 0.1 fit the calibration images closer and held-out
-images worse; docs/reconstruction.md "Asymmetric order")."""
 
 _factor_memo: dict[tuple, tuple] | None = None  # set by shared_factors()
 
@@ -129,24 +125,6 @@ def reconstruct(
         levels3, scales, _, ratios = best
         info["clip"] = {"ratios": list(CLIP_RATIOS), "mean_ratio": float(np.mean(ratios))}
     return _finish(levels3, scales, info, w.shape, out_axis, hess)
-
-
-def original_target(w: NDArray[np.float64], hess: Hessian, damp: float) -> NDArray[np.float64]:
-    """[groups, rows, F]: the weights W* = W + W (C - H)(H + lambda I)^-1 (C = `hess.cross`,
-    E[x_ref x^T]; lambda = damp x mean diag H, as GPTQ's) whose output on the compressed
-    model's inputs x best matches the original W x_ref: E|W x_ref - Q x|^2 = E|(Q - W*) x|^2
-    + const, so GPTQ of W* on H minimizes the error against the original output (GPTAQ's
-    asymmetric calibration, in closed form). W* = W where C = H (the same inputs)."""
-    h = np.asarray(hess.moment, np.float64)
-    diag = np.diagonal(h, axis1=1, axis2=2)
-    mean = np.where(diag.mean(axis=1) > 0, diag.mean(axis=1), 1.0)
-    a = h + (damp * mean)[:, None, None] * np.eye(h.shape[1])
-    a[:, np.arange(h.shape[1]), np.arange(h.shape[1])] += np.where(diag <= 0, mean[:, None], 0)
-    cross = np.asarray(hess.cross, np.float64)
-    # W (C - H) A^-1 = (A^-1 (C - H)^T W^T)^T, A symmetric
-    return w + np.linalg.solve(
-        a, np.matmul((cross - h).transpose(0, 2, 1), w.transpose(0, 2, 1))
-    ).transpose(0, 2, 1)
 
 
 def _finish(
@@ -282,13 +260,7 @@ def _inverse_factor(h: NDArray[np.float64], damp: float) -> tuple[NDArray[np.flo
 def _factor(h: NDArray[np.float64], damp: float) -> tuple[NDArray[np.float64], float]:
     """Upper Cholesky factor U of (H + lambda I)^-1 per group, lambda = damp x mean diag(H)
     (raised tenfold while H + lambda I is not positive definite); and the damp used."""
-    diag = np.diagonal(h, axis1=1, axis2=2)
-    mean = diag.mean(axis=1)
-    mean = np.where(mean > 0, mean, 1.0)  # a group that never saw a nonzero input: RTN
-    h = h.copy()
-    dead = diag <= 0
-    gi, ci = np.nonzero(dead)
-    h[gi, ci, ci] = mean[gi]  # an input that is always zero: its column is rounded to nearest
+    h, mean = dead_fixed(h)
     eye = np.eye(h.shape[1])
     for _ in range(DAMP_TRIES):
         try:

@@ -46,7 +46,7 @@ def reconstruct_in_order(
 
     `asymmetric` (order "asymmetric", GPTAQ): each step also runs the original model's prefix,
     so every H carries the cross moment E[x_ref x^T] and GPTQ targets the original output
-    (`reconstruct.original_target`); the step's stats get the compressed input's channel means
+    (`hessian.original_target`); the step's stats get the compressed input's channel means
     (`shifted_mean`) and, with `correct_bias`, its corrected biases enter the later steps
     (`bias.corrected_bias`)."""
     layers = onnx_io.layers(model)
