@@ -43,7 +43,8 @@ from xorc.bias import bias_stage
 from xorc.config import CompressOptions, LayerRule
 from xorc.datapath.crossbar import get_preset
 from xorc.format import read_bytes, read_file, v1
-from xorc.pipeline import calibration_stage, encode_stage, plan_stage, quantize_stage
+from xorc.hsource import calibration_stage
+from xorc.pipeline import encode_stage, plan_stage, quantize_stage
 
 ROOT = Path(__file__).resolve().parent.parent
 S = ROOT / "sample_models"

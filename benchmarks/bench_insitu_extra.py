@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xorc import pipeline
+from xorc import hsource, pipeline
 from xorc.codecs import CodecId
 from xorc.codecs.insitu.encode import Prepared
 from xorc.codecs.insitu.options import InsituOptions
@@ -58,7 +58,7 @@ def _quantized(paths: tuple[Path, Path, Path]) -> list[QuantTensor]:
     options = CompressOptions(policy="insitu").resolved(True)
     model = load_model(model_path)
     jobs, _ = pipeline.plan_stage(model, options)
-    stats = pipeline.calibration_stage(model, jobs, calib, options)
+    stats = hsource.calibration_stage(model, jobs, calib, options)
     pipeline.quantize_stage(jobs, options, stats)
     return [j.q for j in jobs]
 

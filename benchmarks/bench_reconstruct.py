@@ -313,7 +313,7 @@ def stats_pass(calib: Path, budget_mib: int) -> str:
     peak RSS, and what it holds at the end (all H)."""
     code = (
         "import resource, sys, time\n"
-        "from xorc import calibrate, onnx_io, pipeline\n"
+        "from xorc import calibrate, hsource, onnx_io, pipeline\n"
         "from xorc.config import CompressOptions\n"
         "calibrate.STATS_BATCH_BYTES = int(sys.argv[3]) << 20\n"
         "model = onnx_io.load_model(sys.argv[1])\n"
@@ -321,7 +321,7 @@ def stats_pass(calib: Path, budget_mib: int) -> str:
         "jobs, _ = pipeline.plan_stage(model, opts)\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t, c = time.perf_counter(), time.process_time()\n"
-        "stats = pipeline.calibration_stage(model, jobs, sys.argv[2], opts)\n"
+        "stats = hsource.calibration_stage(model, jobs, sys.argv[2], opts)\n"
         "h = sum(s.hessian.moment.nbytes for s in stats.values()\n"
         "        if s.hessian is not None and s.hessian.moment is not None)\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

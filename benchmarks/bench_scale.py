@@ -129,7 +129,8 @@ def _calib_args(args: argparse.Namespace, folder: Path, model: Path) -> list[str
 
     from xorc import blockwise, onnx_io
     from xorc.config import CompressOptions
-    from xorc.pipeline import hessian_specs, plan_stage
+    from xorc.hsource import hessian_specs
+    from xorc.pipeline import plan_stage
 
     x = np.random.default_rng(2).standard_normal((args.calib, args.width), np.float32)
     np.savez(folder / "calib.npz", x=x)

@@ -12,7 +12,8 @@ from models import write_matmul_chain
 from xorc import api, blockwise, onnx_io
 from xorc.config import CompressOptions
 from xorc.errors import UsageError
-from xorc.pipeline import hessian_specs, plan_stage
+from xorc.hsource import hessian_specs
+from xorc.pipeline import plan_stage
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 

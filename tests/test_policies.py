@@ -10,7 +10,7 @@ import onnx
 import pytest
 from models import tiny_cnn, tiny_inputs
 
-from xorc import api, bias, onnx_io, pipeline, policies
+from xorc import api, bias, hsource, onnx_io, pipeline, policies
 from xorc.assemble import assemble
 from xorc.codecs import CodecId
 from xorc.config import CompressOptions
@@ -89,7 +89,7 @@ def test_compress_leaves_the_source_model_unchanged(tmp_path: Path) -> None:
     before = source.proto.SerializeToString(deterministic=True)
     options = CompressOptions(policy="all", bits=4, sparsity=0.5)
     jobs = pipeline.plan_tensors(source, options)
-    stats = pipeline.calibration_stage(source, jobs, calib)
+    stats = hsource.calibration_stage(source, jobs, calib)
     pipeline.quantize_stage(jobs, options, stats)
     pipeline.encode_stage(jobs, options)
     biases = bias.bias_stage(source, jobs, stats)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import SAMPLES
 from models import write_matmul_chain
 
-from xorc import api, errors, onnx_io, parallel, pipeline
+from xorc import api, errors, hsource, onnx_io, parallel, pipeline
 from xorc.assemble import assemble
 from xorc.cli import cli
 from xorc.config import CompressOptions
@@ -33,7 +33,7 @@ def in_memory_blob(model_path: Path, options: CompressOptions) -> bytes:
     model = onnx_io.load_model(model_path)
     options = options.resolved(False)
     jobs, left = pipeline.plan_stage(model, options)
-    pipeline.quantize_stage(jobs, options, pipeline.synthetic_stage(model, jobs, options))
+    pipeline.quantize_stage(jobs, options, hsource.synthetic_stage(model, jobs, options))
     pipeline.encode_stage(jobs, options)
     for job in jobs:  # as compress_and_measure: how GPTQ on the prior H treated it
         if job.reconstruction is not None:

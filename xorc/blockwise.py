@@ -104,7 +104,7 @@ def compress_blockwise(
 ) -> tuple[Container, fidelity.Fidelity | None]:
     """The container of a block-by-block run, and its fidelity check (as the in-memory path);
     `calib_memory`: MiB of H per block (default DEFAULT_MIB)."""
-    from xorc.pipeline import hessian_specs
+    from xorc.hsource import hessian_specs
 
     hessians = hessian_specs(jobs, options)
     moments = [j.name for j in jobs if j.policy.uses_moment]

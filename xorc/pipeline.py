@@ -23,6 +23,7 @@ from xorc import (
     blockwise,
     calibrate,
     fidelity,
+    hsource,
     onnx_io,
     packing,
     policies,
@@ -30,13 +31,13 @@ from xorc import (
     prior,
     reconstruct,
     search_stage,
-    selfcalib,
     streamed,
 )
 from xorc.assemble import assemble, uncompressed_summary
 from xorc.bias import bias_stage
 from xorc.config import CompressOptions, TensorSettings
 from xorc.format import Container
+from xorc.hsource import calibration_stage, synthetic_stage
 from xorc.policies import Policy
 from xorc.quantize import (
     expand_scales,
@@ -228,75 +229,6 @@ def _plan_prequantized(model: onnx_io.SourceModel, job: TensorJob, options: Comp
     return reason
 
 
-def calibration_stage(
-    model: onnx_io.SourceModel,
-    jobs: list[TensorJob],
-    calib: str | Path | None,
-    options: CompressOptions | None = None,
-) -> dict[str, calibrate.InputStats]:
-    """Stage calibrate (with --calib): every layer input's statistics, by weight name; the
-    second moment for the tensors whose policy compensates errors with it; the H of the
-    tensors that GPTQ / OBS pruning reconstructs (resolved `options`; none without them)."""
-    if calib is None:
-        return {}
-    moments = [j.name for j in jobs if j.policy.uses_moment]
-    return calibrate.input_stats(model, calib, moments, hessian_specs(jobs, options))
-
-
-def hessian_specs(
-    jobs: list[TensorJob], options: CompressOptions | None
-) -> dict[str, tuple[tuple[int, ...], int | None]]:
-    """The jobs that get an H from the data (name -> shape, output axis): those GPTQ / OBS
-    reconstructs on data (resolved `options`; none without them) and policies that use it."""
-    return {
-        j.name: (j.weight.shape, j.weight.axis)
-        for j in jobs
-        if (options is not None and _reconstructs(j, options) and not _on_prior(j, options))
-        or j.policy.uses_hessian
-    }
-
-
-def synthetic_stage(
-    model: onnx_io.SourceModel, jobs: list[TensorJob], options: CompressOptions
-) -> dict[str, calibrate.InputStats]:
-    """Stage synthetic H (`--reconstruct synthetic`, the default without --calib, on the
-    streamed path): the H from synthetic inputs (xorc/selfcalib.py) of each reconstructed layer
-    that has no prior H (1x1 Conv, Gemm, MatMul), at 8 bits without pruning; {} otherwise."""
-    if options.reconstruct != "synthetic" or not streamed.streams_work(options, None):
-        return {}
-    wanted = [
-        j.name
-        for j in jobs
-        if _reconstructs(j, options)
-        and _on_prior(j, options)
-        and prior.prior_hessian(j.weight) is None
-        and j.settings.bits == selfcalib.BITS
-        and not _pruning(j, options)
-    ]
-    return selfcalib.synthetic_stats(model, jobs, wanted)
-
-
-def _reconstructs(job: TensorJob, options: CompressOptions) -> bool:
-    """Whether GPTQ or OBS pruning applies to a job (float weight, a policy that uses it)."""
-    if job.prequantized or not job.policy.reconstructs:
-        return False
-    return options.reconstruct in ("gptq", "synthetic", "prior") or (
-        options.prune == "obs" and _pruning(job, options)
-    )
-
-
-def _pruning(job: TensorJob, options: CompressOptions) -> bool:
-    return job.settings.sparsity > 0 or options.pattern is not None
-
-
-def _on_prior(job: TensorJob, options: CompressOptions) -> bool:
-    """Whether a reconstructed job's H is data-free (synthetic inputs or the prior), not the
-    data's."""
-    return options.reconstruct in ("synthetic", "prior") and not (
-        options.prune == "obs" and _pruning(job, options)
-    )
-
-
 def quantize_stage(
     jobs: list[TensorJob],
     options: CompressOptions,
@@ -310,19 +242,22 @@ def quantize_stage(
     if options.sparsity_scope == "global":
         floats = [j.weight.array for j in jobs if not j.prequantized]
         threshold = global_threshold(floats, options.sparsity)
+
+    def reconstructs(job: TensorJob) -> bool:
+        return hsource.reconstructs(job, options)
+
     if options.sparsity_scope == "global" and options.prune == "obs" and options.sparsity > 0:
         from xorc import allocate
 
         allocate.allocate_jobs(
-            jobs, options, stats, lambda j, o, st: quantize_job(j, o, 0.0, st),
-            lambda j: _reconstructs(j, options),
-        )  # fmt: skip
+            jobs, options, stats, lambda j, o, st: quantize_job(j, o, 0.0, st), reconstructs
+        )
         return
     if sequential_on is not None:
         from xorc import sequential
 
         sequential.reconstruct_in_order(
-            *sequential_on[:1], jobs, lambda j: _reconstructs(j, options), stats, sequential_on[1],
+            *sequential_on[:1], jobs, reconstructs, stats, sequential_on[1],
             lambda j, st: quantize_job(j, options, threshold, st),
             options.reconstruct_order == "asymmetric", options.bias_correction,
         )  # fmt: skip
@@ -352,13 +287,13 @@ def quantize_job(
     axis = w.axis if s.per_channel else None
     group = None if job.policy.name == "insitu" else group_of(w.shape, axis, options.group_size)
     done = None
-    on_prior = _reconstructs(job, options) and _on_prior(job, options)
+    on_prior = hsource.reconstructs(job, options) and hsource.on_prior(job, options)
     hess = st.hessian if st is not None else None
     if on_prior:  # kernels: the prior; other layers: a synthetic H where there is one
         kernel = prior.prior_hessian(w)
         source = "prior" if kernel is not None or hess is None else "synthetic"
         hess = kernel if kernel is not None else hess
-    if _reconstructs(job, options) and (hess is not None or not on_prior):
+    if hsource.reconstructs(job, options) and (hess is not None or not on_prior):
         method = reconstruct.Method(
             s.bits, s.sparsity, options.pattern, "magnitude" if job.aligned else options.prune,
             options.reconstruct != "none", options.act_order, options.damp, options.scale_dtype,

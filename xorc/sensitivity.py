@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from xorc import bias, calibrate, onnx_io, pipeline, reconstruct, runtime
+from xorc import bias, calibrate, hsource, onnx_io, pipeline, reconstruct, runtime
 from xorc.assemble import stored_scales
 from xorc.config import CompressOptions
 from xorc.errors import UsageError
@@ -213,7 +213,7 @@ def layer_stats(
 ) -> dict[str, calibrate.InputStats]:
     """Calibration statistics with an H for every layer that any grid setting reconstructs."""
     probe = [replace(j, settings=replace(j.settings, sparsity=sparsity)) for j in jobs]
-    return pipeline.calibration_stage(model, probe, calib, options)
+    return hsource.calibration_stage(model, probe, calib, options)
 
 
 def _n_samples(model: onnx_io.SourceModel, calib: str | Path) -> int:
