@@ -21,7 +21,6 @@ from xorc.codecs.xor.adaptsolve import AdaptLanes, solve_adaptive
 from xorc.codecs.xor.encode import (
     LOW_RATES,
     _patch_estimate,
-    _plane_importance,
     _plane_targets,
 )
 from xorc.codecs.xor.finish import Candidate, SolvedTensor
@@ -40,6 +39,7 @@ from xorc.codecs.xor.seqencode import (
     _sample,
     best_per_stream,
     group_candidates,
+    plane_errors,
     slicing,
 )
 from xorc.codecs.xor.solve import _ranks
@@ -193,17 +193,11 @@ def _candidate(
     if rate:
         win = register_windows(fields[None, :], widths, [reg], sl.length)[0]
         got = xor_outputs(win[sl.index], sl.row_words) ^ np.uint8(invert)
-        err = np.flatnonzero(got != truth)
     else:  # rate 0: the plane decodes to `invert` everywhere
-        err = np.flatnonzero(truth != invert)
-    imp = _plane_importance(q, sl.kept, plane, err).astype(np.float32)
-    by_imp = np.argsort(imp, kind="stable").astype(np.int32)
+        got = np.uint8(invert)
+    err, by_imp, imp, full = plane_errors(q, sl, plane, truth, got, fields)
     _, bits = patch_run_length(err)  # variant 3 patches are care indices
-    full = np.zeros(sl.n_slices, dtype=np.uint64)
-    full[sl.busy_ids] = fields
-    return Candidate(
-        reg, full, err.astype(np.int32), by_imp, imp[by_imp], bits, 1, invert, rate, widths[0]
-    )
+    return Candidate(reg, full, err, by_imp, imp, bits, 1, invert, rate, widths[0])
 
 
 def solve_tensor_adapt(q: QuantTensor, options: XorOptions) -> SolvedTensor:

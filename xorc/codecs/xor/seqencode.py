@@ -228,15 +228,30 @@ def _candidate(
     if n_in:
         win = seed_windows(seeds[None, :], [n_in], [stages], sl.length)[0]
         got = xor_outputs(win[sl.index], sl.row_words) ^ np.uint8(invert)
-        err = np.flatnonzero(got != truth)
     else:  # rate 0: the plane decodes to `invert` everywhere
-        err = np.flatnonzero(truth != invert)
+        got = np.uint8(invert)
+    err, by_imp, imp, full = plane_errors(q, sl, plane, truth, got, seeds)
+    _, bits = patch_run_length(sl.kept[err])
+    return Candidate(n_in, full, err, by_imp, imp, bits, stages, invert)
+
+
+def plane_errors(
+    q: QuantTensor,
+    sl: Slicing,
+    plane: int,
+    truth: NDArray[np.uint8],
+    got: NDArray[np.uint8] | np.uint8,
+    fields: NDArray[np.uint64],
+) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float32], NDArray[np.uint64]]:
+    """A candidate's parts common to variants 2 and 3: the care bits where the decoded plane
+    `got` differs from `truth`, their order by importance and the sorted importances, and the
+    busy slices' seed `fields` scattered over all slices."""
+    err = np.flatnonzero(got != truth)
     imp = _plane_importance(q, sl.kept, plane, err).astype(np.float32)
     by_imp = np.argsort(imp, kind="stable").astype(np.int32)
-    _, bits = patch_run_length(sl.kept[err])
     full = np.zeros(sl.n_slices, dtype=np.uint64)
-    full[sl.busy_ids] = seeds
-    return Candidate(n_in, full, err.astype(np.int32), by_imp, imp[by_imp], bits, stages, invert)
+    full[sl.busy_ids] = fields
+    return err.astype(np.int32), by_imp, imp[by_imp], full
 
 
 @dataclass(frozen=True)
