@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from xor_helpers import both, make_q, xor_only
+from xor_helpers import both, check_bad_stream_length, make_q, xor_only
 
 from xorc.codecs import CodecId
 from xorc.codecs.raw.decode import decode as raw_decode
@@ -277,16 +277,7 @@ def test_datapath_matches_reference(sample: tuple[QuantTensor, Encoded]) -> None
 @pytest.mark.parametrize("name", ["mask", "seeds", "patches"])
 @pytest.mark.parametrize("change", ["truncate", "extend"])
 def test_bad_stream_length(sample: tuple[QuantTensor, Encoded], name: str, change: str) -> None:
-    from xorc.datapath import DatapathConfig, simulate_tensor
-    from xorc.errors import CorruptStream
-
-    q, e = sample
-    streams = dict(e.streams)
-    streams[name] = streams[name][:-1] if change == "truncate" else streams[name] + b"\x00"
-    with pytest.raises(CorruptStream, match=name):
-        decode(q.shape, q.bits, e.params, streams)
-    with pytest.raises(CorruptStream):
-        simulate_tensor(q.shape, q.bits, CodecId.XOR, e.params, streams, DatapathConfig())
+    check_bad_stream_length(*sample, name, change)
 
 
 def test_flipped_seed_bits_agree_in_both_models(sample: tuple[QuantTensor, Encoded]) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from xor_helpers import both, make_q, xor_only
+from xor_helpers import both, check_bad_stream_length, make_q, xor_only
 
 from xorc.codecs import CodecId
 from xorc.codecs.xor.adaptive import field_widths, register_windows
@@ -227,13 +227,7 @@ def test_bad_params(sample: tuple[QuantTensor, Encoded], key: str, value: object
 @pytest.mark.parametrize("name", ["mask", "seeds", "patches"])
 @pytest.mark.parametrize("change", ["truncate", "extend"])
 def test_bad_stream_length(sample: tuple[QuantTensor, Encoded], name: str, change: str) -> None:
-    q, e = sample
-    streams = dict(e.streams)
-    streams[name] = streams[name][:-1] if change == "truncate" else streams[name] + b"\x00"
-    with pytest.raises(CorruptStream, match=name):
-        decode(q.shape, q.bits, e.params, streams)
-    with pytest.raises(CorruptStream):
-        simulate_tensor(q.shape, q.bits, CodecId.XOR, e.params, streams, DatapathConfig())
+    check_bad_stream_length(*sample, name, change)
 
 
 def test_changed_rates_and_flipped_bits_agree_in_both_models(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from xorc.codecs import CodecId
 from xorc.codecs.xor.decode import decode
 from xorc.codecs.xor.encode import finish, solve_tensor
 from xorc.codecs.xor.options import XorOptions
 from xorc.datapath import DatapathConfig, simulate_tensor
+from xorc.errors import CorruptStream
 from xorc.tensor import Encoded, QuantTensor
 
 
@@ -33,3 +35,14 @@ def both(q: QuantTensor, params: dict, streams: dict) -> list[np.ndarray]:
     ref = decode(q.shape, q.bits, params, streams)
     sim = simulate_tensor(q.shape, q.bits, CodecId.XOR, params, streams, DatapathConfig())[0]
     return [ref, sim]
+
+
+def check_bad_stream_length(q: QuantTensor, e: Encoded, name: str, change: str) -> None:
+    """Stream `name` one byte short ("truncate") or long ("extend"): CorruptStream naming it
+    from the reference decoder, CorruptStream from the datapath model."""
+    streams = dict(e.streams)
+    streams[name] = streams[name][:-1] if change == "truncate" else streams[name] + b"\x00"
+    with pytest.raises(CorruptStream, match=name):
+        decode(q.shape, q.bits, e.params, streams)
+    with pytest.raises(CorruptStream):
+        simulate_tensor(q.shape, q.bits, CodecId.XOR, e.params, streams, DatapathConfig())
