@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xorc import calibrate, fidelity, hessian, onnx_io, packing, policies
+from xorc import calibrate, fidelity, hessian, onnx_io, policies
 from xorc.assemble import container_meta, stored_scales, tensor_record
 from xorc.bias import corrected_biases
 from xorc.config import CompressOptions
@@ -163,14 +163,10 @@ def _encode(
 ) -> tuple:
     """Quantize and encode one job, its streams into `payload`; its records without and with
     bias correction, its layer error and its corrected bias (by the bias's name)."""
-    from xorc.pipeline import quantize_job
+    from xorc.pipeline import encode_job, quantize_job
 
     job.quantized = quantize_job(job, options, 0.0, st)
-    job.encoded = job.policy.encode(job.q, job.settings, options)
-    packing.pack_present(job, options)
-    if job.reconstruction is not None:
-        stats_ = {**job.enc.stats, "reconstruction": job.reconstruction}
-        job.encoded = replace(job.enc, stats=stats_)
+    encode_job(job, options)
     new, corrected = {}, set()
     if options.bias_correction and st is not None:
         new, corrected = corrected_biases(model, [job], [job.enc], {job.name: st})

@@ -163,13 +163,10 @@ def compress_and_measure(
         extra["search"] = search_stage.search_stage(model, jobs, options, stats, calib).to_json()
         for job in jobs:
             _tick(progress, job, jobs)
+        for job in jobs:
+            with_reconstruction(job)
     else:
         encode_stage(jobs, options, progress)
-    for job in jobs:
-        if job.reconstruction is not None:
-            job.encoded = replace(
-                job.enc, stats={**job.enc.stats, "reconstruction": job.reconstruction}
-            )
     biases = bias_stage(model, jobs, stats) if stats and options.bias_correction else {}
     fmap = None
     if policies.get(options.policy).records_fmap and calib is not None:
@@ -364,9 +361,24 @@ def encode_stage(
 ) -> None:
     """Stage encode: each job's policy encodes its tensor."""
     for job in jobs:
-        job.encoded = job.policy.encode(job.q, job.settings, options)
-        packing.pack_present(job, options)  # docs/format.md §3.6 `coded`
+        encode_job(job, options)
         _tick(progress, job, jobs)
+
+
+def encode_job(job: TensorJob, options: CompressOptions) -> None:
+    """Encode one job with its policy (its present tiles alone when shorter, docs/format.md
+    §3.6 `coded`), what reconstruction did in its stats."""
+    job.encoded = job.policy.encode(job.q, job.settings, options)
+    packing.pack_present(job, options)
+    with_reconstruction(job)
+
+
+def with_reconstruction(job: TensorJob) -> None:
+    """The job's encoding stats get its `reconstruction` record (GPTQ / OBS), if any."""
+    if job.reconstruction is not None:
+        job.encoded = replace(
+            job.enc, stats={**job.enc.stats, "reconstruction": job.reconstruction}
+        )
 
 
 def _tick(progress: Progress | None, job: TensorJob, jobs: list[TensorJob]) -> None:

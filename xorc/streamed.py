@@ -94,15 +94,14 @@ def compress_if_streamed(
 
 def encode_one(work: Work) -> Done:
     """One tensor: quantize, encode, its record and streams (runs in a worker)."""
-    from xorc.pipeline import TensorJob, quantize_job
+    from xorc.pipeline import TensorJob, quantize_job, with_reconstruction
 
     job = TensorJob(work.weight, work.settings, policies.get(work.settings.policy))
     job.stored = work.stored
     job.quantized = quantize_job(job, work.options, 0.0, work.stats)
-    enc = job.policy.encode(job.q, job.settings, work.options)
-    if job.reconstruction is not None:
-        enc = replace(enc, stats={**enc.stats, "reconstruction": job.reconstruction})
-    job.encoded = enc
+    job.encoded = job.policy.encode(job.q, job.settings, work.options)
+    with_reconstruction(job)
+    enc = job.enc
     dtype, scales = stored_scales(job.q, work.options)
     record = tensor_record(job, dtype, ())
     error = fidelity.layer_error(job, None)
