@@ -81,6 +81,62 @@ def test_calib_reconstructs_them_with_gptq(tmp_path: Path) -> None:
     assert errors["m"] < errors["rtn"]  # GPTQ on the reached weights beats round to nearest
 
 
+def _merging_model(seed: int = 0) -> onnx.ModelProto:
+    """x [N, 16] -> MatMul(Reshape(wh [2, 8, 12])) -> Relu -> Gemm(Reshape(wk [10, 12, 1, 1]),
+    transB) -> MatMul(Transpose(wa [10, 12]), .) as the first operand of [N, 10, 1] columns."""
+    r = np.random.default_rng(seed)
+    wh = (r.normal(size=(2, 8, 12)) * 0.3).astype(np.float32)
+    wk = (r.normal(size=(10, 12, 1, 1)) * 0.3).astype(np.float32)
+    wa = (r.normal(size=(10, 12)) * 0.3).astype(np.float32)
+    n = helper.make_node
+    nodes = [
+        n("Reshape", ["wh", "s16"], ["wh_r"]),
+        n("MatMul", ["x", "wh_r"], ["h1"]),
+        n("Relu", ["h1"], ["a1"]),
+        n("Reshape", ["wk", "s10"], ["wk_r"]),
+        n("Gemm", ["a1", "wk_r"], ["h2"], transB=1),
+        n("Unsqueeze", ["h2", "ax2"], ["h2u"]),
+        n("Transpose", ["wa"], ["wa_t"], perm=[1, 0]),
+        n("MatMul", ["wa_t", "h2u"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(wh, "wh"),
+        numpy_helper.from_array(wk, "wk"),
+        numpy_helper.from_array(wa, "wa"),
+        numpy_helper.from_array(np.array([16, 12], np.int64), "s16"),
+        numpy_helper.from_array(np.array([10, -1], np.int64), "s10"),
+        numpy_helper.from_array(np.array([2], np.int64), "ax2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", F, ["N", 16])],
+        [helper.make_tensor_value_info("y", F, ["N", 12, 1])], inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_merging_reshapes_and_a_first_operand_get_their_rows(tmp_path: Path) -> None:
+    onnx.save(_merging_model(), tmp_path / "m.onnx")
+    reached = onnx_io.layers(onnx_io.load_model(tmp_path / "m.onnx"), reach=True)
+    assert {k: v.view_axis for k, v in reached.items()} == {"wh": 2, "wk": 0, "wa": 1}
+    assert reached["wa"].weight_index == 0 and reached["wa"].data == "h2u"
+    r = np.random.default_rng(1)
+    np.savez(tmp_path / "calib.npz", x=r.normal(size=(64, 16)).astype(np.float32))
+    summary = api.compress(
+        tmp_path / "m.onnx", tmp_path / "m.xorc", CompressOptions(bits=4),
+        calib=tmp_path / "calib.npz", min_fidelity=None,
+    )  # fmt: skip
+    assert {t.name: t.stats["reconstruction"]["method"] for t in summary.tensors} == {
+        "wh": "gptq", "wk": "gptq", "wa": "gptq",
+    }  # fmt: skip
+    api.compress(tmp_path / "m.onnx", tmp_path / "rtn.xorc", CompressOptions(bits=4))
+    x = np.random.default_rng(2).normal(size=(256, 16)).astype(np.float32)  # held out
+    errors = {}
+    for name in ("m", "rtn"):
+        back = api.decompress(tmp_path / f"{name}.xorc", tmp_path / f"{name}.onnx.back")
+        errors[name] = _error(tmp_path / "m.onnx", back, x)
+    assert errors["m"] < 0.8 * errors["rtn"]
+
+
 def _error(src: Path, back: Path, x: np.ndarray) -> float:
     from xorc import runtime
 

@@ -111,7 +111,9 @@ def unsupported(layer: Layer, shape: tuple[int, ...], out_axis: int | None) -> s
         return "ConvTranspose: reconstruction not supported"
     if out_axis is None:
         return "no output-channel axis"
-    if layer.op_type in ("Gemm", "MatMul") and len(shape) != 2:
+    if layer.view_axis is not None and out_axis != layer.view_axis:
+        return f"its shape operators make axis {layer.view_axis} the output channels"
+    if layer.op_type in ("Gemm", "MatMul") and len(shape) != 2 and layer.view_axis is None:
         return f"{layer.op_type} weight of rank {len(shape)}: reconstruction needs a matrix"
     groups = max(layer.group, 1) if layer.op_type == "Conv" else 1
     if layer.op_type == "Conv" and (len(shape) < 3 or out_axis != 0 or shape[0] % groups):

@@ -108,6 +108,9 @@ class Layer:
             transB when the weight is A).
         conv: Conv/ConvTranspose attributes (strides, dilations, pads, auto_pad, kernel_shape),
             as the node states them (absent ones absent).
+        view_axis: a Gemm/MatMul weight behind shape operators (xorc/onnx_io/reach.py): the
+            stored axis whose slices are the node's output channels, each reading the node's
+            input features in the C order of the other stored axes; None for other layers.
     """
 
     weight: str
@@ -119,6 +122,7 @@ class Layer:
     bias: str | None
     trans_data: bool = False
     conv: dict[str, tuple[int, ...] | str] = field(default_factory=dict, hash=False)
+    view_axis: int | None = None
 
 
 def layers(model: SourceModel, reach: bool = False) -> dict[str, Layer]:
@@ -152,10 +156,15 @@ def layers(model: SourceModel, reach: bool = False) -> dict[str, Layer]:
 
 
 def make_layer(
-    node: onnx.NodeProto, i: int, weight: str, bias: str | None, trans_b: bool | None = None
+    node: onnx.NodeProto,
+    i: int,
+    weight: str,
+    bias: str | None,
+    trans_b: bool | None = None,
+    view_axis: int | None = None,
 ) -> Layer:
     """The Layer of input `i` of `node`, read as the weight `weight` (`trans_b`: the stored
-    weight is [out, in]; None: from the node's transB)."""
+    weight is [out, in]; None: from the node's transB; `view_axis`: Layer.view_axis)."""
     attrs = {a.name: a.i for a in node.attribute}
     return Layer(
         weight=weight,
@@ -167,6 +176,7 @@ def make_layer(
         bias=bias,
         trans_data=bool(attrs.get("transA" if i == 1 else "transB", 0)),
         conv=_conv_attributes(node),
+        view_axis=view_axis,
     )
 
 

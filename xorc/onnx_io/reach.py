@@ -6,30 +6,38 @@ of weight get one here, so that `--calib` gives them statistics and GPTQ (docs/w
 
 * a main-graph `Constant` node's value read the same way (paddle2onnx exports keep every weight
   in `Constant` nodes);
-* a Gemm/MatMul weight (input B) that reaches its node through a chain of shape operators
-  (Identity, Cast, Transpose, Reshape, Flatten, Squeeze, Unsqueeze), each value of the chain
-  read only by the next, when the stored tensor is a matrix and the node sees it as a matrix
-  [K, N] ([N, K] with transB) whose two axes are the stored ones (the axis mapping of
-  `xorc.weight_shapes`: a Transpose, or a Reshape that keeps both axes). Each row of the
-  stored tensor along its output axis (`xorc.weight_rules`) then reads the node's K input
-  features in order, so the H of the node's data input is the H of the stored rows
-  (`xorc.hessian.matrix_form`); `trans_b` says whether the stored matrix is [out, in].
+* a Gemm/MatMul weight (either operand) that reaches its node through a chain of shape
+  operators (Identity, Cast, Transpose, Reshape, Flatten, Squeeze, Unsqueeze), each value of
+  the chain read only by the next, when the node sees it as a matrix whose output channels
+  are the slices of one stored axis, each slice read in C order as the node's input features:
+  a transposed matrix, a [heads, d, N] table reshaped to [heads·d, N], a [C_out, C_in, 1, 1]
+  kernel reshaped to [C_out, C_in] for a Gemm. This is checked exactly, by pushing the stored
+  tensor's element indices through the chain (`_view_axis`; tensors of at most
+  MAX_VIEW_ELEMENTS elements). The H of the node's data input is then the H of the stored
+  rows (`xorc.hessian.matrix_form` along that axis, `Layer.view_axis`); for a stored matrix,
+  `trans_b` says whether it is [out, in].
 
-Anything else (a Reshape that merges axes, a weight read twice, a weight as MatMul's first
-operand behind a shape operator) gets no layer: it is rounded to nearest, and the record's
+Anything else (a Reshape that mixes output channels with input features, a weight read twice,
+a batched MatMul weight) gets no layer: it is rounded to nearest, and the record's
 `stats.reconstruction.reason` says "no calibration statistics".
 """
 
 from __future__ import annotations
 
+from math import prod
+
+import numpy as np
 import onnx
 
 from xorc import weight_rules
 from xorc.onnx_io.analysis import WEIGHT_INPUTS, Layer, make_layer
 from xorc.onnx_io.graph import _constant_value
 from xorc.onnx_io.load import SourceModel
+from xorc.weight_shapes import through
 
 CHAIN_OPS = ("Identity", "Cast", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+MAX_VIEW_ELEMENTS = 1 << 24
+"""`_view_axis` pushes an int32 index per element through the chain (64 MiB at most)."""
 
 
 def reached_layers(model: SourceModel, readers: dict[str, int]) -> dict[str, Layer]:
@@ -52,21 +60,22 @@ def reached_layers(model: SourceModel, readers: dict[str, int]) -> dict[str, Lay
     view: weight_rules.Graph | None = None
     out: dict[str, Layer] = {}
     for name, shape in consts.items():
-        cur, chain = name, 0
+        cur, chain = name, []
         while readers.get(cur) == 1 and cur in users and _passes(*users[cur]):
-            cur, chain = users[cur][0].output[0], chain + 1
+            chain.append(users[cur][0])
+            cur = chain[-1].output[0]
         if readers.get(cur) != 1 or cur not in users:
             continue
         node, i = users[cur]
         if node.op_type not in WEIGHT_INPUTS or i not in WEIGHT_INPUTS[node.op_type]:
             continue
-        if chain == 0 and name in is_constant:
+        if not chain and name in is_constant:
             out[name] = make_layer(node, i, name, None)
-        elif chain and i == 1 and node.op_type in ("Gemm", "MatMul"):
+        elif chain and node.op_type in ("Gemm", "MatMul"):
             view = view or rule_graph(model)
-            stored_out_in = _orientation(view, name, shape, node)
-            if stored_out_in is not None:
-                out[name] = make_layer(node, i, name, None, stored_out_in)
+            axis = _view_axis(view, chain, shape, node, i)
+            if axis is not None:
+                out[name] = make_layer(node, i, name, None, axis == 0, axis)
     return out
 
 
@@ -74,16 +83,40 @@ def _passes(node: onnx.NodeProto, index: int) -> bool:
     return node.op_type in CHAIN_OPS and node.domain in ("", "ai.onnx") and index == 0
 
 
-def _orientation(
-    view: weight_rules.Graph, name: str, shape: tuple[int, ...], node: onnx.NodeProto
-) -> bool | None:
-    """Whether the stored matrix is [out, in] as the node's B (True), [in, out] (False), or
-    None when the node's rows and columns are not its two axes."""
-    uses = view.uses(name, shape, "float32")
-    if len(uses) != 1 or uses[0].origin is None or len(uses[0].origin) != 2:
+def _view_axis(
+    view: weight_rules.Graph,
+    chain: list[onnx.NodeProto],
+    shape: tuple[int, ...],
+    node: onnx.NodeProto,
+    i: int,
+) -> int | None:
+    """The stored axis whose slices are `node`'s output channels (rows) when the node sees the
+    tensor, after `chain`, as a matrix whose rows read its input features in the C order of
+    the other stored axes (module docstring); None when no axis does."""
+    from xorc.onnx_io.weights import plain_node
+
+    size = prod(shape)
+    if not shape or size > MAX_VIEW_ELEMENTS:
         return None
-    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-    o_in, o_out = uses[0].origin[::-1] if trans_b else uses[0].origin
-    if o_in is None or o_out is None or len(shape) != 2:
+    stored = np.arange(size, dtype=np.int32).reshape(shape)
+    idx, cur, origin = stored, shape, tuple(range(len(shape)))
+    for c in chain:
+        plain = plain_node(c)
+        cur, origin = through(plain, cur, origin, view.consts)
+        if cur is None or prod(cur) != size or min(cur, default=1) < 0:
+            return None
+        if c.op_type == "Transpose":
+            idx = idx.transpose(plain.attrs.get("perm") or tuple(reversed(range(idx.ndim))))
+        idx = idx.reshape(cur)  # every other chain operator keeps the C order of the elements
+    if idx.ndim != 2:
         return None
-    return o_out < o_in
+    flag = "transB" if i == 1 else "transA"
+    if node.op_type == "Gemm" and any(a.name == flag and a.i for a in node.attribute):
+        idx = idx.T
+    rows = idx.T if i == 1 else idx  # [output channels, input features]
+    for axis, dim in enumerate(shape):
+        if dim == rows.shape[0] and np.array_equal(
+            np.moveaxis(stored, axis, 0).reshape(dim, -1), rows
+        ):
+            return axis
+    return None

@@ -139,27 +139,24 @@ def _check_finite(info: WeightInfo, array: NDArray[np.generic], label: str) -> N
         )
 
 
+def plain_node(node: onnx.NodeProto) -> weight_rules.Node:
+    """An operator as plain data: op type, name, inputs, outputs, scalar attributes, domain."""
+    attrs: weight_rules.Attrs = {}
+    for a in node.attribute:
+        if a.type in (onnx.AttributeProto.INT, onnx.AttributeProto.STRING):
+            v = onnx.helper.get_attribute_value(a)
+            attrs[a.name] = v.decode(errors="replace") if isinstance(v, bytes) else v
+        elif a.type == onnx.AttributeProto.INTS:
+            attrs[a.name] = tuple(int(x) for x in a.ints)
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    return weight_rules.Node(
+        node.op_type, node.name, tuple(node.input), tuple(node.output), attrs, domain
+    )
+
+
 def rule_graph(model: SourceModel) -> weight_rules.Graph:
     """The model's operators (every graph) and small integer constants, as plain data."""
-    nodes = []
-    for node, _ in _nodes(model.proto.graph, "main"):
-        attrs: weight_rules.Attrs = {}
-        for a in node.attribute:
-            if a.type in (onnx.AttributeProto.INT, onnx.AttributeProto.STRING):
-                v = onnx.helper.get_attribute_value(a)
-                attrs[a.name] = v.decode(errors="replace") if isinstance(v, bytes) else v
-            elif a.type == onnx.AttributeProto.INTS:
-                attrs[a.name] = tuple(int(x) for x in a.ints)
-        nodes.append(
-            weight_rules.Node(
-                node.op_type,
-                node.name,
-                tuple(node.input),
-                tuple(node.output),
-                attrs,
-                "" if node.domain == "ai.onnx" else node.domain,
-            )
-        )
+    nodes = [plain_node(node) for node, _ in _nodes(model.proto.graph, "main")]
     ints: dict[str, tuple[int, ...]] = {}
     for name, tensor, _, _ in _located_tensors(model.proto.graph):
         n = int(np.prod(tensor.dims)) if tensor.dims else 1
