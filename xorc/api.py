@@ -123,13 +123,15 @@ def verify(
     progress: Callable[[str], None] | None = None,
     decoder: str = "both",
     preset: str | None = None,
+    tie_ratio: float | None = None,
 ) -> VerifyReport:
     """Decode every tensor bit-exactly (reference decoders, datapath simulator or both); with
-    `data`, also gate the accuracy drop."""
-    from xorc.verify import verify_container
+    `data`, also gate the accuracy drop (`tie_ratio`: xorc/verify.py, default TIE_RATIO)."""
+    from xorc.verify import TIE_RATIO, verify_container
 
     container = read_bytes(map_file(blob))
-    return verify_container(container, model, data, max_drop, progress, decoder, preset)
+    ratio = TIE_RATIO if tie_ratio is None else tie_ratio
+    return verify_container(container, model, data, max_drop, progress, decoder, preset, ratio)
 
 
 def fmap(

@@ -67,6 +67,14 @@ def decompress(blob: str, out: str, external_data: str, as_json: bool) -> None:
     help="Largest allowed drop in percentage points; exit 3 above it.",
 )
 @click.option(
+    "--tie-ratio",
+    type=click.FloatRange(1),
+    default=1.1,
+    show_default=True,
+    help="Without labels: a sample whose original top class is less than this many times as "
+    "likely as the runner-up is a tie, reported but not counted in the drop (1: count all).",
+)
+@click.option(
     "--decoder",
     type=click.Choice(["reference", "datapath", "both"]),
     default="both",
@@ -84,6 +92,7 @@ def verify(
     accuracy: bool,
     data: str | None,
     max_drop: float,
+    tie_ratio: float,
     decoder: str,
     preset: str | None,
     as_json: bool,
@@ -98,7 +107,13 @@ def verify(
     if accuracy and data is None:
         raise click.UsageError("--accuracy needs --data DATA.npz")
     report = api.verify(
-        blob, model, data if (accuracy or data) else None, max_drop, decoder=decoder, preset=preset
+        blob,
+        model,
+        data if (accuracy or data) else None,
+        max_drop,
+        decoder=decoder,
+        preset=preset,
+        tie_ratio=tie_ratio,
     )
     report.variation = variation_trials(blob, model, data, variation)
     if as_json:
@@ -118,11 +133,18 @@ def _verify_text(report: VerifyReport) -> str:
     acc = report.accuracy
     if acc is not None:
         label = "top-1 accuracy" if acc.metric == "top1" else "top-1 agreement with the original"
+        counted = f"{acc.n_samples - acc.ties} decided" if acc.ties else str(acc.n_samples)
         lines.append(
             f"{label}: original {acc.original:.2f}%, compressed {acc.compressed:.2f}%, "
-            f"drop {acc.drop_pp:.2f} points (max {report.max_drop}) on {acc.n_samples} samples; "
+            f"drop {acc.drop_pp:.2f} points (max {report.max_drop}) on {counted} samples; "
             f"agreement {acc.top1_agreement:.2f}%, output cosine {acc.output_cosine:.5f}"
         )
+        if acc.ties:
+            lines.append(
+                f"  {acc.ties} of the samples are ties for the original (top class less than "
+                f"{report.tie_ratio:g}x as likely as the runner-up), {acc.tie_flips} of them "
+                "flipped; the drop counts the others (--tie-ratio 1 counts every sample)"
+            )
     lines += variation_text(report.variation or [])
     lines.append("PASSED" if report.passed else "FAILED")
     return "\n".join(lines)

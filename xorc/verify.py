@@ -5,6 +5,13 @@ intended (docs/format.md §3.2 `digest`), and checking it loads neither onnx nor
 (tests/test_layering.py); only the accuracy gate does. The accuracy gate runs the original
 model and the rebuilt one on the same data: with labels it compares top-1 accuracy, without
 labels it reports top-1 agreement with the original (`metric` = "agreement", `original` = 100).
+
+Without labels, a sample on which the original model itself has not decided (its top class
+less than `tie_ratio` times as likely as the runner-up, TIE_RATIO by default) is a **tie**: any
+change of the weights may pick the runner-up, and which one is "right" the data cannot say.
+Agreement and drop are then measured on the decided samples; the ties, and how many of them
+flipped, are reported next to them (`ties`, `tie_flips`), and the raw agreement over every
+sample stays in `top1_agreement`. `tie_ratio` 1 counts every sample (README.md, "verify").
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from xorc.errors import UsageError
 from xorc.format import Container, levels_digest
 
 SCHEMA_VERSION = 1
+TIE_RATIO = 1.1
+"""Without labels, a sample whose original top class is less than this many times as likely
+as its runner-up (softmax of the scores; log-ratio below ln 1.1 = 0.095) is a tie."""
 
 
 @dataclass
@@ -35,6 +45,8 @@ class Accuracy:
     n_samples: int
     top1_agreement: float
     output_cosine: float
+    ties: int = 0
+    tie_flips: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -48,6 +60,7 @@ class VerifyReport:
     mismatches: list[str] = field(default_factory=list)
     accuracy: Accuracy | None = None
     max_drop: float | None = None
+    tie_ratio: float | None = None  # without labels (module docstring)
     variation: list[dict[str, Any]] | None = None  # verify --variation (xorc/variation.py)
 
     @property
@@ -67,6 +80,7 @@ class VerifyReport:
             "mismatches": self.mismatches,
             "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
             "max_drop_pp": self.max_drop,
+            "tie_ratio": self.tie_ratio,
             "passed": self.passed,
             **({} if self.variation is None else {"variation": self.variation}),
         }
@@ -125,6 +139,7 @@ def measure_accuracy(
     compressed: bytes | Path,
     data_path: str | Path,
     progress: Callable[[int], None] | None = None,
+    tie_ratio: float = TIE_RATIO,
 ) -> Accuracy:
     """Run both models on the data and compare top-1 (labels) or agreement (no labels)."""
     from xorc import runtime
@@ -135,17 +150,18 @@ def measure_accuracy(
     name = runtime.score_output(sess_o)
     (out_o,) = runtime.run(sess_o, data, [name], progress=progress)
     (out_c,) = runtime.run(sess_c, data, [name], progress=progress)
-    return compare_outputs(out_o, out_c, data.labels)
+    return compare_outputs(out_o, out_c, data.labels, tie_ratio)
 
 
-def compare_outputs(out_o: np.ndarray, out_c: np.ndarray, labels: np.ndarray | None) -> Accuracy:
-    """Accuracy figures from the two models' scores."""
+def compare_outputs(
+    out_o: np.ndarray, out_c: np.ndarray, labels: np.ndarray | None, tie_ratio: float = TIE_RATIO
+) -> Accuracy:
+    """Accuracy figures from the two models' scores (module docstring: ties)."""
     n = out_o.shape[0]
-    top_o = out_o.reshape(n, -1).argmax(axis=1)
-    top_c = out_c.reshape(n, -1).argmax(axis=1)
-    agreement = 100.0 * float(np.mean(top_o == top_c))
     a = out_o.reshape(n, -1).astype(np.float64)
     b = out_c.reshape(n, -1).astype(np.float64)
+    top_o, top_c = a.argmax(axis=1), b.argmax(axis=1)
+    agreement = 100.0 * float(np.mean(top_o == top_c))
     denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cosine = float(
         np.mean(np.where(denom > 0, (a * b).sum(axis=1) / np.maximum(denom, 1e-300), 1.0))
@@ -154,7 +170,26 @@ def compare_outputs(out_o: np.ndarray, out_c: np.ndarray, labels: np.ndarray | N
         acc_o = 100.0 * float(np.mean(top_o == labels))
         acc_c = 100.0 * float(np.mean(top_c == labels))
         return Accuracy("top1", acc_o, acc_c, acc_o - acc_c, n, agreement, cosine)
-    return Accuracy("agreement", 100.0, agreement, 100.0 - agreement, n, agreement, cosine)
+    tie = tie_margin(a) < np.log(tie_ratio)
+    decided = ~tie
+    agree = 100.0 * float(np.mean(top_o[decided] == top_c[decided])) if decided.any() else 100.0
+    flips = int(np.sum(tie & (top_o != top_c)))
+    return Accuracy(
+        "agreement", 100.0, agree, 100.0 - agree, n, agreement, cosine, int(tie.sum()), flips
+    )
+
+
+def tie_margin(scores: np.ndarray) -> np.ndarray:
+    """Per sample, the log-ratio of the two most likely classes' probabilities: the top-two
+    difference of the scores (logits), or of their logarithms where every row is already a
+    probability distribution; +inf with fewer than two classes."""
+    if scores.shape[1] < 2:
+        return np.full(scores.shape[0], np.inf)
+    rows_sum_1 = np.allclose(scores.sum(axis=1), 1, atol=1e-3)
+    probs = scores.min() >= 0 and scores.max() <= 1 and rows_sum_1
+    logs = np.log(np.maximum(scores, 1e-300)) if probs else scores
+    top2 = np.partition(logs, -2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
 
 
 def verify_container(
@@ -165,6 +200,7 @@ def verify_container(
     progress: Callable[[str], None] | None = None,
     decoder: str = "both",
     preset: str | None = None,
+    tie_ratio: float = TIE_RATIO,
 ) -> VerifyReport:
     """Bit-exact check, and with `data_path` the accuracy gate against `model_path`."""
     levels, decoders, mismatches = check_bit_exact(
@@ -175,13 +211,18 @@ def verify_container(
         return report
     if model_path is None:
         raise UsageError("--accuracy needs --model ORIGINAL.onnx to compare against")
-    report.accuracy = accuracy_gate(container, levels, model_path, data_path)
+    report.accuracy = accuracy_gate(container, levels, model_path, data_path, tie_ratio)
     report.max_drop = max_drop
+    report.tie_ratio = tie_ratio if report.accuracy.metric == "agreement" else None
     return report
 
 
 def accuracy_gate(
-    container: Container, levels: list[np.ndarray], model_path: str | Path, data_path: str | Path
+    container: Container,
+    levels: list[np.ndarray],
+    model_path: str | Path,
+    data_path: str | Path,
+    tie_ratio: float = TIE_RATIO,
 ) -> Accuracy:
     """The original model (checked against the blob's `source_sha256`) and the model rebuilt
     from `levels`, run on the data."""
@@ -194,9 +235,9 @@ def accuracy_gate(
         )
     if not source.external:
         return measure_accuracy(
-            onnx_io.serialize(source), rebuild_model(container, levels), data_path
+            onnx_io.serialize(source), rebuild_model(container, levels), data_path, None, tie_ratio
         )
     with tempfile.TemporaryDirectory(prefix="xorc-verify-") as tmp:  # graph + external data
         rebuilt = Path(tmp, "decoded.onnx")
         write_model(container, rebuilt, "always", levels)
-        return measure_accuracy(Path(source.path), rebuilt, data_path)
+        return measure_accuracy(Path(source.path), rebuilt, data_path, None, tie_ratio)
