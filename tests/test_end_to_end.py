@@ -60,6 +60,21 @@ def test_efficientnet_agreement_with_bias_correction(tmp_path: Path) -> None:
     assert report.accuracy is not None and report.accuracy.compressed >= 95.0
 
 
+@pytest.mark.slow
+def test_efficientnet_default_passes_the_default_gate(tmp_path: Path) -> None:
+    """Issue 13: the data-free default passes `verify`'s default gate on held-out photos; the
+    views it flips are ties for the original (docs/reconstruction.md, "Decision")."""
+    model_path, photos = sample("efficientnet_lite0.onnx"), sample("photos.npz")
+    blob = tmp_path / "e.xorc"
+    api.compress(model_path, blob, CompressOptions())
+    report = api.verify(blob, model=model_path, data=photos)
+    acc = report.accuracy
+    assert report.passed and acc is not None and acc.ties >= acc.tie_flips
+    strict = api.verify(blob, model=model_path, data=photos, tie_ratio=1.0).accuracy
+    assert strict is not None and strict.ties == 0
+    assert strict.drop_pp == pytest.approx(100.0 * acc.tie_flips / acc.n_samples)
+
+
 def test_bias_correction_reduces_output_error(tmp_path: Path) -> None:
     model_path = tmp_path / "t.onnx"
     onnx.save(tiny_cnn(), model_path)
