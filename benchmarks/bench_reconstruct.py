@@ -83,6 +83,9 @@ SETTINGS = [  # (label, model and calibration data, flags, methods run on the ro
      ("gptq",)),
     ("fashion_cnn 3-bit S=0.75 global all", FASHION,
      ["--bits", "3", "--sparsity", "0.75", "--sparsity-scope", "global"], ALL),
+    ("fashion_cnn 3-bit S=0.75 global all v3", FASHION,
+     ["--bits", "3", "--sparsity", "0.75", "--sparsity-scope", "global", "--xor-variant", "3"],
+     ALL),
     ("fashion_cnn 4-bit S=0.5 all", FASHION, ["--bits", "4", "--sparsity", "0.5"], ALL),
     ("fashion_cnn 3-bit S=0.75 all", FASHION, ["--bits", "3", "--sparsity", "0.75"],
      (*ALL, "seq")),
@@ -95,6 +98,7 @@ TARGETS = {
     "EffNet S=0.5 global 8-bit raw": "cos >= 0.99",
     "EffNet S=0.5 global 8-bit all": "cos >= 0.99; bits/w all vs raw",
     "fashion_cnn 3-bit S=0.75 global all": "<= 1.5 bits/w within 0.5 pp",
+    "fashion_cnn 3-bit S=0.75 global all v3": "<= 1.5 bits/w within 0.5 pp",
     "fashion_cnn 4-bit S=0.5 all": "<= 1.5 bits/w within 0.5 pp",
     "fashion_cnn 3-bit S=0.75 all": "<= 1.5 bits/w within 0.5 pp",
 }
@@ -343,6 +347,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fashion_cnn rows only")
     parser.add_argument("--no-sequential", action="store_true", help="leave out the seq runs")
     parser.add_argument("--timing", action="store_true", help="only the time, memory and H")
+    parser.add_argument("--rows", default="", help="only the settings whose label has this")
     parser.add_argument("--groups", action="store_true", help="the group-scale table only")
     parser.add_argument("--parallel", type=int, default=1, help="models at a time (--groups)")
     parser.add_argument(
@@ -360,7 +365,7 @@ def main() -> None:
             tuple(None if g == "none" else int(g) for g in args.group_sizes.split(",")),
         )  # fmt: skip
         return
-    settings = [s for s in SETTINGS if not args.quick or "fashion" in s[0]]
+    settings = [s for s in SETTINGS if (not args.quick or "fashion" in s[0]) and args.rows in s[0]]
     if args.timing:
         settings = [s for s in SETTINGS if s[1] == EFFNET][:1]
         timing(settings)
